@@ -1,0 +1,133 @@
+"""Building blocks shared by several architectures (never scanned for registrations).
+
+Shapes are NCHW. Every network in this package returns logits (no sigmoid) of the input's spatial
+size; training uses BCEWithLogits and evaluation thresholds sigmoid(logits) at 0.5.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+InitMode = Literal["xavier_uniform", "xavier_normal"]
+
+
+def level_widths(width: int, depth: int) -> list[int]:
+    """Filters per resolution level: width, 2*width, ... (paper: 32..512 for width 32, depth 5)."""
+    if width < 1 or depth < 2:
+        raise ValueError(f"need width >= 1 and depth >= 2, got width={width}, depth={depth}")
+    return [width * 2**i for i in range(depth)]
+
+
+def check_input_size(x: Tensor, depth: int) -> None:
+    """Raise a clear error when H or W cannot go through ``depth - 1`` 2x2 poolings."""
+    factor = 2 ** (depth - 1)
+    h, w = x.shape[-2:]
+    if h % factor or w % factor:
+        raise ValueError(
+            f"input size {h}x{w} does not work with depth={depth}: height and width must be multiples of "
+            f"{factor} (2**(depth-1)), e.g. {max(factor, h // factor * factor)}x{max(factor, w // factor * factor)}"
+            f" or {(h // factor + 1) * factor}x{(w // factor + 1) * factor}"
+        )
+
+
+def init_weights(module: nn.Module, mode: InitMode = "xavier_uniform") -> None:
+    """Xavier init for every conv / transposed conv / linear weight, zero biases (paper: Xavier).
+
+    BatchNorm keeps PyTorch's defaults (gamma 1, beta 0). ``xavier_uniform`` is Keras'
+    glorot_uniform; ``xavier_normal`` is what jaxony/unet-pytorch used for its convs.
+    """
+    if mode not in ("xavier_uniform", "xavier_normal"):
+        raise ValueError(f"init must be 'xavier_uniform' or 'xavier_normal', got {mode!r}")
+    fill = nn.init.xavier_uniform_ if mode == "xavier_uniform" else nn.init.xavier_normal_
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            fill(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def up_conv(in_channels: int, out_channels: int) -> nn.ConvTranspose2d:
+    """2x2 transposed convolution, stride 2 (the U-Net up-sampling; bias on)."""
+    return nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
+
+
+def conv3x3(in_channels: int, out_channels: int, dilation: int = 1, bias: bool = True) -> nn.Conv2d:
+    """3x3 convolution with 'same' padding for the given dilation."""
+    return nn.Conv2d(in_channels, out_channels, 3, padding=dilation, dilation=dilation, bias=bias)
+
+
+class PreActConv(nn.Sequential):
+    """BN -> ReLU -> conv3x3 (pre-activation unit, He et al. 2016)."""
+
+    def __init__(self, in_channels: int, out_channels: int, dilation: int = 1) -> None:
+        super().__init__(nn.BatchNorm2d(in_channels), nn.ReLU(inplace=False), conv3x3(in_channels, out_channels, dilation))
+
+
+class MLRBlock(nn.Module):
+    """Multi-level residual (residual-of-residual) skip block of MILDNet, C -> C.
+
+    Two levels; each level is ``BN-ReLU-conv3x3, BN-ReLU-conv3x3`` plus the identity of the level's
+    input; an outer identity runs from the block input to its output. Parameters: 4 * (9C^2 + 3C)
+    (architectures.md section 6; 37,248 for C=32).
+    """
+
+    def __init__(self, channels: int, levels: int = 2) -> None:
+        super().__init__()
+        self.levels = nn.ModuleList(
+            nn.Sequential(PreActConv(channels, channels), PreActConv(channels, channels)) for _ in range(levels)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x
+        for level in self.levels:
+            h = level(h) + h
+        return h + x
+
+
+class SegmentationNet(nn.Module):
+    """Base class: stores the common hyper-parameters, checks input sizes, applies the init.
+
+    Subclasses build their layers in ``__init__`` (after calling ``super().__init__``), call
+    ``self.reset_parameters()`` at the end, and start ``forward`` with ``self.check_input(x)``.
+    """
+
+    display_name: str = ""
+
+    def __init__(self, in_channels: int, classes: int, width: int, depth: int, init: InitMode) -> None:
+        super().__init__()
+        self.in_channels, self.classes, self.width, self.depth, self.init = in_channels, classes, width, depth, init
+        self.widths = level_widths(width, depth)
+
+    def reset_parameters(self) -> None:
+        init_weights(self, self.init)
+
+    def check_input(self, x: Tensor) -> None:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"{type(self).__name__} expects input N x {self.in_channels} x H x W, got {tuple(x.shape)}")
+        check_input_size(x, self.depth)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters as PyTorch counts them (BatchNorm running stats excluded)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_macs(model: nn.Module, in_channels: int, size: int | tuple[int, int] = 256) -> int:
+    """Multiply-accumulates of one 1 x C x H x W forward pass (torch's FlopCounterMode / 2).
+
+    Counts conv, transposed conv and linear layers (architectures.md's convention). The pass runs on
+    the meta device, so it is fast even for the paper-size networks; ``model`` is not modified.
+    """
+    import copy
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    h, w = (size, size) if isinstance(size, int) else size
+    meta = copy.deepcopy(model).to("meta").eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        meta(torch.empty(1, in_channels, h, w, device="meta"))
+    return counter.get_total_flops() // 2

@@ -1,0 +1,122 @@
+"""A small generic name -> factory registry, shared by architectures and datasets.
+
+Follows lm-eval's registry: a duplicate name raises naming both origins, an unknown name raises
+with close matches; listing takes fnmatch wildcards (timm). An entry may carry default keyword
+arguments, so one class can back several names (``mildnet_no_mlr`` is ``MILDNet`` with
+``mlr_skips=False``). A *prefix* resolves open-ended names such as ``smp:Unet:resnet34``.
+
+This module imports nothing else from the project.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    """One registered name: the factory, its default kwargs and where it was registered."""
+
+    name: str
+    factory: Callable[..., T]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    origin: str = ""
+    aliases: tuple[str, ...] = ()
+    display_name: str | None = None
+
+    def create(self, **kwargs: Any) -> T:
+        return self.factory(**{**self.defaults, **kwargs})
+
+
+def _origin(obj: Any) -> str:
+    """Where a registration happened: ``module.qualname (file:line)`` of the registering code."""
+    frame = sys._getframe(2)
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', '?')} ({frame.f_code.co_filename}:{frame.f_lineno})"
+
+
+class Registry(Generic[T]):
+    """Registry of factories of kind ``kind`` ("architecture", "dataset")."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry[T]] = {}
+        self._aliases: dict[str, str] = {}
+        self._prefixes: dict[str, tuple[Callable[..., T], str]] = {}
+
+    def register(self, name: str, factory: Callable[..., T] | None = None, *, aliases: tuple[str, ...] = (),
+                 display_name: str | None = None, **defaults: Any) -> Any:
+        """Register ``factory`` under ``name`` with default kwargs; without ``factory`` return a decorator.
+
+        ``display_name`` is the spelling reports use ("UNet++"); it defaults to the factory's
+        ``display_name`` attribute, then to ``name``.
+        """
+        if factory is None:
+            def decorator(obj: Callable[..., T]) -> Callable[..., T]:
+                self._add(Entry(name, obj, dict(defaults), _origin(obj), tuple(aliases), display_name))
+                return obj
+            return decorator
+        self._add(Entry(name, factory, dict(defaults), _origin(factory), tuple(aliases), display_name))
+        return factory
+
+    def register_prefix(self, prefix: str, resolver: Callable[..., T]) -> None:
+        """Names ``prefix:rest`` are built by ``resolver(rest, **kwargs)``."""
+        if prefix in self._prefixes:
+            raise ValueError(f"{self.kind} prefix {prefix!r} already registered at {self._prefixes[prefix][1]}")
+        self._prefixes[prefix] = (resolver, _origin(resolver))
+
+    def _add(self, entry: Entry[T]) -> None:
+        for key in (entry.name, *entry.aliases):
+            if key in self._entries or key in self._aliases:
+                first = self._entries[self._aliases.get(key, key)]
+                raise ValueError(f"duplicate {self.kind} name {key!r}: registered by {first.origin} "
+                                 f"and again by {entry.origin}")
+        self._entries[entry.name] = entry
+        for alias in entry.aliases:
+            self._aliases[alias] = entry.name
+
+    def display_name(self, name: str) -> str:
+        entry = self.get(name)
+        return entry.display_name or getattr(entry.factory, "display_name", None) or entry.name
+
+    def canonical(self, name: str) -> str:
+        """The registered name for ``name`` (resolving aliases); raises KeyError with suggestions."""
+        if name in self._entries:
+            return name
+        if name in self._aliases:
+            return self._aliases[name]
+        if ":" in name and name.split(":", 1)[0] in self._prefixes:
+            return name
+        known = sorted([*self._entries, *self._aliases])
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        prefixes = f" (or a prefixed name: {', '.join(p + ':...' for p in self._prefixes)})" if self._prefixes else ""
+        raise KeyError(f"unknown {self.kind} {name!r}{hint} Known: {', '.join(sorted(self._entries))}{prefixes}")
+
+    def get(self, name: str) -> Entry[T]:
+        key = self.canonical(name)
+        if key in self._entries:
+            return self._entries[key]
+        prefix, rest = key.split(":", 1)
+        resolver = self._prefixes[prefix][0]
+        return Entry(key, lambda **kw: resolver(rest, **kw), {}, self._prefixes[prefix][1])
+
+    def create(self, name: str, **kwargs: Any) -> T:
+        """Build the entry ``name`` with its defaults overridden by ``kwargs``."""
+        return self.get(name).create(**kwargs)
+
+    def list(self, pattern: str | list[str] = "*") -> list[str]:
+        """Registered names matching fnmatch pattern(s), sorted, in registration-independent order."""
+        patterns = [pattern] if isinstance(pattern, str) else pattern
+        return sorted(n for n in self._entries if any(fnmatch.fnmatchcase(n, p) for p in patterns))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and (name in self._entries or name in self._aliases)
+
+    def __len__(self) -> int:
+        return len(self._entries)
