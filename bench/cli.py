@@ -1,0 +1,200 @@
+"""Command line: ``bench list | data check | run | export | report | ttest | check``.
+
+Each sub-command parses its arguments, builds a config object once and calls library functions;
+the work lives in the library modules. Bad input exits with status 2 and a one-line reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _csv_ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(",") if v != "")
+
+
+def _settings(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+# ---------------------------------------------------------------- bench list
+def cmd_list(args: argparse.Namespace) -> int:
+    import torch
+
+    from bench.architectures import ARCHITECTURES, list_models
+    from bench.architectures._blocks import count_macs, count_parameters
+    from bench.datasets import DATASETS, list_datasets
+
+    print(f"Architectures (in_channels={args.in_channels}, width={args.width}, depth={args.depth}, "
+          f"{args.size}x{args.size} input):")
+    print(f"  {'name':<16} {'display name':<24} {'params':>12} {'GMACs':>9} {'GFLOPs':>9}")
+    for name in list_models(args.pattern):
+        with torch.device("meta"):
+            model = ARCHITECTURES.create(name, in_channels=args.in_channels, classes=1, width=args.width,
+                                         depth=args.depth)
+        macs = count_macs(model, args.in_channels, args.size) / 1e9
+        print(f"  {name:<16} {ARCHITECTURES.display_name(name):<24} {count_parameters(model):>12,} "
+              f"{macs:>9.3f} {2 * macs:>9.2f}")
+    print("  (also: smp:<Arch>:<encoder>, any segmentation-models-pytorch model, e.g. smp:Unet:resnet34)")
+    print("\nDatasets:")
+    for name in list_datasets():
+        cls = DATASETS.get(name).factory
+        aliases = DATASETS.get(name).aliases
+        print(f"  {name:<10} {cls.display_name:<12} {cls.modality:<24} channels={cls.channels} "
+              f"paper images={cls.paper_count}" + (f"  alias: {', '.join(aliases)}" if aliases else ""))
+    return 0
+
+
+def add_list(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pattern", nargs="?", default="*", help="wildcard over architecture names (default: all)")
+    p.add_argument("--size", type=int, default=256, help="input size for GFLOPs (default 256)")
+    p.add_argument("--in-channels", type=int, default=3)
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--depth", type=int, default=5)
+
+
+# ---------------------------------------------------------------- bench data check
+def cmd_data(args: argparse.Namespace) -> int:
+    from bench.datasets import canonical_name, open_dataset
+    from bench.datasets._check import check_data_root, check_dataset, format_report
+
+    if args.data_root:
+        reports = check_data_root(Path(args.data_root))
+        if not reports:
+            raise FileNotFoundError(f"no dataset folder found under {args.data_root}")
+    elif args.dataset and args.root:
+        reports = [check_dataset(open_dataset(canonical_name(args.dataset), Path(args.root)))]
+    else:
+        raise ValueError("give DATASET --root DIR (that dataset's own folder) or --data-root DIR")
+    for report in reports:
+        print(format_report(report))
+        print()
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def add_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["check"])
+    p.add_argument("dataset", nargs="?", help="dataset name (with --root)")
+    p.add_argument("--root", help="the dataset's own folder, in its native layout")
+    p.add_argument("--data-root", help="a folder holding one native-layout folder per dataset")
+
+
+# ---------------------------------------------------------------- bench run
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.config import load_profile
+    from bench.plan import plan, select
+    from bench.runner import dry_run_table, run_jobs
+    from bench.summary import print_summary
+
+    overrides = _settings(args.set)
+    if args.augment:
+        overrides["augment"] = "true"
+    profile = load_profile(args.profile, overrides)
+    sel = select(args.arch, args.dataset, args.all, args.protocol, args.folds, args.seeds)
+    results = Path(args.results)
+    jobs = plan(sel, profile, results, Path(args.data_root) if args.data_root else None)
+    table = dry_run_table(jobs, results)
+    done = int((table["state"] == "done").sum()) if len(table) else 0
+    print(f"{len(jobs)} jobs ({done} already done) | profile {profile.name} | protocol {sel.protocol} | "
+          f"{len(sel.archs)} architectures x {len(sel.datasets)} datasets | results in {results}")
+    if args.dry_run:
+        print(table.to_string(index=False))
+        return 0
+    return _execute(jobs, results, args, profile.name)
+
+
+def _execute(jobs: list, results: Path, args: argparse.Namespace, profile: str) -> int:
+    from tqdm.auto import tqdm
+
+    from bench.runner import run_jobs
+    from bench.summary import print_summary
+
+    start, failed = time.perf_counter(), []
+    bar = tqdm(total=len(jobs), desc="jobs", unit="job", disable=args.quiet)
+    for status in run_jobs(jobs, results, n_jobs=args.jobs, force=args.force, progress=not args.quiet):
+        bar.update(1)
+        bar.set_postfix_str(f"{status['label']} {status['status']}")
+        if status["status"] == "failed":
+            failed.append(status)
+            tqdm.write(f"FAILED {status['label']}: {status['error']}")
+    bar.close()
+    print_summary(results, {j.key for j in jobs})
+    print(f"\n{len(jobs)} jobs in {time.perf_counter() - start:.1f} s; {len(failed)} failed. Results: {results}/runs "
+          f"(bench.store.load_all({str(results)!r}); `bench export`, `bench report --table 5`).")
+    return 1 if failed else 0
+
+
+def add_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--all", action="store_true", help="the paper's 8 networks on its 5 datasets")
+    p.add_argument("--arch", help="architecture names or wildcards, comma-separated (e.g. 'unet*,mildnet')")
+    p.add_argument("--dataset", help="dataset names or wildcards, comma-separated (e.g. 'mri,dsb2018')")
+    p.add_argument("--protocol", default="holdout", choices=["holdout", "cv"])
+    p.add_argument("--folds", type=_csv_ints, help="fold indices, comma-separated (default: the profile's)")
+    p.add_argument("--seeds", type=_csv_ints, help="training seeds, comma-separated (default: the profile's)")
+    p.add_argument("--profile", default="quick", help="quick (CPU, minutes), paper (GPU) or a YAML file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a profile value, e.g. --set epochs=3 (repeatable)")
+    p.add_argument("--augment", action="store_true", help="train with the paper's augmentation pipeline")
+    p.add_argument("--data-root", help="folder with one native-layout folder per dataset (default: synthetic)")
+    p.add_argument("--results", default="results", help="results folder (default: ./results)")
+    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (joblib/loky)")
+    p.add_argument("--force", action="store_true", help="recompute finished jobs")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and what is already done")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+# ---------------------------------------------------------------- bench export
+def cmd_export(args: argparse.Namespace) -> int:
+    from bench.store import export
+
+    out = export(args.results, args.out or f"results.{args.format}", args.format)
+    print(f"wrote {out}")
+    return 0
+
+
+def add_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", default="csv", choices=["csv", "parquet"])
+    p.add_argument("--out", help="output file (default results.<format>)")
+    p.add_argument("--results", default="results")
+
+
+PARSERS = {"list": (add_list, cmd_list, "list architectures (params, GFLOPs) and datasets"),
+           "data": (add_data, cmd_data, "check dataset folders in their native layouts"),
+           "run": (add_run, cmd_run, "train and score architectures on identical folds"),
+           "export": (add_export, cmd_export, "write the tidy per-image table as CSV or Parquet")}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bench import __version__
+
+    parser = argparse.ArgumentParser(prog="bench", description="Benchmark 2D biomedical segmentation networks "
+                                     "(MILDNet, Gudhe et al., Sci Rep 2021, and its baselines).")
+    parser.add_argument("--version", action="version", version=f"bench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (add, _, help_text) in PARSERS.items():
+        add(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return PARSERS[args.command][1](args)
+    except (KeyError, ValueError, FileNotFoundError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"bench {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

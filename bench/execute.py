@@ -1,0 +1,133 @@
+"""What one job does, start to finish: data, split, model, training, prediction, per-image rows."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bench.architectures import create_model
+from bench.config import Job
+from bench.datasets.prepare import PreparedData
+from bench.datasets.splits import Split
+from bench.evaluate import predict, save_predictions, score
+from bench.train import fit, job_seed, seed_everything
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def build_model(job: Job, in_channels: int) -> torch.nn.Module:
+    kwargs: dict[str, Any] = {"in_channels": in_channels, "classes": 1, **json.loads(job.arch_kwargs)}
+    if ":" not in job.arch:  # the project's own networks take the profile's width/depth/init
+        kwargs.update(width=job.train.width, depth=job.train.depth, init=job.train.init)
+    return create_model(job.arch, **kwargs)
+
+
+def load_job_data(job: Job, cache_dir: Path) -> tuple[PreparedData, Split]:
+    from bench.datasets import open_dataset
+    from bench.datasets.prepare import prepare
+    from bench.datasets.splits import Split as SplitCls
+
+    root = None if job.data_root is None else Path(job.data_root)
+    ds = open_dataset(job.dataset, root, **json.loads(job.data_options))
+    data = prepare(ds, job.train.image_size, patch_padding=job.train.patch_padding, cache_dir=cache_dir)
+    if data.fingerprint != job.data_fingerprint:
+        raise RuntimeError(f"{job.dataset}: the data changed since planning (fingerprint {data.fingerprint} != "
+                           f"{job.data_fingerprint}); run `bench run` again to re-plan")
+    split = SplitCls.load(Path(job.split_path))
+    if split.hash != job.split_hash:
+        raise RuntimeError(f"split file {job.split_path} changed since planning ({split.hash} != {job.split_hash})")
+    return data, split
+
+
+def fold_ids(split: Split, protocol: str, fold: int) -> dict[str, list[str]]:
+    """Train / selection / scored ids of one fold model.
+
+    holdout: train on the 4 other folds, select the best epoch on fold k, score fold k ("val") and
+    the test set ("test"). cv: fold k is scored out of fold, so it must not choose the epoch; the
+    next fold (k+1 mod n, part of the training folds) is held out of training for selection.
+    """
+    train, val = split.fold(fold)
+    if protocol == "holdout":
+        return {"train": list(train), "select": list(val), "val": list(val), "test": list(split.test)}
+    inner = set(split.fold((fold + 1) % len(split.folds))[1])
+    return {"train": [i for i in train if i not in inner], "select": sorted(inner), "val": list(val), "test": []}
+
+
+def tensors(data: PreparedData, ids: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    idx = data.index(ids)
+    return torch.from_numpy(data.images[idx]), torch.from_numpy(data.masks[idx][:, None].astype(np.float32))
+
+
+def make_augment(job: Job, seed: int) -> Any:
+    if not job.train.augment:
+        return None
+    from bench.datasets.augment import augment_batch, paper_augmentation
+
+    transform = paper_augmentation(seed)
+
+    def augment(x: torch.Tensor, y: torch.Tensor, _step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        xi, yi = augment_batch(x.numpy(), y[:, 0].numpy() > 0.5, transform)
+        return torch.from_numpy(xi), torch.from_numpy(yi[:, None].astype(np.float32))
+
+    return augment
+
+
+def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = False) -> tuple[pd.DataFrame, dict]:
+    """Run ``job``; returns (per-image rows, sidecar info). Writes the checkpoint and predictions."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    device = resolve_device(job.train.device)
+    seed = job_seed(job.seed, job.dataset, job.arch, job.protocol, job.fold)
+    seed_everything(seed, job.train.threads)
+    data, split = load_job_data(job, Path(results) / "cache")
+    ids = fold_ids(split, job.protocol, job.fold)
+    model = build_model(job, data.images.shape[1])
+    cfg = job.train if device == job.train.device else job.train.__class__(**{**job.train.to_dict(), "device": device})
+    bar = _epoch_bar(job, progress)
+    result = fit(model, cfg, tensors(data, ids["train"]), tensors(data, ids["select"]), seed=seed,
+                 augment=make_augment(job, seed), on_epoch=bar)
+    torch.save({k: v.cpu() for k, v in result.model.state_dict().items()}, out["checkpoint"])
+    frames, kept = [], {}
+    for split_name in ("val", "test"):
+        if ids[split_name]:
+            x, _ = tensors(data, ids[split_name])
+            probs = predict(result.model, x, cfg.batch_size, device)
+            frames.append(score(probs, data.masks[data.index(ids[split_name])], ids[split_name],
+                                [data.groups[i] for i in data.index(ids[split_name])]).assign(split=split_name))
+            kept[split_name] = (probs, ids[split_name])
+    probs, keep_ids = kept.get("test", kept["val"])
+    save_predictions(out["predictions"], probs, keep_ids)
+    rows = pd.concat(frames, ignore_index=True).assign(
+        dataset=job.dataset, source=job.source, data_options=job.data_options, arch=job.arch,
+        protocol=job.protocol, fold=job.fold, seed=job.seed, profile=job.profile, split_hash=job.split_hash,
+        job_key=job.key)
+    info = {"best_epoch": result.best_epoch, "best_select_loss": result.best_loss, "history": result.history,
+            "train_seconds": result.seconds, "n_train": len(ids["train"]), "n_select": len(ids["select"]),
+            "n_expected": len(ids["val"]) + len(ids["test"]), "device": device,
+            "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    return rows, info
+
+
+def _epoch_bar(job: Job, progress: bool) -> Any:
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=job.train.epochs, desc=job.label, leave=False, unit="epoch")
+
+    def update(epoch: int, record: dict[str, float]) -> None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{record['train_loss']:.4f}", sel=f"{record['select_loss']:.4f}")
+        if epoch + 1 == job.train.epochs:
+            bar.close()
+
+    return update
