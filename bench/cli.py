@@ -93,8 +93,7 @@ def add_data(p: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.config import load_profile
     from bench.plan import plan, select
-    from bench.runner import dry_run_table, run_jobs
-    from bench.summary import print_summary
+    from bench.runner import dry_run_table
 
     overrides = _settings(args.set)
     if args.augment:
@@ -168,10 +167,39 @@ def add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default="results")
 
 
+# ---------------------------------------------------------------- bench check
+def cmd_check(args: argparse.Namespace) -> int:
+    from bench.check import check, format_result, update
+
+    start = time.perf_counter()
+    baseline = Path(args.baseline)
+    results = Path(args.results) if args.results else None
+    if args.update:
+        update(baseline, args.reason or "", results, args.jobs)
+        print(f"bench check: baseline re-blessed in {baseline} ({time.perf_counter() - start:.0f} s): {args.reason}")
+        return 0
+    if not (baseline / "rows.parquet").exists():
+        raise FileNotFoundError(f"no baseline at {baseline} (expected rows.parquet, derived.json, meta.json); "
+                                "create one with `bench check --update --reason \"...\"`")
+    result = check(baseline, args.tolerance, results, args.jobs)
+    print(format_result(result, time.perf_counter() - start))
+    return 0 if result.ok else 1
+
+
+def add_check(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--baseline", default="results/baseline", help="baseline folder (default results/baseline)")
+    p.add_argument("--tolerance", help="per-metric abs[:rel] tolerances, e.g. 'dice=1e-4,hd=0.5:0.01'")
+    p.add_argument("--update", action="store_true", help="re-run and re-bless the baseline")
+    p.add_argument("--reason", help="why the baseline changes (required with --update)")
+    p.add_argument("--results", help="keep the re-run's results here (default: a temporary folder)")
+    p.add_argument("--jobs", type=int, default=1, help="parallel workers for the re-run")
+
+
 PARSERS = {"list": (add_list, cmd_list, "list architectures (params, GFLOPs) and datasets"),
            "data": (add_data, cmd_data, "check dataset folders in their native layouts"),
            "run": (add_run, cmd_run, "train and score architectures on identical folds"),
-           "export": (add_export, cmd_export, "write the tidy per-image table as CSV or Parquet")}
+           "export": (add_export, cmd_export, "write the tidy per-image table as CSV or Parquet"),
+           "check": (add_check, cmd_check, "re-run the drift benchmark and compare it with the committed baseline")}
 
 
 def build_parser() -> argparse.ArgumentParser:

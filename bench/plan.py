@@ -60,8 +60,10 @@ def select(arch: str | None, dataset: str | None, all_: bool, protocol: str, fol
 def data_options(dataset: str, profile: Profile, synthetic: bool) -> dict[str, Any]:
     """Dataset options that change the data; recorded with results and part of the cache key."""
     opts: dict[str, Any] = {}
-    if synthetic and profile.train.synthetic_n is not None:
-        opts["n"] = profile.train.synthetic_n
+    if synthetic:  # generated at the profile's scale (majority size x image_size / 256)
+        opts["size"] = profile.train.image_size
+        if profile.train.synthetic_n is not None:
+            opts["n"] = profile.train.synthetic_n
     if dataset == "lgg_mri" and not synthetic:
         opts["subset"] = profile.train.lgg_subset
     return opts

@@ -88,12 +88,12 @@ def fit(model: nn.Module, cfg: TrainConfig, train: tuple[Tensor, Tensor], select
             if augment is not None:
                 x, y = augment(x, y, seed * 100_003 + epoch * 1_009 + i)
             loss = batch_loss(model, x.to(device), y.to(device), criterion)
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"non-finite training loss {float(loss)} at epoch {epoch}, batch {i // cfg.batch_size}")
+            if not torch.isfinite(loss.detach()):
+                raise NonFiniteLoss(f"non-finite training loss {loss.detach().item()} at epoch {epoch}, batch {i // cfg.batch_size}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(loss.detach().item())
         sel = mean_loss(model, select[0].to(device), select[1].to(device), cfg.batch_size, criterion)
         if not math.isfinite(sel):
             raise NonFiniteLoss(f"non-finite selection loss at epoch {epoch}")
