@@ -114,3 +114,15 @@ def test_smp_bridge_builds_random_init_models() -> None:
         assert model.eval()(torch.rand(1, 1, 64, 64)).shape == (1, 1, 64, 64)
     with pytest.raises(KeyError, match="unknown smp encoder"):
         create_model("smp:Unet:not_an_encoder")
+
+
+def test_unetpp_deep_supervision_trains_all_heads_and_averages_at_eval() -> None:
+    model = tiny("unetpp", deep_supervision=True, dropout=0.0).train()  # no dropout: train == eval up to heads
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        heads = model(x)
+        assert isinstance(heads, list) and len(heads) == 2 and all(h.shape == (1, 1, 32, 32) for h in heads)
+        assert torch.allclose(model.eval()(x), torch.stack(heads).mean(0))
+    with torch.device("meta"):
+        full = create_model("unetpp", width=32, depth=5, deep_supervision=True)
+    assert count_parameters(full) == 9_042_276
