@@ -1,0 +1,243 @@
+"""The report: every table (md, tex, csv, html) and figure of a results table, with an index that says
+where the numbers come from (real or synthetic data, profile, jobs, conventions, package versions).
+
+Entry points for the CLI: ``build_report`` (``bench report``), ``report_table`` (``bench report --table N``)
+and ``report_figure`` (``bench report --figure 8``).
+"""
+
+from __future__ import annotations
+
+import html
+import importlib.metadata
+import platform
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench import figures, stats, tables
+
+FORMATS = ("md", "tex", "csv", "html")
+_RENDER_FMT = {"md": "md", "tex": "latex", "latex": "latex", "csv": "csv", "html": "html"}
+CONVENTIONS = [
+    "Prediction mask: sigmoid(logits) > 0.5; metrics on the evaluation-size masks (column eval_size; paper: 256x256).",
+    "Dice and IoU from integer counts in float64, no smoothing. Both masks empty: Dice = IoU = 1 (counted; the "
+    "sensitivity table shows the ranking when such images are excluded). Reference empty, prediction not: 0.",
+    "HD (paper Eq. 6-8): symmetric Hausdorff distance over all foreground pixels, Euclidean, in pixels. Both empty: 0; "
+    "exactly one empty: the image diagonal (flagged hd_worst_case, never NaN).",
+    "HD95: max of the two directed 95th percentiles of boundary-to-boundary distances (MONAI convention), pixels.",
+    "Tables 4/5: mean ± std (ddof=1) over fold models of each fold model's mean over its images "
+    "(Table 4: validation folds of the holdout protocol; Table 5: the holdout test set).",
+    "Statistics: paired on case_id (unmatched sets refused); paired t-test, Holm correction across the comparisons "
+    "of one dataset, Cohen's d_z and the t-based 95% CI of the mean difference. Unit: out-of-fold images (cv) or "
+    "test-set images averaged over fold models (holdout).",
+]
+REPORT_PACKAGES = ("numpy", "pandas", "scipy", "statsmodels", "matplotlib", "seaborn", "mildnet-bench")
+
+
+# ----------------------------------------------------------------------------- single entry points
+
+
+def report_table(df: pd.DataFrame, n: int | str, fmt: str = "md", vs_paper: bool = False, *,
+                 failures: pd.DataFrame | None = None, sidecars: Sequence[dict[str, Any]] | None = None,
+                 inputs: Sequence[Any] = (), **kwargs: Any) -> str:
+    """Table ``n`` rendered as ``fmt`` (md, tex/latex, csv, html).
+
+    ``n``: 3 (hyper-parameters, needs ``sidecars``), 4, 5, ``"floors"``, ``"sensitivity"``, ``"tests"``
+    (paired tests, ``kwargs`` go to ``stats.paired_tests``), or 1/2 (built by ``bench.datasets.summary``
+    ``table1(*inputs)`` / ``table2(*inputs)``: prepared datasets, or (prepared, split) pairs).
+    """
+    table = build_table(df, n, vs_paper, failures=failures, sidecars=sidecars, inputs=inputs, **kwargs)
+    return tables.render(table, _render_fmt(fmt))
+
+
+def build_table(df: pd.DataFrame, n: int | str, vs_paper: bool = False, *, failures: pd.DataFrame | None = None,
+                sidecars: Sequence[dict[str, Any]] | None = None, inputs: Sequence[Any] = (),
+                **kwargs: Any) -> pd.DataFrame:
+    """The DataFrame behind ``report_table`` (raw floats; caption and bold cells in ``attrs``)."""
+    key = str(n)
+    if key in ("1", "2"):
+        try:
+            from bench.datasets import summary
+        except ImportError as exc:
+            raise ValueError(f"Table {n} is built by bench.datasets.summary, which is not importable: {exc}") from exc
+        return getattr(summary, f"table{n}")(*inputs, **kwargs)
+    if key == "3":
+        if not sidecars:
+            raise ValueError("Table 3 needs the job sidecars (bench.store.sidecars(results))")
+        return tables.table3(sidecars)
+    builders: dict[str, Callable[[], pd.DataFrame]] = {
+        "4": lambda: tables.table4(df, failures=failures, vs_paper=vs_paper, **kwargs),
+        "5": lambda: tables.table5(df, failures=failures, vs_paper=vs_paper, **kwargs),
+        "floors": lambda: tables.floor_rows(df, **kwargs),
+        "sensitivity": lambda: tables.sensitivity(df, **kwargs)[0],
+        "tests": lambda: _tests_table(df, **kwargs),
+    }
+    if key not in builders:
+        raise ValueError(f"unknown table {n!r}; expected 1, 2, 3, 4, 5, floors, sensitivity or tests")
+    return builders[key]()
+
+
+def _tests_table(df: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
+    """Paired tests, compact: one row per comparison; test, correction and unit go in the caption."""
+    full = stats.paired_tests(df, **kwargs)
+    if full.empty:
+        raise ValueError(f"no {kwargs.get('protocol', 'cv')} results to test")
+    out = full[["dataset", "other", "n", "mean_ref", "mean_other", "mean_diff", "ci_low", "ci_high", "d_z",
+                "p_raw", "p_adj", "significant"]].rename(columns={"other": "arch"})
+    settings = sorted({f"{r.test} test of {r.metric}, {r.reference} vs each model, {r.correction} correction per "
+                       f"dataset, alpha {r.alpha:g}; unit: {r.unit}" for r in full.itertuples()})
+    out.attrs["caption"] = "Paired tests: " + "; ".join(settings) + ". mean_diff = reference - model. " + \
+        tables.source_note(df)
+    return out
+
+
+def _render_fmt(fmt: str) -> str:
+    if fmt not in _RENDER_FMT:
+        raise ValueError(f"fmt must be one of {', '.join(_RENDER_FMT)}; got {fmt!r}")
+    return _RENDER_FMT[fmt]
+
+
+def report_figure(df: pd.DataFrame, n: int | str, out_dir: Path | str, **kwargs: Any) -> list[Path]:
+    """Figure ``n`` saved under ``out_dir``: 8 (Fig. 8 panels + combined), ``"bars"``, ``"ranking"``."""
+    makers: dict[str, Callable[..., list[Path]]] = {"8": figures.fig8, "bars": figures.bar_chart,
+                                                   "ranking": figures.ranking}
+    if str(n) not in makers:
+        raise ValueError(f"unknown figure {n!r}; expected 8, bars or ranking")
+    return makers[str(n)](df, Path(out_dir), **kwargs)
+
+
+# ----------------------------------------------------------------------------- the whole report
+
+
+def build_report(df: pd.DataFrame, out_dir: Path | str, *, sidecars: Sequence[dict[str, Any]],
+                 failures: pd.DataFrame | None = None, fmt: Sequence[str] = FORMATS, vs_paper: bool = True,
+                 reference: str = "mildnet", metric: str = "iou") -> Path:
+    """Write every table and figure under ``out_dir`` plus ``index.md`` and ``index.html``; returns index.md.
+
+    A part without data (e.g. no ``cv`` results, so no Fig. 8) is listed in the index with the reason.
+    """
+    if df.empty:
+        raise ValueError("no results to report (the results table is empty)")
+    out_dir = Path(out_dir)
+    (out_dir / "tables").mkdir(parents=True, exist_ok=True)
+    items: list[tuple[str, list[Path] | str]] = []
+    for name, n in (("Table 3: hyper-parameters", 3), ("Table 4: MLR ablation (holdout validation folds)", 4),
+                    ("Table 5: all models (holdout test set)", 5), ("Floors: trivial predictions", "floors"),
+                    ("Convention sensitivity", "sensitivity")):
+        items.append((name, _write_table(df, n, out_dir, fmt, vs_paper, failures, sidecars)))
+    for protocol in ("cv", "holdout"):
+        items.append((f"Paired tests ({protocol}, {metric}, vs {reference})",
+                      _write_table(df, "tests", out_dir, fmt, False, failures, sidecars, protocol=protocol,
+                                   metric=metric, reference=reference)))
+    for name, n, kw in (("Fig. 8: per-image box plots (cv)", 8, {"reference": reference, "metric": metric}),
+                        ("Bars: Dice and IoU with 95% CIs", "bars", {}), ("Mean rank across datasets", "ranking", {})):
+        items.append((name, _try(lambda n=n, kw=kw: report_figure(df, n, out_dir / "figures", **kw))))
+    line = _try(lambda: tables.sensitivity(df)[1])
+    facts = provenance(df, sidecars, failures)
+    index = out_dir / "index.md"
+    index.write_text(_index_md(facts, items, line, out_dir))
+    (out_dir / "index.html").write_text(_index_html(facts, items, line, out_dir))
+    return index
+
+
+def _try(make: Callable[[], Any]) -> Any:
+    """Run ``make``; a ValueError (no data for this part) becomes the reason shown in the index."""
+    try:
+        return make()
+    except ValueError as exc:
+        return f"not built: {exc}"
+
+
+def _write_table(df: pd.DataFrame, n: int | str, out_dir: Path, fmts: Sequence[str], vs_paper: bool,
+                 failures: pd.DataFrame | None, sidecars: Sequence[dict[str, Any]], **kwargs: Any) -> list[Path] | str:
+    table = _try(lambda: build_table(df, n, vs_paper, failures=failures, sidecars=sidecars, **kwargs))
+    if isinstance(table, str):
+        return table
+    stem = f"table{n}" if str(n).isdigit() else f"{n}_{kwargs['protocol']}" if "protocol" in kwargs else str(n)
+    paths = []
+    for f in fmts:
+        path = out_dir / "tables" / f"{stem}.{f}"
+        path.write_text(tables.render(table, _render_fmt(f)))
+        paths.append(path)
+    return paths
+
+
+def provenance(df: pd.DataFrame, sidecars: Sequence[dict[str, Any]], failures: pd.DataFrame | None) -> dict[str, Any]:
+    """What the index states: source, profiles, datasets, archs, jobs, rows, versions."""
+    statuses = pd.Series([s.get("status", "?") for s in sidecars], dtype=object).value_counts().to_dict()
+    run_versions: dict[str, set[str]] = {}
+    for s in sidecars:
+        for k, v in ((s.get("environment") or {}).get("versions") or {}).items():
+            run_versions.setdefault(k, set()).add(str(v))
+    return {
+        "source": tables.source_note(df),
+        "profiles": sorted(map(str, df["profile"].unique())) if "profile" in df else [],
+        "datasets": [tables.dataset_label(d) for d in tables._ordered(df["dataset"].unique(), tables.PAPER_DATASETS)],
+        "archs": [tables.arch_label(a) for a in tables._ordered(df["arch"].unique(), tables.PAPER_ARCHS)],
+        "eval_sizes": sorted(int(s) for s in df["eval_size"].unique()) if "eval_size" in df else [],
+        "jobs": {"results in table": int(df["job_key"].nunique()) if "job_key" in df else 0,
+                 "sidecars": len(sidecars), **{f"status {k}": int(v) for k, v in statuses.items()},
+                 "failed (failures table)": 0 if failures is None else len(failures)},
+        "rows": len(df),
+        "run_versions": {k: ", ".join(sorted(v)) for k, v in sorted(run_versions.items())},
+        "report_versions": {"python": platform.python_version(), **{p: _version(p) for p in REPORT_PACKAGES}},
+        "failures": [] if failures is None else [f"{r.dataset}/{r.arch}/{getattr(r, 'protocol', '?')}/fold"
+                                                 f"{getattr(r, 'fold', '?')}: {str(r.error).splitlines()[0][:200]}"
+                                                 for r in failures.itertuples()],
+    }
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _facts_lines(facts: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    return [
+        ("Data", [facts["source"], f"Datasets: {', '.join(facts['datasets'])}", f"Models: {', '.join(facts['archs'])}",
+                  f"Profile(s): {', '.join(facts['profiles']) or 'not recorded'}",
+                  f"Evaluation size(s): {', '.join(f'{s}x{s}' for s in facts['eval_sizes'])}",
+                  f"Rows (job x image): {facts['rows']}"]),
+        ("Jobs", [f"{k}: {v}" for k, v in facts["jobs"].items()] + [f"failed: {f}" for f in facts["failures"]]),
+        ("Conventions", CONVENTIONS),
+        ("Package versions (runs)", [f"{k}: {v}" for k, v in facts["run_versions"].items()] or ["not recorded"]),
+        ("Package versions (this report)", [f"{k}: {v}" for k, v in facts["report_versions"].items()]),
+    ]
+
+
+def _index_md(facts: dict[str, Any], items: list[tuple[str, Any]], line: str, root: Path) -> str:
+    out = ["# Benchmark report", "", f"**{facts['source']}**", ""]
+    for head, lines in _facts_lines(facts):
+        out += [f"## {head}", "", *[f"- {x}" for x in lines], ""]
+    out += ["## Tables and figures", ""]
+    for name, what in items:
+        links = what if isinstance(what, str) else ", ".join(f"[{p.suffix[1:]}: {p.name}]({p.relative_to(root)})"
+                                                             for p in what)
+        out.append(f"- {name}: {links}")
+    out += ["", f"Convention sensitivity: {line}", ""]
+    return "\n".join(out)
+
+
+def _index_html(facts: dict[str, Any], items: list[tuple[str, Any]], line: str, root: Path) -> str:
+    e = html.escape
+    out = ["<!doctype html>", "<html><head><meta charset='utf-8'><title>Benchmark report</title>",
+           "<style>body{font-family:sans-serif;max-width:1100px;margin:auto} table{border-collapse:collapse}"
+           " td,th{border:1px solid #ccc;padding:2px 6px} caption{text-align:left;font-size:90%}</style></head><body>",
+           "<h1>Benchmark report</h1>", f"<p><b>{e(facts['source'])}</b></p>"]
+    for head, lines in _facts_lines(facts):
+        out += [f"<h2>{e(head)}</h2>", "<ul>", *[f"<li>{e(x)}</li>" for x in lines], "</ul>"]
+    out.append("<h2>Tables and figures</h2>")
+    for name, what in items:
+        out.append(f"<h3>{e(name)}</h3>")
+        if isinstance(what, str):
+            out.append(f"<p>{e(what)}</p>")
+            continue
+        out.append("<p>" + " ".join(f"<a href='{e(str(p.relative_to(root)))}'>{e(p.name)}</a>" for p in what) + "</p>")
+        out += [p.read_text() for p in what if p.suffix == ".html"]
+        out += [f"<img src='{e(str(p.relative_to(root)))}' style='max-width:100%'>" for p in what if p.suffix == ".png"]
+    out += [f"<p>Convention sensitivity: {e(line)}</p>", "</body></html>"]
+    return "\n".join(out) + "\n"

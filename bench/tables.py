@@ -1,0 +1,561 @@
+"""The paper's tables from the tidy per-image results table (Gudhe et al., Sci Rep 2021, Tables 3-5).
+
+Builders return DataFrames of raw floats, one row per (dataset, model): ``<metric>_mean`` and
+``<metric>_std`` over fold models (each fold model contributes the mean over the images it scored),
+``n_models``, ``n_images`` and a ``note`` with the reason for anything missing ("not run",
+"failed: <error>"), never a zero. Table captions and the cells to bold travel in ``df.attrs``
+(``caption``, ``bold``: ``(row position, column)`` pairs). Formatting (rounding, ±, ↑/↓, bold, display
+names) happens only in ``render``, which works on any DataFrame (Tables 1-2 come from
+``bench.datasets.summary``).
+
+Floor rows (``floor_rows``) show what trivial predictions (all foreground, all background) score on
+the same images, derived from the ground-truth counts alone with the project's conventions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.metrics import dice_from_counts, iou_from_counts
+from bench.stats import canonical_dataset, default_split, ranks, select
+
+PAPER_RESULTS = Path(__file__).parent / "data" / "paper_results.json"
+PAPER_DATASETS = ("isbi2012", "isic2018", "lgg_mri", "glas2015", "dsb2018")
+PAPER_ARCHS = ("unet", "unetpp", "residual_unet", "resdunet", "multiresunet", "mildnet", "unet_mlr", "mildnet_no_mlr")
+TABLE4_ARCHS = ("unet", "unet_mlr", "mildnet_no_mlr", "mildnet")
+TABLE5_ARCHS = ("unet", "unetpp", "residual_unet", "resdunet", "multiresunet", "mildnet")
+METRICS = ("dice", "iou", "hd")
+FLOORS = ("all_foreground", "all_background")
+_MODEL = ["fold", "seed"]
+_CONVENTIONS = ("Both masks empty: Dice = IoU = 1, HD = 0; exactly one empty: Dice = IoU = 0, HD = image diagonal. "
+                "HD: symmetric Hausdorff over all foreground pixels, in pixels at the evaluation size.")
+
+
+# ----------------------------------------------------------------------------- model rows
+
+
+def model_summary(df: pd.DataFrame, *, protocol: str, split: str | None, archs: Sequence[str] | None,
+                  datasets: Sequence[str] | None, metrics: Sequence[str] = METRICS,
+                  failures: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (dataset, arch): mean ± std over fold models of each fold model's mean over its images."""
+    sel = select(df, protocol=protocol, split=split) if len(df) else df
+    fails = _failures(failures, protocol)
+    names = _datasets(sel, fails, datasets)
+    rows = []
+    for ds in names:
+        for arch in _archs(sel, fails, ds, archs):
+            cell = sel[(sel["dataset"] == ds) & (sel["arch"] == arch)]
+            rows.append({"dataset": ds, "arch": arch, "kind": "model", **_aggregate(cell, metrics),
+                         "note": _note(cell, fails, ds, arch)})
+    return pd.DataFrame(rows, columns=["dataset", "arch", "kind", "n_models", "n_images",
+                                       *[f"{m}_{s}" for m in metrics for s in ("mean", "std")], "note"])
+
+
+def _aggregate(cell: pd.DataFrame, metrics: Sequence[str]) -> dict[str, Any]:
+    empty = {f"{m}_{s}": np.nan for m in metrics for s in ("mean", "std")}
+    out: dict[str, Any] = {"n_models": 0, "n_images": 0, **empty}
+    if cell.empty:
+        return out
+    per_model = cell.groupby(_MODEL)[list(metrics)].mean()
+    out["n_models"], out["n_images"] = len(per_model), int(cell["case_id"].nunique())
+    for m in metrics:
+        out[f"{m}_mean"] = float(per_model[m].mean())
+        out[f"{m}_std"] = float(per_model[m].std(ddof=1)) if len(per_model) > 1 else np.nan
+    return out
+
+
+def _failures(failures: pd.DataFrame | None, protocol: str) -> pd.DataFrame:
+    cols = ["dataset", "arch", "fold", "error"]
+    if failures is None or failures.empty:
+        return pd.DataFrame(columns=cols)
+    missing = [c for c in ("dataset", "arch", "error") if c not in failures.columns]
+    if missing:
+        raise ValueError(f"failures table lacks columns {missing}; expected dataset, arch, [protocol, fold], error")
+    f = failures if "protocol" not in failures.columns else failures[failures["protocol"] == protocol]
+    f = f.assign(dataset=[canonical_dataset(d) for d in f["dataset"]])
+    return f.assign(fold=f["fold"] if "fold" in f.columns else np.nan)[cols]
+
+
+def _note(cell: pd.DataFrame, fails: pd.DataFrame, ds: str, arch: str) -> str:
+    failed = fails[(fails["dataset"] == ds) & (fails["arch"] == arch)]
+    if failed.empty:
+        return "" if len(cell) else "not run"
+    folds = sorted({int(f) for f in failed["fold"].dropna()})
+    where = f" (fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))})" if folds else ""
+    error = str(failed["error"].iloc[0]).strip().splitlines()[0][:120] if len(failed) else ""
+    ok = f"; {len(cell[_MODEL].drop_duplicates())} fold models ok" if len(cell) else ""
+    return f"failed{where}: {error}{ok}"
+
+
+def _datasets(sel: pd.DataFrame, fails: pd.DataFrame, datasets: Sequence[str] | None) -> list[str]:
+    if datasets is not None:
+        return [canonical_dataset(d) for d in datasets]
+    present = set(sel["dataset"]) if len(sel) else set()
+    return _ordered(present | set(fails["dataset"]), PAPER_DATASETS)
+
+
+def _archs(sel: pd.DataFrame, fails: pd.DataFrame, ds: str, archs: Sequence[str] | None) -> list[str]:
+    if archs is not None:
+        return list(archs)
+    present = set(sel.loc[sel["dataset"] == ds, "arch"]) if len(sel) else set()
+    return _ordered(present | set(fails.loc[fails["dataset"] == ds, "arch"]) | set(TABLE5_ARCHS), PAPER_ARCHS)
+
+
+def _ordered(names: Iterable[str], order: Sequence[str]) -> list[str]:
+    names = set(names)
+    return [n for n in order if n in names] + sorted(names - set(order))
+
+
+# ----------------------------------------------------------------------------- floors
+
+
+def floor_rows(df: pd.DataFrame, *, protocol: str = "holdout", split: str | None = None,
+               metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+    """What trivial predictions score on the images of ``protocol``/``split``, aggregated like the models.
+
+    From the ground-truth counts alone (``n_ref``, ``N = tp + fp + fn + tn``), with the project's rules:
+    all foreground: Dice = 2 n_ref / (n_ref + N), IoU = n_ref / N (0 on an empty reference), HD = the
+    diagonal on an empty reference, otherwise not derivable from counts (NaN); all background: Dice =
+    IoU = 0 (1 on an empty reference), HD = the diagonal (0 on an empty reference).
+    """
+    sel = select(df, protocol=protocol, split=split)
+    images = sel.drop_duplicates(["dataset", *_MODEL, "case_id"])
+    rows = []
+    for ds, g in images.groupby("dataset", sort=False):
+        for floor in FLOORS:
+            scored = g.assign(**trivial_scores(g, floor))
+            row = {"dataset": ds, "arch": floor, "kind": "floor", **_aggregate(scored, metrics), "note": ""}
+            for m in metrics:  # one image without a value leaves the mean undefined (no skipping here)
+                if scored[m].isna().any():
+                    row[f"{m}_mean"] = row[f"{m}_std"] = np.nan
+                    row["note"] = "HD not derivable from counts (needs the masks)"
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    order = {d: i for i, d in enumerate(_ordered(out["dataset"], PAPER_DATASETS))} if len(out) else {}
+    return out.sort_values("dataset", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+
+
+def trivial_scores(g: pd.DataFrame, floor: str) -> dict[str, np.ndarray]:
+    """Per-image dice/iou/hd/hd95 of a trivial prediction (``all_foreground`` / ``all_background``)."""
+    n_ref = g["n_ref"].to_numpy(np.int64)
+    total = (g["tp"] + g["fp"] + g["fn"] + g["tn"]).to_numpy(np.int64)
+    diag = np.hypot(g["eval_size"].to_numpy(float), g["eval_size"].to_numpy(float))
+    empty = n_ref == 0
+    if floor == "all_foreground":
+        tp, fp, fn = n_ref, total - n_ref, np.zeros_like(n_ref)
+        hd = np.where(empty, diag, np.nan)
+    elif floor == "all_background":
+        tp, fp, fn = np.zeros_like(n_ref), np.zeros_like(n_ref), n_ref
+        hd = np.where(empty, 0.0, diag)
+    else:
+        raise ValueError(f"floor must be one of {FLOORS}, got {floor!r}")
+    return {"dice": dice_from_counts(tp, fp, fn), "iou": iou_from_counts(tp, fp, fn), "hd": hd, "hd95": hd}
+
+
+# ----------------------------------------------------------------------------- Tables 4 and 5
+
+
+def table4(df: pd.DataFrame, *, failures: pd.DataFrame | None = None, vs_paper: bool = False,
+           archs: Sequence[str] = TABLE4_ARCHS, datasets: Sequence[str] | None = None, floors: bool = True,
+           metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+    """Table 4 (MLR ablation) on the VALIDATION folds of the holdout protocol."""
+    title = ("Table 4. Impact of the MLR skip connections, on the validation folds of the holdout protocol: "
+             "mean ± std over fold models of each fold model's mean over its validation images.")
+    return _results_table(df, "table4", title, protocol="holdout", split="val", archs=archs, datasets=datasets,
+                          failures=failures, vs_paper=vs_paper, floors=floors, metrics=metrics)
+
+
+def table5(df: pd.DataFrame, *, failures: pd.DataFrame | None = None, vs_paper: bool = False,
+           archs: Sequence[str] | None = None, datasets: Sequence[str] | None = None, floors: bool = True,
+           metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+    """Table 5: every arch on every dataset, holdout TEST set, mean ± std over fold models; best in bold."""
+    title = ("Table 5. Segmentation accuracy on the holdout test set: mean ± std over fold models of each "
+             "fold model's mean over the test images.")
+    return _results_table(df, "table5", title, protocol="holdout", split="test", archs=archs, datasets=datasets,
+                          failures=failures, vs_paper=vs_paper, floors=floors, metrics=metrics)
+
+
+def _results_table(df: pd.DataFrame, key: str, title: str, *, protocol: str, split: str,
+                   archs: Sequence[str] | None, datasets: Sequence[str] | None, failures: pd.DataFrame | None,
+                   vs_paper: bool, floors: bool, metrics: Sequence[str]) -> pd.DataFrame:
+    models = model_summary(df, protocol=protocol, split=split, archs=archs, datasets=datasets, metrics=metrics,
+                           failures=failures)
+    parts = [models]
+    if floors and len(df) and not select(df, protocol=protocol, split=split).empty:
+        fl = floor_rows(df, protocol=protocol, split=split, metrics=metrics)
+        parts.append(fl[fl["dataset"].isin(models["dataset"])])
+    out = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else models
+    out = _sort_by_dataset(out)
+    if vs_paper:
+        out = add_paper(out, key, metrics)
+    out.attrs["bold"] = best_cells(out, metrics)
+    out.attrs["caption"] = caption(df, title, protocol=protocol, split=split, floors=floors, vs_paper=vs_paper)
+    return out
+
+
+def _sort_by_dataset(out: pd.DataFrame) -> pd.DataFrame:
+    if out.empty:
+        return out
+    order = {d: i for i, d in enumerate(_ordered(out["dataset"], PAPER_DATASETS))}
+    return out.sort_values("dataset", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+
+
+def best_cells(out: pd.DataFrame, metrics: Sequence[str]) -> list[tuple[int, str]]:
+    """(row position, metric) of the best model per dataset and metric (ties all bold); floors never."""
+    cells = []
+    for m in metrics:
+        col = f"{m}_mean"
+        for _, g in out[out["kind"] == "model"].groupby("dataset", sort=False):
+            vals = g[col].dropna()
+            if len(vals):
+                best = vals.max() if higher_is_better(m) else vals.min()
+                cells += [(out.index.get_loc(i), m) for i in vals.index[vals == best]]
+    return sorted(cells)
+
+
+def higher_is_better(metric: str) -> bool:
+    return not metric.startswith("hd")
+
+
+@cache
+def paper_results() -> dict[str, Any]:
+    """The paper's Tables 4 and 5 as published (``bench/data/paper_results.json``)."""
+    return json.loads(PAPER_RESULTS.read_text())
+
+
+def add_paper(out: pd.DataFrame, key: str, metrics: Sequence[str]) -> pd.DataFrame:
+    """Add ``paper_<metric>_mean`` / ``paper_<metric>_pm`` beside each metric (NaN where the paper has none)."""
+    table = paper_results()[key]
+    out = out.copy()
+    for m in metrics:
+        cells = [table.get(d, {}).get(a, {}).get(m) if k == "model" else None
+                 for d, a, k in zip(out["dataset"], out["arch"], out["kind"])]
+        out[f"paper_{m}_mean"] = [c["mean"] if c else np.nan for c in cells]
+        out[f"paper_{m}_pm"] = [c["pm"] if c else np.nan for c in cells]
+    first = ["dataset", "arch", "kind", "n_models", "n_images"]
+    metric_cols = [c for m in metrics for c in (f"{m}_mean", f"{m}_std", f"paper_{m}_mean", f"paper_{m}_pm")]
+    return out[first + metric_cols + [c for c in out.columns if c not in first + metric_cols]]
+
+
+def caption(df: pd.DataFrame, title: str, *, protocol: str, split: str, floors: bool, vs_paper: bool) -> str:
+    """Caption: title, data source (synthetic said loudly), evaluation size, conventions, extras."""
+    parts = [title]
+    sel = select(df, protocol=protocol, split=split) if len(df) else df
+    if sel.empty:
+        parts.append(f"No {protocol}/{default_split(protocol, split)} results.")
+    else:
+        parts.append(source_note(sel))
+        sizes = sorted(sel["eval_size"].unique()) if "eval_size" in sel else []
+        if sizes:
+            parts.append(f"Metrics on {'/'.join(f'{s}x{s}' for s in sizes)} masks, HD in pixels.")
+        both = int((sel["empty_ref"] & sel["empty_pred"]).sum())
+        parts.append(f"{both} image score(s) had both masks empty (counted as Dice = IoU = 1, HD = 0).")
+    parts.append("↑ higher is better, ↓ lower is better; bold: best model per dataset. Missing cells say why.")
+    if floors:
+        parts.append("'All foreground'/'All background' rows: trivial predictions on the same images (floors).")
+    if vs_paper:
+        parts.append("'(paper)' columns: values as published in Gudhe et al. 2021 ('mean ± spread' as printed).")
+    return " ".join(parts)
+
+
+def source_note(df: pd.DataFrame) -> str:
+    sources = sorted(df["source"].unique()) if "source" in df else []
+    if sources == ["real"]:
+        return "Data: real datasets."
+    if "synthetic" in sources:
+        which = "synthetic stand-ins" if sources == ["synthetic"] else f"mixed sources ({', '.join(sources)})"
+        return f"SYNTHETIC DATA: {which}, not the paper's images; the numbers say nothing about the networks."
+    return "Data source not recorded."
+
+
+# ----------------------------------------------------------------------------- Table 3
+
+
+#: setting -> (label, the paper's value or None when the paper does not state it)
+TABLE3_ROWS: dict[str, tuple[str, Any]] = {
+    "batch_size": ("Batch size", 4), "lr": ("Learning rate", 0.001), "beta1": ("Momentum (Adam beta1)", 0.9),
+    "depth": ("Depth", 5), "dilations": ("Dilation rates", "(1, 3, 5)"), "epochs": ("Epochs", 100),
+    "plateau_factor": ("ReduceLROnPlateau factor", None), "plateau_patience": ("ReduceLROnPlateau patience", None),
+    "width": ("Base width", None), "image_size": ("Image size", 256), "n_folds": ("Folds", 5),
+    "test_fraction": ("Test fraction", 0.3), "init": ("Initialisation", "xavier_uniform"),
+    "augment": ("Augmentation", False), "split_seed": ("Split seed", None),
+}
+
+
+def table3(configs: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Hyper-parameters the runs used (from job sidecars, job dicts or TrainConfig dicts) beside the paper's
+    Table 3 optimum. Several distinct values across jobs are listed together; bold marks a difference."""
+    if not configs:
+        raise ValueError("table3 needs at least one config (job sidecars from bench.store.sidecars())")
+    values: dict[str, set[str]] = {}
+    for cfg in configs:
+        for k, v in _train_dict(cfg).items():
+            values.setdefault(k, set()).add(_fmt_setting(v))
+    rows = [{"setting": label, "key": k, "value": ", ".join(sorted(values[k])),
+             "paper": "not stated" if paper is None else _fmt_setting(paper)}
+            for k, (label, paper) in TABLE3_ROWS.items() if k in values]
+    rows += [{"setting": k, "key": k, "value": ", ".join(sorted(v)), "paper": "not stated"}
+             for k, v in sorted(values.items()) if k not in TABLE3_ROWS]
+    out = pd.DataFrame(rows, columns=["setting", "key", "value", "paper"])
+    out.attrs["bold"] = [(i, "value") for i, r in enumerate(out.itertuples())
+                         if r.paper != "not stated" and r.value != r.paper]
+    out.attrs["caption"] = (f"Table 3. Hyper-parameters used by {len(configs)} job(s), beside the MILDNet optimum "
+                            "of the paper's grid search (Adam, ReduceLROnPlateau). Bold: differs from the paper.")
+    return out
+
+
+def _train_dict(cfg: dict[str, Any]) -> dict[str, Any]:
+    job = cfg.get("job", cfg)
+    train = dict(job.get("train", job))
+    kwargs = job.get("arch_kwargs")
+    if isinstance(kwargs, str) and kwargs.strip():
+        kwargs = json.loads(kwargs)
+    if isinstance(kwargs, dict) and "dilations" in kwargs:
+        train["dilations"] = tuple(kwargs["dilations"])
+    return {k: v for k, v in train.items() if k not in ("device", "threads")}
+
+
+def _fmt_setting(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return "(" + ", ".join(map(str, v)) + ")"
+    return str(v)
+
+
+# ----------------------------------------------------------------------------- convention sensitivity
+
+
+def sensitivity(df: pd.DataFrame, *, protocol: str = "holdout", split: str | None = None) -> tuple[pd.DataFrame, str]:
+    """Does the ranking per dataset change when both-empty images are excluded (Dice re-derived from
+    tp/fp/fn with empty = NaN, nnU-Net's rule) or when HD95 replaces HD? Returns (table, one line)."""
+    sel = select(df, protocol=protocol, split=split)
+    sel = sel.assign(dice_excl=dice_from_counts(sel["tp"], sel["fp"], sel["fn"], empty=np.nan).astype(float))
+    means = sel.groupby(["dataset", "arch", *_MODEL])[["dice", "dice_excl", "hd", "hd95"]].mean()
+    means = means.groupby(["dataset", "arch"]).mean().reset_index()
+    rows = []
+    for ds in _ordered(means["dataset"], PAPER_DATASETS):
+        g, d = means[means["dataset"] == ds], sel[sel["dataset"] == ds]
+        order = {m: _ranking(g, m) for m in ("dice", "dice_excl", "hd", "hd95")}
+        rows.append({"dataset": ds, "n_both_empty": int((d["empty_ref"] & d["empty_pred"]).sum()),
+                     "ranking_dice": order["dice"], "ranking_dice_excl_empty": order["dice_excl"],
+                     "changed_by_empty_rule": order["dice"] != order["dice_excl"],
+                     "ranking_hd": order["hd"], "ranking_hd95": order["hd95"],
+                     "changed_by_hd95": order["hd"] != order["hd95"]})
+    out = pd.DataFrame(rows)
+    out.attrs["caption"] = ("Convention sensitivity: model ranking by mean Dice with both-empty images counted as 1 "
+                            "vs excluded (n_both_empty: image scores affected), and by HD vs HD95. " + source_note(sel))
+    return out, _sensitivity_line(out)
+
+
+def _ranking(means: pd.DataFrame, metric: str) -> str:
+    ranked = ranks(means[["dataset", "arch", metric]].dropna(), metric).sort_values(["rank", "arch"])
+    return " > ".join(ranked["arch"])
+
+
+def _sensitivity_line(out: pd.DataFrame) -> str:
+    n = len(out)
+    empty = list(out.loc[out["changed_by_empty_rule"], "dataset"]) if n else []
+    hd = list(out.loc[out["changed_by_hd95"], "dataset"]) if n else []
+    return (f"Excluding both-empty images changes the Dice ranking in {len(empty)}/{n} datasets"
+            f"{' (' + ', '.join(empty) + ')' if empty else ''}; HD95 instead of HD changes the ranking in "
+            f"{len(hd)}/{n}{' (' + ', '.join(hd) + ')' if hd else ''}.")
+
+
+# ----------------------------------------------------------------------------- display names
+
+
+DATASET_LABELS = {"isbi2012": "ISBI-2012", "isic2018": "ISIC-2018", "lgg_mri": "MRI", "glas2015": "GlaS-2015",
+                  "dsb2018": "DSB-2018"}
+#: The paper's spellings, used only while an architecture module is not registered (e.g. multiresunet).
+ARCH_LABELS = {"unet": "U-Net", "unetpp": "UNet++", "residual_unet": "ResidualU-Net", "resdunet": "ResDUNet",
+               "multiresunet": "MultiResUNet", "mildnet": "MILDNet", "unet_mlr": "U-Net (with MLR)",
+               "mildnet_no_mlr": "MILDNet (without MLR)",
+               "all_foreground": "All foreground (trivial)", "all_background": "All background (trivial)"}
+METRIC_HEADERS = {"dice": "DC ↑", "iou": "IoU ↑", "hd": "HD ↓", "hd95": "HD95 ↓"}
+COLUMN_HEADERS = {"dataset": "Dataset", "arch": "Model", "n_models": "Fold models", "n_images": "Images",
+                  "note": "Note", "setting": "Setting", "key": "Key", "value": "This run", "paper": "Paper"}
+DIGITS = {"dice": 3, "iou": 3, "hd": 2, "hd95": 2}
+MISSING = "–"
+
+
+def dataset_label(name: str) -> str:
+    """"ISBI-2012", "MRI", ...; an unregistered name is shown as it is."""
+    try:
+        key = canonical_dataset(name)
+    except KeyError:
+        return name
+    return DATASET_LABELS.get(key, key)
+
+
+def arch_label(name: str) -> str:
+    """``bench.architectures.display_name``; the paper's spelling for a paper arch not registered yet; else the name."""
+    if name in FLOORS:
+        return ARCH_LABELS[name]
+    from bench.architectures import display_name
+
+    try:
+        return display_name(name)
+    except KeyError:
+        return ARCH_LABELS.get(name, name)
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def render(df: pd.DataFrame, fmt: str = "md", *, bold: Iterable[tuple[int, str]] | None = None,
+           caption: str | None = None, digits: dict[str, int] | None = None) -> str:
+    """Render any table as ``md``, ``latex``, ``html`` or ``csv``.
+
+    ``<x>_mean`` + ``<x>_std`` (or ``_pm``) become one "mean ± spread" column; ``dataset``/``arch``
+    values get display names; NaN shows as "–" (the ``note`` column says why); columns starting with
+    ``_`` and ``kind`` are hidden. ``bold`` holds (row position, column) pairs, column being the base
+    name (``dice``); default ``df.attrs["bold"]``. ``caption`` defaults to ``df.attrs["caption"]``.
+    CSV keeps the raw floats, with the caption as a leading ``# `` comment line.
+    """
+    caption = df.attrs.get("caption") if caption is None else caption
+    if fmt == "csv":
+        raw = df[[c for c in df.columns if not str(c).startswith("_")]]
+        return (f"# {caption}\n" if caption else "") + raw.to_csv(index=False)
+    if fmt not in _RENDERERS:
+        raise ValueError(f"fmt must be one of md, latex, html, csv; got {fmt!r}")
+    cells, headers = display_cells(df, {**DIGITS, **(digits or {})})
+    marks = {(i, c) for i, c in (df.attrs.get("bold", []) if bold is None else bold)}
+    return _RENDERERS[fmt](cells, headers, marks, caption)
+
+
+def display_cells(df: pd.DataFrame, digits: dict[str, int]) -> tuple[pd.DataFrame, dict[str, str]]:
+    """(string cells keyed by base column, base column -> header)."""
+    cols = [c for c in map(str, df.columns) if not c.startswith("_") and c != "kind"]
+    out, headers = {}, {}
+    for c in cols:
+        base, spread = _split_pair(c, cols)
+        if spread == "consumed":
+            continue
+        if spread:
+            out[base] = [_pair(m, s, _digits(base, digits)) for m, s in zip(df[c], df[spread])]
+        else:
+            out[base] = [_cell(c, v) for v in df[c]]
+        headers[base] = _header(base)
+    cells = pd.DataFrame(out, index=range(len(df)))
+    if "note" in cells and not any(cells["note"].replace(MISSING, "")):
+        cells, headers = cells.drop(columns="note"), {k: v for k, v in headers.items() if k != "note"}
+    if "dataset" in cells:
+        cells["dataset"] = cells["dataset"].where(cells["dataset"] != cells["dataset"].shift(), "")
+    return cells, headers
+
+
+def _split_pair(col: str, cols: list[str]) -> tuple[str, str | None]:
+    for suffix in ("_std", "_pm"):
+        if col.endswith(suffix) and col[: -len(suffix)] + "_mean" in cols:
+            return col, "consumed"
+    if col.endswith("_mean"):
+        base = col[: -len("_mean")]
+        for suffix in ("_std", "_pm"):
+            if base + suffix in cols:
+                return base, base + suffix
+        return base, None
+    return col, None
+
+
+def _digits(base: str, digits: dict[str, int]) -> int:
+    return digits.get(base.removeprefix("paper_"), 3)
+
+
+def _header(base: str) -> str:
+    if base.startswith("paper_"):
+        return _header(base.removeprefix("paper_")) + " (paper)"
+    return METRIC_HEADERS.get(base, COLUMN_HEADERS.get(base, base))
+
+
+def _pair(mean: float, spread: float, digits: int) -> str:
+    if pd.isna(mean):
+        return MISSING
+    return f"{mean:.{digits}f}" + ("" if pd.isna(spread) else f" ± {spread:.2g}")
+
+
+def _cell(col: str, v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return MISSING
+    if col == "dataset":
+        return dataset_label(str(v))
+    if col == "arch":
+        return arch_label(str(v))
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.1f}" if abs(v) >= 100 else f"{v:.4g}"
+    return str(v)
+
+
+def _md(cells: pd.DataFrame, headers: dict[str, str], bold: set[tuple[int, str]], caption: str | None) -> str:
+    def cell(i: int, c: str) -> str:
+        text = str(cells.at[i, c]).replace("|", "\\|")
+        return f"**{text}**" if (i, c) in bold and text not in ("", MISSING) else text
+
+    lines = ["| " + " | ".join(headers[c] for c in cells.columns) + " |", "|" + "---|" * len(cells.columns)]
+    lines += ["| " + " | ".join(cell(i, c) for c in cells.columns) + " |" for i in cells.index]
+    return (f"{caption}\n\n" if caption else "") + "\n".join(lines) + "\n"
+
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "–": "--", "≤": r"$\leq$",
+                  "×": r"$\times$"}
+
+
+_NUMERIC = re.compile(r"^([-+]?\d[\d.]*(e[-+]?\d+)?( ± .*)?|–|)$")
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX specials (one pass, so replacements are never re-escaped) and map ±, ↑, ↓, – to LaTeX."""
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+def _latex(cells: pd.DataFrame, headers: dict[str, str], bold: set[tuple[int, str]], caption: str | None) -> str:
+    def cell(i: int, c: str) -> str:
+        text = latex_escape(cells.at[i, c])
+        return f"\\textbf{{{text}}}" if (i, c) in bold and cells.at[i, c] not in ("", MISSING) else text
+
+    align = "".join("r" if cells[c].map(lambda v: bool(_NUMERIC.match(str(v)))).all() else "l" for c in cells.columns)
+    lines = ["\\begin{table}[ht]", "\\centering"]
+    if caption:
+        lines.append(f"\\caption{{{latex_escape(caption)}}}")
+    lines += [f"\\begin{{tabular}}{{{align}}}", "\\toprule",
+              " & ".join(latex_escape(headers[c]) for c in cells.columns) + " \\\\", "\\midrule"]
+    for i in cells.index:
+        if i > 0 and "dataset" in cells and cells.at[i, "dataset"]:
+            lines.append("\\midrule")
+        lines.append(" & ".join(cell(i, c) for c in cells.columns) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def _html(cells: pd.DataFrame, headers: dict[str, str], bold: set[tuple[int, str]], caption: str | None) -> str:
+    import html
+
+    def cell(i: int, c: str) -> str:
+        text = html.escape(str(cells.at[i, c]))
+        return f"<td><b>{text}</b></td>" if (i, c) in bold and text not in ("", MISSING) else f"<td>{text}</td>"
+
+    lines = ["<table>"]
+    if caption:
+        lines.append(f"<caption>{html.escape(caption)}</caption>")
+    head = "".join(f"<th>{html.escape(headers[c])}</th>" for c in cells.columns)
+    lines.append(f"<thead><tr>{head}</tr></thead>")
+    lines.append("<tbody>")
+    lines += ["<tr>" + "".join(cell(i, c) for c in cells.columns) + "</tr>" for i in cells.index]
+    lines += ["</tbody>", "</table>"]
+    return "\n".join(lines) + "\n"
+
+
+_RENDERERS = {"md": _md, "latex": _latex, "tex": _latex, "html": _html}

@@ -1,0 +1,176 @@
+"""Tables 3-5, floors, sensitivity and the renderers, from fixture tables in the results schema."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import report, tables
+from results_fixture import make_failures, make_results, make_rows, make_sidecars
+
+
+@pytest.fixture(scope="module")
+def df() -> pd.DataFrame:
+    return make_results(datasets=("isic2018", "lgg_mri"), n_cases=20)
+
+
+def test_table5_rows_columns_values(df: pd.DataFrame) -> None:
+    t5 = tables.table5(df)
+    assert list(t5["dataset"].unique()) == ["isic2018", "lgg_mri"]  # paper order
+    models = t5[t5["kind"] == "model"]
+    assert len(models) == 16 and len(t5[t5["kind"] == "floor"]) == 4
+    assert list(models["arch"][:6]) == list(tables.TABLE5_ARCHS)
+    for col in ("dice_mean", "dice_std", "iou_mean", "iou_std", "hd_mean", "hd_std", "n_models", "n_images", "note"):
+        assert col in t5.columns
+    test = df[(df["protocol"] == "holdout") & (df["split"] == "test") & (df["dataset"] == "isic2018")
+              & (df["arch"] == "unet")]
+    per_fold = test.groupby("fold")["dice"].mean()
+    row = t5[(t5["dataset"] == "isic2018") & (t5["arch"] == "unet")].iloc[0]
+    assert row["dice_mean"] == pytest.approx(per_fold.mean()) and row["dice_std"] == pytest.approx(per_fold.std())
+    assert row["n_models"] == 5 and row["n_images"] == 6 and row["note"] == ""
+
+
+def test_table5_bold_best_per_dataset(df: pd.DataFrame) -> None:
+    t5 = tables.table5(df)
+    bold = t5.attrs["bold"]
+    for ds in ("isic2018", "lgg_mri"):
+        models = t5[(t5["dataset"] == ds) & (t5["kind"] == "model")]
+        for m, best in (("dice", models["dice_mean"].idxmax()), ("hd", models["hd_mean"].idxmin())):
+            assert (best, m) in bold
+    assert len(bold) == 6  # 2 datasets x 3 metrics, no ties, floors never bold
+    md = tables.render(t5, "md")
+    best = t5.loc[t5["dataset"] == "isic2018"].loc[lambda t: t["kind"] == "model", "dice_mean"].idxmax()
+    assert f"**{t5.at[best, 'dice_mean']:.3f} ± " in md
+    assert md.count("**") == 2 * 6
+    assert "| Dataset | Model | Fold models | Images | DC ↑ | IoU ↑ | HD ↓ |" in md
+    html = tables.render(t5, "html")
+    assert html.count("<b>") == 6 and "<th>HD ↓</th>" in html
+    assert tables.render(t5, "latex").count("\\textbf{") == 6
+
+
+def test_table4_uses_validation_folds(df: pd.DataFrame) -> None:
+    t4 = tables.table4(df)
+    models = t4[t4["kind"] == "model"]
+    assert list(models["arch"][:4]) == list(tables.TABLE4_ARCHS) and len(models) == 8
+    assert (models["n_images"] == 14).all()  # the 70% split into 5 validation folds
+    val = df[(df["protocol"] == "holdout") & (df["split"] == "val") & (df["dataset"] == "lgg_mri")
+             & (df["arch"] == "mildnet")]
+    row = models[(models["dataset"] == "lgg_mri") & (models["arch"] == "mildnet")].iloc[0]
+    assert row["iou_mean"] == pytest.approx(val.groupby("fold")["iou"].mean().mean())
+    assert "validation folds" in t4.attrs["caption"]
+
+
+def test_vs_paper_puts_published_values_beside_ours(df: pd.DataFrame) -> None:
+    t5 = tables.table5(df, vs_paper=True)
+    row = t5[(t5["dataset"] == "isic2018") & (t5["arch"] == "mildnet")].iloc[0]
+    assert (row["paper_dice_mean"], row["paper_dice_pm"], row["paper_hd_mean"]) == (0.94, 0.0005, 7.54)
+    cols = list(t5.columns)
+    assert cols.index("paper_dice_mean") == cols.index("dice_std") + 1
+    assert t5[t5["arch"] == "unet_mlr"]["paper_dice_mean"].isna().all()  # not in Table 5
+    md = tables.render(t5, "md")
+    assert "DC ↑ (paper)" in md and "0.940 ± 0.0005" in md
+    t4 = tables.table4(df, vs_paper=True)
+    assert t4[(t4["dataset"] == "lgg_mri") & (t4["arch"] == "unet_mlr")]["paper_iou_mean"].iloc[0] == 0.79
+
+
+def test_synthetic_caption_and_real_caption(df: pd.DataFrame) -> None:
+    assert "SYNTHETIC DATA" in tables.table5(df).attrs["caption"]
+    real = df.assign(source="real")
+    assert "SYNTHETIC" not in tables.table5(real).attrs["caption"]
+    md = tables.render(tables.table5(df), "md")
+    assert md.splitlines()[0].startswith("Table 5.") and "SYNTHETIC DATA" in md.splitlines()[0]
+
+
+def test_missing_results_show_why_never_zero(df: pd.DataFrame) -> None:
+    cut = df[~((df["dataset"] == "lgg_mri") & (df["arch"].isin(["unetpp", "multiresunet"])))]
+    cut = cut[~((cut["dataset"] == "isic2018") & (cut["arch"] == "resdunet") & (cut["fold"] == 2))]
+    fails = make_failures([("mri", "multiresunet", "holdout", 3, "RuntimeError: CUDA out of memory\nTraceback"),
+                           ("isic2018", "resdunet", "holdout", 2, "ValueError: bad")])
+    t5 = tables.table5(cut, failures=fails)
+    get = lambda ds, a: t5[(t5["dataset"] == ds) & (t5["arch"] == a)].iloc[0]  # noqa: E731
+    assert get("lgg_mri", "unetpp")["note"] == "not run" and math.isnan(get("lgg_mri", "unetpp")["dice_mean"])
+    assert get("lgg_mri", "multiresunet")["note"] == "failed (fold 3): RuntimeError: CUDA out of memory"
+    assert get("isic2018", "resdunet")["note"] == "failed (fold 2): ValueError: bad; 4 fold models ok"
+    assert get("isic2018", "resdunet")["n_models"] == 4
+    md = tables.render(t5, "md")
+    line = next(ln for ln in md.splitlines() if "| UNet++ |" in ln and "not run" in ln)
+    assert line.count("–") == 3 and "0.000" not in line
+
+
+def test_floor_rows_from_counts() -> None:
+    recs = [{"arch": "unet", "case_id": "a", "tp": 3, "fp": 1, "fn": 1, "tn": 11},   # n_ref 4 of N 16
+            {"arch": "unet", "case_id": "b", "tp": 0, "fp": 0, "fn": 0, "tn": 16}]   # empty reference
+    fl = tables.floor_rows(make_rows(recs)).set_index("arch")
+    diag = math.hypot(4, 4)
+    fg, bg = fl.loc["all_foreground"], fl.loc["all_background"]
+    assert fg["dice_mean"] == pytest.approx((2 * 4 / (4 + 16) + 0.0) / 2)  # empty ref + prediction -> 0
+    assert fg["iou_mean"] == pytest.approx((4 / 16 + 0.0) / 2)
+    assert math.isnan(fg["hd_mean"]) and "needs the masks" in fg["note"]
+    assert bg["dice_mean"] == pytest.approx((0.0 + 1.0) / 2) and bg["iou_mean"] == pytest.approx(0.5)  # both empty
+    assert bg["hd_mean"] == pytest.approx((diag + 0.0) / 2)
+    assert (fl["kind"] == "floor").all()
+
+
+def test_latex_escaping_and_bold() -> None:
+    assert tables.latex_escape("a_b & 50% #1 {x} $y ~ ^ \\") == \
+        r"a\_b \& 50\% \#1 \{x\} \$y \textasciitilde{} \textasciicircum{} \textbackslash{}"
+    assert tables.latex_escape("0.9 ± 0.1 ↑ ↓ –") == r"0.9 $\pm$ 0.1 $\uparrow$ $\downarrow$ --"
+    t = pd.DataFrame({"setting": ["lgg_subset", "100% & more"], "value": ["a#b", "x"]})
+    tex = tables.render(t, "latex", bold=[(0, "value")], caption="Setting_names & 5%")
+    assert r"lgg\_subset & \textbf{a\#b} \\" in tex and r"100\% \& more & x \\" in tex
+    assert r"\caption{Setting\_names \& 5\%}" in tex and "\\begin{tabular}{ll}" in tex
+
+
+def test_render_formats_and_csv_roundtrip(df: pd.DataFrame) -> None:
+    t5 = tables.table5(df)
+    csv = tables.render(t5, "csv")
+    assert csv.startswith("# Table 5.")
+    back = pd.read_csv(io.StringIO(csv), comment="#")
+    assert back["dice_mean"].to_numpy() == pytest.approx(t5["dice_mean"].to_numpy(), nan_ok=True)
+    html = tables.render(t5, "html")
+    assert html.startswith("<table>") and "<caption>Table 5." in html and "MILDNet" in html
+    with pytest.raises(ValueError, match="fmt must be"):
+        tables.render(t5, "docx")
+    generic = tables.render(pd.DataFrame({"dataset": ["mri"], "images": [3929], "fg": [0.1234567]}), "md")
+    assert "| MRI | 3929 | 0.1235 |" in generic
+
+
+def test_table3_from_sidecars(df: pd.DataFrame) -> None:
+    sides = make_sidecars(df[df["arch"] == "unet"]) + make_sidecars(df[df["arch"] == "mildnet"], batch_size=8)
+    t3 = tables.table3(sides).set_index("key")
+    assert t3.loc["batch_size", "value"] == "4, 8" and t3.loc["batch_size", "paper"] == "4"
+    assert t3.loc["lr", "value"] == "0.001" and t3.loc["plateau_factor", "paper"] == "not stated"
+    t3 = tables.table3(sides)
+    assert (int(np.flatnonzero(t3["key"] == "batch_size")[0]), "value") in t3.attrs["bold"]
+    assert "**4, 8**" in tables.render(t3, "md")
+    with pytest.raises(ValueError, match="sidecars"):
+        tables.table3([])
+
+
+def test_sensitivity_detects_a_ranking_flip() -> None:
+    # only the ranking logic matters: A wins on Dice thanks to a both-empty image, B wins once it is excluded;
+    # A wins on HD, B on HD95.
+    recs = [{"arch": "unet", "case_id": "x", "tp": 3, "fp": 7, "fn": 7, "tn": 83, "hd": 1.0, "hd95": 9.0},
+            {"arch": "unet", "case_id": "y", "tp": 0, "fp": 0, "fn": 0, "tn": 100, "hd": 0.0, "hd95": 0.0},
+            {"arch": "mildnet", "case_id": "x", "tp": 9, "fp": 1, "fn": 1, "tn": 89, "hd": 5.0, "hd95": 1.0},
+            {"arch": "mildnet", "case_id": "y", "tp": 0, "fp": 5, "fn": 0, "tn": 95, "hd": 5.0, "hd95": 1.0}]
+    table, line = tables.sensitivity(make_rows(recs, eval_size=10))
+    row = table.iloc[0]
+    assert row["ranking_dice"] == "unet > mildnet" and row["ranking_dice_excl_empty"] == "mildnet > unet"
+    assert row["changed_by_empty_rule"] and row["changed_by_hd95"] and row["n_both_empty"] == 1
+    assert line.startswith("Excluding both-empty images changes the Dice ranking in 1/1 datasets (isic2018)")
+
+
+def test_report_table_entry_point(df: pd.DataFrame) -> None:
+    md = report.report_table(df, 5, "md", vs_paper=True)
+    assert "DC ↑ (paper)" in md and "SYNTHETIC DATA" in md
+    assert report.report_table(df, "4", "tex").startswith("\\begin{table}")
+    assert "Paired tests" in report.report_table(df, "tests", "md", protocol="cv")
+    with pytest.raises(ValueError, match="sidecars"):
+        report.report_table(df, 3)
+    with pytest.raises(ValueError, match="unknown table"):
+        report.report_table(df, 9)
