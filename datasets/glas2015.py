@@ -1,0 +1,142 @@
+"""GlaS-2015 colon histology (gland segmentation challenge, Warwick QU dataset), native BMP layout."""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from bench.datasets import register_dataset
+from bench.datasets._base import Case
+from bench.datasets._check import (
+    IMAGE_SUFFIXES,
+    NativeDataset,
+    Scan,
+    index_by_id,
+    natural_key,
+    pair_files,
+    visible_entries,
+)
+
+GRADES = "Grade.csv"
+_NAME_RE = re.compile(r"^(train|testA|testB)_(\d+)(_anno)?\.(?i:bmp|png)$")
+#: Grade.csv column names (stripped) -> meta keys.
+_COLUMNS = {"name": "name", "patient ID": "patient_id", "grade (GlaS)": "grade_glas",
+            "grade (Sirinukunwattana et al. 2015)": "grade_sirinukunwattana"}
+
+
+def _key(anno: bool) -> Callable[[Path], str | None]:
+    """Case id ``<split>_<N>`` of an image file (``anno=False``) or an annotation file."""
+    def key(path: Path) -> str | None:
+        match = _NAME_RE.match(path.name)
+        return f"{match.group(1)}_{int(match.group(2))}" if match and bool(match.group(3)) == anno else None
+    return key
+
+
+def _slug(column: str) -> str:
+    return _COLUMNS.get(column, re.sub(r"[^a-z0-9]+", "_", column.lower()).strip("_"))
+
+
+def read_grades(path: Path) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Grade.csv as {image name: ((key, value), ...)}; CRLF endings and leading spaces in the header and
+    values (`` grade (GlaS)``, `` benign``) are stripped. Raises ValueError when there is no name column."""
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        rows = [[cell.strip() for cell in row] for row in csv.reader(fh) if any(cell.strip() for cell in row)]
+    if not rows or _slug(rows[0][0]) != "name":
+        raise ValueError(f"expected a header starting with 'name', found {rows[0] if rows else 'an empty file'}")
+    keys = [_slug(col) for col in rows[0]]
+    return {row[0]: tuple(zip(keys[1:], row[1:])) for row in rows[1:]}
+
+
+@register_dataset("glas2015")
+class GlaS2015(NativeDataset):
+    """H&E colon histology (RGB, mostly 775x522, some 567x430) with gland annotations.
+
+    Annotations are instance labels (0 = background, 1..N = glands, any integer): **foreground = anno > 0**
+    (every gland). The official split (train / testA / testB) and the grades from ``Grade.csv`` go into
+    ``Case.meta`` (``official_split``, ``patient_id``, ``grade_glas``, ``grade_sirinukunwattana``); the
+    benchmark's own splits ignore them. A missing ``Grade.csv`` is not an error (recorded in the counts),
+    and so are Grade.csv rows without images. Files are BMP as released; PNG copies with the same names are
+    read too. Images are found in the dataset folder and in its immediate sub-folders (the release unzips
+    into ``Warwick QU Dataset (Released 2016_07_08)/``). Each image is its own group; the paper trains on
+    256x256 patches (``patch_based``).
+    """
+
+    name = "glas2015"
+    display_name = "GlaS-2015"
+    modality = "histopathology"
+    channels = 3
+    paper_count = 165
+    patch_based = True
+    mask_kind = "instance"
+    layout = ("train_N.bmp + train_N_anno.bmp, testA_N.bmp + testA_N_anno.bmp, testB_N.bmp + testB_N_anno.bmp\n"
+              "  (annotation = instance labels, 0 = background; .png copies accepted; directly in the folder "
+              "or one sub-folder down)\n"
+              f"{GRADES}   (optional: name, patient ID, grade (GlaS), grade (Sirinukunwattana et al. 2015))")
+
+    def __init__(self, root: Path | str, skip: Iterable[str] = ()) -> None:
+        super().__init__(root, skip)
+
+    @classmethod
+    def looks_like(cls, folder: Path) -> bool:
+        return (folder / GRADES).is_file() or bool(cls._image_folders(folder))
+
+    @staticmethod
+    def _image_folders(root: Path) -> list[Path]:
+        candidates = [root] + [p for p in visible_entries(root) if p.is_dir()]
+        return [f for f in candidates if any(_NAME_RE.match(p.name) for p in f.iterdir() if p.is_file())]
+
+    def _scan(self) -> Scan:
+        scan = Scan()
+        folders = self._image_folders(self.root)
+        if not folders:
+            scan.add(self.root, "missing_image", "no train_N / testA_N / testB_N images (.bmp or .png) here or "
+                                                 "one folder down")
+        files = [p for f in folders for p in self._files(f, scan)]
+        images = index_by_id([p for p in files if "_anno" not in p.stem], _key(False), scan, "image")
+        annos = index_by_id([p for p in files if "_anno" in p.stem], _key(True), scan, "annotation (<name>_anno)")
+        grades = self._grades(folders, scan)
+        for cid, image, anno in pair_files(images, annos, scan):
+            meta = (("official_split", cid.split("_")[0]),) + grades.get(cid, ())
+            scan.cases.append(Case(cid, cid, image, (anno,), meta=meta))
+        scan.counts.update(images=len(images), annotations=len(annos),
+                           official_split=dict(Counter(c.case_id.split("_")[0] for c in scan.cases)))
+        if grades:
+            self._count_grades(grades, set(images), scan)
+        return scan
+
+    @staticmethod
+    def _files(folder: Path, scan: Scan) -> list[Path]:
+        found = []
+        for path in visible_entries(folder):
+            if path.is_file() and _NAME_RE.match(path.name):
+                found.append(path)
+            elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+                scan.add(path, "unexpected_file", "GlaS images are named train_N / testA_N / testB_N[_anno].bmp")
+            elif path.is_file():
+                scan.ignore(path)
+        return found
+
+    def _grades(self, folders: list[Path], scan: Scan) -> dict[str, tuple[tuple[str, str], ...]]:
+        for folder in [self.root, *folders]:
+            path = folder / GRADES
+            if path.is_file():
+                try:
+                    grades = read_grades(path)
+                except (OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
+                    scan.add(path, "bad_csv", f"cannot parse: {type(exc).__name__}: {exc}")
+                    return {}
+                scan.counts["grade_csv"] = str(path)
+                return grades
+        scan.counts["grade_csv"] = f"missing (no {GRADES}); grades not in Case.meta"
+        return {}
+
+    @staticmethod
+    def _count_grades(grades: dict[str, tuple[tuple[str, str], ...]], images: set[str], scan: Scan) -> None:
+        scan.counts["grade_rows"] = len(grades)
+        scan.counts["grade_rows_without_images"] = len(set(grades) - images)
+        unknown = sorted(images - set(grades), key=natural_key)
+        if unknown:
+            scan.counts["images_without_grade_row"] = unknown

@@ -1,0 +1,385 @@
+"""The five native-layout readers and their validation (``bench.datasets._check``).
+
+Tiny fake layouts come from ``native_layouts``; the real samples in ``../shared/data`` are read when
+present (skipped otherwise).
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from native_layouts import (
+    GLAS_NAMES,
+    LGG_PATIENTS,
+    Layout,
+    blob,
+    make_dsb,
+    make_glas,
+    make_isbi_png,
+    make_isbi_tiff,
+    make_isic,
+    make_lgg,
+    make_non_binary,
+    make_wrong_size,
+    rgb,
+    truncate,
+    write,
+)
+
+from bench.datasets import DATASETS, canonical_name, create_dataset, list_datasets, open_dataset
+from bench.datasets._base import CheckReport, DataError, SegDataset
+from bench.datasets._check import check_data_root, check_dataset, format_report
+
+NATIVE = ("dsb2018", "glas2015", "isbi2012", "isic2018", "lgg_mri")
+MAKERS: dict[str, Callable[[Path], Layout]] = {
+    "isic2018": make_isic, "isbi2012": make_isbi_png, "lgg_mri": make_lgg, "glas2015": make_glas, "dsb2018": make_dsb,
+}
+VARIANTS: dict[str, tuple[str, Callable[[Path], Layout]]] = {
+    "isic2018": ("isic2018", make_isic),
+    "isbi2012-png": ("isbi2012", make_isbi_png),
+    "isbi2012-tiff": ("isbi2012", make_isbi_tiff),
+    "lgg_mri": ("lgg_mri", make_lgg),
+    "glas2015-bmp": ("glas2015", make_glas),
+    "glas2015-png": ("glas2015", lambda root: make_glas(root, ext="png", rgb_anno=True)),
+    "dsb2018": ("dsb2018", make_dsb),
+}
+
+
+def read_all(ds: SegDataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {case.case_id: ds.read(case) for case in ds.cases()}
+
+
+def has_problem(report: CheckReport, kind: str, path: Path) -> bool:
+    """A problem of ``kind`` naming ``path`` (by full path, or by file name in a duplicate's detail)."""
+    return any(p.kind == kind and (p.path.startswith(str(path)) or path.name in p.detail) for p in report.problems)
+
+
+# ---------------------------------------------------------------- registry
+def test_registry_names_and_attributes() -> None:
+    assert set(NATIVE) <= set(list_datasets())
+    assert canonical_name("mri") == "lgg_mri"
+    patch = {name for name in NATIVE if DATASETS.get(name).factory.patch_based}
+    assert patch == {"isbi2012", "glas2015"}
+    channels = {name: DATASETS.get(name).factory.channels for name in NATIVE}
+    assert channels == {"dsb2018": 3, "glas2015": 3, "isbi2012": 1, "isic2018": 3, "lgg_mri": 3}
+    assert DATASETS.get("isbi2012").factory.__doc__ and "cell interior" in DATASETS.get("isbi2012").factory.__doc__
+
+
+# ---------------------------------------------------------------- good layouts
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_reads_native_layout(tmp_path: Path, variant: str) -> None:
+    name, make = VARIANTS[variant]
+    layout = make(tmp_path / name)
+    ds = open_dataset(name, layout.root)
+    cases = ds.cases()
+    ids = [c.case_id for c in cases]
+    assert sorted(ids) == sorted(layout.files) and len(set(ids)) == len(ids)
+    assert ids == [c.case_id for c in open_dataset(name, layout.root).cases()]  # stable
+    assert {c.case_id: c.group for c in cases} == layout.groups
+    for case in cases:
+        image, mask = ds.read(case)
+        assert image.dtype == np.uint8 and image.shape == (32, 40, ds.channels)
+        assert mask.dtype == bool and mask.shape == (32, 40)
+        np.testing.assert_array_equal(mask, layout.masks_expected[case.case_id])
+    report = check_dataset(ds)
+    assert report.ok, format_report(report)
+    assert report.n_cases == len(layout.files) and report.n_groups == len(set(layout.groups.values()))
+
+
+def test_isbi_variants_agree_and_foreground_is_white(tmp_path: Path) -> None:
+    png = read_all(open_dataset("isbi2012", make_isbi_png(tmp_path / "png").root))
+    tiff_ds = open_dataset("isbi2012", make_isbi_tiff(tmp_path / "tiff").root)
+    tiff = read_all(tiff_ds)
+    assert list(png) == list(tiff) == ["slice_00", "slice_01", "slice_02", "slice_03"]
+    for cid in png:
+        np.testing.assert_array_equal(png[cid][0], tiff[cid][0])
+        np.testing.assert_array_equal(png[cid][1], tiff[cid][1])
+        assert png[cid][1].mean() > 0.5  # white (cell interior) is the majority foreground class
+    assert [c.page for c in tiff_ds.cases()] == [0, 1, 2, 3]
+    assert tiff_ds.options() == {"variant": "tiff"}
+
+
+def test_isbi_png_numeric_order_and_variant_choice(tmp_path: Path) -> None:
+    layout = make_isbi_png(tmp_path / "isbi", n=12)
+    assert [c.case_id for c in open_dataset("isbi2012", layout.root).cases()][:3] == ["slice_00", "slice_01",
+                                                                                         "slice_02"]
+    make_isbi_tiff(layout.root, n=12)  # both variants present: auto uses the official stacks and says so
+    auto = open_dataset("isbi2012", layout.root)
+    assert auto.options() == {"variant": "tiff"}
+    assert "not used" in check_dataset(auto).counts["note"]
+    assert open_dataset("isbi2012", layout.root, variant="png").options() == {"variant": "png"}
+    with pytest.raises(ValueError, match="variant"):
+        open_dataset("isbi2012", layout.root, variant="zarr")
+
+
+def test_isbi_tiff_page_count_mismatch(tmp_path: Path) -> None:
+    layout = make_isbi_tiff(tmp_path / "isbi", n=4)
+    write(layout.root / "train-labels.tif", np.stack([255 - blob(i) for i in range(3)]), stack=True)
+    report = check_dataset(open_dataset("isbi2012", layout.root))
+    assert [p.kind for p in report.problems] == ["missing_mask"] and "page 3" in report.problems[0].path
+    assert report.n_cases == 3
+    assert open_dataset("isbi2012", layout.root, skip=["slice_03"]).cases()[-1].case_id == "slice_02"
+
+
+def test_lgg_numeric_sort_masks_groups_and_subsets(tmp_path: Path) -> None:
+    layout = make_lgg(tmp_path / "lgg_mri")
+    ds = open_dataset("mri", layout.root)
+    assert ds.name == "lgg_mri" and ds.options() == {"subset": "all"}
+    ids = [c.case_id for c in ds.cases()]
+    assert ids == [f"{p}_{n}" for p in LGG_PATIENTS for n in (1, 2, 10)]  # _2 before _10, no _mask ids
+    assert all(not str(c.image_path).endswith("_mask.tif") for c in ds.cases())
+    assert dict(ds.cases()[0].meta)["patient"] == "TCGA_CS_4941"
+    report = check_dataset(ds)
+    assert report.n_groups == 2 and report.counts["empty_masks"] == 2 and report.counts["data_csv_rows"] == 3
+    tumour = open_dataset("lgg_mri", layout.root, subset="tumour")
+    assert tumour.options() == {"subset": "tumour"}
+    assert [c.case_id for c in tumour.cases()] == [f"{p}_{n}" for p in LGG_PATIENTS for n in (2, 10)]
+    assert all(mask.any() for _, mask in read_all(tumour).values())
+    empty_slice = f"{LGG_PATIENTS[0]}_1"  # left out by the subset: still a known id for skip=
+    assert len(open_dataset("lgg_mri", layout.root, subset="tumour", skip=[empty_slice]).cases()) == 4
+    assert "subset='tumour'" in format_report(check_dataset(tumour))
+    with pytest.raises(ValueError, match="tumour"):
+        open_dataset("lgg_mri", layout.root, subset="paper")
+
+
+def test_lgg_wrong_root_gets_a_hint(tmp_path: Path) -> None:
+    layout = make_lgg(tmp_path / "lgg_mri")
+    with pytest.raises(DataError, match="point root at the folder above kaggle_3m"):
+        open_dataset("lgg_mri", layout.root / "kaggle_3m").cases()
+
+
+def test_glas_grades_instances_and_missing_csv(tmp_path: Path) -> None:
+    layout = make_glas(tmp_path / "glas2015")
+    ds = open_dataset("glas2015", layout.root)
+    cases = {c.case_id: dict(c.meta) for c in ds.cases()}
+    assert set(cases) == set(GLAS_NAMES)
+    assert cases["testA_1"] == {"official_split": "testA", "patient_id": "3", "grade_glas": "benign",
+                                "grade_sirinukunwattana": "adenomatous"}
+    report = check_dataset(ds)
+    assert report.ok and report.counts["grade_rows"] == 5 and report.counts["grade_rows_without_images"] == 1
+    (layout.root / "Grade.csv").unlink()
+    report = check_dataset(open_dataset("glas2015", layout.root))
+    assert report.ok and report.counts["grade_csv"].startswith("missing")
+
+
+def test_glas_images_one_folder_down(tmp_path: Path) -> None:
+    root = tmp_path / "glas2015"
+    make_glas(root / "Warwick QU Dataset (Released 2016_07_08)")
+    assert {c.case_id for c in open_dataset("glas2015", root).cases()} == set(GLAS_NAMES)
+
+
+def test_dsb_union_and_alpha(tmp_path: Path) -> None:
+    layout = make_dsb(tmp_path / "dsb2018")
+    ds = open_dataset("dsb2018", layout.root)
+    images = read_all(ds)
+    grey_stored_as_rgba = images["0a1b2c"][0]
+    assert grey_stored_as_rgba.shape[2] == 3 and np.array_equal(grey_stored_as_rgba[..., 0],
+                                                                grey_stored_as_rgba[..., 2])
+    assert check_dataset(ds).counts["nucleus_masks"] == 9
+
+
+# ---------------------------------------------------------------- bad files
+def _duplicate(name: str, layout: Layout, cid: str) -> Path:
+    image = layout.image(cid)
+    if name == "isic2018":
+        return write(image.with_suffix(".png"), rgb(7))
+    if name == "isbi2012":
+        target = image.with_name("0" + image.name)
+    elif name == "lgg_mri":
+        stem, n = image.stem.rsplit("_", 1)
+        target = image.with_name(f"{stem}_0{n}.tif")
+    else:
+        target = image.with_suffix(".png")
+    shutil.copy(image, target)
+    return target
+
+
+def _damage(defect: str, name: str, layout: Layout, cid: str) -> tuple[str, Path]:
+    """Apply ``defect`` to case ``cid``; return (problem kind, path the report must name)."""
+    if defect == "truncated_image":
+        return "unreadable", truncate(layout.image(cid))
+    if defect == "truncated_mask":
+        return "unreadable", truncate(layout.mask(cid))
+    if defect == "size_mismatch":
+        return "size_mismatch", make_wrong_size(layout.mask(cid))
+    if defect == "non_binary":
+        return "non_binary_mask", make_non_binary(layout.mask(cid))
+    if defect == "missing_mask":
+        for path in layout.files[cid][1]:
+            path.unlink()
+        return "missing_mask", layout.mask(cid).parent if name == "dsb2018" else layout.image(cid)
+    if defect == "missing_image":
+        layout.image(cid).unlink()
+        return "missing_image", layout.image(cid) if name == "dsb2018" else layout.mask(cid)
+    return "duplicate_id", _duplicate(name, layout, cid)
+
+
+DEFECTS = ("truncated_image", "truncated_mask", "size_mismatch", "non_binary", "missing_mask", "missing_image",
+           "duplicate")
+READ_TIME = {"truncated_image", "truncated_mask", "size_mismatch", "non_binary"}
+BAD = [(n, d) for n in MAKERS for d in DEFECTS
+       if not (d == "non_binary" and n == "glas2015") and not (d == "duplicate" and n == "dsb2018")]
+
+
+@pytest.mark.parametrize(("name", "defect"), BAD, ids=[f"{n}-{d}" for n, d in BAD])
+def test_bad_file_is_named_and_never_silently_dropped(tmp_path: Path, name: str, defect: str) -> None:
+    layout = MAKERS[name](tmp_path / name)
+    cid = sorted(layout.files)[1]
+    kind, path = _damage(defect, name, layout, cid)
+    ds = open_dataset(name, layout.root)
+    report = check_dataset(ds)
+    assert not report.ok and has_problem(report, kind, path), format_report(report)
+    assert all(p.case_id == cid for p in report.problems)  # type: ignore[attr-defined]
+    assert report.n_cases >= len(layout.files) - 1  # the good cases are still all there
+    text = format_report(report)
+    assert (str(path) in text or path.name in text) and "verdict: FAIL" in text
+    with pytest.raises(DataError) as err:
+        read_all(ds)
+    assert str(path) in str(err.value) or path.name in str(err.value)
+    if defect in READ_TIME:
+        assert cid in [c.case_id for c in ds.cases()]  # listing is fine, reading that case is not
+    skipped = open_dataset(name, layout.root, skip=[cid])
+    assert sorted(read_all(skipped)) == sorted(set(layout.files) - {cid})
+    assert check_dataset(skipped).ok
+
+
+def test_glas_instance_labels_are_not_non_binary(tmp_path: Path) -> None:
+    layout = make_glas(tmp_path / "glas2015")
+    make_non_binary(layout.mask("train_1"))
+    assert check_dataset(open_dataset("glas2015", layout.root)).ok
+
+
+def test_mask_with_differing_channels_is_reported(tmp_path: Path) -> None:
+    layout = make_isic(tmp_path / "isic2018")
+    mask = layout.mask("ISIC_0000002")
+    coloured = np.stack([blob(1), blob(2), blob(3)], axis=2)
+    mask.unlink()
+    write(mask, coloured)
+    assert has_problem(check_dataset(open_dataset("isic2018", layout.root)), "bad_channels", mask)
+
+
+def test_unexpected_image_name_is_a_problem(tmp_path: Path) -> None:
+    layout = make_isbi_png(tmp_path / "isbi")
+    stray = write(layout.root / "train" / "image" / "slice_copy.png", blob(0))
+    ignored = layout.root / "train" / "image" / "notes.txt"
+    ignored.write_text("x")
+    report = check_dataset(open_dataset("isbi2012", layout.root))
+    assert has_problem(report, "unexpected_file", stray)
+    assert str(ignored) in report.counts["ignored_files"]
+
+
+@pytest.mark.parametrize("name", sorted(MAKERS))
+def test_empty_and_missing_folders(tmp_path: Path, name: str) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert has_problem(check_dataset(open_dataset(name, empty)), "empty_folder", empty)
+    missing = tmp_path / "missing"
+    assert has_problem(check_dataset(open_dataset(name, missing)), "missing_folder", missing)
+    with pytest.raises(DataError, match="expected layout"):
+        open_dataset(name, missing).cases()
+
+
+def test_missing_and_empty_subfolders(tmp_path: Path) -> None:
+    isic = make_isic(tmp_path / "isic2018")
+    truth = isic.mask("ISIC_0000001").parent
+    shutil.rmtree(truth)
+    assert has_problem(check_dataset(open_dataset("isic2018", isic.root)), "missing_folder", truth)
+    lgg = make_lgg(tmp_path / "lgg_mri")
+    hollow = lgg.root / "kaggle_3m" / "TCGA_DU_A5TU_19980312"
+    hollow.mkdir()
+    assert has_problem(check_dataset(open_dataset("lgg_mri", lgg.root)), "empty_folder", hollow)
+
+
+def test_unknown_skip_id_is_a_problem(tmp_path: Path) -> None:
+    layout = make_isic(tmp_path / "isic2018")
+    ds = open_dataset("isic2018", layout.root, skip=["ISIC_0000002", "ISIC_9999999"])
+    with pytest.raises(DataError, match="ISIC_9999999"):
+        ds.cases()
+    with pytest.raises(TypeError):
+        open_dataset("isic2018", layout.root, skip="ISIC_0000002")
+
+
+def test_check_data_root_finds_folders_by_name_and_layout(tmp_path: Path) -> None:
+    make_isic(tmp_path / "isic2018")
+    make_lgg(tmp_path / "MRI")
+    make_dsb(tmp_path / "kaggle-nuclei")
+    make_isbi_tiff(tmp_path / "em")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "README.md").write_text("data\n")
+    reports = check_data_root(tmp_path)
+    found = {r.root.name: r.dataset for r in reports if r.root is not None}
+    assert found == {"em": "isbi2012", "isic2018": "isic2018", "kaggle-nuclei": "dsb2018", "MRI": "lgg_mri"}
+    assert all(r.ok for r in reports)
+    assert not check_data_root(tmp_path / "missing")[0].ok
+
+
+def test_format_report_ok(tmp_path: Path) -> None:
+    text = format_report(check_dataset(open_dataset("dsb2018", make_dsb(tmp_path / "dsb2018").root)))
+    assert "stage1_train/<id>/images/<id>.png" in text and "found: 3 cases in 3 groups" in text
+    assert text.splitlines()[-1] == "verdict: OK, 3 cases readable (paper Table 1: 670)"
+
+
+def test_root_none_is_refused() -> None:
+    with pytest.raises(ValueError, match="synthetic"):
+        create_dataset("isic2018", root=None)
+
+
+# ---------------------------------------------------------------- the real samples
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data"
+real_data = pytest.mark.skipif(not REAL.is_dir(), reason=f"real data samples not found at {REAL}")
+
+
+@functools.cache
+def real_report(name: str) -> CheckReport:
+    return check_dataset(open_dataset(name, REAL / name))
+
+
+@real_data
+@pytest.mark.real_data
+@pytest.mark.parametrize(("name", "n_cases", "n_groups", "empty", "sizes"), [
+    ("isic2018", 30, 30, 0, None),
+    ("isbi2012", 30, 30, 0, {"512x512": 30}),
+    ("lgg_mri", 66, 3, 40, {"256x256": 66}),
+    ("dsb2018", 60, 60, 0, None),
+    ("glas2015", 1, 1, 0, {"775x522": 1}),
+])
+def test_real_samples(name: str, n_cases: int, n_groups: int, empty: int, sizes: dict[str, int] | None) -> None:
+    report = real_report(name)
+    assert report.ok, format_report(report)
+    assert (report.n_cases, report.n_groups, report.counts["empty_masks"]) == (n_cases, n_groups, empty)
+    if sizes is not None:
+        assert report.counts["image_sizes (W x H)"] == sizes
+
+
+@real_data
+@pytest.mark.real_data
+@pytest.mark.parametrize(("name", "channels", "fg_range"), [
+    ("isbi2012", 1, (0.6, 0.95)), ("lgg_mri", 3, (0.0, 0.1)), ("glas2015", 3, (0.3, 0.95)),
+    ("dsb2018", 3, (0.01, 0.5)), ("isic2018", 3, (0.01, 0.6)),
+])
+def test_real_first_case(name: str, channels: int, fg_range: tuple[float, float]) -> None:
+    ds = open_dataset(name, REAL / name)
+    case = ds.cases()[-1] if name == "lgg_mri" else ds.cases()[0]
+    image, mask = ds.read(case)
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == channels
+    assert mask.dtype == bool and mask.shape == image.shape[:2]
+    assert fg_range[0] <= real_report(name).counts["foreground_share_mean"] <= fg_range[1]
+
+
+@real_data
+@pytest.mark.real_data
+def test_real_lgg_groups_tumour_subset_and_glas_grades() -> None:
+    lgg = open_dataset("lgg_mri", REAL / "lgg_mri")
+    assert sorted({c.group for c in lgg.cases()}) == ["TCGA_CS_4941_19960909", "TCGA_DU_A5TU_19980312",
+                                                      "TCGA_HT_7602_19951103"]
+    ids = [c.case_id for c in lgg.cases() if c.group == "TCGA_CS_4941_19960909"]
+    assert ids[:3] == ["TCGA_CS_4941_19960909_1", "TCGA_CS_4941_19960909_2", "TCGA_CS_4941_19960909_3"]
+    assert len(open_dataset("mri", REAL / "lgg_mri", subset="tumour").cases()) == 26
+    glas = open_dataset("glas2015", REAL / "glas2015").cases()
+    assert dict(glas[0].meta)["grade_glas"] == "benign"
+    assert real_report("glas2015").counts["grade_rows_without_images"] == 164
