@@ -1,9 +1,9 @@
 """Per-image segmentation metrics for 2D binary masks: the one place the conventions live.
 
 Pure numpy / scipy / OpenCV (no torch). Both inputs are equal-shape 2D ``bool`` arrays (``ref`` the
-reference, ``pred`` the prediction, already thresholded: prediction = sigmoid(logits) > 0.5);
-anything else raises a ValueError. Pixel ``(r, c)`` is the point ``(r, c)``: unit spacing, distances
-in pixels, Euclidean, float64.
+reference, ``pred`` the prediction, already thresholded: prediction = sigmoid(logits) > 0.5); another
+dtype or shape raises a ValueError naming it, a non-array a TypeError. Pixel ``(r, c)`` is the point
+``(r, c)``: unit spacing, distances in pixels, Euclidean, float64.
 
 Conventions (design/conventions.md, "Per-image metrics"):
 
@@ -35,8 +35,10 @@ exact Euclidean distance transform to ``boundary(B)`` gives both the HD distance
 bounding box of ``A ∪ B``: it holds every pixel of ``B``, so the transform of a pixel inside the box
 is exact, and the boundary computed inside the box (constant-background border) is the full-image
 boundary because every pixel just outside the box is background or outside the image. The transform
-is OpenCV's ``DIST_L2`` / ``DIST_MASK_PRECISE`` (exact, float32); ``sqrt(rint(d**2))`` in float64
-restores the exact distance ``sqrt(integer)`` before any value is used.
+is OpenCV's ``DIST_L2`` / ``DIST_MASK_PRECISE`` (exact, float32; measured 1.4 ms against scipy's
+``distance_transform_edt`` 3.3 ms for 256x256 on one thread); ``sqrt(rint(d**2))`` in float64 restores
+the exact distance ``sqrt(integer)`` before any value is used. Values do not depend on OpenCV's thread
+count (``cv2.setNumThreads``), only the speed does.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 def _check_pair(ref: np.ndarray, pred: np.ndarray) -> None:
     for name, mask in (("ref", ref), ("pred", pred)):
         if not isinstance(mask, np.ndarray):
-            raise ValueError(f"{name} must be a numpy bool array, got {type(mask).__name__}")
+            raise TypeError(f"{name} must be a numpy bool array, got {type(mask).__name__}")
         if mask.dtype != np.bool_:
             raise ValueError(f"{name} must have dtype bool (threshold it first), got dtype {mask.dtype}")
     if ref.ndim != 2 or ref.shape != pred.shape:
@@ -103,28 +105,29 @@ def _counts(ref: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
 
 
 def _ratio(num: Any, den: Any, empty: float, like: Any, name: str) -> Any:
-    """``num / den`` in float64, ``empty`` where ``den == 0``; keeps a pandas Series' index and scalars scalar."""
+    """``num / den`` in float64, ``empty`` where ``den == 0``; scalars stay scalars, a pandas Series keeps its index."""
+    if np.ndim(num) == 0 and np.ndim(den) == 0:
+        den = float(den)
+        return float(empty) if den == 0 else float(num) / den
     num = np.asarray(num, dtype=np.float64)
     den = np.asarray(den, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(den > 0, num / den, np.float64(empty))
-    if out.ndim == 0:
-        return float(out)
-    index = getattr(like, "index", None)
-    if index is not None and hasattr(like, "to_numpy"):  # pandas Series in -> Series out
-        return type(like)(out, index=index, name=name)
+    if hasattr(like, "index") and hasattr(like, "to_numpy"):  # pandas Series in -> Series out
+        return type(like)(out, index=like.index, name=name)
     return out
 
 
 def dice_from_counts(tp: Any, fp: Any, fn: Any, empty: float = 1.0) -> Any:
-    """Dice = 2 tp / (2 tp + fp + fn), ``empty`` where tp + fp + fn == 0. Scalars, arrays or pandas Series."""
-    tp = np.asarray(tp) if not hasattr(tp, "index") else tp
-    return _ratio(2 * np.asarray(tp), 2 * np.asarray(tp) + np.asarray(fp) + np.asarray(fn), empty, tp, "dice")
+    """Dice = 2 tp / (2 tp + fp + fn); ``empty`` where tp + fp + fn == 0. Ints, numpy arrays or pandas Series."""
+    tp_, fp_, fn_ = (np.asarray(x, dtype=np.int64) for x in (tp, fp, fn))
+    return _ratio(2 * tp_, 2 * tp_ + fp_ + fn_, empty, tp, "dice")
 
 
 def iou_from_counts(tp: Any, fp: Any, fn: Any, empty: float = 1.0) -> Any:
-    """IoU = tp / (tp + fp + fn), ``empty`` where tp + fp + fn == 0. Scalars, arrays or pandas Series."""
-    return _ratio(np.asarray(tp), np.asarray(tp) + np.asarray(fp) + np.asarray(fn), empty, tp, "iou")
+    """IoU = tp / (tp + fp + fn); ``empty`` where tp + fp + fn == 0. Ints, numpy arrays or pandas Series."""
+    tp_, fp_, fn_ = (np.asarray(x, dtype=np.int64) for x in (tp, fp, fn))
+    return _ratio(tp_, tp_ + fp_ + fn_, empty, tp, "iou")
 
 
 def dice(ref: np.ndarray, pred: np.ndarray, empty: float = 1.0) -> float:
@@ -144,79 +147,95 @@ def iou(ref: np.ndarray, pred: np.ndarray, empty: float = 1.0) -> float:
 
 @dataclass(frozen=True)
 class _Side:
-    """One mask inside the shared crop: the mask, its boundary, and the exact distance to its boundary."""
+    """One mask inside the shared crop."""
 
     mask: np.ndarray  # uint8 0/1, contiguous crop
-    boundary: np.ndarray  # uint8 0/1
-    dist: np.ndarray  # float32 distance of every crop pixel to the nearest boundary pixel (OpenCV, exact after _exact)
+    boundary: np.ndarray  # flat indices (into the crop) of the boundary pixels
+    dist: np.ndarray  # float32 distance of every crop pixel to the nearest boundary pixel (exact after _exact)
 
 
-def _exact(d: np.ndarray | float) -> Any:
-    """Float32 EDT values -> exact float64 ``sqrt(integer squared distance)``."""
+def _exact(d: Any) -> Any:
+    """OpenCV's float32 EDT values -> the exact float64 ``sqrt(integer squared distance)``."""
     d64 = np.asarray(d, dtype=np.float64)
     return np.sqrt(np.rint(d64 * d64))
 
 
 def _crop(ref: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both masks cut to the bounding box of their union (not empty), as contiguous uint8 0/1."""
-    union = (ref | pred).view(np.uint8)
-    x, y, w, h = cv2.boundingRect(union)
+    x, y, w, h = cv2.boundingRect((ref | pred).view(np.uint8))
     box = (slice(y, y + h), slice(x, x + w))
     return np.ascontiguousarray(ref[box]).view(np.uint8), np.ascontiguousarray(pred[box]).view(np.uint8)
 
 
 def _side(mask: np.ndarray) -> _Side:
-    eroded = cv2.erode(mask, _CROSS, borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    boundary = mask - eroded  # eroded ⊆ mask, so 0/1
+    """Boundary (4-neighbour erosion, background outside) and the exact EDT to it."""
+    boundary = mask - cv2.erode(mask, _CROSS, borderType=cv2.BORDER_CONSTANT, borderValue=0)
     dist = cv2.distanceTransform(1 - boundary, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return _Side(mask, boundary, dist)
+    return _Side(mask, np.flatnonzero(boundary), dist)
 
 
 def _directed_hd(a: _Side, b: _Side) -> float:
-    """max over A \\ B of the distance to B (0 when A ⊆ B)."""
-    outside = a.mask > b.mask  # A and not B
+    """h(A, B) = max over A \\ B of the distance to B's boundary (= to B there); 0 when A ⊆ B."""
+    outside = a.mask > b.mask
     if not outside.any():
         return 0.0
     return float(_exact(cv2.minMaxLoc(b.dist, mask=outside.view(np.uint8))[1]))
 
 
 def _surface_distances(a: _Side, b: _Side) -> np.ndarray:
-    """Exact distances (float64) from each boundary pixel of A to the nearest boundary pixel of B."""
-    return _exact(b.dist[a.boundary.view(np.bool_)])
+    """Distances (float32, not yet exact) from each boundary pixel of A to the nearest boundary pixel of B."""
+    return b.dist.reshape(-1)[a.boundary]
+
+
+def _percentile(values: np.ndarray, q: float = PERCENTILE) -> float:
+    """``np.percentile(_exact(values), q)`` (linear method), exactly, from two order statistics.
+
+    ``_exact`` is non-decreasing, so it commutes with order statistics; the interpolation repeats numpy's
+    ``(n - 1) q / 100`` virtual index and its two-sided lerp in float64 (tested against ``np.percentile``).
+    """
+    n = values.size
+    virtual = (n - 1) * (q / 100)
+    lo = math.floor(virtual)
+    if virtual >= n - 1:
+        return float(_exact(values.max()))
+    a, b = (float(v) for v in _exact(np.partition(values, (lo, lo + 1))[lo : lo + 2]))
+    gamma = virtual - lo
+    return b - (b - a) * (1 - gamma) if gamma >= 0.5 else a + (b - a) * gamma
 
 
 def _diagonal(shape: tuple[int, ...]) -> float:
     return math.hypot(shape[0], shape[1])
 
 
+def _empty_rule(n_ref: int, n_pred: int, shape: tuple[int, ...]) -> float | None:
+    """Distance for an empty mask: 0 when both are empty, the image diagonal when one is; None otherwise."""
+    if n_ref and n_pred:
+        return None
+    return 0.0 if n_ref == n_pred else _diagonal(shape)
+
+
 def _distance_metrics(ref: np.ndarray, pred: np.ndarray, n_ref: int, n_pred: int) -> dict[str, Any]:
-    if n_ref == 0 and n_pred == 0:
-        return {"hd": 0.0, "hd95": 0.0, "hd_worst_case": False}
-    if n_ref == 0 or n_pred == 0:
-        worst = _diagonal(ref.shape)
-        return {"hd": worst, "hd95": worst, "hd_worst_case": True}
+    fixed = _empty_rule(n_ref, n_pred, ref.shape)
+    if fixed is not None:
+        return {"hd": fixed, "hd95": fixed, "hd_worst_case": fixed > 0}
     r, p = (_side(m) for m in _crop(ref, pred))
     hd = max(_directed_hd(r, p), _directed_hd(p, r))
     hd95_ = max(_percentile(_surface_distances(r, p)), _percentile(_surface_distances(p, r)))
     return {"hd": hd, "hd95": hd95_, "hd_worst_case": False}
 
 
-def _percentile(values: np.ndarray) -> float:
-    return float(np.percentile(values, PERCENTILE))
-
-
 def hausdorff(ref: np.ndarray, pred: np.ndarray) -> float:
     """Symmetric Hausdorff distance over all foreground pixels (paper Eq. 6-8), pixels; empty rules as above."""
     _check_pair(ref, pred)
-    n_ref, n_pred = int(np.count_nonzero(ref)), int(np.count_nonzero(pred))
-    if n_ref == 0 or n_pred == 0:
-        return 0.0 if n_ref == n_pred else _diagonal(ref.shape)
+    fixed = _empty_rule(int(np.count_nonzero(ref)), int(np.count_nonzero(pred)), ref.shape)
+    if fixed is not None:
+        return fixed
     r, p = _crop(ref, pred)
     return max(_directed_to_mask(r, p), _directed_to_mask(p, r))
 
 
 def _directed_to_mask(a: np.ndarray, b: np.ndarray) -> float:
-    """h(A, B) with one transform of B's complement (the distance to B, not to its boundary: same on A \\ B)."""
+    """h(A, B) from one EDT of B's complement (distance to B itself, which equals the boundary's on A \\ B)."""
     outside = a > b
     if not outside.any():
         return 0.0
@@ -231,11 +250,11 @@ def hd95(ref: np.ndarray, pred: np.ndarray) -> float:
 
 
 def hd95_pooled(ref: np.ndarray, pred: np.ndarray) -> float:
-    """medpy's ``hd95``: the 95th percentile of both directions' surface distances pooled. For comparison only."""
+    """medpy's ``hd95``: 95th percentile of both directions' surface distances pooled. For comparison only."""
     _check_pair(ref, pred)
-    n_ref, n_pred = int(np.count_nonzero(ref)), int(np.count_nonzero(pred))
-    if n_ref == 0 or n_pred == 0:
-        return 0.0 if n_ref == n_pred else _diagonal(ref.shape)
+    fixed = _empty_rule(int(np.count_nonzero(ref)), int(np.count_nonzero(pred)), ref.shape)
+    if fixed is not None:
+        return fixed
     r, p = (_side(m) for m in _crop(ref, pred))
     return _percentile(np.concatenate([_surface_distances(r, p), _surface_distances(p, r)]))
 
