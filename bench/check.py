@@ -140,15 +140,16 @@ def rederive_errors(rows: pd.DataFrame, stored: dict[str, Any]) -> list[str]:
     return errors
 
 
-def run_benchmark(results: Path, jobs: int = 1) -> pd.DataFrame:
-    """Run (or resume) the check profile into ``results`` and return its tidy table."""
+def run_benchmark(results: Path, jobs: int = 1, archs: str | None = None, datasets: str | None = None) -> pd.DataFrame:
+    """Run the check profile into ``results`` (always recomputed) and return its tidy table. ``archs`` and
+    ``datasets`` (comma-separated) narrow the default selection: every paper network and dataset."""
     from bench.config import load_profile
     from bench.plan import plan, select
     from bench.runner import run_jobs
 
     profile = load_profile(PROFILE)
-    planned = plan(select(None, None, True, "holdout"), profile, results)
-    statuses = list(run_jobs(planned, results, n_jobs=jobs, progress=False))
+    planned = plan(select(archs, datasets, True, "holdout"), profile, results)
+    statuses = list(run_jobs(planned, results, n_jobs=jobs, force=True, progress=False))
     failed = [s for s in statuses if s["status"] == "failed"]
     df = load_all(results)
     keys = {j.key for j in planned}
@@ -172,8 +173,9 @@ def check(baseline: Path = DEFAULT_BASELINE, tolerance: str | None = None, resul
     base_rows = pd.read_parquet(baseline / "rows.parquet")
     stored = json.loads((baseline / "derived.json").read_text())
     meta = json.loads((baseline / "meta.json").read_text())
+    selection = meta.get("selection", {})
     with tempfile.TemporaryDirectory() as tmp:
-        new_rows = run_benchmark(results or Path(tmp), jobs)
+        new_rows = run_benchmark(results or Path(tmp), jobs, selection.get("archs"), selection.get("datasets"))
     drifted, missing, added = compare_rows(base_rows, new_rows, parse_tolerances(tolerance))
     flips = compare_derived(stored, derive(new_rows)) if not new_rows.empty else pd.DataFrame()
     return CheckResult(drifted, missing, added, flips, rederive_errors(base_rows, stored), environment_notes(meta))
@@ -186,7 +188,8 @@ def git_sha() -> str:
         return ""
 
 
-def update(baseline: Path, reason: str, results: Path | None = None, jobs: int = 1) -> Path:
+def update(baseline: Path, reason: str, results: Path | None = None, jobs: int = 1, archs: str | None = None,
+           datasets: str | None = None) -> Path:
     """Re-run the benchmark and re-bless the baseline, recording ``reason`` and the git sha."""
     import torch
 
@@ -194,7 +197,7 @@ def update(baseline: Path, reason: str, results: Path | None = None, jobs: int =
         raise ValueError("--update needs --reason \"...\": say why the numbers are allowed to change")
     with tempfile.TemporaryDirectory() as tmp:
         res = results or Path(tmp)
-        rows = run_benchmark(res, jobs)
+        rows = run_benchmark(res, jobs, archs, datasets)
         sides = [{k: s[k] for k in ("job", "key", "status", "best_epoch", "n_written") if k in s} for s in sidecars(res)]
     if rows.empty:
         raise RuntimeError("the check benchmark produced no rows; nothing to bless")
@@ -206,7 +209,7 @@ def update(baseline: Path, reason: str, results: Path | None = None, jobs: int =
     history = old.get("history", []) + [{"reason": reason, "git_sha": git_sha(), "date": time.strftime("%Y-%m-%d")}]
     atomic_write_json(baseline / "meta.json", {
         "profile": PROFILE, "reason": reason, "git_sha": git_sha(), "date": time.strftime("%Y-%m-%d"),
-        "rows": len(rows), "history": history,
+        "rows": len(rows), "history": history, "selection": {"archs": archs, "datasets": datasets},
         "tolerances": {k: vars(v) for k, v in DEFAULT_TOLERANCES.items()},
         "environment": {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                         "threads": 1}})

@@ -167,6 +167,80 @@ def add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default="results")
 
 
+# ---------------------------------------------------------------- bench report / ttest
+def _results_table(results: str) -> tuple:
+    from bench import store
+
+    df = store.load_all(results)
+    if df.empty:
+        raise FileNotFoundError(f"no finished jobs under {results}/runs: run `bench run` first "
+                                f"(or point --results at the folder it wrote)")
+    return df, store.failures(results), store.sidecars(results)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import build_report, report_figure, report_table
+
+    df, failures, sides = _results_table(args.results)
+    if args.all:
+        out = Path(args.out or f"reports/{time.strftime('%Y%m%d-%H%M%S')}")
+        index = build_report(df, out, sidecars=sides, failures=failures, vs_paper=True)
+        print(f"wrote the report to {out} (open {index} or {index.with_suffix('.html')})")
+    if args.table:
+        inputs = _table_inputs(args.table, sides, Path(args.results))
+        print(report_table(df, args.table, args.format, args.vs_paper, failures=failures, sidecars=sides,
+                           inputs=inputs))
+    if args.figure:
+        out = Path(args.out or "reports/figures")
+        for path in report_figure(df, args.figure, out):
+            print(f"wrote {path}")
+    if not (args.all or args.table or args.figure):
+        raise ValueError("choose --table N, --figure 8 (or bars, ranking), or --all")
+    return 0
+
+
+def _table_inputs(table: str, sides: list[dict], results: Path) -> tuple:
+    if table not in ("1", "2"):
+        return ()
+    from bench.report_data import loaded_data
+
+    return loaded_data(sides, results, with_splits=table == "2")
+
+
+def add_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--table", choices=["1", "2", "3", "4", "5", "floors", "sensitivity", "tests"])
+    p.add_argument("--figure", choices=["8", "bars", "ranking"])
+    p.add_argument("--all", action="store_true", help="every table and figure plus index.md/index.html under --out")
+    p.add_argument("--format", default="md", choices=["md", "latex", "tex", "csv", "html"])
+    p.add_argument("--vs-paper", action="store_true", help="show the paper's published values beside ours")
+    p.add_argument("--out", help="output folder (default reports/<timestamp>/ for --all, reports/figures for figures)")
+    p.add_argument("--results", default="results")
+
+
+def cmd_ttest(args: argparse.Namespace) -> int:
+    from bench.stats import format_tests, paired_test
+
+    df, _, _ = _results_table(args.results)
+    against = args.against.split(",") if args.against else None
+    res = paired_test(df, dataset=args.dataset, metric=args.metric, reference=args.reference, against=against,
+                      protocol=args.protocol, test=args.test, correction=args.correction, alpha=args.alpha)
+    print(format_tests(res, args.format))
+    return 0
+
+
+def add_ttest(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--metric", default="iou", choices=["dice", "iou", "hd", "hd95"])
+    p.add_argument("--reference", default="mildnet")
+    p.add_argument("--against", help="comma-separated architectures (default: every other one with results)")
+    p.add_argument("--protocol", default="cv", choices=["cv", "holdout"])
+    p.add_argument("--test", default="t", choices=["t", "wilcoxon"])
+    p.add_argument("--correction", default="holm", choices=["holm", "bonferroni", "none"])
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--format", default="text", choices=["text", "csv", "md"])
+    p.add_argument("--results", default="results")
+
+
 # ---------------------------------------------------------------- bench check
 def cmd_check(args: argparse.Namespace) -> int:
     from bench.check import check, format_result, update
@@ -199,6 +273,8 @@ PARSERS = {"list": (add_list, cmd_list, "list architectures (params, GFLOPs) and
            "data": (add_data, cmd_data, "check dataset folders in their native layouts"),
            "run": (add_run, cmd_run, "train and score architectures on identical folds"),
            "export": (add_export, cmd_export, "write the tidy per-image table as CSV or Parquet"),
+           "report": (add_report, cmd_report, "generate the paper's tables and figures from the results"),
+           "ttest": (add_ttest, cmd_ttest, "paired tests of a reference architecture against the others"),
            "check": (add_check, cmd_check, "re-run the drift benchmark and compare it with the committed baseline")}
 
 

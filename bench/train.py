@@ -41,6 +41,10 @@ def job_seed(*parts: object) -> int:
 
 
 def seed_everything(seed: int, threads: int) -> None:
+    """Seed torch and numpy; fix torch's (and OpenCV's) thread count, which changes the bits."""
+    import cv2
+
+    cv2.setNumThreads(threads)
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     torch.set_num_threads(threads)

@@ -1,0 +1,37 @@
+"""The data behind Tables 1 and 2: re-open what the finished jobs actually loaded.
+
+Each job's sidecar names its dataset folder, options, preprocessing size and split file, so the
+tables describe the data a run used (through the preprocessed cache: no re-decoding).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench.config import Job
+
+
+def loaded_data(sidecars: list[dict[str, Any]], results: Path, with_splits: bool = False) -> tuple[Any, ...]:
+    """Table 1 inputs (one PreparedData per dataset) or, ``with_splits``, Table 2's (data, split) pairs."""
+    from bench.datasets import open_dataset
+    from bench.datasets.prepare import prepare
+    from bench.datasets.splits import Split
+
+    seen: dict[tuple, Any] = {}
+    for side in sidecars:
+        if side.get("status") != "ok":
+            continue
+        job = Job.from_dict(side["job"])
+        data_key = (job.dataset, job.data_root, job.data_options, job.train.image_size, job.train.patch_padding)
+        key = (*data_key, job.split_path) if with_splits else data_key
+        if key in seen:
+            continue
+        root = None if job.data_root is None else Path(job.data_root)
+        ds = open_dataset(job.dataset, root, **json.loads(job.data_options))
+        data = prepare(ds, job.train.image_size, patch_padding=job.train.patch_padding, cache_dir=results / "cache")
+        seen[key] = (data, Split.load(Path(job.split_path))) if with_splits else data
+    if not seen:
+        raise ValueError("no finished jobs: Tables 1 and 2 describe the data of finished runs")
+    return tuple(seen.values())

@@ -1,0 +1,83 @@
+"""The command line as a user runs it: list, data check, run -> report / ttest."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TINY = ["--set", "epochs=1", "--set", "image_size=32", "--set", "width=4", "--set", "depth=3", "--quiet"]
+
+
+def test_bench_list_prints_the_eight_entries_with_spec_parameter_counts(capsys: pytest.CaptureFixture) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name, params in [("unet", "7,760,097"), ("residual_unet", "8,118,599"), ("resdunet", "10,523,293"),
+                         ("unetpp", "9,042,177"), ("multiresunet", "7,238,228"), ("mildnet", "25,381,383"),
+                         ("unet_mlr", "10,899,297"), ("mildnet_no_mlr", "22,242,183")]:
+        line = next(l for l in out.splitlines() if l.split()[:1] == [name])
+        assert params in line
+    for dataset in ["isic2018", "isbi2012", "lgg_mri", "glas2015", "dsb2018"]:
+        assert dataset in out
+
+
+def test_console_script_is_installed() -> None:
+    exe = shutil.which("bench") or str(Path(sys.executable).with_name("bench"))
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("bench ")
+
+
+@pytest.mark.real_data
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="the real samples (../shared/data) are not present")
+def test_data_check_on_the_real_samples(capsys: pytest.CaptureFixture) -> None:
+    assert main(["data", "check", "lgg_mri", "--root", str(SHARED_DATA / "lgg_mri")]) == 0
+    out = capsys.readouterr().out
+    assert "66" in out and "OK" in out
+
+
+def test_data_check_names_broken_files(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root = tmp_path / "dsb2018" / "stage1_train" / "abc"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "images" / "abc.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    assert main(["data", "check", "--data-root", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert str(root / "images" / "abc.png") in out
+
+
+def test_data_check_needs_a_folder(capsys: pytest.CaptureFixture) -> None:
+    assert main(["data", "check"]) == 2
+    assert "--data-root" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_run_then_report_and_ttest(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    res = str(tmp_path / "results")
+    base = ["run", "--results", res, *TINY, "--arch", "unet,mildnet", "--dataset", "mri"]
+    assert main([*base, "--folds", "0,1"]) == 0
+    assert main([*base, "--protocol", "cv", "--folds", "0,1,2,3,4"]) == 0
+    capsys.readouterr()
+    assert main(["report", "--table", "5", "--results", res]) == 0
+    out = capsys.readouterr().out
+    assert "SYNTHETIC" in out and "MILDNet" in out and "All foreground" in out
+    assert main(["report", "--table", "2", "--results", res]) == 0
+    assert "343" in capsys.readouterr().out  # the paper's MRI test-set count beside ours
+    assert main(["ttest", "--dataset", "mri", "--results", res]) == 0
+    out = capsys.readouterr().out
+    assert "unet" in out and "holm" in out.lower() and "out-of-fold" in out
+    assert main(["report", "--figure", "8", "--results", res, "--out", str(tmp_path / "fig")]) == 0
+    assert (tmp_path / "fig" / "fig8.png").stat().st_size > 1000
+    assert main(["report", "--all", "--results", res, "--out", str(tmp_path / "rep")]) == 0
+    index = (tmp_path / "rep" / "index.md").read_text()
+    assert "synthetic" in index.lower() and "quick" in index
+
+
+def test_report_without_results_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["report", "--table", "5", "--results", str(tmp_path)]) == 2
+    assert "bench run" in capsys.readouterr().err
