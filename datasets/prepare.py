@@ -1,0 +1,272 @@
+"""Preprocessing shared by every dataset (paper Methods), with an on-disk cache.
+
+Whole-image datasets: each image is resized to ``size x size`` (cv2 INTER_LINEAR on uint8 images,
+INTER_NEAREST on masks), channels kept. Patch-based datasets (ISBI-2012, GlaS-2015): the paper cuts
+256 x 256 patches "with padding 16" out of the native images. Here the source is first resized by
+``size / patch_size`` (``patch_size`` in native pixels, default 256) so a patch has the paper's
+field of view at any ``size``, then cut into ``size x size`` patches with ``patch_padding`` (scaled
+the same way) read as the *overlap* of neighbouring patches: patchify's ``step = patch - padding``,
+only whole patches, remainder dropped. That gives the paper's 4 patches per 512 x 512 ISBI image;
+a 775 x 522 GlaS image gives 3 x 2 = 6, not the paper's 11 (11 is prime, so no grid with one step
+on a 775 x 522 image gives it; nor does reflect-padding by 16 then tiling, which also gives 4 and 6).
+
+Intensities: min-max to [0, 1] per source image, jointly over channels (a patch keeps its source's
+scale). Patch ``k`` of case ``c`` is ``f"{c}_p{k:02d}"`` (row-major), group = the source's group.
+
+Cache: one ``.npz`` per (dataset, options, size, patch settings, code version, source files), keyed
+by ``fingerprint``; images are kept as the resized uint8 plus per-row min/max and normalised on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from bench.datasets._base import Case, SegDataset
+
+#: Bump when preprocessing changes its output (part of every fingerprint).
+CODE_VERSION = 1
+#: The paper's patch side in native pixels (ISBI-2012, GlaS-2015).
+PAPER_PATCH = 256
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedData:
+    """A dataset after preprocessing; row ``i`` of every array/tuple is one image (or patch).
+
+    ``images``: float32 N x C x S x S in [0, 1]; ``masks``: bool N x S x S; ``source_ids`` and
+    ``native_shapes`` ((H, W) before resizing) describe the source image of each row (Table 1).
+    """
+
+    dataset: str
+    source: str
+    images: np.ndarray
+    masks: np.ndarray
+    case_ids: tuple[str, ...]
+    groups: tuple[str, ...]
+    fingerprint: str
+    options: dict[str, Any] = field(default_factory=dict)
+    source_ids: tuple[str, ...] = ()
+    native_shapes: tuple[tuple[int, int], ...] = ()
+
+    @cached_property
+    def _rows(self) -> dict[str, int]:
+        return {cid: i for i, cid in enumerate(self.case_ids)}
+
+    def index(self, ids: Iterable[str]) -> np.ndarray:
+        """Row numbers of ``ids`` (in the given order); raises KeyError listing unknown ids."""
+        ids = list(ids)
+        missing = [i for i in ids if i not in self._rows]
+        if missing:
+            raise KeyError(f"{self.dataset} ({self.source}): {len(missing)} unknown case id(s): {missing[:20]}")
+        return np.fromiter((self._rows[i] for i in ids), dtype=np.int64, count=len(ids))
+
+    @property
+    def unit(self) -> str:
+        """``patch`` or ``image``: what one row (and one split entry) is."""
+        return "patch" if self.options.get("patch_size") else "image"
+
+    def __len__(self) -> int:
+        return len(self.case_ids)
+
+
+def prepare(ds: SegDataset, size: int, *, patch_size: int | None = None, patch_padding: int = 16,
+            cache_dir: Path | None = None) -> PreparedData:
+    """Resize (and for patch-based datasets, patch) every case of ``ds``; reuse the cache when valid.
+
+    ``patch_size`` is the patch side in native pixels; None means 256 for patch-based datasets and no
+    patching otherwise. ``patch_padding`` (native pixels) is the overlap of neighbouring patches.
+    """
+    if size < 8:
+        raise ValueError(f"prepare: size must be >= 8, got {size}")
+    cases = ds.cases()
+    if not cases:
+        raise ValueError(f"{ds.name}: no cases found under {ds.root}; see its layout:\n{ds.layout}")
+    patch = patch_size if patch_size is not None else (PAPER_PATCH if ds.patch_based else None)
+    options = {"dataset_options": ds.options(), "size": int(size), "patch_size": patch,
+               "patch_padding": int(patch_padding) if patch else None, "normalization": "minmax_per_source"}
+    fp = fingerprint(ds, cases, options)
+    path = Path(cache_dir) / f"{ds.name}-{ds.source}-{size}px-{fp[:16]}.npz" if cache_dir is not None else None
+    if path is not None and path.exists():
+        return load_cache(path, fp)
+    arrays, meta = _build(ds, cases, options, fp)
+    if path is not None:
+        _save_cache(path, arrays, meta)
+    return _assemble(arrays, meta)
+
+
+# ---------------------------------------------------------------------------------------------- fingerprint
+
+
+def _source_files(ds: SegDataset, cases: list[Case]) -> list[list[Any]]:
+    """[path relative to root, size, mtime_ns] of every file the cases read, sorted, deduplicated."""
+    paths = sorted({p for c in cases for p in (c.image_path, *c.mask_paths) if p is not None})
+    rows = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{ds.name}: a case refers to {p}, which does not exist") from err
+        rel = os.path.relpath(p, ds.root) if ds.root is not None else str(p)
+        rows.append([rel.replace(os.sep, "/"), st.st_size, st.st_mtime_ns])
+    return rows
+
+
+def fingerprint(ds: SegDataset, cases: list[Case], options: dict[str, Any]) -> str:
+    """sha256 over dataset name, source, options, code version, the case list and (real data) every
+    source file's relative path, size and mtime_ns; (synthetic) the generator version."""
+    payload: dict[str, Any] = {
+        "dataset": ds.name, "source": ds.source, "options": options, "code": CODE_VERSION,
+        "reader": f"{type(ds).__module__}.{type(ds).__qualname__}",
+        "cases": [[c.case_id, c.group, c.page, list(map(list, c.meta))] for c in cases],
+    }
+    if ds.source == "synthetic":
+        from bench.datasets.synthetic import SYNTH_VERSION
+
+        payload["synthetic_version"] = SYNTH_VERSION
+    else:
+        payload["files"] = _source_files(ds, cases)
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- build
+
+
+def _resize(image: np.ndarray, mask: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Resize to ``shape`` (H, W): bilinear image (channels kept), nearest mask."""
+    h, w = shape
+    if image.shape[:2] == (h, w):
+        return image, mask
+    out = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, image.shape[2])
+    return out, cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+
+
+def patch_offsets(length: int, patch: int, step: int) -> list[int]:
+    """Start offsets of whole patches along one axis (patchify's semantics: the remainder is dropped)."""
+    if step < 1:
+        raise ValueError(f"patch step must be >= 1 (patch {patch}, step {step}): padding too large")
+    return list(range(0, length - patch + 1, step)) if length >= patch else []
+
+
+def patch_geometry(native_shape: tuple[int, int], size: int, patch_size: int, patch_padding: int,
+                   native_scale: float = 1.0) -> tuple[tuple[int, int], int]:
+    """(resized source (H, W), step) for cutting ``size`` patches; ``native_scale`` = source px per native px."""
+    factor = size / (patch_size * native_scale)
+    shape = (max(1, round(native_shape[0] * factor)), max(1, round(native_shape[1] * factor)))
+    return shape, size - round(patch_padding * size / patch_size)
+
+
+def _check(ds: SegDataset, case: Case, image: np.ndarray, mask: np.ndarray) -> None:
+    where = case.image_path or case.case_id
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != ds.channels:
+        raise ValueError(f"{ds.name} {case.case_id}: read() gave image {image.dtype} {image.shape}, expected "
+                         f"uint8 H x W x {ds.channels}; see {where}")
+    if mask.dtype != bool or mask.shape != image.shape[:2]:
+        raise ValueError(f"{ds.name} {case.case_id}: mask {mask.dtype} {mask.shape} != bool {image.shape[:2]}; "
+                         f"see {where}")
+
+
+@dataclass
+class _Source:
+    """One source case after resizing: its rows (id, C x S x S uint8, S x S bool), native (H, W), min/max."""
+
+    rows: list[tuple[str, np.ndarray, np.ndarray]]
+    native: tuple[int, int]
+    lo: int
+    hi: int
+
+
+def _source(ds: SegDataset, case: Case, options: dict[str, Any]) -> _Source:
+    image, mask = ds.read(case)
+    _check(ds, case, image, mask)
+    native = (int(image.shape[0]), int(image.shape[1]))
+    size, patch = options["size"], options["patch_size"]
+    if not patch:
+        image, mask = _resize(image, mask, (size, size))
+        return _Source([(case.case_id, image.transpose(2, 0, 1), mask)], native, int(image.min()), int(image.max()))
+    shape, step = patch_geometry(native, size, patch, options["patch_padding"], getattr(ds, "native_scale", 1.0))
+    image, mask = _resize(image, mask, shape)
+    ys, xs = patch_offsets(shape[0], size, step), patch_offsets(shape[1], size, step)
+    if not ys or not xs:
+        raise ValueError(f"{ds.name} {case.case_id}: image {native} resized to {shape} is smaller than one "
+                         f"{size} px patch; see {case.image_path or case.case_id}")
+    rows = [(f"{case.case_id}_p{k:02d}", image[y:y + size, x:x + size].transpose(2, 0, 1), mask[y:y + size, x:x + size])
+            for k, (y, x) in enumerate((y, x) for y in ys for x in xs)]
+    return _Source(rows, native, int(image.min()), int(image.max()))
+
+
+def _build(ds: SegDataset, cases: list[Case], options: dict[str, Any],
+           fp: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Arrays (uint8 images, bool masks, per-row source min/max) and metadata of the cache file."""
+    parts = [(case, _source(ds, case, options)) for case in cases]
+    rows = [(case, src, row) for case, src in parts for row in src.rows]
+    arrays = {
+        "images": np.stack([row[1] for _, _, row in rows]),
+        "masks": np.stack([row[2] for _, _, row in rows]),
+        "lo": np.array([src.lo for _, src, _ in rows], np.float32),
+        "hi": np.array([src.hi for _, src, _ in rows], np.float32),
+    }
+    meta = {
+        "dataset": ds.name, "source": ds.source, "fingerprint": fp, "options": options,
+        "case_ids": [row[0] for _, _, row in rows], "groups": [case.group for case, _, _ in rows],
+        "source_ids": [case.case_id for case, _, _ in rows], "native_shapes": [list(src.native) for _, src, _ in rows],
+    }
+    return arrays, meta
+
+
+def normalize(images: np.ndarray, lo: np.ndarray, hi: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """uint8 N x C x S x S -> float32 ``(x - lo) / (hi - lo)`` per row (0 where hi == lo)."""
+    out = np.empty(images.shape, np.float32)
+    span = np.where(hi > lo, hi - lo, 1.0).astype(np.float32)
+    for i in range(0, len(images), chunk):
+        j = slice(i, i + chunk)
+        out[j] = (images[j].astype(np.float32) - lo[j, None, None, None]) / span[j, None, None, None]
+    return out
+
+
+def _assemble(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> PreparedData:
+    return PreparedData(
+        dataset=meta["dataset"], source=meta["source"], images=normalize(arrays["images"], arrays["lo"], arrays["hi"]),
+        masks=arrays["masks"].astype(bool, copy=False), case_ids=tuple(meta["case_ids"]), groups=tuple(meta["groups"]),
+        fingerprint=meta["fingerprint"], options=meta["options"], source_ids=tuple(meta["source_ids"]),
+        native_shapes=tuple((int(h), int(w)) for h, w in meta["native_shapes"]))
+
+
+# ---------------------------------------------------------------------------------------------- cache
+
+
+def _save_cache(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Write ``path`` atomically: a unique temporary file in the same folder, then ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_cache(path: Path, fingerprint: str | None = None) -> PreparedData:
+    """Read a cache file written by ``prepare``; with ``fingerprint``, refuse a file made for other data."""
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        if fingerprint is not None and meta.get("fingerprint") != fingerprint:
+            raise ValueError(f"cache file {path} holds fingerprint {meta.get('fingerprint')}, expected {fingerprint}; "
+                             f"delete it to rebuild")
+        arrays = {k: z[k] for k in ("images", "masks", "lo", "hi")}
+    if len(arrays["images"]) != len(meta["case_ids"]):
+        raise ValueError(f"cache file {path}: {len(arrays['images'])} images for {len(meta['case_ids'])} case ids; "
+                         f"delete it to rebuild")
+    return _assemble(arrays, meta)
