@@ -20,6 +20,16 @@ import pandas as pd
 DEFAULT_RESULTS = Path("results")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: Permissions of written files: what a plain ``open()`` would give (mkstemp's are owner-only).
+FILE_MODE = 0o666 & ~_umask()
+
+
 def job_dir(results: Path, dataset: str, arch: str) -> Path:
     return Path(results) / "runs" / dataset / arch.replace(":", "__")
 
@@ -28,6 +38,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     try:
+        os.chmod(tmp, FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
@@ -45,6 +56,7 @@ def atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".parquet")
     os.close(fd)
     try:
+        os.chmod(tmp, FILE_MODE)
         df.to_parquet(tmp, index=False)
         os.replace(tmp, path)
     except BaseException:

@@ -42,10 +42,14 @@ def test_data_check_on_the_real_samples(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_data_check_names_broken_files(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import numpy as np
+    from PIL import Image
+
     root = tmp_path / "dsb2018" / "stage1_train" / "abc"
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
     (root / "images" / "abc.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "masks" / "m1.png")
     assert main(["data", "check", "--data-root", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert str(root / "images" / "abc.png") in out
