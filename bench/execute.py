@@ -12,9 +12,10 @@ import pandas as pd
 import torch
 
 from bench.architectures import create_model
-from bench.config import Job
+from bench.config import Job, replace
 from bench.datasets.prepare import PreparedData
 from bench.datasets.splits import Split
+from bench.plan import load_data
 from bench.evaluate import predict, save_predictions, score
 from bench.train import fit, job_seed, seed_everything
 
@@ -33,17 +34,13 @@ def build_model(job: Job, in_channels: int) -> torch.nn.Module:
 
 
 def load_job_data(job: Job, cache_dir: Path) -> tuple[PreparedData, Split]:
-    from bench.datasets import open_dataset
-    from bench.datasets.prepare import prepare
-    from bench.datasets.splits import Split as SplitCls
-
+    """The job's prepared data (from the cache) and split, refusing either if it changed since planning."""
     root = None if job.data_root is None else Path(job.data_root)
-    ds = open_dataset(job.dataset, root, **json.loads(job.data_options))
-    data = prepare(ds, job.train.image_size, patch_padding=job.train.patch_padding, cache_dir=cache_dir)
+    data = load_data(job.dataset, root, json.loads(job.data_options), job.train, cache_dir)
     if data.fingerprint != job.data_fingerprint:
         raise RuntimeError(f"{job.dataset}: the data changed since planning (fingerprint {data.fingerprint} != "
                            f"{job.data_fingerprint}); run `bench run` again to re-plan")
-    split = SplitCls.load(Path(job.split_path))
+    split = Split.load(Path(job.split_path))
     if split.hash != job.split_hash:
         raise RuntimeError(f"split file {job.split_path} changed since planning ({split.hash} != {job.split_hash})")
     return data, split
@@ -91,7 +88,7 @@ def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = Fals
     data, split = load_job_data(job, Path(results) / "cache")
     ids = fold_ids(split, job.protocol, job.fold)
     model = build_model(job, data.images.shape[1])
-    cfg = job.train if device == job.train.device else job.train.__class__(**{**job.train.to_dict(), "device": device})
+    cfg = replace(job.train, device=device)
     bar = _epoch_bar(job, progress)
     result = fit(model, cfg, tensors(data, ids["train"]), tensors(data, ids["select"]), seed=seed,
                  augment=make_augment(job, seed), on_epoch=bar)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.architectures import ARCHITECTURES, PAPER_ARCHS
-from bench.config import Job, Profile, Protocol
+from bench.config import Job, Profile, Protocol, TrainConfig
 from bench.datasets import DATASETS, PAPER_DATASETS, canonical_name, open_dataset
 from bench.datasets.prepare import PreparedData, prepare
 from bench.datasets.splits import Split, load_or_create_split
@@ -81,10 +81,11 @@ def dataset_root(data_root: Path | None, dataset: str) -> Path | None:
     return root
 
 
-def load_data(dataset: str, root: Path | None, options: dict[str, Any], profile: Profile,
+def load_data(dataset: str, root: Path | None, options: dict[str, Any], cfg: TrainConfig,
               cache_dir: Path) -> PreparedData:
+    """The dataset preprocessed at the profile's size, through the cache (decoded once per fingerprint)."""
     ds = open_dataset(dataset, root, **options)
-    return prepare(ds, profile.train.image_size, patch_padding=profile.train.patch_padding, cache_dir=cache_dir)
+    return prepare(ds, cfg.image_size, patch_padding=cfg.patch_padding, cache_dir=cache_dir)
 
 
 def split_for(data: PreparedData, protocol: str, profile: Profile, results: Path) -> tuple[Split, Path]:
@@ -104,7 +105,7 @@ def plan(sel: Selection, profile: Profile, results: Path, data_root: Path | None
     for dataset in sel.datasets:
         root = dataset_root(data_root, dataset)
         options = data_options(dataset, profile, root is None)
-        data = load_data(dataset, root, options, profile, Path(results) / "cache")
+        data = load_data(dataset, root, options, profile.train, Path(results) / "cache")
         split, split_path = split_for(data, sel.protocol, profile, results)
         for fold in folds:
             if not 0 <= fold < len(split.folds):

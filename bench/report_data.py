@@ -15,9 +15,8 @@ from bench.config import Job
 
 def loaded_data(sidecars: list[dict[str, Any]], results: Path, with_splits: bool = False) -> tuple[Any, ...]:
     """Table 1 inputs (one PreparedData per dataset) or, ``with_splits``, Table 2's (data, split) pairs."""
-    from bench.datasets import open_dataset
-    from bench.datasets.prepare import prepare
     from bench.datasets.splits import Split
+    from bench.plan import load_data
 
     seen: dict[tuple, Any] = {}
     for side in sidecars:
@@ -29,8 +28,7 @@ def loaded_data(sidecars: list[dict[str, Any]], results: Path, with_splits: bool
         if key in seen:
             continue
         root = None if job.data_root is None else Path(job.data_root)
-        ds = open_dataset(job.dataset, root, **json.loads(job.data_options))
-        data = prepare(ds, job.train.image_size, patch_padding=job.train.patch_padding, cache_dir=results / "cache")
+        data = load_data(job.dataset, root, json.loads(job.data_options), job.train, results / "cache")
         seen[key] = (data, Split.load(Path(job.split_path))) if with_splits else data
     if not seen:
         raise ValueError("no finished jobs: Tables 1 and 2 describe the data of finished runs")

@@ -21,7 +21,7 @@ def test_bench_list_prints_the_eight_entries_with_spec_parameter_counts(capsys: 
     for name, params in [("unet", "7,760,097"), ("residual_unet", "8,118,599"), ("resdunet", "10,523,293"),
                          ("unetpp", "9,042,177"), ("multiresunet", "7,238,228"), ("mildnet", "25,381,383"),
                          ("unet_mlr", "10,899,297"), ("mildnet_no_mlr", "22,242,183")]:
-        line = next(l for l in out.splitlines() if l.split()[:1] == [name])
+        line = next(ln for ln in out.splitlines() if ln.split()[:1] == [name])
         assert params in line
     for dataset in ["isic2018", "isbi2012", "lgg_mri", "glas2015", "dsb2018"]:
         assert dataset in out
