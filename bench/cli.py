@@ -7,6 +7,7 @@ the work lives in the library modules. Bad input exits with status 2 and a one-l
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -120,7 +121,8 @@ def _execute(jobs: list, results: Path, args: argparse.Namespace, profile: str) 
 
     start, failed = time.perf_counter(), []
     bar = tqdm(total=len(jobs), desc="jobs", unit="job", disable=args.quiet)
-    for status in run_jobs(jobs, results, n_jobs=args.jobs, force=args.force, progress=not args.quiet):
+    n_jobs = args.jobs or os.cpu_count() or 1
+    for status in run_jobs(jobs, results, n_jobs=n_jobs, force=args.force, progress=not args.quiet):
         bar.update(1)
         bar.set_postfix_str(f"{status['label']} {status['status']}")
         if status["status"] == "failed":
@@ -146,7 +148,9 @@ def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augment", action="store_true", help="train with the paper's augmentation pipeline")
     p.add_argument("--data-root", help="folder with one native-layout folder per dataset (default: synthetic)")
     p.add_argument("--results", default="results", help="results folder (default: ./results)")
-    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (joblib/loky)")
+    p.add_argument("--jobs", type=int, default=0,
+                   help="parallel worker processes (joblib/loky); default: one per CPU core. Results do not depend "
+                        "on it: every job uses the profile's fixed torch thread count")
     p.add_argument("--force", action="store_true", help="recompute finished jobs")
     p.add_argument("--dry-run", action="store_true", help="print the plan and what is already done")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -94,7 +94,7 @@ def run_jobs(jobs: list[Job], results: Path | str, n_jobs: int = 1, force: bool 
     for job in jobs:
         if job not in todo:
             yield {"label": job.label, "key": job.key, "status": "skipped", "seconds": 0.0, "error": ""}
-    if n_jobs <= 1:
+    if n_jobs <= 1 or len(todo) <= 1:
         for job in todo:
             yield run_job(job, results, progress=progress)
         return

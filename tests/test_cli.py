@@ -12,7 +12,7 @@ import pytest
 from bench.cli import main
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-TINY = ["--set", "epochs=1", "--set", "image_size=32", "--set", "width=4", "--set", "depth=3", "--quiet"]
+TINY = ["--set", "epochs=1", "--set", "image_size=32", "--set", "width=4", "--set", "depth=3", "--quiet", "--jobs", "1"]
 
 
 def test_bench_list_prints_the_eight_entries_with_spec_parameter_counts(capsys: pytest.CaptureFixture) -> None:

@@ -14,7 +14,7 @@ from bench.config import load_profile
 from bench.plan import plan, select
 from bench.runner import is_finished, paths, run_jobs
 
-TINY = ["--set", "epochs=1", "--set", "image_size=32", "--set", "width=4", "--set", "depth=3", "--quiet"]
+TINY = ["--set", "epochs=1", "--set", "image_size=32", "--set", "width=4", "--set", "depth=3", "--quiet", "--jobs", "1"]
 
 
 def tiny_profile(**extra: str):
@@ -146,3 +146,12 @@ def test_a_job_left_running_by_a_dead_worker_becomes_a_failed_row(tmp_path: Path
     p["sidecar"].write_text(json.dumps({"key": jobs[0].key, "status": "running", "job": jobs[0].to_dict()}))
     assert [s["status"] for s in mark_crashed(jobs, tmp_path)] == ["failed"]
     assert "worker process died" in store.failures(tmp_path)["error"].iloc[0]
+
+
+def test_augmentation_option_trains_and_is_part_of_the_job_key(tmp_path: Path) -> None:
+    args = ("--arch", "unet", "--dataset", "isic2018", "--folds", "0")
+    assert run_cli(tmp_path, *args) == 0
+    assert run_cli(tmp_path, *args, "--augment") == 0
+    sides = store.sidecars(tmp_path)
+    assert sorted(s["job"]["train"]["augment"] for s in sides) == [False, True]
+    assert len({s["key"] for s in sides}) == 2
