@@ -188,7 +188,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     df, failures, sides = _results_table(args.results)
     if args.all:
         out = Path(args.out or f"reports/{time.strftime('%Y%m%d-%H%M%S')}")
-        index = build_report(df, out, sidecars=sides, failures=failures, vs_paper=True)
+        inputs = {n: _table_inputs(str(n), sides, Path(args.results)) for n in (1, 2)}
+        index = build_report(df, out, sidecars=sides, failures=failures, vs_paper=True, data_inputs=inputs)
         print(f"wrote the report to {out} (open {index} or {index.with_suffix('.html')})")
     if args.table:
         inputs = _table_inputs(args.table, sides, Path(args.results))

@@ -113,16 +113,24 @@ def report_figure(df: pd.DataFrame, n: int | str, out_dir: Path | str, **kwargs:
 
 def build_report(df: pd.DataFrame, out_dir: Path | str, *, sidecars: Sequence[dict[str, Any]],
                  failures: pd.DataFrame | None = None, fmt: Sequence[str] = FORMATS, vs_paper: bool = True,
-                 reference: str = "mildnet", metric: str = "iou") -> Path:
+                 reference: str = "mildnet", metric: str = "iou",
+                 data_inputs: dict[int, Sequence[Any]] | None = None) -> Path:
     """Write every table and figure under ``out_dir`` plus ``index.md`` and ``index.html``; returns index.md.
 
     A part without data (e.g. no ``cv`` results, so no Fig. 8) is listed in the index with the reason.
+    ``data_inputs`` maps 1 and 2 to the inputs of Tables 1 and 2 (``bench.report_data.loaded_data``).
     """
     if df.empty:
         raise ValueError("no results to report (the results table is empty)")
     out_dir = Path(out_dir)
     (out_dir / "tables").mkdir(parents=True, exist_ok=True)
     items: list[tuple[str, list[Path] | str]] = []
+    for name, n in (("Table 1: datasets as loaded", 1), ("Table 2: split counts", 2)):
+        if data_inputs and n in data_inputs:
+            items.append((name, _write_table(df, n, out_dir, fmt, vs_paper, failures, sidecars,
+                                             inputs=data_inputs[n])))
+        else:
+            items.append((name, "not built: no data inputs given"))
     for name, n in (("Table 3: hyper-parameters", 3), ("Table 4: MLR ablation (holdout validation folds)", 4),
                     ("Table 5: all models (holdout test set)", 5), ("Floors: trivial predictions", "floors"),
                     ("Convention sensitivity", "sensitivity")):

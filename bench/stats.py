@@ -259,9 +259,11 @@ def format_tests(df: pd.DataFrame, fmt: str = "text") -> str:
         raise ValueError(f"fmt must be text, csv or md, got {fmt!r}")
     shown = pd.DataFrame({
         "dataset": df["dataset"], "metric": df["metric"], "comparison": df["reference"] + " vs " + df["other"],
-        "n": df["n"].astype(int), "mean diff": df["mean_diff"].map("{:+.4f}".format),
+        "n": df["n"].astype(int), "mean ref": df["mean_ref"].map("{:.4f}".format),
+        "mean other": df["mean_other"].map("{:.4f}".format), "mean diff": df["mean_diff"].map("{:+.4f}".format),
         "95% CI": [f"[{lo:+.4f}, {hi:+.4f}]" for lo, hi in zip(df["ci_low"], df["ci_high"])],
-        "d_z": df["d_z"].map("{:.2f}".format), "p": df["p_raw"].map(_p), "p adj": df["p_adj"].map(_p),
+        "d_z": df["d_z"].map("{:.2f}".format), "statistic": df["statistic"].map("{:.3f}".format),
+        "p": df["p_raw"].map(_p), "p adj": df["p_adj"].map(_p),
         "": [stars(p) if s or np.isnan(p) else "ns" for p, s in zip(df["p_adj"], df["significant"])],
     })
     notes = sorted({f"{t} test, {c} correction, alpha {a:g}; unit: {u}"

@@ -80,6 +80,8 @@ def test_run_then_report_and_ttest(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["report", "--all", "--results", res, "--out", str(tmp_path / "rep")]) == 0
     index = (tmp_path / "rep" / "index.md").read_text()
     assert "synthetic" in index.lower() and "quick" in index
+    for table in ("table1", "table2", "table3", "table4", "table5"):
+        assert (tmp_path / "rep" / "tables" / f"{table}.tex").stat().st_size > 0
 
 
 def test_report_without_results_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
