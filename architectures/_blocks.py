@@ -6,6 +6,7 @@ size; training uses BCEWithLogits and evaluation thresholds sigmoid(logits) at 0
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -63,7 +64,7 @@ class PreActConv(nn.Sequential):
     """BN -> ReLU -> conv3x3 (pre-activation unit, He et al. 2016)."""
 
     def __init__(self, in_channels: int, out_channels: int, dilation: int = 1) -> None:
-        super().__init__(nn.BatchNorm2d(in_channels), nn.ReLU(inplace=False), conv3x3(in_channels, out_channels, dilation))
+        super().__init__(nn.BatchNorm2d(in_channels), nn.ReLU(), conv3x3(in_channels, out_channels, dilation))
 
 
 class MLRBlock(nn.Module):
@@ -106,8 +107,50 @@ class SegmentationNet(nn.Module):
 
     def check_input(self, x: Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"{type(self).__name__} expects input N x {self.in_channels} x H x W, got {tuple(x.shape)}")
+            raise ValueError(f"{type(self).__name__} expects input N x {self.in_channels} x H x W, "
+                             f"got {tuple(x.shape)}")
         check_input_size(x, self.depth)
+
+
+#: ``block(in_channels, out_channels)`` -> a conv block that keeps H x W.
+BlockFactory = Callable[[int, int], nn.Module]
+#: ``skip(channels)`` -> a C -> C module applied to an encoder skip before the concat.
+SkipFactory = Callable[[int], nn.Module]
+
+
+class UNetSkeleton(SegmentationNet):
+    """U-Net frame: ``depth`` levels of widths ``width * 2**i``, ``depth - 1`` max-pools, convT up, concat.
+
+    Level i (0 = full resolution) has encoder block ``in -> widths[i]``; each decoder level j < depth - 1
+    upsamples ``widths[j + 1] -> widths[j]``, concatenates [up, skip_j] (2 * widths[j] channels) and runs
+    ``block(2 * widths[j], widths[j])``. A 1x1 conv head gives ``classes`` logit maps.
+    Subclasses call ``self.build(...)`` then ``self.reset_parameters()``.
+    """
+
+    def build(self, block: BlockFactory, skip: SkipFactory | None = None) -> None:
+        widths = self.widths
+        ins = [self.in_channels, *widths[:-1]]
+        self.encoder = nn.ModuleList(block(cin, c) for cin, c in zip(ins, widths))
+        self.pool = nn.MaxPool2d(2)
+        # Decoder modules are stored deepest first, in the order forward() uses them.
+        levels = range(len(widths) - 2, -1, -1)
+        self.ups = nn.ModuleList(up_conv(widths[j + 1], widths[j]) for j in levels)
+        self.skips = nn.ModuleList((skip(widths[j]) if skip else nn.Identity()) for j in levels)
+        self.decoder = nn.ModuleList(block(2 * widths[j], widths[j]) for j in levels)
+        self.head = nn.Conv2d(widths[0], self.classes, kernel_size=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x``: N x in_channels x H x W (H, W multiples of 2**(depth-1)) -> logits N x classes x H x W."""
+        self.check_input(x)
+        features = []
+        h = x
+        for i, block in enumerate(self.encoder):
+            h = block(self.pool(h) if i else h)
+            features.append(h)
+        h = features.pop()
+        for up, skip, block in zip(self.ups, self.skips, self.decoder):
+            h = block(torch.cat([up(h), skip(features.pop())], dim=1))
+        return self.head(h)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from bench.architectures import register_arch
-from bench.architectures._blocks import InitMode, SegmentationNet, up_conv
+from bench.architectures._blocks import InitMode, UNetSkeleton, up_conv
 
 
 class ShiftOnlyBatchNorm2d(nn.BatchNorm2d):
@@ -100,7 +100,7 @@ def res_path(in_channels: int, channels: int, length: int) -> nn.Sequential:
 
 
 @register_arch("multiresunet")
-class MultiResUNet(SegmentationNet):
+class MultiResUNet(UNetSkeleton):
     """MultiResUNet; ``alpha`` scales every MultiRes block's width (official 1.67).
 
     Paper size (in=3, width 32, depth 5): 7,238,228 trainable params (in=1: 7,237,982), 15.674 GMACs.
@@ -130,7 +130,8 @@ class MultiResUNet(SegmentationNet):
         self.pool = nn.MaxPool2d(2)
         # Decoder modules are stored deepest first, in the order forward() uses them.
         levels = range(depth - 2, -1, -1)
-        self.res_paths = nn.ModuleList(
+        # The Res Paths are this network's skip modules (UNetSkeleton.forward applies them before the concat).
+        self.skips = nn.ModuleList(
             res_path(self.encoder[j].out_channels, units[j], depth - 1 - j) for j in levels
         )
         self.ups, self.decoder = nn.ModuleList(), nn.ModuleList()
@@ -141,15 +142,3 @@ class MultiResUNet(SegmentationNet):
         self.head = ConvBN(cin, classes, 1, relu=False)
         self.reset_parameters()
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x``: N x in_channels x H x W (H, W multiples of 2**(depth-1)) -> logits N x classes x H x W."""
-        self.check_input(x)
-        skips = []
-        h = x
-        for i, block in enumerate(self.encoder):
-            h = block(self.pool(h) if i else h)
-            skips.append(h)
-        h = skips.pop()
-        for res, up, block in zip(self.res_paths, self.ups, self.decoder):
-            h = block(torch.cat([up(h), res(skips.pop())], dim=1))
-        return self.head(h)

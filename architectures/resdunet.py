@@ -24,8 +24,7 @@ from functools import partial
 from torch import Tensor, nn
 
 from bench.architectures import register_arch
-from bench.architectures._blocks import InitMode, conv3x3
-from bench.architectures.unet import UNetSkeleton
+from bench.architectures._blocks import InitMode, UNetSkeleton, conv3x3
 
 
 def conv_bn_relu(in_channels: int, out_channels: int, dilation: int = 1) -> nn.Sequential:

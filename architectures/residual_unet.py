@@ -10,8 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from bench.architectures import register_arch
-from bench.architectures._blocks import InitMode, PreActConv
-from bench.architectures.unet import UNetSkeleton
+from bench.architectures._blocks import InitMode, PreActConv, UNetSkeleton
 
 
 class PreActResBlock(nn.Module):

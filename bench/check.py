@@ -201,7 +201,8 @@ def update(baseline: Path, reason: str, results: Path | None = None, jobs: int =
     with tempfile.TemporaryDirectory() as tmp:
         res = results or Path(tmp)
         rows = run_benchmark(res, jobs, archs, datasets)
-        sides = [{k: s[k] for k in ("job", "key", "status", "best_epoch", "n_written") if k in s} for s in sidecars(res)]
+        keep = ("job", "key", "status", "best_epoch", "n_written")
+        sides = [{k: s[k] for k in keep if k in s} for s in sidecars(res)]
     if rows.empty:
         raise RuntimeError("the check benchmark produced no rows; nothing to bless")
     baseline.mkdir(parents=True, exist_ok=True)

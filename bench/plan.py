@@ -48,7 +48,8 @@ def select(arch: str | None, dataset: str | None, all_: bool, protocol: str, fol
     """Resolve comma-separated names and wildcards; ``--all`` means the paper's eight networks on
     the five datasets (smp entries run only when named)."""
     if not all_ and not (arch and dataset):
-        raise ValueError("choose what to run: --all, or both --arch and --dataset (names or wildcards, comma-separated)")
+        raise ValueError("choose what to run: --all, or both --arch and --dataset "
+                         "(names or wildcards, comma-separated)")
     archs = list(PAPER_ARCHS) if all_ and not arch else _expand(
         arch.split(","), ARCHITECTURES.list(), "architecture", ARCHITECTURES.canonical)
     datasets = list(PAPER_DATASETS) if all_ and not dataset else _expand(

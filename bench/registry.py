@@ -37,7 +37,8 @@ class Entry(Generic[T]):
 def _origin(obj: Any) -> str:
     """Where a registration happened: ``module.qualname (file:line)`` of the registering code."""
     frame = sys._getframe(2)
-    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', '?')} ({frame.f_code.co_filename}:{frame.f_lineno})"
+    name = f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', '?')}"
+    return f"{name} ({frame.f_code.co_filename}:{frame.f_lineno})"
 
 
 class Registry(Generic[T]):

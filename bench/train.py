@@ -93,7 +93,8 @@ def fit(model: nn.Module, cfg: TrainConfig, train: tuple[Tensor, Tensor], select
                 x, y = augment(x, y, seed * 100_003 + epoch * 1_009 + i)
             loss = batch_loss(model, x.to(device), y.to(device), criterion)
             if not torch.isfinite(loss.detach()):
-                raise NonFiniteLoss(f"non-finite training loss {loss.detach().item()} at epoch {epoch}, batch {i // cfg.batch_size}")
+                raise NonFiniteLoss(f"non-finite training loss {loss.detach().item()} at epoch {epoch}, "
+                                    f"batch {i // cfg.batch_size}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 
 from bench.datasets import register_dataset
@@ -30,9 +29,6 @@ class DSB2018(NativeDataset):
     paper_count = 670
     layout = (f"{BASE}/<id>/images/<id>.png   (RGBA, alpha dropped)\n"
               f"{BASE}/<id>/masks/<hash>.png   (one per nucleus, 0 or 255; the target is their union)")
-
-    def __init__(self, root: Path | str, skip: Iterable[str] = ()) -> None:
-        super().__init__(root, skip)
 
     @classmethod
     def looks_like(cls, folder: Path) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 
 from bench.datasets import register_dataset
@@ -38,9 +37,6 @@ class ISIC2018(NativeDataset):
     paper_count = 2594
     layout = (f"{INPUT_DIR}/ISIC_<id>.jpg\n"
               f"{TRUTH_DIR}/ISIC_<id>{MASK_SUFFIX}.png   (8-bit grey, 0 = skin, 255 = lesion)")
-
-    def __init__(self, root: Path | str, skip: Iterable[str] = ()) -> None:
-        super().__init__(root, skip)
 
     @classmethod
     def looks_like(cls, folder: Path) -> bool:
