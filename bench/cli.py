@@ -102,7 +102,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile, overrides)
     sel = select(args.arch, args.dataset, args.all, args.protocol, args.folds, args.seeds)
     results = Path(args.results)
-    jobs = plan(sel, profile, results, Path(args.data_root) if args.data_root else None)
+    skip = tuple(v for v in (args.skip or "").split(",") if v)
+    jobs = plan(sel, profile, results, Path(args.data_root) if args.data_root else None, skip)
     table = dry_run_table(jobs, results)
     done = int((table["state"] == "done").sum()) if len(table) else 0
     print(f"{len(jobs)} jobs ({done} already done) | profile {profile.name} | protocol {sel.protocol} | "
@@ -147,6 +148,8 @@ def add_run(p: argparse.ArgumentParser) -> None:
                    help="override a profile value, e.g. --set epochs=3 (repeatable)")
     p.add_argument("--augment", action="store_true", help="train with the paper's augmentation pipeline")
     p.add_argument("--data-root", help="folder with one native-layout folder per dataset (default: synthetic)")
+    p.add_argument("--skip", help="case ids to exclude explicitly, comma-separated (e.g. the bad files "
+                                  "`bench data check` lists); recorded with the results")
     p.add_argument("--results", default="results", help="results folder (default: ./results)")
     p.add_argument("--jobs", type=int, default=0,
                    help="parallel worker processes (joblib/loky); default: one per CPU core. Results do not depend "

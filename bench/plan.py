@@ -58,9 +58,14 @@ def select(arch: str | None, dataset: str | None, all_: bool, protocol: str, fol
     return Selection(tuple(archs), tuple(datasets), protocol, folds, seeds)
 
 
-def data_options(dataset: str, profile: Profile, synthetic: bool) -> dict[str, Any]:
-    """Dataset options that change the data; recorded with results and part of the cache key."""
+def data_options(dataset: str, profile: Profile, synthetic: bool, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Dataset options that change the data; recorded with results and part of the cache key.
+    ``skip``: case ids the user excluded explicitly (real data only; an id the layout lacks is an error)."""
     opts: dict[str, Any] = {}
+    if skip:
+        if synthetic:
+            raise ValueError("--skip names case ids of real data; it needs --data-root")
+        opts["skip"] = sorted(skip)
     if synthetic:  # generated at the profile's scale (majority size x image_size / 256)
         opts["size"] = profile.train.image_size
         if profile.train.synthetic_n is not None:
@@ -98,14 +103,15 @@ def split_for(data: PreparedData, protocol: str, profile: Profile, results: Path
     return split, path
 
 
-def plan(sel: Selection, profile: Profile, results: Path, data_root: Path | None = None) -> list[Job]:
+def plan(sel: Selection, profile: Profile, results: Path, data_root: Path | None = None,
+         skip: tuple[str, ...] = ()) -> list[Job]:
     """Every job of the selection, sorted by (dataset, arch, protocol, fold, seed)."""
     jobs = []
     folds = sel.folds if sel.folds is not None else profile.folds
     seeds = sel.seeds if sel.seeds is not None else profile.seeds
     for dataset in sel.datasets:
         root = dataset_root(data_root, dataset)
-        options = data_options(dataset, profile, root is None)
+        options = data_options(dataset, profile, root is None, skip)
         data = load_data(dataset, root, options, profile.train, Path(results) / "cache")
         split, split_path = split_for(data, sel.protocol, profile, results)
         for fold in folds:

@@ -155,3 +155,17 @@ def test_augmentation_option_trains_and_is_part_of_the_job_key(tmp_path: Path) -
     sides = store.sidecars(tmp_path)
     assert sorted(s["job"]["train"]["augment"] for s in sides) == [False, True]
     assert len({s["key"] for s in sides}) == 2
+
+
+def test_a_bad_file_stops_the_run_until_skipped_explicitly(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from native_layouts import make_isic, truncate
+
+    ids = tuple(f"ISIC_{i:07d}" for i in range(10))
+    layout = make_isic(tmp_path / "data" / "isic2018", ids)
+    bad = truncate(layout.files[ids[3]][0])
+    args = ("--data-root", str(tmp_path / "data"), "--arch", "unet", "--dataset", "isic2018", "--folds", "0")
+    assert run_cli(tmp_path / "r", *args) == 2
+    assert str(bad) in capsys.readouterr().err  # the run names the file instead of silently dropping it
+    assert run_cli(tmp_path / "r", *args, "--skip", ids[3]) == 0
+    df = store.load_all(tmp_path / "r")
+    assert ids[3] not in set(df["case_id"]) and json.loads(df["data_options"].iloc[0])["skip"] == [ids[3]]
