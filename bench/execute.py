@@ -72,7 +72,7 @@ def make_augment(job: Job, seed: int) -> Any:
 
     transform = paper_augmentation(seed)
 
-    def augment(x: torch.Tensor, y: torch.Tensor, _step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def augment(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         xi, yi = augment_batch(x.numpy(), y[:, 0].numpy() > 0.5, transform)
         return torch.from_numpy(xi), torch.from_numpy(yi[:, None].astype(np.float32))
 
@@ -96,10 +96,10 @@ def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = Fals
     frames, kept = [], {}
     for split_name in ("val", "test"):
         if ids[split_name]:
-            x, _ = tensors(data, ids[split_name])
-            probs = predict(result.model, x, cfg.batch_size, device)
-            frames.append(score(probs, data.masks[data.index(ids[split_name])], ids[split_name],
-                                [data.groups[i] for i in data.index(ids[split_name])]).assign(split=split_name))
+            idx = data.index(ids[split_name])
+            probs = predict(result.model, torch.from_numpy(data.images[idx]), cfg.batch_size, device)
+            frames.append(score(probs, data.masks[idx], ids[split_name], [data.groups[i] for i in idx])
+                          .assign(split=split_name))
             kept[split_name] = (probs, ids[split_name])
     probs, keep_ids = kept.get("test", kept["val"])
     save_predictions(out["predictions"], probs, keep_ids)

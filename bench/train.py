@@ -70,10 +70,11 @@ def mean_loss(model: nn.Module, x: Tensor, y: Tensor, batch_size: int, criterion
 
 
 def fit(model: nn.Module, cfg: TrainConfig, train: tuple[Tensor, Tensor], select: tuple[Tensor, Tensor], *,
-        seed: int, augment: Callable[[Tensor, Tensor, int], tuple[Tensor, Tensor]] | None = None,
+        seed: int, augment: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
         on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> FitResult:
     """Train ``model`` on ``train`` = (images N x C x S x S float, masks N x 1 x S x S float) and keep
-    the weights of the epoch with the lowest BCE on ``select``."""
+    the weights of the epoch with the lowest BCE on ``select``. ``augment(x, y)`` transforms a training
+    batch (never the selection set)."""
     device = torch.device(cfg.device)
     model.to(device)
     criterion = nn.BCEWithLogitsLoss()
@@ -90,7 +91,7 @@ def fit(model: nn.Module, cfg: TrainConfig, train: tuple[Tensor, Tensor], select
             idx = order[i:i + cfg.batch_size]
             x, y = train[0][idx], train[1][idx]
             if augment is not None:
-                x, y = augment(x, y, seed * 100_003 + epoch * 1_009 + i)
+                x, y = augment(x, y)  # seeded once per job (albumentations' own RNG)
             loss = batch_loss(model, x.to(device), y.to(device), criterion)
             if not torch.isfinite(loss.detach()):
                 raise NonFiniteLoss(f"non-finite training loss {loss.detach().item()} at epoch {epoch}, "
