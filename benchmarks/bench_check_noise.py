@@ -10,7 +10,7 @@ read when torch and MKL load), and compares every variation's rows with the plai
 - ``mkl_avx2``: ``MKL_ENABLE_INSTRUCTIONS=AVX2`` (MKL's GEMM code path for AVX2);
 - ``all_sse``: all three at their oldest level (default / SSE4.1 / SSE4.2).
 
-Usage (about 1-2 minutes per run on 2 cores at fp64; 12 runs with both precisions)::
+Usage (about 1-2 minutes per run on an idle 2-core machine at fp64)::
 
     python benchmarks/bench_check_noise.py --precision fp64 fp32 --json noise.json
     python benchmarks/bench_check_noise.py --precision fp64 --write-meta results/baseline/meta.json
@@ -88,10 +88,14 @@ def main() -> None:
     ap.add_argument("--variations", nargs="+", default=list(VARIATIONS), choices=list(VARIATIONS))
     ap.add_argument("--json", help="write the measurement here")
     ap.add_argument("--write-meta", help="record the fp64 measurement under noise_floor in this meta.json")
+    ap.add_argument("--from-json", help="don't measure: read an earlier --json output (to --write-meta it)")
     args = ap.parse_args()
     from bench.check import environment
 
     result: dict = {"environment": environment(), "date": time.strftime("%Y-%m-%d"), "by_precision": {}}
+    if args.from_json:
+        result = json.loads(Path(args.from_json).read_text())
+        args.precision = []
     with tempfile.TemporaryDirectory() as tmp:
         for precision in args.precision:
             base, seconds = run_variant("plain", precision, args.archs, args.datasets, Path(tmp))
