@@ -263,14 +263,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not (baseline / "rows.parquet").exists():
         raise FileNotFoundError(f"no baseline at {baseline} (expected rows.parquet, derived.json, meta.json); "
                                 "create one with `bench check --update --reason \"...\"`")
-    result = check(baseline, args.tolerance, results, args.jobs)
+    layers = ("scoring", "training") if args.layer == "all" else (args.layer,)
+    result = check(baseline, args.tolerance, results, args.jobs, layers)
     print(format_result(result, time.perf_counter() - start))
     return 0 if result.ok else 1
 
 
 def add_check(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", default="results/baseline", help="baseline folder (default results/baseline)")
-    p.add_argument("--tolerance", help="per-metric abs[:rel] tolerances, e.g. 'dice=1e-4,hd=0.5:0.01'")
+    p.add_argument("--layer", choices=["all", "scoring", "training"], default="all",
+                   help="scoring: re-score the stored predictions (exact, seconds); training: re-train and compare "
+                        "within the noise-floor tolerances; all (default): both")
+    p.add_argument("--tolerance", help="training-layer tolerances per column, abs[:rel], e.g. 'dice=0.05,tp=8'")
     p.add_argument("--update", action="store_true", help="re-run and re-bless the baseline")
     p.add_argument("--reason", help="why the baseline changes (required with --update)")
     p.add_argument("--results", help="keep the re-run's results here (default: a temporary folder)")

@@ -101,8 +101,9 @@ def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = Fals
             frames.append(score(probs, data.masks[idx], ids[split_name], [data.groups[i] for i in idx])
                           .assign(split=split_name))
             kept[split_name] = (probs, ids[split_name])
-    probs, keep_ids = kept.get("test", kept["val"])
-    save_predictions(out["predictions"], probs, keep_ids)
+    # every scored image (val and test: their case ids are disjoint), so each stored row can be re-scored
+    save_predictions(out["predictions"], np.concatenate([p for p, _ in kept.values()]),
+                     [case for _, ids in kept.values() for case in ids])
     rows = pd.concat(frames, ignore_index=True).assign(
         dataset=job.dataset, source=job.source, data_options=job.data_options, arch=job.arch,
         protocol=job.protocol, fold=job.fold, seed=job.seed, profile=job.profile, split_hash=job.split_hash,
