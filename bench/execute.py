@@ -112,7 +112,7 @@ def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = Fals
     rows = pd.concat(frames, ignore_index=True).assign(
         dataset=job.dataset, source=job.source, data_options=job.data_options, arch=job.arch,
         protocol=job.protocol, fold=job.fold, seed=job.seed, profile=job.profile, split_hash=job.split_hash,
-        job_key=job.key)
+        job_key=job.key, eval_resolution="input")
     info = {"best_epoch": result.best_epoch, "best_select_loss": result.best_loss, "history": result.history,
             "train_seconds": result.seconds, "n_train": len(ids["train"]), "n_select": len(ids["select"]),
             "n_expected": len(ids["val"]) + len(ids["test"]), "device": device,
