@@ -346,7 +346,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             at = _at_resolution(df, resolution)
             print(f"\n[{resolution} resolution]")
             print(report_table(at, 5, "md", split="external"))
-            print(render(external_drop(at), "md"))
+            drop = external_drop(at)
+            print(render(drop, "md") if len(drop) else f"(no internal test-set rows at {resolution} resolution to "
+                  f"compare with; for native: bench evaluate --from {args.from_} --dataset {req.dataset} "
+                  "--resolution native)")
     return 0
 
 
