@@ -95,7 +95,7 @@ def select(df: pd.DataFrame, *, dataset: str | None = None, protocol: str, split
     if archs is not None:
         mask &= df["arch"].isin(list(archs))
     out = df[mask & at_report_resolution(df)]
-    for col in ("source", "eval_size", "profile"):
+    for col in ("source", "eval_size", "profile", "cohort_fingerprint"):
         if col in out.columns:
             for ds, values in out.groupby("dataset")[col].unique().items():
                 if len(values) > 1:

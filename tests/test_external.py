@@ -81,6 +81,12 @@ def test_reports_never_mix_input_and_native_rows() -> None:
     assert "native resolution" in only_native.attrs["caption"]
     unet = only_native[(only_native["arch"] == "unet") & (only_native["kind"] == "model")].iloc[0]
     assert unet["dice_mean"] == pytest.approx(tables.table5(df).set_index("arch").loc["unet", "dice_mean"] * 0.5)
+    test = df[df["split"] == "test"]
+    cohorts = pd.concat([test.assign(split="external", cohort_fingerprint="a" * 64),
+                         test.assign(split="external", cohort_fingerprint="b" * 64, case_id=test["case_id"] + "_b")])
+    assert tables.table5(pd.concat([df, cohorts.iloc[: len(test)]]), split="external")["n_images"].max() > 0
+    with pytest.raises(ValueError, match="mix cohort_fingerprint"):  # two external cohorts are never pooled
+        tables.table5(pd.concat([df, cohorts]), split="external")
     legacy = df.drop(columns="eval_resolution")  # rows written before the column existed are input-size rows
     assert len(select(pd.concat([legacy, native], ignore_index=True), protocol="holdout")) == len(
         select(df, protocol="holdout"))
