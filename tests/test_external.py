@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -123,3 +124,35 @@ def test_evaluate_writes_external_rows_that_table5_reports_separately(tmp_path: 
     assert "external cohort" in capsys.readouterr().out
     assert main(args) == 0
     assert capsys.readouterr().out.count("skipped") == 4  # finished evaluations are not recomputed
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+@pytest.mark.skipif(not (SHARED_DATA / "dsb2018").is_dir(), reason="the real samples (../shared/data) are not present")
+def test_real_sample_sweep_then_predict_and_external_evaluation(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The README's three commands on the real DSB-2018 sample: train, predict unlabelled images, score a cohort."""
+    import shutil
+
+    from PIL import Image
+
+    results = tmp_path / "results"
+    assert main(["run", "--results", str(results), "--data-root", str(SHARED_DATA), "--dataset", "dsb2018",
+                 "--arch", "unet", "--folds", "0", *TINY]) == 0
+    folders = sorted((SHARED_DATA / "dsb2018" / "stage1_train").iterdir())
+    for folder in folders[:2]:  # unlabelled: the images only
+        shutil.copytree(folder / "images", tmp_path / "new" / folder.name / "images")
+    for folder in folders[-4:]:  # a labelled cohort in the same native layout
+        shutil.copytree(folder, tmp_path / "cohort" / "dsb2018" / "stage1_train" / folder.name)
+    assert main(["predict", "--from", str(results), "--dataset", "dsb2018", "--arch", "unet", "--images",
+                 str(tmp_path / "new"), "--out", str(tmp_path / "masks")]) == 0
+    for folder in folders[:2]:
+        mask = np.array(Image.open(tmp_path / "masks" / "fold0" / folder.name / "masks" / f"{folder.name}.png"))
+        assert mask.shape == Image.open(folder / "images" / f"{folder.name}.png").size[::-1]
+    assert main(["evaluate", "--from", str(results), "--data-root", str(tmp_path / "cohort"), "--dataset", "dsb2018",
+                 "--resolution", "both"]) == 0
+    assert "Table 5 (external cohort)" in capsys.readouterr().out
+    ext = store.load_all(results).query("split == 'external'")
+    assert len(ext) == 8 and set(ext["eval_resolution"]) == {"input", "native"} and set(ext["source"]) == {"real"}
