@@ -297,12 +297,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from bench.datasets import canonical_name
     from bench.predict import PredictRequest, predict_folder
 
-    req = PredictRequest(results=Path(args.from_), dataset=canonical_name(args.dataset), arch=args.arch,
+    req = PredictRequest(results=Path(args.from_), dataset=canonical_name(args.dataset), arch=_arch(args.arch),
                          images=Path(args.images), out=Path(args.out), folds=args.folds, protocol=args.protocol,
                          profile=args.profile, ensemble=args.ensemble, device=_device(args.device))
     for name, files in predict_folder(req).items():
         print(f"{name}: {len(files)} mask file(s) in {Path(args.out) / name}")
     return 0
+
+
+def _arch(name: str | None) -> str | None:
+    from bench.architectures import ARCHITECTURES
+
+    return None if name is None else ARCHITECTURES.canonical(name)
 
 
 def _device(name: str) -> str:
@@ -333,7 +339,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     resolutions = ("input", "native") if args.resolution == "both" else (args.resolution,)
     req = EvaluateRequest(results=Path(args.from_), dataset=canonical_name(args.dataset),
-                          data_root=Path(args.data_root) if args.data_root else None, arch=args.arch,
+                          data_root=Path(args.data_root) if args.data_root else None, arch=_arch(args.arch),
                           folds=args.folds, protocol=args.protocol, profile=args.profile, resolutions=resolutions,
                           skip=tuple(v for v in (args.skip or "").split(",") if v), device=_device(args.device),
                           force=args.force)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.datasets._check import as_image, load_pixels, natural_key, tiff_page_count
+from bench.datasets._check import ReadFailure, as_image, load_pixels, natural_key, tiff_page_count
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _MASK_STEMS = ("_mask", "_segmentation", "_anno")
@@ -78,7 +78,10 @@ def find_images(folder: Path) -> list[InputImage]:
 def read_input(item: InputImage, channels: int) -> np.ndarray:
     """H x W x ``channels`` uint8, decoded like the dataset readers decode (alpha dropped, grey <-> RGB)."""
     origin = str(item.path) if item.page is None else f"{item.path} (page {item.page})"
-    return as_image(load_pixels(item.path, item.page, "image"), channels, origin)
+    try:
+        return as_image(load_pixels(item.path, item.page, "image"), channels, origin)
+    except ReadFailure as fail:
+        raise ValueError(f"cannot predict {fail}") from fail
 
 
 def write_masks(out: Path, dataset: str, items: Sequence[InputImage], masks: Sequence[np.ndarray]) -> list[Path]:

@@ -23,7 +23,7 @@ from bench.cli import main
 from bench.datasets import open_dataset
 from bench.datasets.prepare import prepare
 from bench.evaluate import predict as predict_batches
-from bench.mask_io import find_images, write_masks
+from bench.mask_io import find_images, read_input, write_masks
 from bench.predict import covering_offsets, native_probability, network_input, reassemble, tiling, to_native
 from tests.native_layouts import grey, make_dsb, make_isbi_png, write
 
@@ -163,6 +163,13 @@ def test_inputs_skip_masks_and_expand_stacks(tmp_path: Path) -> None:
     (path,) = write_masks(tmp_path / "out", "isbi2012", stack, masks)
     assert path.name == "test-labels.tif"
     np.testing.assert_array_equal(tifffile.imread(path), np.stack(masks).astype(np.uint8) * 255)
+
+
+def test_an_unreadable_input_names_the_file(tmp_path: Path) -> None:
+    write(tmp_path / "in" / "colour.png", np.dstack([grey(0), grey(1), grey(2)]))
+    (item,) = find_images(tmp_path / "in")
+    with pytest.raises(ValueError, match="colour.png.*expected 1 channel"):
+        read_input(item, 1)
 
 
 @pytest.mark.parametrize(("dataset", "name"), [("isic2018", "a/x_segmentation.png"), ("lgg_mri", "a/x_mask.tif"),
