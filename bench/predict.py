@@ -142,7 +142,10 @@ class PredictRequest:
 
 def predict_folder(req: PredictRequest) -> dict[str, list[Path]]:
     """Write one mask per input image and model under ``out/<fold<k>>/`` (and ``out/ensemble/``: the mean
-    probability of the fold models, with ``ensemble``). Returns the files written per output folder."""
+    probability of the fold models, with ``ensemble``). Returns the files written per output folder.
+    Masks are written file by file (all pages of a TIFF stack together), so memory holds one input file."""
+    from itertools import groupby
+
     from bench.mask_io import find_images, read_input, write_masks
     from bench.stored import stored_models
 
@@ -150,18 +153,18 @@ def predict_folder(req: PredictRequest) -> dict[str, list[Path]]:
                            profile=req.profile)
     models, metas = load_models([m.checkpoint for m in chosen], req.arch)
     prep, threshold = metas[0].preprocessing, metas[0].threshold
-    items = find_images(req.images)
-    per_model: list[list[np.ndarray]] = [[] for _ in models]
-    ensemble: list[np.ndarray] = []
-    for item in items:
-        image = read_input(item, prep.channels)
-        probs = [native_probability([m], image, prep, req.batch_size, req.device) for m in models]
-        for k, prob in enumerate(probs):
-            per_model[k].append(prob > threshold)
-        if req.ensemble:
-            ensemble.append(np.mean(probs, axis=0) > threshold)
-    written = {m.name: write_masks(Path(req.out) / m.name, req.dataset, items, masks)
-               for m, masks in zip(chosen, per_model)}
-    if req.ensemble:
-        written["ensemble"] = write_masks(Path(req.out) / "ensemble", req.dataset, items, ensemble)
+    names = [m.name for m in chosen] + (["ensemble"] if req.ensemble else [])
+    written: dict[str, list[Path]] = {name: [] for name in names}
+    for _, group in groupby(find_images(req.images), key=lambda item: item.path):
+        items = list(group)
+        masks: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        for item in items:
+            image = read_input(item, prep.channels)
+            probs = [native_probability([m], image, prep, req.batch_size, req.device) for m in models]
+            for name, prob in zip(names, probs):
+                masks[name].append(prob > threshold)
+            if req.ensemble:
+                masks["ensemble"].append(np.mean(probs, axis=0) > threshold)
+        for name in names:
+            written[name] += write_masks(Path(req.out) / name, req.dataset, items, masks[name])
     return written
