@@ -102,9 +102,11 @@ def caption_note(df: pd.DataFrame) -> str:
     bad = flags[flags[COLUMN].fillna(False).astype(bool)]
     if bad.empty:
         return ""
-    names = ", ".join(f"{r.dataset}/{r.arch} fold {r.fold}" + (f" seed {r.seed}" if r.seed else "")
-                      for r in bad.itertuples())
-    return f"Did not learn ({RULES}): {len(bad)} of {len(flags)} fold models: {names}."
+    names = []
+    for (dataset, arch), g in bad.groupby(["dataset", "arch"], sort=True):
+        folds = [str(r.fold) + (f" (seed {r.seed})" if r.seed else "") for r in g.itertuples()]
+        names.append(f"{dataset}/{arch} fold{'s' if len(folds) > 1 else ''} {', '.join(folds)}")
+    return f"Did not learn ({RULES}): {len(bad)} of {len(flags)} fold models: {'; '.join(names)}."
 
 
 def figure_note(df: pd.DataFrame, width: int = 140) -> str:

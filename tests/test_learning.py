@@ -144,7 +144,7 @@ def test_summary_says_when_the_flag_was_not_recorded(results: Path) -> None:
 def test_table5_caption_and_fig8_title_name_the_models(results: Path) -> None:
     df = store.load_all(results)
     caption = tables.table5(df).attrs["caption"]
-    assert "Did not learn" in caption and "2 of 4 fold models: dsb2018/unet fold 0, dsb2018/unet fold 1" in caption
+    assert "Did not learn" in caption and "2 of 4 fold models: dsb2018/unet folds 0, 1." in caption
     cv = pd.concat([job_rows(np.zeros_like(masks(12)), masks(12), "unet", 0, "cv").assign(**{COLUMN: True}),
                     job_rows(masks(12), masks(12), "mildnet", 0, "cv").assign(**{COLUMN: False})])
     title = fig8_figure(cv, metric="dice")._suptitle.get_text()
