@@ -186,17 +186,17 @@ def _results_table(results: str) -> tuple:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from bench.learning import report_lines
     from bench.report import build_report, report_figure, report_table
+    from bench.reproduce import report_commands
 
     df, failures, sides = _results_table(args.results)
     if args.all:
         out = Path(args.out or f"reports/{time.strftime('%Y%m%d-%H%M%S')}")
         inputs = {n: _table_inputs(str(n), sides, Path(args.results)) for n in (1, 2)}
         index = build_report(df, out, sidecars=sides, failures=failures, vs_paper=True, data_inputs=inputs,
-                             commands=_report_commands(sides, out, args.results))
+                             commands=report_commands(sides, out, args.results))
         print(f"wrote the report to {out} (open {index} or {index.with_suffix('.html')})")
-        from bench.learning import report_lines
-
         print("\n  ".join(report_lines(sides)))
     if args.table:
         inputs = _table_inputs(args.table, sides, Path(args.results))
@@ -209,15 +209,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not (args.all or args.table or args.figure):
         raise ValueError("choose --table N, --figure 8 (or bars, ranking), or --all")
     return 0
-
-
-def _report_commands(sides: list[dict], out: Path, results: str) -> list[str]:
-    """The ``bench run`` commands that reproduce the results (from the sidecars), then this ``bench report``."""
-    import shlex
-
-    from bench.reproduce import run_commands
-
-    return [*run_commands(sides), shlex.join(["bench", "report", "--all", "--out", str(out), "--results", results])]
 
 
 def _table_inputs(table: str, sides: list[dict], results: Path) -> tuple:

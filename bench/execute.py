@@ -108,13 +108,12 @@ def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = Fals
         dataset=job.dataset, source=job.source, data_options=job.data_options, arch=job.arch,
         protocol=job.protocol, fold=job.fold, seed=job.seed, profile=job.profile, split_hash=job.split_hash,
         job_key=job.key)
-    learning = assess(rows, result.history)  # the "did not learn" flag, stored with the rows and the sidecar
-    rows[COLUMN] = learning.did_not_learn
     info = {"best_epoch": result.best_epoch, "best_select_loss": result.best_loss, "history": result.history,
             "train_seconds": result.seconds, "n_train": len(ids["train"]), "n_select": len(ids["select"]),
             "n_expected": len(ids["val"]) + len(ids["test"]), "device": device,
             "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
-    info["learning"] = learning.to_dict()
+    learning = assess(rows, result.history)  # the "did not learn" flag, stored with the rows and the sidecar
+    rows[COLUMN], info["learning"] = learning.did_not_learn, learning.to_dict()
     return rows, info
 
 

@@ -83,3 +83,9 @@ def _command(common: tuple, cells: set[tuple]) -> str:
         words += ["--skip", ",".join(skip)]
     line = shlex.join(words)
     return " ".join([line, *sets])
+
+
+def report_commands(sidecars: Sequence[Mapping[str, Any]], out: Path | str, results: Path | str) -> list[str]:
+    """What a report's index states: the ``run_commands`` of its jobs, then the ``bench report`` that wrote it."""
+    return [*run_commands(sidecars), shlex.join(["bench", "report", "--all", "--out", str(out), "--results",
+                                                 str(results)])]

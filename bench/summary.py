@@ -12,20 +12,31 @@ from bench.store import load_all, sidecars
 
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean over images of each (dataset, arch): the test set for holdout jobs, out-of-fold for cv.
-
-    ``n_models``: fold models behind the row; ``not_learned``: how many of them did not learn (NA when
-    the results predate the flag)."""
+    """Mean over images of each (dataset, arch): the test set for holdout jobs, out-of-fold for cv."""
     if df.empty:
         return pd.DataFrame()
     scored = df[(df["protocol"] == "cv") | (df["split"] == "test")]
+    return (scored.groupby(["dataset", "source", "protocol", "arch"])[["dice", "iou", "hd"]]
+            .mean().reset_index().sort_values(["dataset", "arch"]))
+
+
+def learning_counts(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, source, protocol, arch): ``n_models`` fold models and how many of them did not learn
+    (``not_learned``; NA when the results predate the flag)."""
     cols = ["dataset", "source", "protocol", "arch"]
-    means = scored.groupby(cols)[["dice", "iou", "hd"]].mean()
-    flag = scored[COLUMN] if COLUMN in scored else pd.Series(pd.NA, index=scored.index)
-    per_job = scored[[*cols, "job_key"]].assign(flag=flag.astype("boolean")).groupby([*cols, "job_key"])["flag"].first()
-    counts = per_job.groupby(level=cols).agg(n_models="size",
-                                             not_learned=lambda s: s.sum() if s.notna().all() else pd.NA)
-    return means.join(counts).reset_index().sort_values(["dataset", "arch"]).reset_index(drop=True)
+    flag = df[COLUMN] if COLUMN in df else pd.Series(pd.NA, index=df.index)
+    per_job = df[[*cols, "job_key"]].assign(flag=flag.astype("boolean")).groupby([*cols, "job_key"])["flag"].first()
+    return per_job.groupby(level=cols).agg(n_models="size", not_learned=lambda s: s.sum() if s.notna().all()
+                                           else pd.NA).reset_index()
+
+
+def summary_with_learning(df: pd.DataFrame) -> pd.DataFrame:
+    """``summary_table`` plus the ``learning_counts`` of the same fold models."""
+    table = summary_table(df)
+    if table.empty:
+        return table
+    scored = df[(df["protocol"] == "cv") | (df["split"] == "test")]
+    return table.merge(learning_counts(scored), on=["dataset", "source", "protocol", "arch"], how="left")
 
 
 def _mark(not_learned: object, n_models: int) -> str:
@@ -45,7 +56,7 @@ def print_summary(results: Path, keys: set[str] | None = None) -> None:
     df = load_all(results)
     if keys is not None and not df.empty:
         df = df[df["job_key"].isin(keys)]
-    table = summary_table(df)
+    table = summary_with_learning(df)
     if table.empty:
         print("no finished jobs to summarise")
         return

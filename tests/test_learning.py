@@ -15,7 +15,7 @@ from bench.evaluate import score
 from bench.figures import fig8_figure
 from bench.learning import COLUMN, Learning, assess, caption_note, report_lines
 from bench.reproduce import run_commands
-from bench.summary import format_summary, not_learned_lines, summary_table
+from bench.summary import format_summary, not_learned_lines, summary_with_learning
 
 S = 16  # image side
 
@@ -124,7 +124,7 @@ def results(tmp_path: Path) -> Path:
 
 def test_summary_marks_the_rows_of_models_that_did_not_learn(results: Path) -> None:
     df = store.load_all(results)
-    table = summary_table(df)
+    table = summary_with_learning(df)
     assert table.set_index("arch")["not_learned"].to_dict() == {"mildnet": 0, "unet": 2}
     text = format_summary(table)
     assert "! 2/2 did not learn" in text.splitlines()[2] and "did not learn" not in text.splitlines()[1]
@@ -136,7 +136,7 @@ def test_summary_marks_the_rows_of_models_that_did_not_learn(results: Path) -> N
 
 
 def test_summary_says_when_the_flag_was_not_recorded(results: Path) -> None:
-    table = summary_table(store.load_all(results).drop(columns=[COLUMN]))
+    table = summary_with_learning(store.load_all(results).drop(columns=[COLUMN]))
     assert table["not_learned"].isna().all()
     assert "not recorded" in format_summary(table)
 
