@@ -116,12 +116,15 @@ def plan(sel: Selection, profile: Profile, results: Path, data_root: Path | None
     jobs = []
     folds = sel.folds if sel.folds is not None else profile.folds
     seeds = sel.seeds if sel.seeds is not None else profile.seeds
-    problems, planned = _missing_folders(sel.datasets, data_root), []
+    problems, planned, skipped = _missing_folders(sel.datasets, data_root), [], set()
     for dataset in sel.datasets:
         if any(p.dataset == dataset for p in problems):
             continue
         root = dataset_root(data_root, dataset)
-        options = data_options(dataset, profile, root is None, skip)
+        # each real dataset gets the --skip ids its layout holds (one list can name several datasets' files)
+        here = held_ids(dataset, root, data_options(dataset, profile, False), skip) if root and skip else skip
+        skipped.update(here)
+        options = data_options(dataset, profile, root is None, here)
         try:
             data = load_data(dataset, root, options, profile.train, Path(results) / "cache")
         except DataError as err:
@@ -138,6 +141,10 @@ def plan(sel: Selection, profile: Profile, results: Path, data_root: Path | None
                                         "delete or move the split file named there to make a new split"))
             continue
         planned.append((dataset, root, options, data, split, split_path))
+    unknown = [i for i in skip if i not in skipped]
+    if unknown:
+        problems.append(PlanProblem("--skip", f"no selected dataset present holds case id(s) {', '.join(unknown)}",
+                                    "check the ids against `bench data check`, or drop them from --skip"))
     if problems:
         raise PlanError(problems, sel, data_root)
     for dataset, root, options, data, split, split_path in planned:
@@ -170,7 +177,7 @@ class PlanError(ValueError):
 
     def __init__(self, problems: list[PlanProblem], sel: Selection, data_root: Path | None) -> None:
         self.problems = problems
-        bad = {p.dataset for p in problems}
+        bad = {p.dataset for p in problems} & set(sel.datasets)
         ok = [d for d in sel.datasets if d not in bad]
         head = f"{len(problems)} planning problem(s) in {len(bad)} of {len(sel.datasets)} dataset(s); no job was started:"
         lines = [head, *[f"  - {p}" for p in problems]]
@@ -179,6 +186,14 @@ class PlanError(ValueError):
         lines.append(f"Plan without them: --dataset {','.join(ok)}" if ok else
                      "No selected dataset can be planned as it is.")
         super().__init__("\n".join(lines))
+
+
+def held_ids(dataset: str, root: Path, options: dict[str, Any], ids: tuple[str, ...]) -> tuple[str, ...]:
+    """The ``ids`` that the layout of ``dataset`` under ``root`` holds (listing only, no decoding), so one
+    ``--skip`` list can name bad files of several datasets."""
+    scan = open_dataset(dataset, root, **options).scan()
+    known = {c.case_id for c in scan.cases} | {case_of(p) for p in scan.problems} | scan.excluded
+    return tuple(i for i in ids if i in known)
 
 
 def _presence_line(datasets: tuple[str, ...], data_root: Path) -> str:

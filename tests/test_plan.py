@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from bench.cli import main
 from bench.config import load_profile
 from bench.plan import PlanError, plan, select
-from tests.native_layouts import make_dsb, make_lgg, truncate
+from tests.native_layouts import make_dsb, make_isic, make_lgg, truncate
 
 REAL = Path(os.environ.get("BENCH_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 TINY = {"image_size": "32", "width": "4", "depth": "3", "epochs": "1"}
@@ -96,3 +97,22 @@ def test_real_samples_name_lgg_and_glas_with_their_fix(tmp_path: Path, capsys: p
     assert "3 patient(s)" in lines[0] and "--set n_folds=2" in lines[0] and "--protocol cv --set n_folds=3" in lines[0]
     assert "leave it out of --dataset" in lines[1]
     assert "Plan without them: --dataset isbi2012,isic2018,dsb2018" in err
+
+
+def test_one_skip_list_serves_several_datasets(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    ids = tuple(f"ISIC_000000{i}" for i in range(1, 7))
+    bad = truncate(make_isic(data / "isic2018", ids).image(ids[2]))
+    make_dsb(data / "dsb2018")
+    sel = select("unet", "isic2018,dsb2018", False, "holdout")
+    with pytest.raises(PlanError) as info:
+        plan(sel, profile(n_folds="2"), tmp_path / "r", data)
+    assert str(bad) in problem_lines(info.value)["isic2018"] and f"--skip {ids[2]}" in str(info.value)
+    with pytest.raises(PlanError) as info:
+        plan(sel, profile(n_folds="2"), tmp_path / "r", data, skip=(ids[2], "ISIC_9999999"))
+    assert problem_lines(info.value) == {"--skip": "--skip: no selected dataset present holds case id(s) "
+                                         "ISIC_9999999. Way forward: check the ids against `bench data check`, "
+                                         "or drop them from --skip"}
+    jobs = plan(sel, profile(n_folds="2"), tmp_path / "r", data, skip=(ids[2],))
+    options = {j.dataset: json.loads(j.data_options) for j in jobs}
+    assert options["isic2018"]["skip"] == [ids[2]] and "skip" not in options["dsb2018"]
