@@ -23,6 +23,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from scipy import stats as sps
 
+from bench.learning import figure_note
 from bench.stats import default_split, paired_test, per_image, ranks, select, stars
 from bench.tables import PAPER_ARCHS, PAPER_DATASETS, _ordered, arch_label, dataset_label, higher_is_better
 
@@ -104,7 +105,8 @@ def boxplot_fig8(df: pd.DataFrame, dataset: str, reference: str = "mildnet", met
     tests = draw_fig8(fig.add_subplot(), df, dataset, reference=reference, metric=metric, protocol=protocol)
     note = f"paired {tests['test'].iloc[0]}-test vs {arch_label(reference)}, {tests['correction'].iloc[0]}-corrected" \
         if len(tests) else "no paired tests"
-    fig.suptitle(f"{METRIC_LABELS.get(metric, metric)}, {protocol}; {note}{_synthetic_tag(df)}", fontsize=9)
+    fig.suptitle(f"{METRIC_LABELS.get(metric, metric)}, {protocol}; {note}{_synthetic_tag(df)}"
+                 f"{figure_note(df[(df['protocol'] == protocol) & (df['dataset'] == dataset)], 90)}", fontsize=9)
     return fig
 
 
@@ -122,7 +124,7 @@ def fig8_figure(df: pd.DataFrame, *, reference: str = "mildnet", metric: str = "
         draw_fig8(ax, df, ds, reference=reference, metric=metric, protocol=protocol)
         ax.set_title(f"({chr(97 + i)}) " + ax.get_title(), fontsize=9)
     fig.suptitle(f"Fig. 8: {METRIC_LABELS.get(metric, metric)} per image, paired tests vs {arch_label(reference)} "
-                 f"(Holm){_synthetic_tag(df)}", fontsize=10)
+                 f"(Holm){_synthetic_tag(df)}{figure_note(df[df['protocol'] == protocol])}", fontsize=10)
     return fig
 
 
