@@ -21,9 +21,10 @@ from bench.train import fit, job_seed, seed_everything
 
 
 def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
+    """``auto`` -> ``cuda`` or ``cpu``; validated (``bench.devices.resolve_device``)."""
+    from bench.devices import resolve_device as resolve
+
+    return resolve(name)
 
 
 def build_model(job: Job, in_channels: int) -> torch.nn.Module:
@@ -80,9 +81,23 @@ def make_augment(job: Job, seed: int) -> Any:
 
 
 def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = False) -> tuple[pd.DataFrame, dict]:
-    """Run ``job``; returns (per-image rows, sidecar info). Writes the checkpoint and predictions."""
+    """Run ``job``; returns (per-image rows, sidecar info). Writes the checkpoint and predictions.
+
+    On a machine with several GPUs a ``cuda``/``auto`` job holds one of them for its whole run
+    (``bench.devices.device_slot``); the device it ran on is recorded in the sidecar."""
+    from bench.devices import device_slot
+
+    with device_slot(job.train.device, Path(results) / ".devices") as device:
+        return _execute_on(device, job, results, out, progress)
+
+
+def _execute_on(device: str, job: Job, results: Path, out: dict[str, Path],
+                progress: bool) -> tuple[pd.DataFrame, dict]:
+    from bench.compute import PeakMemory, compute_info, model_cost, timed
+    from bench.devices import precision_for
+
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    device = resolve_device(job.train.device)
+    memory = PeakMemory(device).start()
     seed = job_seed(job.seed, job.dataset, job.arch, job.protocol, job.fold)
     seed_everything(seed, job.train.threads)
     data, split = load_job_data(job, Path(results) / "cache")
@@ -93,11 +108,13 @@ def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = Fals
     result = fit(model, cfg, tensors(data, ids["train"]), tensors(data, ids["select"]), seed=seed,
                  augment=make_augment(job, seed), on_epoch=bar)
     torch.save({k: v.cpu() for k, v in result.model.state_dict().items()}, out["checkpoint"])
-    frames, kept = [], {}
+    frames, kept, infer_s = [], {}, 0.0
     for split_name in ("val", "test"):
         if ids[split_name]:
             idx = data.index(ids[split_name])
-            probs = predict(result.model, torch.from_numpy(data.images[idx]), cfg.batch_size, device)
+            with timed() as t:
+                probs = predict(result.model, torch.from_numpy(data.images[idx]), cfg.batch_size, device)
+            infer_s += t[0]
             frames.append(score(probs, data.masks[idx], ids[split_name], [data.groups[i] for i in idx])
                           .assign(split=split_name))
             kept[split_name] = (probs, ids[split_name])
@@ -111,6 +128,11 @@ def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = Fals
             "train_seconds": result.seconds, "n_train": len(ids["train"]), "n_select": len(ids["select"]),
             "n_expected": len(ids["val"]) + len(ids["test"]), "device": device,
             "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    memory.stop()
+    info["compute"] = compute_info(
+        model_cost(model, data.images.shape[1], job.train.image_size), result.seconds, len(result.history), infer_s,
+        len(ids["val"]) + len(ids["test"]), memory, device=device, threads=job.train.threads,
+        **precision_for(device, cfg.amp, cfg.channels_last).to_dict())
     return rows, info
 
 
