@@ -1,4 +1,4 @@
-"""Command line: ``bench list | data check | run | export | report | ttest | check``.
+"""Command line: ``bench list | data check | run | status | export | report | ttest | check``.
 
 Each sub-command parses its arguments, builds a config object once and calls library functions;
 the work lives in the library modules. Bad input exits with status 2 and a one-line reason.
@@ -220,6 +220,42 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
                                     "machine with several GPUs runs one job per GPU at a time")
 
 
+# ---------------------------------------------------------------- bench status
+def cmd_status(args: argparse.Namespace) -> int:
+    from bench.status import files_status, format_status, sweep_status
+
+    results = Path(args.results)
+    if args.all or args.arch or args.dataset:
+        from bench.config import load_profile
+        from bench.plan import plan, select
+
+        profile = load_profile(args.profile, _settings(args.set))
+        sel = select(args.arch, args.dataset, args.all, args.protocol, args.folds, args.seeds)
+        skip = tuple(v for v in (args.skip or "").split(",") if v)
+        table = sweep_status(plan(sel, profile, results, Path(args.data_root) if args.data_root else None, skip),
+                             results)
+    else:
+        table = files_status(results)
+    print(table.to_csv(index=False) if args.format == "csv" else format_status(table),
+          end="" if args.format == "csv" else "\n")
+    return 0
+
+
+def add_status(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", default="results", help="results folder (default: ./results)")
+    p.add_argument("--format", default="text", choices=["text", "csv"], help="csv: every job, one row each")
+    p.add_argument("--all", action="store_true", help="the plan of `bench run --all` (lists missing jobs too)")
+    p.add_argument("--arch", help="as for bench run; with --arch/--dataset/--all, jobs not started show as missing")
+    p.add_argument("--dataset")
+    p.add_argument("--protocol", default="holdout", choices=["holdout", "cv"])
+    p.add_argument("--folds", type=_csv_ints)
+    p.add_argument("--seeds", type=_csv_ints)
+    p.add_argument("--profile", default="quick")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--data-root")
+    p.add_argument("--skip")
+
+
 # ---------------------------------------------------------------- bench export
 def cmd_export(args: argparse.Namespace) -> int:
     from bench.store import export
@@ -341,6 +377,7 @@ def add_check(p: argparse.ArgumentParser) -> None:
 PARSERS = {"list": (add_list, cmd_list, "list architectures (params, GFLOPs) and datasets"),
            "data": (add_data, cmd_data, "check dataset folders in their native layouts"),
            "run": (add_run, cmd_run, "train and score architectures on identical folds"),
+           "status": (add_status, cmd_status, "done / running / queued / failed / missing per job, from the files"),
            "export": (add_export, cmd_export, "write the tidy per-image table as CSV or Parquet"),
            "report": (add_report, cmd_report, "generate the paper's tables and figures from the results"),
            "ttest": (add_ttest, cmd_ttest, "paired tests of a reference architecture against the others"),

@@ -115,7 +115,8 @@ def submit(todo: list[Job], results: Path, opts: SlurmOptions) -> dict[str, str]
     array_id = jobs[0].job_id.split("_")[0]
     atomic_write_json(slurm_dir(results) / f"array-{array_id}.json",
                       {"array_job_id": array_id, "submitted": submitted, "tasks": tasks,
-                       "labels": {j.key: j.label for j in todo}, "options": {k: getattr(opts, k) for k in SLURM_KEYS}})
+                       "jobs": {j.key: {k: getattr(j, k) for k in ("dataset", "arch", "protocol", "fold", "seed")}
+                                for j in todo}, "options": {k: getattr(opts, k) for k in SLURM_KEYS}})
     return tasks
 
 
@@ -130,6 +131,14 @@ def submissions(results: Path) -> dict[str, tuple[str, float]]:
         for key, task in record.get("tasks", {}).items():
             if key not in out or when >= out[key][1]:
                 out[key] = (task, when)
+    return out
+
+
+def submitted_jobs(results: Path) -> dict[str, dict[str, Any]]:
+    """{job key: its dataset, arch, protocol, fold and seed} of every recorded submission."""
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(slurm_dir(results).glob("array-*.json")):
+        out.update((read_sidecar(path) or {}).get("jobs", {}))
     return out
 
 
