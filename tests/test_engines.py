@@ -219,3 +219,24 @@ def test_each_job_records_its_compute_and_the_report_shows_it(tmp_path: Path, ca
     assert main(["report", "--table", "compute", "--results", str(tmp_path), "--format", "csv"]) == 0
     out = capsys.readouterr().out
     assert "train_seconds_per_epoch" in out and "unet" in out
+
+
+def test_mixed_precision_training_path_runs_and_cpu_default_is_plain_fp32() -> None:
+    """The GPU defaults' code path (autocast, GradScaler, channels-last), exercised on CPU by asking
+    for it explicitly; the CPU default (amp auto) trains exactly like amp off."""
+    from bench.architectures import create_model
+    from bench.config import load_profile, replace
+    from bench.train import fit
+
+    cfg = load_profile("quick", {"epochs": "2", "image_size": "32", "width": "4", "depth": "3"}).train
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(8, 3, 32, 32, generator=gen), (torch.rand(8, 1, 32, 32, generator=gen) > 0.5).float()
+    weights = {}
+    for amp, last in [("auto", "auto"), ("off", "off"), ("bf16", "on"), ("fp16", "on")]:
+        torch.manual_seed(0)
+        model = create_model("unet", in_channels=3, classes=1, width=4, depth=3)
+        result = fit(model, replace(cfg, amp=amp, channels_last=last), (x, y), (x[:2], y[:2]), seed=0)
+        assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in result.history)
+        weights[amp] = torch.cat([p.detach().flatten() for p in result.model.parameters()])
+    assert torch.equal(weights["auto"], weights["off"])
+    assert not torch.equal(weights["bf16"], weights["off"])  # autocast really changed the arithmetic
