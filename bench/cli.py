@@ -168,7 +168,8 @@ def _execute(jobs: list, results: Path, args: argparse.Namespace, profile: str, 
     if submitted:
         arrays = sorted({s["task"].split("_")[0] for s in submitted})
         print(f"{len(submitted)} jobs are in the SLURM queue (array job {', '.join(arrays)}); follow them with "
-              f"`bench status --results {results}`, collect with the same `bench run` command once they end.")
+              f"`bench status --results {results}`; the same `bench run` without --no-wait waits for them and "
+              "summarises.")
         return 0
     print_summary(results, {j.key for j in jobs})
     print(f"\n{len(jobs)} jobs in {time.perf_counter() - start:.1f} s; {len(failed)} failed. Results: {results}/runs "

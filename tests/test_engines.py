@@ -63,8 +63,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 60) -> None:
 @pytest.mark.slow
 def test_separate_scheduler_and_worker_processes_give_the_loky_table(tmp_path: Path,
                                                                      loky_table: pd.DataFrame) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-           "DASK_CONFIG": str(REPO / "scripts" / "dask-worker.yaml")}
+    env = {**os.environ, "DASK_CONFIG": str(REPO / "scripts" / "dask-worker.yaml")}  # workers: the driver's Python
     sched_file = tmp_path / "scheduler.json"
     procs = []
     try:
