@@ -12,6 +12,11 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.config import Profile
+    from bench.engines import EngineConfig
 
 
 def _csv_ints(text: str) -> tuple[int, ...]:
@@ -117,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _execute(jobs, results, args, profile.name, engine)
 
 
-def _engine(args: argparse.Namespace, profile: object) -> object:
+def _engine(args: argparse.Namespace, profile: Profile) -> EngineConfig:
     """The EngineConfig of ``bench run`` from its options and the profile's ``slurm:`` section."""
     from bench.devices import validate_device
     from bench.engines import EngineConfig
@@ -146,7 +151,8 @@ def _n_jobs(args: argparse.Namespace, device: str) -> int:
     return os.cpu_count() or 1
 
 
-def _execute(jobs: list, results: Path, args: argparse.Namespace, profile: str, engine: object = None) -> int:
+def _execute(jobs: list, results: Path, args: argparse.Namespace, profile: str,
+             engine: EngineConfig | None = None) -> int:
     from tqdm.auto import tqdm
 
     from bench.runner import run_jobs
