@@ -239,3 +239,15 @@ def test_mixed_precision_training_path_runs_and_cpu_default_is_plain_fp32() -> N
         weights[amp] = torch.cat([p.detach().flatten() for p in result.model.parameters()])
     assert torch.equal(weights["auto"], weights["off"])
     assert not torch.equal(weights["bf16"], weights["off"])  # autocast really changed the arithmetic
+
+
+def test_submitit_without_slurm_is_a_clear_error_not_a_local_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    import bench.slurm
+
+    monkeypatch.setattr(bench.slurm.shutil, "which", lambda name: None)
+    args = ["run", "--results", str(tmp_path), "--arch", "unet", "--dataset", "dsb2018", "--folds", "0", "--quiet",
+            "--engine", "submitit", "--set", "image_size=32"]
+    assert main(args) == 2
+    assert "--engine submitit submits to SLURM, but `sbatch`/`squeue` are not on PATH" in capsys.readouterr().err
+    assert not list((tmp_path / "runs").glob("*/*/*.json"))

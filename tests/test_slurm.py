@@ -105,3 +105,21 @@ def test_cancelled_tasks_are_failed_jobs_with_the_slurm_reason(tmp_path: Path) -
     statuses = list(slurm.wait_for(jobs, tmp_path, poll_s=0.2))
     assert statuses[0]["status"] == "failed" and "ended without a result" in statuses[0]["error"]
     assert store.failures(tmp_path)["error"].str.contains("ended without a result").all()
+
+
+def test_the_command_line_submits_reports_and_collects(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from bench.cli import main
+
+    args = ["--results", str(tmp_path), "--arch", "unet", "--dataset", "dsb2018", "--folds", "0", "--set", "epochs=1",
+            "--set", "image_size=32", "--set", "width=4", "--set", "depth=3"]
+    assert main(["run", *args, "--quiet", "--engine", "submitit", "--no-wait", "--time-min", "10"]) == 0
+    assert "1 jobs are in the SLURM queue (array job" in capsys.readouterr().out
+    assert main(["status", *args]) == 0
+    head = capsys.readouterr().out.splitlines()[0]
+    assert head.startswith("1 jobs: ") and "0 failed | 0 missing" in head
+    assert main(["run", *args, "--quiet", "--engine", "submitit"]) == 0
+    out = capsys.readouterr().out
+    assert "Mean per image" in out and "0 failed" in out
+    assert len(list((tmp_path / "slurm").glob("array-*.json"))) == 1  # the second run submitted nothing
+    assert main(["status", *args]) == 0
+    assert capsys.readouterr().out.startswith("1 jobs: 1 done | 0 running | 0 queued | 0 failed | 0 missing")
