@@ -1,4 +1,4 @@
-"""Command line: ``bench list | data check | run | export | report | ttest | check``.
+"""Command line: ``bench list | data check | run | status | export | report | ttest | check``.
 
 Each sub-command parses its arguments, builds a config object once and calls library functions;
 the work lives in the library modules. Bad input exits with status 2 and a one-line reason.
@@ -12,6 +12,11 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.config import Profile
+    from bench.engines import EngineConfig
 
 
 def _csv_ints(text: str) -> tuple[int, ...]:
@@ -99,7 +104,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = _settings(args.set)
     if args.augment:
         overrides["augment"] = "true"
+    if args.device:
+        overrides["device"] = args.device
     profile = load_profile(args.profile, overrides)
+    engine = _engine(args, profile)  # validates the engine options and the device before planning
     sel = select(args.arch, args.dataset, args.all, args.protocol, args.folds, args.seeds)
     results = Path(args.results)
     skip = tuple(v for v in (args.skip or "").split(",") if v)
@@ -111,10 +119,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(table.to_string(index=False))
         return 0
-    return _execute(jobs, results, args, profile.name)
+    return _execute(jobs, results, args, profile.name, engine)
 
 
-def _execute(jobs: list, results: Path, args: argparse.Namespace, profile: str) -> int:
+def _engine(args: argparse.Namespace, profile: Profile) -> EngineConfig:
+    """The EngineConfig of ``bench run`` from its options and the profile's ``slurm:`` section."""
+    from bench.devices import validate_device
+    from bench.engines import EngineConfig
+    from bench.slurm import slurm_options
+
+    validate_device(profile.train.device)
+    slurm = slurm_options(dict(profile.slurm), {
+        "partition": args.partition, "gpus_per_node": args.gpus, "cpus_per_task": args.cpus_per_task,
+        "mem_gb": args.mem_gb, "time_min": args.time_min, "array_parallelism": args.array_parallelism},
+        wait=not args.no_wait)
+    if args.no_wait and args.engine != "submitit":
+        raise ValueError("--no-wait needs --engine submitit (Dask and loky need the driver for the whole sweep)")
+    return EngineConfig(args.engine, n_jobs=_n_jobs(args, profile.train.device), scheduler=args.scheduler,
+                        slurm=slurm)
+
+
+def _n_jobs(args: argparse.Namespace, device: str) -> int:
+    """--jobs, else one worker per GPU for a GPU run, else one per CPU core."""
+    if args.jobs:
+        return args.jobs
+    if device in ("auto", "cuda"):
+        from bench.devices import cuda_devices
+
+        if cuda_devices():
+            return len(cuda_devices())
+    return os.cpu_count() or 1
+
+
+def _execute(jobs: list, results: Path, args: argparse.Namespace, profile: str,
+             engine: EngineConfig | None = None) -> int:
     from tqdm.auto import tqdm
 
     from bench.runner import run_jobs
@@ -122,14 +160,23 @@ def _execute(jobs: list, results: Path, args: argparse.Namespace, profile: str) 
 
     start, failed = time.perf_counter(), []
     bar = tqdm(total=len(jobs), desc="jobs", unit="job", disable=args.quiet)
-    n_jobs = args.jobs or os.cpu_count() or 1
-    for status in run_jobs(jobs, results, n_jobs=n_jobs, force=args.force, progress=not args.quiet):
+    n_jobs = engine.n_jobs if engine is not None else args.jobs or os.cpu_count() or 1
+    submitted = []
+    for status in run_jobs(jobs, results, n_jobs=n_jobs, force=args.force, progress=not args.quiet, engine=engine):
+        if status["status"] == "submitted":
+            submitted.append(status)
         bar.update(1)
         bar.set_postfix_str(f"{status['label']} {status['status']}")
         if status["status"] == "failed":
             failed.append(status)
             tqdm.write(f"FAILED {status['label']}: {status['error']}")
     bar.close()
+    if submitted:
+        arrays = sorted({s["task"].split("_")[0] for s in submitted})
+        print(f"{len(submitted)} jobs are in the SLURM queue (array job {', '.join(arrays)}); follow them with "
+              f"`bench status --results {results}`; the same `bench run` without --no-wait waits for them and "
+              "summarises.")
+        return 0
     print_summary(results, {j.key for j in jobs})
     print(f"\n{len(jobs)} jobs in {time.perf_counter() - start:.1f} s; {len(failed)} failed. Results: {results}/runs "
           f"(bench.store.load_all({str(results)!r}); `bench export`, `bench report --table 5`).")
@@ -157,6 +204,63 @@ def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="recompute finished jobs")
     p.add_argument("--dry-run", action="store_true", help="print the plan and what is already done")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_engine_options(p)
+
+
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    """Where jobs run (bench.engines) and on which device."""
+    g = p.add_argument_group("engine and device")
+    g.add_argument("--engine", default="loky", choices=["loky", "dask", "submitit"],
+                   help="loky: worker processes here (default); dask: a Dask cluster (--scheduler, or a "
+                        "LocalCluster of --jobs workers); submitit: one SLURM job array")
+    g.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (--engine dask)")
+    g.add_argument("--no-wait", action="store_true",
+                   help="submitit: exit once the array is queued; `bench status` follows it, rerunning "
+                        "`bench run` collects")
+    g.add_argument("--partition", help="SLURM partition (default: the cluster's default; profile key slurm.partition)")
+    g.add_argument("--gpus", type=int, help="SLURM GPUs per task (profile key slurm.gpus_per_node; default 0)")
+    g.add_argument("--cpus-per-task", type=int, help="SLURM CPUs per task (default: the profile's threads)")
+    g.add_argument("--mem-gb", type=float, help="SLURM memory per task in GB")
+    g.add_argument("--time-min", type=int, help="SLURM time limit per task in minutes (default 1440)")
+    g.add_argument("--array-parallelism", type=int, help="SLURM tasks of the array running at once (default 16)")
+    g.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the profile's); a plain cuda on a "
+                                    "machine with several GPUs runs one job per GPU at a time")
+
+
+# ---------------------------------------------------------------- bench status
+def cmd_status(args: argparse.Namespace) -> int:
+    from bench.status import files_status, format_status, sweep_status
+
+    results = Path(args.results)
+    if args.all or args.arch or args.dataset:
+        from bench.config import load_profile
+        from bench.plan import plan, select
+
+        profile = load_profile(args.profile, _settings(args.set))
+        sel = select(args.arch, args.dataset, args.all, args.protocol, args.folds, args.seeds)
+        skip = tuple(v for v in (args.skip or "").split(",") if v)
+        table = sweep_status(plan(sel, profile, results, Path(args.data_root) if args.data_root else None, skip),
+                             results)
+    else:
+        table = files_status(results)
+    print(table.to_csv(index=False) if args.format == "csv" else format_status(table),
+          end="" if args.format == "csv" else "\n")
+    return 0
+
+
+def add_status(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", default="results", help="results folder (default: ./results)")
+    p.add_argument("--format", default="text", choices=["text", "csv"], help="csv: every job, one row each")
+    p.add_argument("--all", action="store_true", help="the plan of `bench run --all` (lists missing jobs too)")
+    p.add_argument("--arch", help="as for bench run; with --arch/--dataset/--all, jobs not started show as missing")
+    p.add_argument("--dataset")
+    p.add_argument("--protocol", default="holdout", choices=["holdout", "cv"])
+    p.add_argument("--folds", type=_csv_ints)
+    p.add_argument("--seeds", type=_csv_ints)
+    p.add_argument("--profile", default="quick")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--data-root")
+    p.add_argument("--skip")
 
 
 # ---------------------------------------------------------------- bench export
@@ -231,7 +335,7 @@ def _table_inputs(table: str, sides: list[dict], results: Path) -> tuple:
 
 
 def add_report(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--table", choices=["1", "2", "3", "4", "5", "floors", "sensitivity", "tests"])
+    p.add_argument("--table", choices=["1", "2", "3", "4", "5", "floors", "sensitivity", "tests", "compute"])
     p.add_argument("--figure", choices=["8", "bars", "ranking"])
     p.add_argument("--all", action="store_true", help="every table and figure plus index.md/index.html under --out")
     p.add_argument("--format", default="md", choices=["md", "latex", "tex", "csv", "html"])
@@ -388,6 +492,7 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
 PARSERS = {"list": (add_list, cmd_list, "list architectures (params, GFLOPs) and datasets"),
            "data": (add_data, cmd_data, "check dataset folders in their native layouts"),
            "run": (add_run, cmd_run, "train and score architectures on identical folds"),
+           "status": (add_status, cmd_status, "done / running / queued / failed / missing per job, from the files"),
            "export": (add_export, cmd_export, "write the tidy per-image table as CSV or Parquet"),
            "report": (add_report, cmd_report, "generate the paper's tables and figures from the results"),
            "ttest": (add_ttest, cmd_ttest, "paired tests of a reference architecture against the others"),

@@ -55,6 +55,8 @@ class TrainConfig:
     patch_padding: int = 16
     lgg_subset: str = "all"
     precision: str = "fp32"
+    amp: str = "auto"  # mixed precision: auto (bf16/fp16 on GPU, fp32 on CPU) | off | bf16 | fp16
+    channels_last: str = "auto"  # auto (on GPU only) | on | off
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -67,6 +69,7 @@ class Profile:
     train: TrainConfig
     folds: tuple[int, ...]
     seeds: tuple[int, ...]
+    slurm: tuple[tuple[str, Any], ...] = ()  # the profile's `slurm:` section (bench.slurm.SLURM_KEYS)
 
 
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -104,8 +107,9 @@ def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None) -> 
     folds = tuple(raw.pop("folds", (0, 1, 2, 3, 4)))
     seeds = tuple(raw.pop("seeds", (0,)))
     description = raw.pop("description", "")
+    slurm = tuple(sorted((raw.pop("slurm", None) or {}).items()))
     values = {k: coerce(k, v) for k, v in {**raw, **(overrides or {})}.items()}
-    return Profile(path.stem, description, TrainConfig(**values), folds, seeds)
+    return Profile(path.stem, description, TrainConfig(**values), folds, seeds, slurm)
 
 
 @dataclass(frozen=True, slots=True)

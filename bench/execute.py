@@ -23,9 +23,10 @@ from bench.train import fit, job_seed, seed_everything
 
 
 def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
+    """``auto`` -> ``cuda`` or ``cpu``; validated (``bench.devices.resolve_device``)."""
+    from bench.devices import resolve_device as resolve
+
+    return resolve(name)
 
 
 def model_kwargs(job: Job, in_channels: int) -> dict[str, Any]:
@@ -87,9 +88,23 @@ def make_augment(job: Job, seed: int) -> Any:
 
 
 def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = False) -> tuple[pd.DataFrame, dict]:
-    """Run ``job``; returns (per-image rows, sidecar info). Writes the checkpoint and predictions."""
+    """Run ``job``; returns (per-image rows, sidecar info). Writes the checkpoint and predictions.
+
+    On a machine with several GPUs a ``cuda``/``auto`` job holds one of them for its whole run
+    (``bench.devices.device_slot``); the device it ran on is recorded in the sidecar."""
+    from bench.devices import device_slot
+
+    with device_slot(job.train.device, Path(results) / ".devices") as device:
+        return _execute_on(device, job, results, out, progress)
+
+
+def _execute_on(device: str, job: Job, results: Path, out: dict[str, Path],
+                progress: bool) -> tuple[pd.DataFrame, dict]:
+    from bench.compute import PeakMemory, compute_info, model_cost, timed
+    from bench.devices import precision_for
+
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    device = resolve_device(job.train.device)
+    memory = PeakMemory(device).start()
     seed = job_seed(job.seed, job.dataset, job.arch, job.protocol, job.fold)
     seed_everything(seed, job.train.threads)
     data, split = load_job_data(job, Path(results) / "cache")
@@ -100,11 +115,13 @@ def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = Fals
     result = fit(model, cfg, tensors(data, ids["train"]), tensors(data, ids["select"]), seed=seed,
                  augment=make_augment(job, seed), on_epoch=bar)
     save_checkpoint(out["checkpoint"], result.model, checkpoint_meta(job, data, model_kwargs(job, data.images.shape[1])))
-    frames, kept = [], {}
+    frames, kept, infer_s = [], {}, 0.0
     for split_name in ("val", "test"):
         if ids[split_name]:
             idx = data.index(ids[split_name])
-            probs = predict(result.model, torch.from_numpy(data.images[idx]), cfg.batch_size, device)
+            with timed() as t:
+                probs = predict(result.model, torch.from_numpy(data.images[idx]), cfg.batch_size, device)
+            infer_s += t[0]
             frames.append(score(probs, data.masks[idx], ids[split_name], [data.groups[i] for i in idx])
                           .assign(split=split_name))
             kept[split_name] = (probs, ids[split_name])
@@ -121,6 +138,11 @@ def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = Fals
             "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
     learning = assess(rows, result.history)  # the "did not learn" flag, stored with the rows and the sidecar
     rows[COLUMN], info["learning"] = learning.did_not_learn, learning.to_dict()
+    memory.stop()
+    info["compute"] = compute_info(
+        model_cost(model, data.images.shape[1], job.train.image_size), result.seconds, len(result.history), infer_s,
+        len(ids["val"]) + len(ids["test"]), memory, device=device, threads=job.train.threads,
+        **precision_for(device, cfg.amp, cfg.channels_last).to_dict())
     return rows, info
 
 

@@ -67,6 +67,10 @@ def build_table(df: pd.DataFrame, n: int | str, vs_paper: bool = False, *, failu
         if not sidecars:
             raise ValueError("Table 3 needs the job sidecars (bench.store.sidecars(results))")
         return tables.table3(sidecars)
+    if key == "compute":  # parameters, GMACs, time and memory per job beside Dice (bench.compute)
+        from bench.compute import compute_table
+
+        return compute_table(df, sidecars or [])
     builders: dict[str, Callable[[], pd.DataFrame]] = {
         "4": lambda: tables.table4(df, failures=failures, vs_paper=vs_paper, **kwargs),
         "5": lambda: tables.table5(df, failures=failures, vs_paper=vs_paper, **kwargs),

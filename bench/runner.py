@@ -87,13 +87,20 @@ def mark_crashed(jobs: list[Job], results: Path) -> list[dict[str, Any]]:
 
 
 def run_jobs(jobs: list[Job], results: Path | str, n_jobs: int = 1, force: bool = False,
-             progress: bool = True) -> Iterator[dict[str, Any]]:
-    """Run the unfinished jobs (all with ``force``), yielding one status dict per job as it ends."""
+             progress: bool = True, engine: Any = None) -> Iterator[dict[str, Any]]:
+    """Run the unfinished jobs (all with ``force``), yielding one status dict per job as it ends.
+
+    ``engine``: a ``bench.engines.EngineConfig``; None or ``loky`` runs here (``n_jobs`` workers)."""
     results = Path(results)
     todo = [j for j in jobs if force or not is_finished(j, results)]
     for job in jobs:
         if job not in todo:
             yield {"label": job.label, "key": job.key, "status": "skipped", "seconds": 0.0, "error": ""}
+    if engine is not None and engine.name != "loky" and todo:  # Dask or SLURM (bench.engines)
+        from bench.engines import dispatch
+
+        yield from dispatch(todo, results, engine)
+        return
     if n_jobs <= 1 or len(todo) <= 1:
         for job in todo:
             yield run_job(job, results, progress=progress)
