@@ -202,3 +202,22 @@ def settings_overview(settings: pd.DataFrame) -> pd.DataFrame:
     out.attrs["caption"] = (f"Configurations in this results folder: {len(settings)} job(s); settings that vary: "
                             f"{', '.join(varying) or 'none'}. Select one with --where KEY=VALUE.")
     return out
+
+
+def export_selected(results: Any, out: Any, fmt: str, conditions: Mapping[str, str]) -> Any:
+    """``bench export --where``: the tidy rows of the matching jobs only, as csv or parquet."""
+    from pathlib import Path
+
+    from bench import store
+
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"format must be csv or parquet, got {fmt!r}")
+    df = store.load_all(results)
+    if df.empty:
+        raise FileNotFoundError(f"no finished jobs under {results}/runs: nothing to export")
+    rows, _, _, _ = apply_selection(df, None, store.sidecars(results), conditions)
+    if rows.empty:
+        raise ValueError(f"no finished job matches --where {' '.join(f'{k}={v}' for k, v in conditions.items())}")
+    out = Path(out)
+    rows.to_csv(out, index=False) if fmt == "csv" else rows.to_parquet(out, index=False)
+    return out

@@ -37,8 +37,8 @@ from bench.selection import check_like_for_like
 
 TESTS = ("t", "wilcoxon")
 UNITS = ("group", "image")
-NADEAU_BENGIO = ("corrected resampled t-test: Nadeau C. & Bengio Y. (2003), Inference for the generalization "
-                 "error, Machine Learning 52:239-281")
+NADEAU_BENGIO = ("corrected resampled t (Nadeau C. & Bengio Y. 2003, Inference for the generalization error, "
+                 "Machine Learning 52:239-281)")
 #: (group noun, image noun) per dataset: what one independent unit and one scored image are.
 UNIT_NOUNS = {"lgg_mri": ("patients", "slices"), "isbi2012": ("source images", "patches"),
               "glas2015": ("source images", "patches")}
@@ -100,7 +100,8 @@ def unit_of_analysis(protocol: str, split: str, n_seeds: int = 1, *, dataset: st
     else:
         text = f"{where} {image_noun} ({tail})"
         if unit == "image" and grouped:
-            text += f", image level: {image_noun} of one of the {group_noun} are correlated, not independent"
+            one = {"patients": "patient", "source images": "source image"}.get(group_noun, "group")
+            text += f", image level: {image_noun} of one {one} are correlated, not independent"
     text = text.replace("; averaged over fold models; holdout)", ", averaged over fold models; holdout)")
     return text + (f", averaged over {n_seeds} seeds" if n_seeds > 1 else "")
 

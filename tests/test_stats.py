@@ -222,4 +222,4 @@ def test_fold_level_corrected_resampled_t_test() -> None:
     naive = sps.ttest_rel(per["mildnet"], per["unet"])
     assert row["p_raw"] > naive.pvalue  # the correction widens the variance
     text = stats.format_tests(stats.fold_level_test(df, dataset="isic2018"))
-    assert "Nadeau C. & Bengio Y. (2003)" in text and "fold models (cv)" in text
+    assert "Nadeau C. & Bengio Y. 2003" in text and "fold models (cv)" in text

@@ -67,14 +67,28 @@ def test_table4_uses_validation_folds(df: pd.DataFrame) -> None:
 def test_vs_paper_puts_published_values_beside_ours(df: pd.DataFrame) -> None:
     t5 = tables.table5(df, vs_paper=True)
     row = t5[(t5["dataset"] == "isic2018") & (t5["arch"] == "mildnet")].iloc[0]
-    assert (row["paper_dice_mean"], row["paper_dice_pm"], row["paper_hd_mean"]) == (0.94, 0.0005, 7.54)
+    assert (row["paper_dice"], row["paper_iou"], row["paper_hd"]) == ("0.94 ± 0.0005", "0.90 ± 0.0001", "7.54 ± 0.004")
     cols = list(t5.columns)
-    assert cols.index("paper_dice_mean") == cols.index("dice_std") + 1
-    assert t5[t5["arch"] == "unet_mlr"]["paper_dice_mean"].isna().all()  # not in Table 5
+    assert cols.index("paper_dice") == cols.index("dice_std") + 1
+    assert t5[t5["arch"] == "unet_mlr"]["paper_dice"].isna().all()  # not in Table 5
     md = tables.render(t5, "md")
-    assert "DC ↑ (paper)" in md and "0.940 ± 0.0005" in md
+    assert "DC ↑ (paper)" in md and "| 0.94 ± 0.0005 |" in md
     t4 = tables.table4(df, vs_paper=True)
-    assert t4[(t4["dataset"] == "lgg_mri") & (t4["arch"] == "unet_mlr")]["paper_iou_mean"].iloc[0] == 0.79
+    assert t4[(t4["dataset"] == "lgg_mri") & (t4["arch"] == "unet_mlr")]["paper_iou"].iloc[0] == "0.79 ± 0.0003"
+
+
+def test_vs_paper_keeps_the_printed_strings() -> None:
+    """9.395 stays 9.395 (not 9.39), 8.36 stays 8.36 (not 8.4), 0.80 keeps its zero: in md, LaTeX and CSV."""
+    df = make_results(datasets=("isbi2012",), archs=("multiresunet", "mildnet", "resdunet"), n_cases=20)
+    t5 = tables.table5(df, vs_paper=True)
+    cell = dict(zip(t5["arch"], t5["paper_hd"]))
+    assert cell["mildnet"] == "9.395 ± 0.0031"
+    assert dict(zip(t5["arch"], t5["paper_dice"]))["multiresunet"] == "0.88 ± 8.36"
+    assert dict(zip(t5["arch"], t5["paper_iou"]))["resdunet"] == "0.80 ± 0.0004"
+    for fmt in ("md", "latex", "csv", "html"):
+        out = tables.render(t5, fmt)
+        assert "9.395" in out and "8.36" in out and "0.80" in out, fmt
+        assert "9.39 " not in out and "8.4 " not in out, fmt
 
 
 def test_synthetic_caption_and_real_caption(df: pd.DataFrame) -> None:
