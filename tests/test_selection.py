@@ -100,16 +100,39 @@ def test_failure_notes_only_from_the_same_configuration() -> None:
     assert "same config" in notes["resdunet"] and notes.get("unetpp") == "not run"
 
 
-def test_export_where_writes_only_the_selection(tmp_path: Path) -> None:
-    from bench.runner import paths  # noqa: F401  (the store layout the sidecars follow)
+def _write_folder(root: Path, df: pd.DataFrame, sides: list[dict]) -> None:
+    """The store's layout: one Parquet + sidecar per job under runs/<dataset>/<arch>/."""
     from bench.store import atomic_write_json, atomic_write_parquet
 
-    df, sides, base = _mixed()
     for side in sides:
         part = df[df["job_key"] == side["key"]]
-        stem = tmp_path / "runs" / "lgg_mri" / side["job"]["arch"] / side["key"]
+        stem = root / "runs" / side["job"]["dataset"] / side["job"]["arch"] / side["key"]
         atomic_write_parquet(stem.with_suffix(".parquet"), part)
-        atomic_write_json(stem.with_suffix(".json"), side)
+        atomic_write_json(stem.with_suffix(".json"), {**side, "n_written": len(part)})
+
+
+def test_ttest_and_fig8_right_after_a_holdout_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`bench run --all` writes holdout results only: ttest and Fig. 8 use them and say so."""
+    from bench.cli import main
+
+    df = make_results(datasets=("lgg_mri",), archs=("unet", "mildnet"), n_cases=40, protocols=("holdout",))
+    _write_folder(tmp_path, df, make_sidecars(df))
+    assert main(["ttest", "--dataset", "mri", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "protocol holdout (test set): no cv results for dataset lgg_mri" in out and "mildnet vs unet" in out
+    assert "unit: patients (each the mean of its test-set slices" in out
+    assert main(["report", "--figure", "8", "--results", str(tmp_path), "--out", str(tmp_path / "f")]) == 0
+    assert (tmp_path / "f" / "fig8_lgg_mri.png").exists()
+    assert main(["ttest", "--dataset", "isic2018", "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no cv or holdout results for dataset isic2018: `bench run --dataset isic2018" in err
+    assert main(["ttest", "--dataset", "mri", "--results", str(tmp_path), "--where", "epochs=3"]) == 2
+    assert "--where epochs=3 matches no job" in capsys.readouterr().err
+
+
+def test_export_where_writes_only_the_selection(tmp_path: Path) -> None:
+    df, sides, base = _mixed()
+    _write_folder(tmp_path, df, sides)
     out = selection.export_selected(tmp_path, tmp_path / "x.csv", "csv", {"epochs": "20"})
     assert set(pd.read_csv(out)["job_key"]) == set(base["job_key"])
     with pytest.raises(ValueError, match="matches no job"):
