@@ -206,7 +206,9 @@ def _results_table(results: str, where: list[str] | None = None) -> tuple:
                                                            _where(where or []))
     if df.empty:
         raise ValueError(f"no finished job matches --where {' '.join(where or [])}")
-    return selection.attach(df, settings), fails, sides
+    from bench.report_data import attach_patients
+
+    return attach_patients(selection.attach(df, settings), sides), fails, sides
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -247,9 +249,10 @@ def add_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("--table", choices=["1", "2", "3", "4", "5", "floors", "sensitivity", "tests", "folds", "ranks",
                                        "settings"])
     p.add_argument("--figure", choices=["8", "bars", "ranking", "ranks"])
-    p.add_argument("--unit", default="group", choices=["group", "image"],
+    p.add_argument("--unit", default="group", choices=["group", "image", "patient"],
                    help="unit of analysis of tests, Fig. 8, bars and rank bootstrap: group (default: LGG patients, "
-                        "ISBI/GlaS source images) or image (every image; not independent)")
+                        "ISBI/GlaS source images), image (every image; not independent) or patient (GlaS: the "
+                        "patients of Grade.csv, real data)")
     p.add_argument("--protocol", choices=["cv", "holdout"],
                    help="protocol of the tests table and Fig. 8 (default: cv if it has results, else holdout)")
     _add_where(p)
@@ -285,9 +288,10 @@ def add_ttest(p: argparse.ArgumentParser) -> None:
     p.add_argument("--against", help="comma-separated architectures (default: every other one with results)")
     p.add_argument("--protocol", choices=["cv", "holdout"],
                    help="default: cv if it has results for the dataset, else holdout (said in the output)")
-    p.add_argument("--unit", default="group", choices=["group", "image"],
+    p.add_argument("--unit", default="group", choices=["group", "image", "patient"],
                    help="group (default): pair the independent units (LGG patients, ISBI/GlaS source images); "
-                        "image: every image, as the paper did (not independent)")
+                        "image: every image, as the paper did (not independent); patient: GlaS patients of "
+                        "Grade.csv (real data)")
     p.add_argument("--test", default="t", choices=["t", "wilcoxon"])
     p.add_argument("--correction", default="holm", choices=["holm", "bonferroni", "none"])
     p.add_argument("--alpha", type=float, default=0.05)

@@ -36,7 +36,7 @@ from statsmodels.stats.multitest import multipletests
 from bench.selection import check_like_for_like
 
 TESTS = ("t", "wilcoxon")
-UNITS = ("group", "image")
+UNITS = ("group", "image", "patient")  # patient: GlaS patients of Grade.csv (column ``patient``)
 NADEAU_BENGIO = ("corrected resampled t (Nadeau C. & Bengio Y. 2003, Inference for the generalization error, "
                  "Machine Learning 52:239-281)")
 #: (group noun, image noun) per dataset: what one independent unit and one scored image are.
@@ -95,7 +95,9 @@ def unit_of_analysis(protocol: str, split: str, n_seeds: int = 1, *, dataset: st
         where, tail = "test-set", "averaged over fold models; holdout"
     else:
         where, tail = f"{split}-fold", f"holdout {split}"
-    if unit == "group" and grouped:
+    if unit == "patient":
+        group_noun = "patients (Grade.csv)"
+    if unit in ("group", "patient") and grouped:
         text = f"{group_noun} (each the mean of its {where} {image_noun}; {tail})"
     else:
         text = f"{where} {image_noun} ({tail})"
@@ -112,8 +114,8 @@ def resolve_protocol(df: pd.DataFrame, dataset: str | None = None, protocol: str
     if protocol is not None:
         return protocol, ""
     has = {}
-    for p in DEFAULT_SPLIT:
-        mask = (df["protocol"] == p) & (df["split"] == DEFAULT_SPLIT[p]) if len(df) else pd.Series(dtype=bool)
+    for p, split in DEFAULT_SPLIT.items():
+        mask = (df["protocol"] == p) & (df["split"] == split) if len(df) else pd.Series(dtype=bool)
         if dataset is not None and len(df):
             mask &= df["dataset"] == canonical_dataset(dataset)
         has[p] = bool(mask.any())
@@ -171,7 +173,7 @@ class PerImage:
     ``values`` is each image's mean over the fold models (and seeds) that scored it, NaN metric values
     (a both-empty image under an exclusion rule) skipped; ``scored`` says which arch scored which image
     (a NaN value still counts as scored); ``n_models`` the number of fold models per arch; ``groups``
-    each image's group; ``level`` the unit of analysis (``group`` or ``image``) and ``unit`` its words.
+    each image's group; ``level`` the unit of analysis (``group``, ``patient`` or ``image``) and ``unit`` its words.
     """
 
     values: pd.DataFrame
@@ -188,7 +190,7 @@ class PerImage:
 
     def unit_values(self) -> pd.DataFrame:
         """One row per unit of analysis (group means of ``values`` at group level), one column per arch."""
-        if self.level != "group" or self.groups is None:
+        if self.level == "image" or self.groups is None:
             return self.values
         return self.values.groupby(self.groups.reindex(self.values.index)).mean()
 
@@ -207,23 +209,26 @@ def per_image(df: pd.DataFrame, *, dataset: str, metric: str = "iou", protocol: 
     values = sel.groupby(["case_id", "arch"])[metric].mean().unstack("arch")
     scored = sel.groupby(["case_id", "arch"]).size().unstack("arch").reindex_like(values).notna()
     n_models = sel.drop_duplicates(["arch", *_MODEL_KEYS]).groupby("arch").size()
-    groups = _groups(sel).reindex(values.index)
+    if unit == "patient" and ("patient" not in sel.columns or sel["patient"].isna().any()):
+        raise ValueError(f"--unit patient needs each image's patient (GlaS: the 'patient ID' of Grade.csv, real "
+                         f"data only); {canonical_dataset(dataset)} has none: use --unit group")
+    groups = _groups(sel, "patient" if unit == "patient" else "group").reindex(values.index)
     grouped = bool(groups.duplicated().any())
     text = unit_of_analysis(protocol, default_split(protocol, split), int(sel["seed"].nunique()),
                             dataset=canonical_dataset(dataset), unit=unit, grouped=grouped)
     return PerImage(values, scored, n_models, text, groups, unit)
 
 
-def _groups(sel: pd.DataFrame) -> pd.Series:
-    """case_id -> group (the case itself where no ``group`` column); a case in two groups is an error."""
-    if "group" not in sel.columns:
+def _groups(sel: pd.DataFrame, column: str = "group") -> pd.Series:
+    """case_id -> group (the case itself where no ``column``); a case in two groups is an error."""
+    if column not in sel.columns:
         ids = pd.Index(sel["case_id"].unique())
         return pd.Series(ids, index=ids)
-    pairs = sel[["case_id", "group"]].drop_duplicates()
+    pairs = sel[["case_id", column]].drop_duplicates()
     dup = pairs[pairs["case_id"].duplicated(keep=False)]
     if len(dup):
-        raise ValueError(f"cases recorded in more than one group: {_ids(sorted(dup['case_id'].unique()))}")
-    return pairs.set_index("case_id")["group"].astype(str)
+        raise ValueError(f"cases recorded in more than one {column}: {_ids(sorted(dup['case_id'].unique()))}")
+    return pairs.set_index("case_id")[column].astype(str)
 
 
 def paired_vectors(data: PerImage, ref: str, other: str) -> tuple[np.ndarray, np.ndarray, int]:
@@ -239,7 +244,7 @@ def paired_vectors(data: PerImage, ref: str, other: str) -> tuple[np.ndarray, np
     ids = sorted(has_ref)
     a, b = data.values.loc[ids, ref].to_numpy(float), data.values.loc[ids, other].to_numpy(float)
     keep = ~(np.isnan(a) | np.isnan(b))
-    if data.level == "group" and data.groups is not None:
+    if data.level != "image" and data.groups is not None:
         frame = pd.DataFrame({"g": data.groups.loc[ids].to_numpy()[keep], "a": a[keep], "b": b[keep]})
         means = frame.groupby("g", sort=True)[["a", "b"]].mean()
         return means["a"].to_numpy(), means["b"].to_numpy(), int((~keep).sum())

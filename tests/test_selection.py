@@ -86,7 +86,7 @@ def test_rows_alone_refuse_other_splits_and_data_options() -> None:
 
 
 def test_failure_notes_only_from_the_same_configuration() -> None:
-    df, sides, base = _mixed()
+    _, sides, base = _mixed()
     fails = make_failures([("lgg_mri", "unetpp", "holdout", 0, "RuntimeError: other config"),
                            ("lgg_mri", "resdunet", "holdout", 0, "RuntimeError: same config")])
     sides += [{"job": {"dataset": "lgg_mri", "arch": a, "protocol": "holdout", "fold": 0, "seed": 0,

@@ -182,7 +182,7 @@ def test_group_level_p_equals_scipy_on_group_means() -> None:
     assert held["p_raw"] == pytest.approx(tt.pvalue, rel=1e-12)
     assert held["unit"] == "patients (each the mean of its test-set slices, averaged over fold models; holdout)"
     with pytest.raises(ValueError, match="unit must be"):
-        stats.paired_test(df, dataset="lgg_mri", unit="patient")
+        stats.paired_test(df, dataset="lgg_mri", unit="subject")
 
 
 def test_unit_names_patches_and_source_images() -> None:
@@ -223,3 +223,25 @@ def test_fold_level_corrected_resampled_t_test() -> None:
     assert row["p_raw"] > naive.pvalue  # the correction widens the variance
     text = stats.format_tests(stats.fold_level_test(df, dataset="isic2018"))
     assert "Nadeau C. & Bengio Y. 2003" in text and "fold models (cv)" in text
+
+
+def test_glas_patient_unit_from_grade_csv(tmp_path) -> None:
+    """GlaS: patches -> source images (group) -> patients of Grade.csv (--unit patient)."""
+    from bench.report_data import attach_patients
+
+    df = make_results(datasets=("glas2015",), archs=("unet", "mildnet"), n_cases=36, protocols=("cv",),
+                      quality={"unet": 0.78, "mildnet": 0.84})
+    df["group"] = "train_" + (df["case_id"].str[-3:].astype(int) // 2).astype(str)  # 2 patches per source image
+    (tmp_path / "Grade.csv").write_text("name,patient ID,grade (GlaS), grade (Sirinukunwattana et al. 2015)\r\n" + "".join(
+        f"train_{i},{i // 3}, benign, healthy\r\n" for i in range(18)))  # 3 source images per patient
+    sides = [{"job": {"dataset": "glas2015", "data_root": str(tmp_path)}}]
+    with_patients = attach_patients(df, sides)
+    row = stats.paired_test(with_patients, dataset="glas2015", unit="patient").iloc[0]
+    cv = with_patients[with_patients["protocol"] == "cv"]
+    per = cv.groupby(["arch", "patient", "case_id"])["iou"].mean().groupby(["arch", "patient"]).mean().unstack("arch")
+    tt = sps.ttest_rel(per["mildnet"], per["unet"])
+    assert row["n"] == 6 and row["n_images"] == 36 and row["p_raw"] == pytest.approx(tt.pvalue, rel=1e-12)
+    assert row["unit"] == "patients (Grade.csv) (each the mean of its out-of-fold patches; cv)"
+    assert stats.paired_test(with_patients, dataset="glas2015").iloc[0]["n"] == 18  # source images
+    with pytest.raises(ValueError, match="--unit patient needs each image's patient"):
+        stats.paired_test(df, dataset="glas2015", unit="patient")
