@@ -177,7 +177,7 @@ def build_report(df: pd.DataFrame, out_dir: Path | str, *, sidecars: Sequence[di
                     ("Convention sensitivity", "sensitivity")):
         items.append((name, _write_table(df, n, out_dir, fmt, vs_paper, failures, sidecars)))
     for protocol in ("cv", "holdout"):
-        for unit in stats.UNITS:
+        for unit in ("group", "image", *(["patient"] if "patient" in df.columns else [])):
             items.append((f"Paired tests ({protocol}, {metric}, vs {reference}, unit: {unit})",
                           _write_table(df, "tests", out_dir, fmt, False, failures, sidecars, protocol=protocol,
                                        metric=metric, reference=reference, unit=unit)))

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from bench.metrics import dice_from_counts, iou_from_counts
-from bench.stats import canonical_dataset, default_split, ranks, select
+from bench.stats import canonical_dataset, default_split, ranks, run_command, select
 
 PAPER_RESULTS = Path(__file__).parent / "data" / "paper_results.json"
 PAPER_DATASETS = ("isbi2012", "isic2018", "lgg_mri", "glas2015", "dsb2018")
@@ -128,6 +128,9 @@ def floor_rows(df: pd.DataFrame, *, protocol: str = "holdout", split: str | None
     IoU = 0 (1 on an empty reference), HD = the diagonal (0 on an empty reference).
     """
     sel = select(df, protocol=protocol, split=split)
+    if sel.empty:
+        raise ValueError(f"no {protocol}/{default_split(protocol, split)} results: "
+                         f"{run_command(None, protocol)} makes them")
     images = sel.drop_duplicates(["dataset", *_MODEL, "case_id"])
     rows = []
     for ds, g in images.groupby("dataset", sort=False):
