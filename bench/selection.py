@@ -161,7 +161,7 @@ def check_like_for_like(rows: pd.DataFrame, what: str = "comparison") -> None:
     in any setting but the architecture; the error names each setting with its values per architecture."""
     if rows.empty or "arch" not in rows.columns:
         return
-    known = set(ROW_SETTINGS) | _attached_settings(rows)
+    known = set(ROW_SETTINGS) | _attached_settings()
     cols = [c for c in rows.columns if c in known and c not in MAY_DIFFER]
     by = "dataset" if "dataset" in rows.columns else None
     groups = rows.groupby(by, sort=True) if by else [("", rows)]
@@ -180,8 +180,8 @@ def check_like_for_like(rows: pd.DataFrame, what: str = "comparison") -> None:
                          f"{problems[0][1]}=...; `bench report --table settings` lists the configurations)")
 
 
-#: Settings columns ``attach`` adds (the training recipe and job fields); kept in one place for the check.
-def _attached_settings(rows: pd.DataFrame) -> set[str]:
+def _attached_settings() -> set[str]:
+    """Settings columns ``attach`` adds that the check compares: the training recipe and the data fingerprint."""
     from bench.config import TrainConfig
 
     return set(TrainConfig.__dataclass_fields__) | {"data_fingerprint"}

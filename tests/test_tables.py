@@ -165,6 +165,20 @@ def test_table3_from_sidecars(df: pd.DataFrame) -> None:
         tables.table3([])
 
 
+def test_table3_paper_column_and_citation(df: pd.DataFrame) -> None:
+    """The paper states width 32 (filters 32..512) and Xavier initialisation without its variant."""
+    t3 = tables.table3(make_sidecars(df[df["arch"] == "unet"], width=8))
+    by_key = t3.set_index("key")
+    assert by_key.loc["width", "paper"] == "32" and by_key.loc["init", "paper"] == "Xavier (variant not stated)"
+    assert by_key.loc["inner_fraction", "paper"] == "not stated"
+    bold = {t3.at[i, "key"] for i, _ in t3.attrs["bold"]}
+    assert "width" in bold and "init" not in bold  # xavier_uniform is a Xavier initialisation
+    assert "uniform or normal not stated" in t3.attrs["caption"]
+    from bench.datasets.summary import paper_counts
+
+    assert "Sci Rep 11, 14105 (2021)" in paper_counts()["source"]
+
+
 def test_sensitivity_detects_a_ranking_flip() -> None:
     # only the ranking logic matters: A wins on Dice thanks to a both-empty image, B wins once it is excluded;
     # A wins on HD, B on HD95.
