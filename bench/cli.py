@@ -215,6 +215,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import build_report, report_figure, report_table
 
     df, failures, sides = _results_table(args.results, args.where)
+    df = _at_resolution(df, args.resolution)
     if args.all:
         out = Path(args.out or f"reports/{time.strftime('%Y%m%d-%H%M%S')}")
         inputs = {n: _table_inputs(str(n), sides, Path(args.results)) for n in (1, 2)}
@@ -222,8 +223,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"wrote the report to {out} (open {index} or {index.with_suffix('.html')})")
     if args.table:
         inputs = _table_inputs(args.table, sides, Path(args.results))
+        if args.split and args.table not in ("5", "floors"):
+            raise ValueError(f"--split applies to --table 5 and floors, not --table {args.table}")
         extra = {"unit": args.unit, "protocol": args.protocol} if args.table == "tests" else \
             {"unit": args.unit} if args.table == "ranks" else {}
+        extra.update({"split": args.split} if args.split else {})
         print(report_table(df, args.table, args.format, args.vs_paper, failures=failures, sidecars=sides,
                            inputs=inputs, **extra))
     if args.figure:
@@ -235,6 +239,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not (args.all or args.table or args.figure):
         raise ValueError("choose --table N, --figure 8 (or bars, ranking), or --all")
     return 0
+
+
+def _at_resolution(df, resolution: str):
+    """Rows of one evaluation resolution (reports never mix input-size and native-resolution scores)."""
+    if "eval_resolution" not in df.columns:
+        return df if resolution == "input" else df.iloc[0:0]
+    return df[df["eval_resolution"].fillna("input") == resolution]
 
 
 def _table_inputs(table: str, sides: list[dict], results: Path) -> tuple:
@@ -259,6 +270,10 @@ def add_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all", action="store_true", help="every table and figure plus index.md/index.html under --out")
     p.add_argument("--format", default="md", choices=["md", "latex", "tex", "csv", "html"])
     p.add_argument("--vs-paper", action="store_true", help="show the paper's published values beside ours")
+    p.add_argument("--split", help="scored split of --table 5 / floors: test (default) or external "
+                                   "(rows of `bench evaluate --data-root`)")
+    p.add_argument("--resolution", default="input", choices=["input", "native"],
+                   help="input-size rows (default) or native-resolution rows (`bench evaluate --resolution native`)")
     p.add_argument("--out", help="output folder (default reports/<timestamp>/ for --all, reports/figures for figures)")
     p.add_argument("--results", default="results")
 
@@ -314,18 +329,107 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not (baseline / "rows.parquet").exists():
         raise FileNotFoundError(f"no baseline at {baseline} (expected rows.parquet, derived.json, meta.json); "
                                 "create one with `bench check --update --reason \"...\"`")
-    result = check(baseline, args.tolerance, results, args.jobs)
+    layers = ("scoring", "training") if args.layer == "all" else (args.layer,)
+    result = check(baseline, args.tolerance, results, args.jobs, layers)
     print(format_result(result, time.perf_counter() - start))
     return 0 if result.ok else 1
 
 
 def add_check(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", default="results/baseline", help="baseline folder (default results/baseline)")
-    p.add_argument("--tolerance", help="per-metric abs[:rel] tolerances, e.g. 'dice=1e-4,hd=0.5:0.01'")
+    p.add_argument("--layer", choices=["all", "scoring", "training"], default="all",
+                   help="scoring: re-score the stored predictions (exact, seconds); training: re-train and compare "
+                        "within the noise-floor tolerances; all (default): both")
+    p.add_argument("--tolerance", help="training-layer tolerances per column, abs[:rel], e.g. 'dice=0.05,tp=8'")
     p.add_argument("--update", action="store_true", help="re-run and re-bless the baseline")
     p.add_argument("--reason", help="why the baseline changes (required with --update)")
     p.add_argument("--results", help="keep the re-run's results here (default: a temporary folder)")
     p.add_argument("--jobs", type=int, default=1, help="parallel workers for the re-run")
+
+
+# ---------------------------------------------------------------- bench predict / evaluate
+def cmd_predict(args: argparse.Namespace) -> int:
+    from bench.datasets import canonical_name
+    from bench.predict import PredictRequest, predict_folder
+
+    req = PredictRequest(results=Path(args.from_), dataset=canonical_name(args.dataset), arch=_arch(args.arch),
+                         images=Path(args.images), out=Path(args.out), folds=args.folds, protocol=args.protocol,
+                         profile=args.profile, ensemble=args.ensemble, device=_device(args.device))
+    for name, files in predict_folder(req).items():
+        print(f"{name}: {len(files)} mask file(s) in {Path(args.out) / name}")
+    return 0
+
+
+def _arch(name: str | None) -> str | None:
+    from bench.architectures import ARCHITECTURES
+
+    return None if name is None else ARCHITECTURES.canonical(name)
+
+
+def _device(name: str) -> str:
+    from bench.execute import resolve_device
+
+    return resolve_device(name)
+
+
+def add_predict(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="from_", default="results", help="results folder of the sweep (default ./results)")
+    p.add_argument("--dataset", required=True, help="dataset the models were trained on (sets the mask format)")
+    p.add_argument("--arch", required=True, help="architecture name")
+    p.add_argument("--folds", "--fold", type=_csv_ints, help="fold models to use, comma-separated (default: all)")
+    p.add_argument("--protocol", default="holdout", choices=["holdout", "cv"])
+    p.add_argument("--profile", help="only models of this profile (when the folder holds several)")
+    p.add_argument("--images", required=True, help="folder of images (searched recursively; labels not needed)")
+    p.add_argument("--out", required=True, help="output folder: one sub-folder of masks per fold model")
+    p.add_argument("--ensemble", action="store_true", help="also write the fold models' mean-probability masks")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from bench import store
+    from bench.datasets import canonical_name
+    from bench.external import EvaluateRequest, evaluate_stored, external_drop
+    from bench.report import report_table
+    from bench.tables import render
+
+    resolutions = ("input", "native") if args.resolution == "both" else (args.resolution,)
+    req = EvaluateRequest(results=Path(args.from_), dataset=canonical_name(args.dataset),
+                          data_root=Path(args.data_root) if args.data_root else None, arch=_arch(args.arch),
+                          folds=args.folds, protocol=args.protocol, profile=args.profile, resolutions=resolutions,
+                          skip=tuple(v for v in (args.skip or "").split(",") if v), device=_device(args.device),
+                          force=args.force)
+    for status in evaluate_stored(req):
+        print(f"{status['status']:>7}  {status['label']}: {status['n_rows']} rows -> {status['path']}")
+    if req.data_root is not None:
+        df = store.load_all(req.results)
+        df = df[df["dataset"] == req.dataset]
+        for resolution in resolutions:
+            at = _at_resolution(df, resolution)
+            print(f"\n[{resolution} resolution]")
+            print(report_table(at, 5, "md", split="external"))
+            drop = external_drop(at)
+            print(render(drop, "md") if len(drop) else f"(no internal test-set rows at {resolution} resolution to "
+                  f"compare with; for native: bench evaluate --from {args.from_} --dataset {req.dataset} "
+                  "--resolution native)")
+    return 0
+
+
+def add_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="from_", default="results", help="results folder of the sweep (default ./results)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--data-root", help="folder holding <dataset>/ in its native layout: an external labelled "
+                                       "cohort (rows with split=external). Without it: the models' own val/test "
+                                       "images (needs --resolution native)")
+    p.add_argument("--arch", help="one architecture (default: every stored one)")
+    p.add_argument("--folds", "--fold", type=_csv_ints, help="fold models, comma-separated (default: all)")
+    p.add_argument("--protocol", default="holdout", choices=["holdout", "cv"])
+    p.add_argument("--profile", help="only models of this profile")
+    p.add_argument("--resolution", default="input", choices=["input", "native", "both"],
+                   help="input: metrics on the network-size masks (as bench run); native: predictions resized "
+                        "to each image's own size, distances in native pixels; both")
+    p.add_argument("--skip", help="case ids of the cohort to exclude, comma-separated")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--force", action="store_true", help="recompute finished evaluations")
 
 
 PARSERS = {"list": (add_list, cmd_list, "list architectures (params, GFLOPs) and datasets"),
@@ -334,7 +438,9 @@ PARSERS = {"list": (add_list, cmd_list, "list architectures (params, GFLOPs) and
            "export": (add_export, cmd_export, "write the tidy per-image table as CSV or Parquet"),
            "report": (add_report, cmd_report, "generate the paper's tables and figures from the results"),
            "ttest": (add_ttest, cmd_ttest, "paired tests of a reference architecture against the others"),
-           "check": (add_check, cmd_check, "re-run the drift benchmark and compare it with the committed baseline")}
+           "check": (add_check, cmd_check, "re-run the drift benchmark and compare it with the committed baseline"),
+           "predict": (add_predict, cmd_predict, "write masks for new images with the stored fold models"),
+           "evaluate": (add_evaluate, cmd_evaluate, "score stored models on an external cohort or at native resolution")}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -55,6 +55,7 @@ class TrainConfig:
     synthetic_n: int | None = None
     patch_padding: int = 16
     lgg_subset: str = "all"
+    precision: str = "fp32"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from bench.architectures import create_model
+from bench.checkpoint import checkpoint_meta, save_checkpoint
 from bench.config import Job, replace
 from bench.datasets.prepare import PreparedData
 from bench.datasets.splits import Split
@@ -26,11 +27,16 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def build_model(job: Job, in_channels: int) -> torch.nn.Module:
+def model_kwargs(job: Job, in_channels: int) -> dict[str, Any]:
+    """The constructor arguments of the job's network (recorded in its checkpoint)."""
     kwargs: dict[str, Any] = {"in_channels": in_channels, "classes": 1, **json.loads(job.arch_kwargs)}
     if ":" not in job.arch:  # the project's own networks take the profile's width/depth/init
         kwargs.update(width=job.train.width, depth=job.train.depth, init=job.train.init)
-    return create_model(job.arch, **kwargs)
+    return kwargs
+
+
+def build_model(job: Job, in_channels: int) -> torch.nn.Module:
+    return create_model(job.arch, **model_kwargs(job, in_channels))
 
 
 def load_job_data(job: Job, cache_dir: Path) -> tuple[PreparedData, Split]:
@@ -91,7 +97,7 @@ def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = Fals
     bar = _epoch_bar(job, progress)
     result = fit(model, cfg, tensors(data, ids["train"]), tensors(data, ids["select"]), seed=seed,
                  augment=make_augment(job, seed), on_epoch=bar)
-    torch.save({k: v.cpu() for k, v in result.model.state_dict().items()}, out["checkpoint"])
+    save_checkpoint(out["checkpoint"], result.model, checkpoint_meta(job, data, model_kwargs(job, data.images.shape[1])))
     frames, kept = [], {}
     for split_name in ("val", "test"):
         if ids[split_name]:
@@ -100,12 +106,13 @@ def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = Fals
             frames.append(score(probs, data.masks[idx], ids[split_name], [data.groups[i] for i in idx])
                           .assign(split=split_name))
             kept[split_name] = (probs, ids[split_name])
-    probs, keep_ids = kept.get("test", kept["val"])
-    save_predictions(out["predictions"], probs, keep_ids)
+    # every scored image (val and test: their case ids are disjoint), so each stored row can be re-scored
+    save_predictions(out["predictions"], np.concatenate([p for p, _ in kept.values()]),
+                     [case for _, ids in kept.values() for case in ids])
     rows = pd.concat(frames, ignore_index=True).assign(
         dataset=job.dataset, source=job.source, data_options=job.data_options, arch=job.arch,
         protocol=job.protocol, fold=job.fold, seed=job.seed, profile=job.profile, split_hash=job.split_hash,
-        job_key=job.key)
+        job_key=job.key, eval_resolution="input")
     info = {"best_epoch": result.best_epoch, "best_select_loss": result.best_loss, "history": result.history,
             "train_seconds": result.seconds, "n_train": len(ids["train"]), "n_select": len(ids["select"]),
             "n_expected": len(ids["val"]) + len(ids["test"]), "device": device,

@@ -30,7 +30,7 @@ JOB_FIELDS = ("dataset", "arch", "protocol", "fold", "seed", "profile", "source"
 MAY_DIFFER = frozenset({"arch", "arch_kwargs", "fold", "seed", "job_key", "status", "data_root", "split_path",
                         "split", "case_id", "group"})
 #: Columns of the per-image rows that are settings themselves (always checked, sidecars or not).
-ROW_SETTINGS = ("source", "data_options", "split_hash", "eval_size", "profile")
+ROW_SETTINGS = ("source", "data_options", "split_hash", "eval_size", "profile", "cohort_fingerprint")
 
 
 def settings_table(sidecars: Iterable[Mapping[str, Any]]) -> pd.DataFrame:

@@ -160,10 +160,25 @@ def select(df: pd.DataFrame, *, dataset: str | None = None, protocol: str, split
         mask &= df["dataset"] == canonical_dataset(dataset)
     if archs is not None:
         mask &= df["arch"].isin(list(archs))
-    out = df[mask]
+    out = df[mask & at_report_resolution(df)]
+    for col in ("source", "eval_size", "profile", "cohort_fingerprint"):
+        if col in out.columns:
+            for ds, values in out.groupby("dataset")[col].unique().items():
+                if len(values) > 1:
+                    raise ValueError(f"{ds}: results mix {col} values {sorted(map(str, values))}; filter first "
+                                     "(--where KEY=VALUE)")
     check_like_for_like(out, f"{protocol}/{split} comparison")
     check_unique(out)
     return out
+
+
+def at_report_resolution(df: pd.DataFrame) -> pd.Series:
+    """Rows at the resolution reports use: ``eval_resolution == "input"`` (rows without the column are
+    input-size rows), or ``native`` when ``df`` holds only native-resolution rows. Never both."""
+    if "eval_resolution" not in df.columns:
+        return pd.Series(True, index=df.index)
+    res = df["eval_resolution"].fillna("input")
+    return res == ("input" if (res == "input").any() or res.empty else "native")
 
 
 @dataclass(frozen=True)

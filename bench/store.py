@@ -99,9 +99,26 @@ def load_all(results: Path | str = DEFAULT_RESULTS) -> pd.DataFrame:
         if len(df) and (df["job_key"] != side["key"]).any():
             continue  # a stale Parquet next to a newer sidecar: never mix them
         frames.append(df)
+    frames += evaluation_frames(results)
     if not frames:
         return pd.DataFrame()
     return pd.concat(frames, ignore_index=True)
+
+
+def evaluation_frames(results: Path | str = DEFAULT_RESULTS) -> list[pd.DataFrame]:
+    """Rows of finished ``bench evaluate`` runs (``runs/*/*/evaluations/``): external cohorts and
+    native-resolution scores. Same rule as jobs: sidecar ``status: ok`` naming the Parquet's ``eval_key``."""
+    frames = []
+    for path in sorted((Path(results) / "runs").glob("*/*/evaluations/*.json")):
+        side = read_sidecar(path)
+        parquet = path.with_suffix(".parquet")
+        if not side or side.get("status") != "ok" or not parquet.exists():
+            continue
+        df = pd.read_parquet(parquet)
+        if len(df) and (df["eval_key"] != side["key"]).any():
+            continue
+        frames.append(df)
+    return frames
 
 
 def failures(results: Path | str = DEFAULT_RESULTS) -> pd.DataFrame:

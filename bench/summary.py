@@ -13,7 +13,9 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     """Mean over images of each (dataset, arch): the test set for holdout jobs, out-of-fold for cv."""
     if df.empty:
         return pd.DataFrame()
-    scored = df[(df["protocol"] == "cv") | (df["split"] == "test")]
+    from bench.stats import at_report_resolution
+
+    scored = df[((df["protocol"] == "cv") | (df["split"] == "test")) & at_report_resolution(df)]
     return (scored.groupby(["dataset", "source", "protocol", "arch"])[["dice", "iou", "hd"]]
             .mean().reset_index().sort_values(["dataset", "arch"]))
 

@@ -152,6 +152,8 @@ def trivial_scores(g: pd.DataFrame, floor: str) -> dict[str, np.ndarray]:
     n_ref = g["n_ref"].to_numpy(np.int64)
     total = (g["tp"] + g["fp"] + g["fn"] + g["tn"]).to_numpy(np.int64)
     diag = np.hypot(g["eval_size"].to_numpy(float), g["eval_size"].to_numpy(float))
+    if "height" in g.columns and g["height"].notna().all():  # native-resolution rows: each image's own size
+        diag = np.hypot(g["height"].to_numpy(float), g["width"].to_numpy(float))
     empty = n_ref == 0
     if floor == "all_foreground":
         tp, fp, fn = n_ref, total - n_ref, np.zeros_like(n_ref)
@@ -179,11 +181,16 @@ def table4(df: pd.DataFrame, *, failures: pd.DataFrame | None = None, vs_paper: 
 
 def table5(df: pd.DataFrame, *, failures: pd.DataFrame | None = None, vs_paper: bool = False,
            archs: Sequence[str] | None = None, datasets: Sequence[str] | None = None, floors: bool = True,
-           metrics: Sequence[str] = METRICS) -> pd.DataFrame:
-    """Table 5: every arch on every dataset, holdout TEST set, mean ± std over fold models; best in bold."""
+           metrics: Sequence[str] = METRICS, split: str = "test") -> pd.DataFrame:
+    """Table 5: every arch on every dataset, holdout TEST set, mean ± std over fold models; best in bold.
+    ``split="external"``: the same fold models on an external cohort (``bench evaluate --data-root``)."""
     title = ("Table 5. Segmentation accuracy on the holdout test set: mean ± std over fold models of each "
              "fold model's mean over the test images.")
-    return _results_table(df, "table5", title, protocol="holdout", split="test", archs=archs, datasets=datasets,
+    if split == "external":
+        title = ("Table 5 (external cohort). Segmentation accuracy of the holdout fold models on an external "
+                 "cohort: mean ± std over fold models of each fold model's mean over the cohort's images.")
+        vs_paper = False  # the paper has no external cohort
+    return _results_table(df, "table5", title, protocol="holdout", split=split, archs=archs, datasets=datasets,
                           failures=failures, vs_paper=vs_paper, floors=floors, metrics=metrics)
 
 
@@ -280,7 +287,10 @@ def caption(df: pd.DataFrame, title: str, *, protocol: str, split: str, floors: 
     else:
         parts.append(source_note(sel))
         sizes = sorted(sel["eval_size"].unique()) if "eval_size" in sel else []
-        if sizes:
+        if "eval_resolution" in sel and (sel["eval_resolution"] == "native").all():
+            parts.append(f"Metrics at each image's native resolution (predictions from {'/'.join(map(str, sizes))} px "
+                         "input resized back), HD in native pixels.")
+        elif sizes:
             parts.append(f"Metrics on {'/'.join(f'{s}x{s}' for s in sizes)} masks, HD in pixels.")
         parts.append(unit_note(sel, default_split(protocol, split)))
         both = int((sel["empty_ref"] & sel["empty_pred"]).sum())
