@@ -212,15 +212,19 @@ def _results_table(results: str, where: list[str] | None = None) -> tuple:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from bench.learning import report_lines
     from bench.report import build_report, report_figure, report_table
+    from bench.reproduce import report_commands
 
     df, failures, sides = _results_table(args.results, args.where)
     df = _at_resolution(df, args.resolution)
     if args.all:
         out = Path(args.out or f"reports/{time.strftime('%Y%m%d-%H%M%S')}")
         inputs = {n: _table_inputs(str(n), sides, Path(args.results)) for n in (1, 2)}
-        index = build_report(df, out, sidecars=sides, failures=failures, vs_paper=True, data_inputs=inputs)
+        index = build_report(df, out, sidecars=sides, failures=failures, vs_paper=True, data_inputs=inputs,
+                             commands=report_commands(sides, out, args.results))
         print(f"wrote the report to {out} (open {index} or {index.with_suffix('.html')})")
+        print("\n  ".join(report_lines(sides)))
     if args.table:
         inputs = _table_inputs(args.table, sides, Path(args.results))
         if args.split and args.table not in ("5", "floors"):

@@ -18,6 +18,7 @@ from bench.datasets.prepare import PreparedData
 from bench.datasets.splits import Split
 from bench.plan import load_data
 from bench.evaluate import predict, save_predictions, score
+from bench.learning import COLUMN, assess
 from bench.train import fit, job_seed, seed_everything
 
 
@@ -117,6 +118,8 @@ def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = Fals
             "train_seconds": result.seconds, "n_train": len(ids["train"]), "n_select": len(ids["select"]),
             "n_expected": len(ids["val"]) + len(ids["test"]), "device": device,
             "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    learning = assess(rows, result.history)  # the "did not learn" flag, stored with the rows and the sidecar
+    rows[COLUMN], info["learning"] = learning.did_not_learn, learning.to_dict()
     return rows, info
 
 

@@ -25,6 +25,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from scipy import stats as sps
 
+from bench.learning import figure_note
 from bench.stats import default_split, paired_test, per_image, ranks, resolve_protocol, select, stars
 from bench.tables import PAPER_ARCHS, PAPER_DATASETS, _ordered, arch_label, dataset_label, higher_is_better
 
@@ -120,7 +121,9 @@ def boxplot_fig8(df: pd.DataFrame, dataset: str, reference: str = "mildnet", met
     tests = draw_fig8(fig.add_subplot(), df, dataset, reference=reference, metric=metric, protocol=protocol,
                       unit=unit)
     fig.suptitle(fig8_caption(tests, metric, protocol, reference, note if protocol != "cv" else "")
-                 + _synthetic_tag(df), fontsize=8, wrap=True)
+                 + _synthetic_tag(df)
+                 + figure_note(df[(df["protocol"] == protocol) & (df["dataset"] == dataset)], 90), fontsize=8,
+                 wrap=True)
     return fig
 
 
@@ -142,7 +145,7 @@ def fig8_figure(df: pd.DataFrame, *, reference: str = "mildnet", metric: str = "
     level = "independent units (patients, source images)" if unit == "group" else "images (not independent)"
     fig.suptitle(f"Fig. 8: {METRIC_LABELS.get(metric, metric)} per unit of analysis ({level}), {protocol}, paired "
                  f"tests vs {arch_label(reference)} (Holm)" + (f". {note}" if protocol != "cv" else "")
-                 + _synthetic_tag(df), fontsize=9, wrap=True)
+                 + _synthetic_tag(df) + figure_note(df[df["protocol"] == protocol]), fontsize=9, wrap=True)
     return fig
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench import figures, ranking, selection, stats, tables
+from bench import figures, learning, ranking, selection, stats, tables
 
 FORMATS = ("md", "tex", "csv", "html")
 _RENDER_FMT = {"md": "md", "tex": "latex", "latex": "latex", "csv": "csv", "html": "html"}
@@ -155,11 +155,12 @@ def report_figure(df: pd.DataFrame, n: int | str, out_dir: Path | str, **kwargs:
 def build_report(df: pd.DataFrame, out_dir: Path | str, *, sidecars: Sequence[dict[str, Any]],
                  failures: pd.DataFrame | None = None, fmt: Sequence[str] = FORMATS, vs_paper: bool = True,
                  reference: str = "mildnet", metric: str = "iou",
-                 data_inputs: dict[int, Sequence[Any]] | None = None) -> Path:
+                 data_inputs: dict[int, Sequence[Any]] | None = None, commands: Sequence[str] = ()) -> Path:
     """Write every table and figure under ``out_dir`` plus ``index.md`` and ``index.html``; returns index.md.
 
     A part without data (e.g. no ``cv`` results, so no Fig. 8) is listed in the index with the reason.
     ``data_inputs`` maps 1 and 2 to the inputs of Tables 1 and 2 (``bench.report_data.loaded_data``).
+    ``commands``: the command lines that made the results and this report, stated in the index.
     """
     if df.empty:
         raise ValueError("no results to report (the results table is empty)")
@@ -195,6 +196,7 @@ def build_report(df: pd.DataFrame, out_dir: Path | str, *, sidecars: Sequence[di
         items.append((name, _try(lambda n=n, kw=kw: report_figure(df, n, out_dir / "figures", **kw))))
     line = _try(lambda: tables.sensitivity(df)[1])
     facts = provenance(df, sidecars, failures)
+    facts["commands"] = list(commands)
     index = out_dir / "index.md"
     index.write_text(_index_md(facts, items, line, out_dir))
     (out_dir / "index.html").write_text(_index_html(facts, items, line, out_dir))
@@ -241,6 +243,7 @@ def provenance(df: pd.DataFrame, sidecars: Sequence[dict[str, Any]], failures: p
                  "sidecars": len(sidecars), **{f"status {k}": int(v) for k, v in statuses.items()},
                  "failed (failures table)": 0 if failures is None else len(failures)},
         "rows": len(df),
+        "not_learned": learning.report_lines(sidecars),
         "run_versions": {k: ", ".join(sorted(v)) for k, v in sorted(run_versions.items())},
         "report_versions": {"python": platform.python_version(), **{p: _version(p) for p in REPORT_PACKAGES}},
         "failures": [] if failures is None else [f"{r.dataset}/{r.arch}/{getattr(r, 'protocol', '?')}/fold"
@@ -263,6 +266,8 @@ def _facts_lines(facts: dict[str, Any]) -> list[tuple[str, list[str]]]:
                   f"Evaluation size(s): {', '.join(f'{s}x{s}' for s in facts['eval_sizes'])}",
                   f"Rows (job x image): {facts['rows']}"]),
         ("Jobs", [f"{k}: {v}" for k, v in facts["jobs"].items()] + [f"failed: {f}" for f in facts["failures"]]),
+        ("Did not learn", facts.get("not_learned", [])),
+        ("Commands", [f"`{c}`" for c in facts.get("commands", [])] or ["not recorded"]),
         ("Conventions", CONVENTIONS),
         ("Package versions (runs)", [f"{k}: {v}" for k, v in facts["run_versions"].items()] or ["not recorded"]),
         ("Package versions (this report)", [f"{k}: {v}" for k, v in facts["report_versions"].items()]),

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.learning import caption_note
 from bench.metrics import dice_from_counts, iou_from_counts
 from bench.stats import canonical_dataset, default_split, ranks, run_command, select
 
@@ -295,6 +296,8 @@ def caption(df: pd.DataFrame, title: str, *, protocol: str, split: str, floors: 
         parts.append(unit_note(sel, default_split(protocol, split)))
         both = int((sel["empty_ref"] & sel["empty_pred"]).sum())
         parts.append(f"{both} image score(s) had both masks empty (counted as Dice = IoU = 1, HD = 0).")
+        if learning_note := caption_note(sel):  # fold models flagged by bench.learning
+            parts.append(learning_note)
     parts.append("↑ higher is better, ↓ lower is better; bold: best model per dataset. Missing cells say why.")
     if floors:
         parts.append("'All foreground'/'All background' rows: trivial predictions on the same images (floors).")
