@@ -267,7 +267,13 @@ def add_status(p: argparse.ArgumentParser) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from bench.store import export
 
-    out = export(args.results, args.out or f"results.{args.format}", args.format)
+    if args.where:
+        from bench.selection import export_selected
+
+        out = export_selected(args.results, args.out or f"results.{args.format}", args.format,
+                              _where(args.where))
+    else:
+        out = export(args.results, args.out or f"results.{args.format}", args.format)
     print(f"wrote {out}")
     return 0
 
@@ -276,17 +282,37 @@ def add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="csv", choices=["csv", "parquet"])
     p.add_argument("--out", help="output file (default results.<format>)")
     p.add_argument("--results", default="results")
+    _add_where(p)
+
+
+def _add_where(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                   help="only the jobs whose recorded setting KEY equals VALUE (repeatable), e.g. --where epochs=20 "
+                        "--where protocol=cv; `bench report --table settings` lists what varies")
+
+
+def _where(pairs: list[str]) -> dict[str, str]:
+    from bench.selection import parse_where
+
+    return parse_where(pairs)
 
 
 # ---------------------------------------------------------------- bench report / ttest
-def _results_table(results: str) -> tuple:
-    from bench import store
+def _results_table(results: str, where: list[str] | None = None) -> tuple:
+    """(rows with their jobs' settings attached, failures, sidecars) of the jobs matching ``--where``."""
+    from bench import selection, store
 
     df = store.load_all(results)
     if df.empty:
         raise FileNotFoundError(f"no finished jobs under {results}/runs: run `bench run` first "
                                 f"(or point --results at the folder it wrote)")
-    return df, store.failures(results), store.sidecars(results)
+    df, fails, sides, settings = selection.apply_selection(df, store.failures(results), store.sidecars(results),
+                                                           _where(where or []))
+    if df.empty:
+        raise ValueError(f"no finished job matches --where {' '.join(where or [])}")
+    from bench.report_data import attach_patients
+
+    return attach_patients(selection.attach(df, settings), sides), fails, sides
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -294,7 +320,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import build_report, report_figure, report_table
     from bench.reproduce import report_commands
 
-    df, failures, sides = _results_table(args.results)
+    df, failures, sides = _results_table(args.results, args.where)
     df = _at_resolution(df, args.resolution)
     if args.all:
         out = Path(args.out or f"reports/{time.strftime('%Y%m%d-%H%M%S')}")
@@ -307,12 +333,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         inputs = _table_inputs(args.table, sides, Path(args.results))
         if args.split and args.table not in ("5", "floors"):
             raise ValueError(f"--split applies to --table 5 and floors, not --table {args.table}")
-        split = {"split": args.split} if args.split else {}
+        extra = {"unit": args.unit, "protocol": args.protocol} if args.table == "tests" else \
+            {"unit": args.unit} if args.table == "ranks" else {}
+        extra.update({"split": args.split} if args.split else {})
         print(report_table(df, args.table, args.format, args.vs_paper, failures=failures, sidecars=sides,
-                           inputs=inputs, **split))
+                           inputs=inputs, **extra))
     if args.figure:
         out = Path(args.out or "reports/figures")
-        for path in report_figure(df, args.figure, out):
+        extra = {"unit": args.unit, "protocol": args.protocol} if args.figure == "8" else \
+            {"unit": args.unit} if args.figure in ("bars", "ranks") else {}
+        for path in report_figure(df, args.figure, out, **extra):
             print(f"wrote {path}")
     if not (args.all or args.table or args.figure):
         raise ValueError("choose --table N, --figure 8 (or bars, ranking), or --all")
@@ -335,8 +365,16 @@ def _table_inputs(table: str, sides: list[dict], results: Path) -> tuple:
 
 
 def add_report(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--table", choices=["1", "2", "3", "4", "5", "floors", "sensitivity", "tests", "compute"])
-    p.add_argument("--figure", choices=["8", "bars", "ranking"])
+    p.add_argument("--table", choices=["1", "2", "3", "4", "5", "floors", "sensitivity", "tests", "folds", "ranks",
+                                       "settings", "compute"])
+    p.add_argument("--figure", choices=["8", "bars", "ranking", "ranks"])
+    p.add_argument("--unit", default="group", choices=["group", "image", "patient"],
+                   help="unit of analysis of tests, Fig. 8, bars and rank bootstrap: group (default: LGG patients, "
+                        "ISBI/GlaS source images), image (every image; not independent) or patient (GlaS: the "
+                        "patients of Grade.csv, real data)")
+    p.add_argument("--protocol", choices=["cv", "holdout"],
+                   help="protocol of the tests table and Fig. 8 (default: cv if it has results, else holdout)")
+    _add_where(p)
     p.add_argument("--all", action="store_true", help="every table and figure plus index.md/index.html under --out")
     p.add_argument("--format", default="md", choices=["md", "latex", "tex", "csv", "html"])
     p.add_argument("--vs-paper", action="store_true", help="show the paper's published values beside ours")
@@ -349,13 +387,20 @@ def add_report(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_ttest(args: argparse.Namespace) -> int:
-    from bench.stats import format_tests, paired_test
+    from bench.stats import fold_level_test, format_tests, paired_test, resolve_protocol
 
-    df, _, _ = _results_table(args.results)
+    df, _, _ = _results_table(args.results, args.where)
+    protocol, note = resolve_protocol(df, args.dataset, args.protocol)
+    if note and args.format == "text":
+        print(note)
     against = args.against.split(",") if args.against else None
     res = paired_test(df, dataset=args.dataset, metric=args.metric, reference=args.reference, against=against,
-                      protocol=args.protocol, test=args.test, correction=args.correction, alpha=args.alpha)
+                      protocol=protocol, test=args.test, correction=args.correction, alpha=args.alpha, unit=args.unit)
     print(format_tests(res, args.format))
+    if protocol == "cv" and args.format != "csv":
+        folds = fold_level_test(df, dataset=args.dataset, metric=args.metric, reference=args.reference,
+                                against=against, correction=args.correction, alpha=args.alpha)
+        print(("Fold level:\n" if args.format == "text" else "") + format_tests(folds, args.format))
     return 0
 
 
@@ -364,12 +409,18 @@ def add_ttest(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metric", default="iou", choices=["dice", "iou", "hd", "hd95"])
     p.add_argument("--reference", default="mildnet")
     p.add_argument("--against", help="comma-separated architectures (default: every other one with results)")
-    p.add_argument("--protocol", default="cv", choices=["cv", "holdout"])
+    p.add_argument("--protocol", choices=["cv", "holdout"],
+                   help="default: cv if it has results for the dataset, else holdout (said in the output)")
+    p.add_argument("--unit", default="group", choices=["group", "image", "patient"],
+                   help="group (default): pair the independent units (LGG patients, ISBI/GlaS source images); "
+                        "image: every image, as the paper did (not independent); patient: GlaS patients of "
+                        "Grade.csv (real data)")
     p.add_argument("--test", default="t", choices=["t", "wilcoxon"])
     p.add_argument("--correction", default="holm", choices=["holm", "bonferroni", "none"])
     p.add_argument("--alpha", type=float, default=0.05)
-    p.add_argument("--format", default="text", choices=["text", "csv", "md"])
+    p.add_argument("--format", default="text", choices=["text", "csv", "md", "latex"])
     p.add_argument("--results", default="results")
+    _add_where(p)
 
 
 # ---------------------------------------------------------------- bench check

@@ -47,6 +47,7 @@ class TrainConfig:
     n_folds: int = 5
     test_fraction: float = 0.3
     split_seed: int = 12345
+    inner_fraction: float = 0.1  # cv: share of the training folds (whole groups) that chooses the epoch
     init: str = "xavier_uniform"
     augment: bool = False
     threads: int = 1

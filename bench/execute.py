@@ -55,17 +55,16 @@ def load_job_data(job: Job, cache_dir: Path) -> tuple[PreparedData, Split]:
 
 
 def fold_ids(split: Split, protocol: str, fold: int) -> dict[str, list[str]]:
-    """Train / selection / scored ids of one fold model.
+    """Train / selection / scored ids of one fold model (``Split.fold_ids``).
 
     holdout: train on the 4 other folds, select the best epoch on fold k, score fold k ("val") and
-    the test set ("test"). cv: fold k is scored out of fold, so it must not choose the epoch; the
-    next fold (k+1 mod n, part of the training folds) is held out of training for selection.
+    the test set ("test"). cv (standard 5-fold): train on the 4 other folds minus their inner
+    validation part (the split file's ``select``, a ``inner_fraction`` share of whole groups), select
+    the epoch there, score fold k out of fold.
     """
-    train, val = split.fold(fold)
-    if protocol == "holdout":
-        return {"train": list(train), "select": list(val), "val": list(val), "test": list(split.test)}
-    inner = set(split.fold((fold + 1) % len(split.folds))[1])
-    return {"train": [i for i in train if i not in inner], "select": sorted(inner), "val": list(val), "test": []}
+    if protocol != split.protocol:
+        raise ValueError(f"a {protocol} job got a {split.protocol} split")
+    return split.fold_ids(fold)
 
 
 def tensors(data: PreparedData, ids: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

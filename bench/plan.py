@@ -8,7 +8,6 @@ gets the same split file, hence identical folds.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from bench.datasets import DATASETS, PAPER_DATASETS, canonical_name, open_datase
 from bench.datasets._base import DataError
 from bench.datasets._check import case_of
 from bench.datasets.prepare import PreparedData, prepare
-from bench.datasets.splits import Split, SplitError, load_or_create_split, make_splits
+from bench.datasets.splits import Split, SplitError, SplitParams, load_or_create_split, make_splits, split_file_name
 
 
 @dataclass(frozen=True)
@@ -97,11 +96,13 @@ def load_data(dataset: str, root: Path | None, options: dict[str, Any], cfg: Tra
 
 
 def split_for(data: PreparedData, protocol: str, profile: Profile, results: Path) -> tuple[Split, Path]:
-    ids_hash = hashlib.sha256(json.dumps(list(data.case_ids)).encode()).hexdigest()[:8]
+    """The dataset's split file; its name hashes every split parameter and the cases (a change makes a new one)."""
     cfg = profile.train
-    path = Path(results) / "splits" / f"{data.dataset}-{data.source}-{protocol}-seed{cfg.split_seed}-{ids_hash}.json"
+    params = SplitParams(protocol, cfg.split_seed, cfg.n_folds, cfg.test_fraction, cfg.inner_fraction)
+    name = split_file_name(data.dataset, data.source, params, list(data.case_ids), list(data.groups))
+    path = Path(results) / "splits" / name
     split = load_or_create_split(path, list(data.case_ids), list(data.groups), protocol, cfg.split_seed,
-                                 cfg.n_folds, cfg.test_fraction)
+                                 cfg.n_folds, cfg.test_fraction, cfg.inner_fraction)
     return split, path
 
 
@@ -237,7 +238,8 @@ def max_folds(data: PreparedData, protocol: str, cfg: TrainConfig) -> int | None
     """The largest fold count (2..``cfg.n_folds``) this data allows under ``protocol``, or None."""
     for n in range(max(cfg.n_folds, 2), 1, -1):
         try:
-            make_splits(list(data.case_ids), list(data.groups), protocol, cfg.split_seed, n, cfg.test_fraction)
+            make_splits(list(data.case_ids), list(data.groups), protocol, cfg.split_seed, n, cfg.test_fraction,
+                        cfg.inner_fraction)
         except SplitError:
             continue
         return n
