@@ -342,6 +342,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         out = Path(args.out or "reports/figures")
         extra = {"unit": args.unit, "protocol": args.protocol} if args.figure == "8" else \
             {"unit": args.unit} if args.figure in ("bars", "ranks") else {}
+        extra.update({"sidecars": sides} if args.figure == "curves" else {})
         for path in report_figure(df, args.figure, out, **extra):
             print(f"wrote {path}")
     if not (args.all or args.table or args.figure):
@@ -367,7 +368,8 @@ def _table_inputs(table: str, sides: list[dict], results: Path) -> tuple:
 def add_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("--table", choices=["1", "2", "3", "4", "5", "floors", "sensitivity", "tests", "folds", "ranks",
                                        "settings", "compute"])
-    p.add_argument("--figure", choices=["8", "bars", "ranking", "ranks"])
+    p.add_argument("--figure", choices=["8", "bars", "ranking", "ranks", "curves"],
+                   help="curves: training and selection loss per epoch of every job, chosen epoch marked")
     p.add_argument("--unit", default="group", choices=["group", "image", "patient"],
                    help="unit of analysis of tests, Fig. 8, bars and rank bootstrap: group (default: LGG patients, "
                         "ISBI/GlaS source images), image (every image; not independent) or patient (GlaS: the "

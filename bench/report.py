@@ -145,11 +145,15 @@ def _render_fmt(fmt: str) -> str:
 
 def report_figure(df: pd.DataFrame, n: int | str, out_dir: Path | str, **kwargs: Any) -> list[Path]:
     """Figure ``n`` saved under ``out_dir``: 8 (Fig. 8 panels + combined), ``"bars"``, ``"ranking"``,
-    ``"ranks"`` (bootstrap rank distributions)."""
+    ``"ranks"`` (bootstrap rank distributions), ``"curves"`` (learning curves; needs ``sidecars=``)."""
     makers: dict[str, Callable[..., list[Path]]] = {"8": figures.fig8, "bars": figures.bar_chart,
                                                    "ranking": figures.ranking, "ranks": figures.rank_uncertainty}
+    if str(n) == "curves":  # learning curves come from the sidecars' histories, not the rows
+        from bench.curves import learning_curves
+
+        return learning_curves(kwargs["sidecars"], Path(out_dir))
     if str(n) not in makers:
-        raise ValueError(f"unknown figure {n!r}; expected 8, bars, ranking or ranks")
+        raise ValueError(f"unknown figure {n!r}; expected 8, bars, ranking, ranks or curves")
     return makers[str(n)](df, Path(out_dir), **kwargs)
 
 
@@ -198,6 +202,8 @@ def build_report(df: pd.DataFrame, out_dir: Path | str, *, sidecars: Sequence[di
                         ("Bars: Dice and IoU with 95% CIs", "bars", {}), ("Mean rank across datasets", "ranking", {}),
                         ("Rank uncertainty: bootstrap rank distributions", "ranks", {})):
         items.append((name, _try(lambda n=n, kw=kw: report_figure(df, n, out_dir / "figures", **kw))))
+    items.append(("Learning curves: loss per epoch, chosen epoch marked",
+                  _try(lambda: report_figure(df, "curves", out_dir / "figures", sidecars=sidecars))))
     line = _try(lambda: tables.sensitivity(df)[1])
     facts = provenance(df, sidecars, failures)
     facts["commands"] = list(commands)
