@@ -542,6 +542,64 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="recompute finished evaluations")
 
 
+# ---------------------------------------------------------------- bench figure / saliency
+def cmd_figure(args: argparse.Namespace) -> int:
+    from bench.datasets import canonical_name
+    from bench.qualitative import qualitative
+
+    if not args.qualitative:
+        raise ValueError("choose --qualitative (the paper's tables and figures of numbers: bench report)")
+    df, _, _ = _results_table(args.results, args.where)
+    archs = [_arch(a) for a in args.arch.split(",")] if args.arch else None
+    cases = [c for c in (args.cases or "").split(",") if c] or None
+    paths = qualitative(df, args.results, canonical_name(args.dataset), Path(args.out), archs=archs, cases=cases,
+                        worst=args.worst, n=args.n, metric=args.metric, protocol=args.protocol, fold=args.fold)
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def add_figure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--qualitative", action="store_true",
+                   help="image, ground truth and each architecture's stored prediction with its score")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--arch", help="architectures, comma-separated (default: every one with results)")
+    p.add_argument("--cases", help="case ids, comma-separated (default: the N where the architectures disagree most)")
+    p.add_argument("--n", type=int, default=3, help="how many cases to choose automatically (default 3)")
+    p.add_argument("--worst", type=int, default=0,
+                   help="also a failure gallery per architecture: its N worst images beside every architecture")
+    p.add_argument("--metric", default="dice", choices=["dice", "iou", "hd", "hd95"])
+    p.add_argument("--protocol", choices=["holdout", "cv"], help="default: holdout if it has test results, else cv")
+    p.add_argument("--fold", type=int, help="holdout fold model to show (default: the lowest every architecture has)")
+    p.add_argument("--out", default="reports/figures", help="output folder (default reports/figures)")
+    p.add_argument("--results", default="results")
+    _add_where(p)
+
+
+def cmd_saliency(args: argparse.Namespace) -> int:
+    from bench.datasets import canonical_name
+    from bench.saliency import saliency
+
+    archs = [_arch(a) for a in args.arch.split(",") if a]
+    cases = [c for c in (args.cases or "").split(",") if c] or None
+    for path in saliency(Path(args.results), canonical_name(args.dataset), archs, Path(args.out), cases=cases,
+                         n=args.n, protocol=args.protocol, fold=args.fold, device=_device(args.device)):
+        print(f"wrote {path}")
+    return 0
+
+
+def add_saliency(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--arch", required=True, help="architectures, comma-separated")
+    p.add_argument("--cases", help="case ids, comma-separated (default: the first N scored images)")
+    p.add_argument("--n", type=int, default=3, help="how many images without --cases (default 3)")
+    p.add_argument("--protocol", default="holdout", choices=["holdout", "cv"])
+    p.add_argument("--fold", type=int, help="fold model (default: the lowest every architecture has)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--out", default="reports/figures", help="output folder (default reports/figures)")
+    p.add_argument("--results", default="results")
+
+
 PARSERS = {"list": (add_list, cmd_list, "list architectures (params, GFLOPs) and datasets"),
            "data": (add_data, cmd_data, "check dataset folders in their native layouts"),
            "run": (add_run, cmd_run, "train and score architectures on identical folds"),
@@ -551,7 +609,9 @@ PARSERS = {"list": (add_list, cmd_list, "list architectures (params, GFLOPs) and
            "ttest": (add_ttest, cmd_ttest, "paired tests of a reference architecture against the others"),
            "check": (add_check, cmd_check, "re-run the drift benchmark and compare it with the committed baseline"),
            "predict": (add_predict, cmd_predict, "write masks for new images with the stored fold models"),
-           "evaluate": (add_evaluate, cmd_evaluate, "score stored models on an external cohort or at native resolution")}
+           "evaluate": (add_evaluate, cmd_evaluate, "score stored models on an external cohort or at native resolution"),
+           "figure": (add_figure, cmd_figure, "qualitative grids and failure galleries from the stored predictions"),
+           "saliency": (add_saliency, cmd_saliency, "gradient saliency maps per decoder stage of stored models")}
 
 
 def build_parser() -> argparse.ArgumentParser:
