@@ -326,7 +326,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         out = Path(args.out or f"reports/{time.strftime('%Y%m%d-%H%M%S')}")
         inputs = {n: _table_inputs(str(n), sides, Path(args.results)) for n in (1, 2)}
         index = build_report(df, out, sidecars=sides, failures=failures, vs_paper=True, data_inputs=inputs,
-                             commands=report_commands(sides, out, args.results))
+                             commands=report_commands(sides, out, args.results), results=Path(args.results))
         print(f"wrote the report to {out} (open {index} or {index.with_suffix('.html')})")
         print("\n  ".join(report_lines(sides)))
     if args.table:
