@@ -111,7 +111,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     sel = select(args.arch, args.dataset, args.all, args.protocol, args.folds, args.seeds)
     results = Path(args.results)
     skip = tuple(v for v in (args.skip or "").split(",") if v)
-    jobs = plan(sel, profile, results, Path(args.data_root) if args.data_root else None, skip)
+    if args.tuned:  # each (dataset, arch) with the values `bench tune` chose for it (bench.tune)
+        from bench.tune import tuned_jobs
+
+        jobs = sorted(tuned_jobs(results, args.tuned, sel.archs, sel.datasets, sel.protocol, overrides, args.folds,
+                                 args.seeds, Path(args.data_root) if args.data_root else None, skip),
+                      key=lambda j: (j.dataset, j.arch, j.protocol, j.fold, j.seed))
+    else:
+        jobs = plan(sel, profile, results, Path(args.data_root) if args.data_root else None, skip)
     table = dry_run_table(jobs, results)
     done = int((table["state"] == "done").sum()) if len(table) else 0
     print(f"{len(jobs)} jobs ({done} already done) | profile {profile.name} | protocol {sel.protocol} | "
@@ -203,6 +210,9 @@ def add_run(p: argparse.ArgumentParser) -> None:
                         "on it: every job uses the profile's fixed torch thread count")
     p.add_argument("--force", action="store_true", help="recompute finished jobs")
     p.add_argument("--dry-run", action="store_true", help="print the plan and what is already done")
+    p.add_argument("--tuned", metavar="NAME",
+                   help="each architecture with the values `bench tune --name NAME` chose for it "
+                        "(<results>/tuned/NAME.yaml, on its base profile; --set still wins)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_engine_options(p)
 
@@ -600,6 +610,76 @@ def add_saliency(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default="results")
 
 
+# ---------------------------------------------------------------- bench tune
+def cmd_tune(args: argparse.Namespace) -> int:
+    from bench.config import load_profile
+    from bench.plan import select
+    from bench.runner import run_jobs
+    from bench.tables import render
+    from bench.tune import (best_points, best_table, parse_grid, profile_path, score_points, tuning_jobs,
+                            tuning_results, write_profile)
+
+    base = load_profile(args.profile, _settings(args.set))
+    engine = _engine(args, base)
+    grid = parse_grid(args.grid, Path(args.grid_file) if args.grid_file else None)
+    sel = select(args.arch, args.dataset, args.all, "holdout", args.folds, None)
+    reference = _arch(args.paper_tuning) if args.paper_tuning else None
+    results, out = Path(args.results), tuning_results(Path(args.results), args.name)
+    jobs = tuning_jobs(grid, base, sel.archs, sel.datasets, results, args.name, args.folds,
+                       Path(args.data_root) if args.data_root else None, reference)
+    n_points = len(grid.points())
+    print(f"{len(jobs)} tuning jobs | {n_points} grid points x {1 if reference else len(sel.archs)} architecture(s) x "
+          f"{len(sel.datasets)} dataset(s) x folds {list(args.folds or base.folds)} | profile {base.name} | "
+          f"validation folds only | {'paper tuning on ' + reference if reference else 'fair'} | results in {out}")
+    statuses = list(run_jobs(jobs, out, n_jobs=engine.n_jobs, force=args.force, progress=not args.quiet,
+                             engine=engine))
+    if any(s["status"] == "submitted" for s in statuses):
+        print(f"tuning jobs are in the SLURM queue; `bench status --results {out}` follows them, the same "
+              "`bench tune` without --no-wait collects and chooses")
+        return 0
+    failed = [s for s in statuses if s["status"] == "failed"]
+    for status in failed:
+        print(f"FAILED {status['label']}: {status['error']}")
+    if failed:
+        raise ValueError(f"{len(failed)} tuning job(s) failed; no configuration chosen (rerun to retry them)")
+    scores = score_points(out, grid)
+    table = best_table(scores, grid, reference, sel.archs)
+    every = scores.drop(columns=["point_index"]).rename(columns={"score": "val_dice", "iou": "val_iou"})
+    every.attrs["caption"] = "Every grid point: mean validation Dice/IoU over the fold models"
+    path = write_profile(profile_path(results, args.name), args.name, base.name, grid, best_points(scores, grid),
+                         reference, sel.archs, _settings(args.set))
+    (path.with_suffix(".md")).write_text(render(table, "md") + "\n\n" + render(every, "md") + "\n")
+    every.to_csv(path.with_suffix(".csv"), index=False)
+    path.with_suffix(".html").write_text(render(table, "html") + "\n" + render(every, "html") + "\n")
+    print(render(every, "md"), render(table, "md"), sep="\n\n")
+    print(f"\nwrote {path} (and .md, .csv, .html); run it with: bench run --tuned {args.name} --results {results} "
+          f"--arch {','.join(sel.archs)} --dataset {','.join(sel.datasets)}")
+    return 0
+
+
+def add_tune(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", required=True, help="name of the tuned configuration (for bench run --tuned NAME)")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a setting and the values to try (repeatable), e.g. --grid lr=0.001,0.0001")
+    p.add_argument("--grid-file", help="YAML mapping of setting -> list of values (--grid entries replace its keys)")
+    p.add_argument("--paper-tuning", nargs="?", const="mildnet", metavar="ARCH",
+                   help="the paper's protocol: tune only ARCH (default mildnet) and give its best to every "
+                        "architecture (labelled so); default: fair, every architecture tuned on the same grid")
+    p.add_argument("--all", action="store_true", help="the paper's 8 networks on its 5 datasets")
+    p.add_argument("--arch", help="architecture names or wildcards, comma-separated")
+    p.add_argument("--dataset", help="dataset names or wildcards, comma-separated")
+    p.add_argument("--folds", type=_csv_ints, help="validation folds to tune on (default: the profile's)")
+    p.add_argument("--profile", default="quick", help="base profile the grid varies (quick, paper or a YAML file)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a base profile value")
+    p.add_argument("--data-root", help="folder with one native-layout folder per dataset (default: synthetic)")
+    p.add_argument("--results", default="results",
+                   help="results folder: tuning jobs go to <results>/tuning/NAME/, the choice to <results>/tuned/")
+    p.add_argument("--jobs", type=int, default=0, help="parallel worker processes (default: one per CPU core)")
+    p.add_argument("--force", action="store_true", help="recompute finished tuning jobs")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_engine_options(p)
+
+
 PARSERS = {"list": (add_list, cmd_list, "list architectures (params, GFLOPs) and datasets"),
            "data": (add_data, cmd_data, "check dataset folders in their native layouts"),
            "run": (add_run, cmd_run, "train and score architectures on identical folds"),
@@ -611,7 +691,8 @@ PARSERS = {"list": (add_list, cmd_list, "list architectures (params, GFLOPs) and
            "predict": (add_predict, cmd_predict, "write masks for new images with the stored fold models"),
            "evaluate": (add_evaluate, cmd_evaluate, "score stored models on an external cohort or at native resolution"),
            "figure": (add_figure, cmd_figure, "qualitative grids and failure galleries from the stored predictions"),
-           "saliency": (add_saliency, cmd_saliency, "gradient saliency maps per decoder stage of stored models")}
+           "saliency": (add_saliency, cmd_saliency, "gradient saliency maps per decoder stage of stored models"),
+           "tune": (add_tune, cmd_tune, "grid search on validation folds, every architecture the same grid (Table 3)")}
 
 
 def build_parser() -> argparse.ArgumentParser:

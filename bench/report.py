@@ -209,6 +209,7 @@ def build_report(df: pd.DataFrame, out_dir: Path | str, *, sidecars: Sequence[di
                   _try(lambda: report_figure(df, "curves", out_dir / "figures", sidecars=sidecars))))
     if results is not None:
         items += picture_items(df, Path(results), out_dir / "figures")
+        items += tuning_items(Path(results), out_dir / "tables")
     line = _try(lambda: tables.sensitivity(df)[1])
     facts = provenance(df, sidecars, failures)
     facts["commands"] = list(commands)
@@ -242,6 +243,22 @@ def picture_items(df: pd.DataFrame, results: Path, out_dir: Path, n: int = 3) ->
         items.append((f"Saliency: {label} (gradient per decoder stage, averaged)",
                       _try_pictures(lambda ds=ds, archs=archs, protocol=protocol: saliency(
                           results, ds, archs, out_dir, n=n, protocol=protocol))))
+    return items
+
+
+def tuning_items(results: Path, out_dir: Path) -> list[tuple[str, list[Path] | str]]:
+    """Each ``bench tune`` outcome of the results folder (``results/tuned/NAME``: the tuned profile and its
+    tables), copied into the report as ``tables/tuned_NAME.*``."""
+    import shutil
+
+    items: list[tuple[str, list[Path] | str]] = []
+    for profile in sorted((results / "tuned").glob("*.yaml")):
+        copies = []
+        for ext in (".html", ".md", ".csv", ".yaml"):
+            if profile.with_suffix(ext).is_file():
+                copies.append(out_dir / f"tuned_{profile.stem}{ext}")
+                shutil.copyfile(profile.with_suffix(ext), copies[-1])
+        items.append((f"Table 3 (tuning): {profile.stem}, best configuration per architecture", copies))
     return items
 
 
