@@ -612,21 +612,20 @@ def add_saliency(p: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------- bench tune
 def cmd_tune(args: argparse.Namespace) -> int:
+    from bench import tune
     from bench.config import load_profile
     from bench.plan import select
     from bench.runner import run_jobs
     from bench.tables import render
-    from bench.tune import (best_points, best_table, parse_grid, profile_path, score_points, tuning_jobs,
-                            tuning_results, write_profile)
 
     base = load_profile(args.profile, _settings(args.set))
     engine = _engine(args, base)
-    grid = parse_grid(args.grid, Path(args.grid_file) if args.grid_file else None)
+    grid = tune.parse_grid(args.grid, Path(args.grid_file) if args.grid_file else None)
     sel = select(args.arch, args.dataset, args.all, "holdout", args.folds, None)
     reference = _arch(args.paper_tuning) if args.paper_tuning else None
-    results, out = Path(args.results), tuning_results(Path(args.results), args.name)
-    jobs = tuning_jobs(grid, base, sel.archs, sel.datasets, results, args.name, args.folds,
-                       Path(args.data_root) if args.data_root else None, reference)
+    results, out = Path(args.results), tune.tuning_results(Path(args.results), args.name)
+    jobs = tune.tuning_jobs(grid, base, sel.archs, sel.datasets, results, args.name, args.folds,
+                            Path(args.data_root) if args.data_root else None, reference)
     n_points = len(grid.points())
     print(f"{len(jobs)} tuning jobs | {n_points} grid points x {1 if reference else len(sel.archs)} architecture(s) x "
           f"{len(sel.datasets)} dataset(s) x folds {list(args.folds or base.folds)} | profile {base.name} | "
@@ -642,12 +641,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(f"FAILED {status['label']}: {status['error']}")
     if failed:
         raise ValueError(f"{len(failed)} tuning job(s) failed; no configuration chosen (rerun to retry them)")
-    scores = score_points(out, grid)
-    table = best_table(scores, grid, reference, sel.archs)
+    scores = tune.score_points(out, grid)
+    table = tune.best_table(scores, grid, reference, sel.archs)
     every = scores.drop(columns=["point_index"]).rename(columns={"score": "val_dice", "iou": "val_iou"})
     every.attrs["caption"] = "Every grid point: mean validation Dice/IoU over the fold models"
-    path = write_profile(profile_path(results, args.name), args.name, base.name, grid, best_points(scores, grid),
-                         reference, sel.archs, _settings(args.set))
+    path = tune.write_profile(tune.profile_path(results, args.name), args.name, base.name, grid,
+                              tune.best_points(scores, grid), reference, sel.archs, _settings(args.set))
     (path.with_suffix(".md")).write_text(render(table, "md") + "\n\n" + render(every, "md") + "\n")
     every.to_csv(path.with_suffix(".csv"), index=False)
     path.with_suffix(".html").write_text(render(table, "html") + "\n" + render(every, "html") + "\n")

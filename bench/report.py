@@ -7,7 +7,6 @@ and ``report_figure`` (``bench report --figure 8``).
 
 from __future__ import annotations
 
-import html
 import importlib.metadata
 import platform
 from collections.abc import Callable, Sequence

@@ -102,3 +102,13 @@ def test_gallery_from_a_trained_sweep_uses_the_stored_predictions(tmp_path: Path
     assert (tmp_path / "cli" / "qualitative_dsb2018.png").stat().st_size > 1000
     assert main(["figure", "--qualitative", "--dataset", "dsb2018", "--cases", "nope", "--results", str(results),
                  "--out", str(tmp_path / "cli")]) == 2
+
+
+def test_report_lists_a_picture_it_cannot_make_with_the_reason(tmp_path: Path) -> None:
+    from bench.report import picture_items
+
+    items = dict(picture_items(table(), tmp_path / "results", tmp_path / "fig"))
+    assert set(items) == {"Qualitative: ISIC-2018", "Saliency: ISIC-2018 (gradient per decoder stage, averaged)"}
+    assert items["Qualitative: ISIC-2018"].startswith("not built: ") and "no finished sidecar" in \
+        items["Qualitative: ISIC-2018"]
+    assert items["Saliency: ISIC-2018 (gradient per decoder stage, averaged)"].startswith("not built: no finished job")
