@@ -76,13 +76,14 @@ def saliency_maps(model: nn.Module, images: Tensor) -> tuple[np.ndarray, np.ndar
                 inputs = [t for c in captured for t in c]
                 grads = torch.autograd.grad(score, inputs, allow_unused=True)
             per_stage, k = [], 0
+            zero = torch.zeros(x.shape[-2:], dtype=torch.float64, device=x.device)  # a stage the output ignores
             for c in captured:
                 up = [_stage_map(g, x.shape[-2:]) for g in grads[k:k + len(c)] if g is not None]
                 k += len(c)
-                per_stage.append(torch.stack(up).mean(0) if up else torch.zeros(x.shape[-2:], dtype=torch.float64))
+                per_stage.append(torch.stack(up).mean(0) if up else zero)
             stacked = torch.stack(per_stage)
-            stage_maps.append(stacked.float().numpy())
-            maps.append(stacked.mean(0).float().numpy())
+            stage_maps.append(stacked.float().cpu().numpy())
+            maps.append(stacked.mean(0).float().cpu().numpy())
     finally:
         for h in handles:
             h.remove()
