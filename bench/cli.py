@@ -111,7 +111,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     sel = select(args.arch, args.dataset, args.all, args.protocol, args.folds, args.seeds)
     results = Path(args.results)
     skip = tuple(v for v in (args.skip or "").split(",") if v)
-    jobs = plan(sel, profile, results, Path(args.data_root) if args.data_root else None, skip)
+    if args.tuned:  # each (dataset, arch) with the values `bench tune` chose for it (bench.tune)
+        from bench.tune import tuned_jobs
+
+        jobs = sorted(tuned_jobs(results, args.tuned, sel.archs, sel.datasets, sel.protocol, overrides, args.folds,
+                                 args.seeds, Path(args.data_root) if args.data_root else None, skip),
+                      key=lambda j: (j.dataset, j.arch, j.protocol, j.fold, j.seed))
+    else:
+        jobs = plan(sel, profile, results, Path(args.data_root) if args.data_root else None, skip)
     table = dry_run_table(jobs, results)
     done = int((table["state"] == "done").sum()) if len(table) else 0
     print(f"{len(jobs)} jobs ({done} already done) | profile {profile.name} | protocol {sel.protocol} | "
@@ -203,6 +210,9 @@ def add_run(p: argparse.ArgumentParser) -> None:
                         "on it: every job uses the profile's fixed torch thread count")
     p.add_argument("--force", action="store_true", help="recompute finished jobs")
     p.add_argument("--dry-run", action="store_true", help="print the plan and what is already done")
+    p.add_argument("--tuned", metavar="NAME",
+                   help="each architecture with the values `bench tune --name NAME` chose for it "
+                        "(<results>/tuned/NAME.yaml, on its base profile; --set still wins)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_engine_options(p)
 
@@ -326,7 +336,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         out = Path(args.out or f"reports/{time.strftime('%Y%m%d-%H%M%S')}")
         inputs = {n: _table_inputs(str(n), sides, Path(args.results)) for n in (1, 2)}
         index = build_report(df, out, sidecars=sides, failures=failures, vs_paper=True, data_inputs=inputs,
-                             commands=report_commands(sides, out, args.results))
+                             commands=report_commands(sides, out, args.results), results=Path(args.results))
         print(f"wrote the report to {out} (open {index} or {index.with_suffix('.html')})")
         print("\n  ".join(report_lines(sides)))
     if args.table:
@@ -342,6 +352,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         out = Path(args.out or "reports/figures")
         extra = {"unit": args.unit, "protocol": args.protocol} if args.figure == "8" else \
             {"unit": args.unit} if args.figure in ("bars", "ranks") else {}
+        extra.update({"sidecars": sides} if args.figure == "curves" else {})
         for path in report_figure(df, args.figure, out, **extra):
             print(f"wrote {path}")
     if not (args.all or args.table or args.figure):
@@ -367,7 +378,8 @@ def _table_inputs(table: str, sides: list[dict], results: Path) -> tuple:
 def add_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("--table", choices=["1", "2", "3", "4", "5", "floors", "sensitivity", "tests", "folds", "ranks",
                                        "settings", "compute"])
-    p.add_argument("--figure", choices=["8", "bars", "ranking", "ranks"])
+    p.add_argument("--figure", choices=["8", "bars", "ranking", "ranks", "curves"],
+                   help="curves: training and selection loss per epoch of every job, chosen epoch marked")
     p.add_argument("--unit", default="group", choices=["group", "image", "patient"],
                    help="unit of analysis of tests, Fig. 8, bars and rank bootstrap: group (default: LGG patients, "
                         "ISBI/GlaS source images), image (every image; not independent) or patient (GlaS: the "
@@ -540,6 +552,133 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="recompute finished evaluations")
 
 
+# ---------------------------------------------------------------- bench figure / saliency
+def cmd_figure(args: argparse.Namespace) -> int:
+    from bench.datasets import canonical_name
+    from bench.qualitative import qualitative
+
+    if not args.qualitative:
+        raise ValueError("choose --qualitative (the paper's tables and figures of numbers: bench report)")
+    df, _, _ = _results_table(args.results, args.where)
+    archs = [_arch(a) for a in args.arch.split(",")] if args.arch else None
+    cases = [c for c in (args.cases or "").split(",") if c] or None
+    paths = qualitative(df, args.results, canonical_name(args.dataset), Path(args.out), archs=archs, cases=cases,
+                        worst=args.worst, n=args.n, metric=args.metric, protocol=args.protocol, fold=args.fold)
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def add_figure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--qualitative", action="store_true",
+                   help="image, ground truth and each architecture's stored prediction with its score")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--arch", help="architectures, comma-separated (default: every one with results)")
+    p.add_argument("--cases", help="case ids, comma-separated (default: the N where the architectures disagree most)")
+    p.add_argument("--n", type=int, default=3, help="how many cases to choose automatically (default 3)")
+    p.add_argument("--worst", type=int, default=0,
+                   help="also a failure gallery per architecture: its N worst images beside every architecture")
+    p.add_argument("--metric", default="dice", choices=["dice", "iou", "hd", "hd95"])
+    p.add_argument("--protocol", choices=["holdout", "cv"], help="default: holdout if it has test results, else cv")
+    p.add_argument("--fold", type=int, help="holdout fold model to show (default: the lowest every architecture has)")
+    p.add_argument("--out", default="reports/figures", help="output folder (default reports/figures)")
+    p.add_argument("--results", default="results")
+    _add_where(p)
+
+
+def cmd_saliency(args: argparse.Namespace) -> int:
+    from bench.datasets import canonical_name
+    from bench.saliency import saliency
+
+    archs = [_arch(a) for a in args.arch.split(",") if a]
+    cases = [c for c in (args.cases or "").split(",") if c] or None
+    for path in saliency(Path(args.results), canonical_name(args.dataset), archs, Path(args.out), cases=cases,
+                         n=args.n, protocol=args.protocol, fold=args.fold, device=_device(args.device)):
+        print(f"wrote {path}")
+    return 0
+
+
+def add_saliency(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--arch", required=True, help="architectures, comma-separated")
+    p.add_argument("--cases", help="case ids, comma-separated (default: the first N scored images)")
+    p.add_argument("--n", type=int, default=3, help="how many images without --cases (default 3)")
+    p.add_argument("--protocol", default="holdout", choices=["holdout", "cv"])
+    p.add_argument("--fold", type=int, help="fold model (default: the lowest every architecture has)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--out", default="reports/figures", help="output folder (default reports/figures)")
+    p.add_argument("--results", default="results")
+
+
+# ---------------------------------------------------------------- bench tune
+def cmd_tune(args: argparse.Namespace) -> int:
+    from bench import tune
+    from bench.config import load_profile
+    from bench.plan import select
+    from bench.runner import run_jobs
+    from bench.tables import render
+
+    base = load_profile(args.profile, _settings(args.set))
+    engine = _engine(args, base)
+    grid = tune.parse_grid(args.grid, Path(args.grid_file) if args.grid_file else None)
+    sel = select(args.arch, args.dataset, args.all, "holdout", args.folds, None)
+    reference = _arch(args.paper_tuning) if args.paper_tuning else None
+    results, out = Path(args.results), tune.tuning_results(Path(args.results), args.name)
+    jobs = tune.tuning_jobs(grid, base, sel.archs, sel.datasets, results, args.name, args.folds,
+                            Path(args.data_root) if args.data_root else None, reference)
+    n_points = len(grid.points())
+    print(f"{len(jobs)} tuning jobs | {n_points} grid points x {1 if reference else len(sel.archs)} architecture(s) x "
+          f"{len(sel.datasets)} dataset(s) x folds {list(args.folds or base.folds)} | profile {base.name} | "
+          f"validation folds only | {'paper tuning on ' + reference if reference else 'fair'} | results in {out}")
+    statuses = list(run_jobs(jobs, out, n_jobs=engine.n_jobs, force=args.force, progress=not args.quiet,
+                             engine=engine))
+    if any(s["status"] == "submitted" for s in statuses):
+        print(f"tuning jobs are in the SLURM queue; `bench status --results {out}` follows them, the same "
+              "`bench tune` without --no-wait collects and chooses")
+        return 0
+    failed = [s for s in statuses if s["status"] == "failed"]
+    for status in failed:
+        print(f"FAILED {status['label']}: {status['error']}")
+    if failed:
+        raise ValueError(f"{len(failed)} tuning job(s) failed; no configuration chosen (rerun to retry them)")
+    scores = tune.score_points(out, grid)
+    table = tune.best_table(scores, grid, reference, sel.archs)
+    every = scores.drop(columns=["point_index"]).rename(columns={"score": "val_dice", "iou": "val_iou"})
+    every.attrs["caption"] = "Every grid point: mean validation Dice/IoU over the fold models"
+    path = tune.write_profile(tune.profile_path(results, args.name), args.name, base.name, grid,
+                              tune.best_points(scores, grid), reference, sel.archs, _settings(args.set))
+    (path.with_suffix(".md")).write_text(render(table, "md") + "\n\n" + render(every, "md") + "\n")
+    every.to_csv(path.with_suffix(".csv"), index=False)
+    path.with_suffix(".html").write_text(render(table, "html") + "\n" + render(every, "html") + "\n")
+    print(render(every, "md"), render(table, "md"), sep="\n\n")
+    print(f"\nwrote {path} (and .md, .csv, .html); run it with: bench run --tuned {args.name} --results {results} "
+          f"--arch {','.join(sel.archs)} --dataset {','.join(sel.datasets)}")
+    return 0
+
+
+def add_tune(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", required=True, help="name of the tuned configuration (for bench run --tuned NAME)")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a setting and the values to try (repeatable), e.g. --grid lr=0.001,0.0001")
+    p.add_argument("--grid-file", help="YAML mapping of setting -> list of values (--grid entries replace its keys)")
+    p.add_argument("--paper-tuning", nargs="?", const="mildnet", metavar="ARCH",
+                   help="the paper's protocol: tune only ARCH (default mildnet) and give its best to every "
+                        "architecture (labelled so); default: fair, every architecture tuned on the same grid")
+    p.add_argument("--all", action="store_true", help="the paper's 8 networks on its 5 datasets")
+    p.add_argument("--arch", help="architecture names or wildcards, comma-separated")
+    p.add_argument("--dataset", help="dataset names or wildcards, comma-separated")
+    p.add_argument("--folds", type=_csv_ints, help="validation folds to tune on (default: the profile's)")
+    p.add_argument("--profile", default="quick", help="base profile the grid varies (quick, paper or a YAML file)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a base profile value")
+    p.add_argument("--data-root", help="folder with one native-layout folder per dataset (default: synthetic)")
+    p.add_argument("--results", default="results",
+                   help="results folder: tuning jobs go to <results>/tuning/NAME/, the choice to <results>/tuned/")
+    p.add_argument("--jobs", type=int, default=0, help="parallel worker processes (default: one per CPU core)")
+    p.add_argument("--force", action="store_true", help="recompute finished tuning jobs")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_engine_options(p)
+
+
 PARSERS = {"list": (add_list, cmd_list, "list architectures (params, GFLOPs) and datasets"),
            "data": (add_data, cmd_data, "check dataset folders in their native layouts"),
            "run": (add_run, cmd_run, "train and score architectures on identical folds"),
@@ -549,7 +688,10 @@ PARSERS = {"list": (add_list, cmd_list, "list architectures (params, GFLOPs) and
            "ttest": (add_ttest, cmd_ttest, "paired tests of a reference architecture against the others"),
            "check": (add_check, cmd_check, "re-run the drift benchmark and compare it with the committed baseline"),
            "predict": (add_predict, cmd_predict, "write masks for new images with the stored fold models"),
-           "evaluate": (add_evaluate, cmd_evaluate, "score stored models on an external cohort or at native resolution")}
+           "evaluate": (add_evaluate, cmd_evaluate, "score stored models on an external cohort or at native resolution"),
+           "figure": (add_figure, cmd_figure, "qualitative grids and failure galleries from the stored predictions"),
+           "saliency": (add_saliency, cmd_saliency, "gradient saliency maps per decoder stage of stored models"),
+           "tune": (add_tune, cmd_tune, "grid search on validation folds, every architecture the same grid (Table 3)")}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,6 @@ and ``report_figure`` (``bench report --figure 8``).
 
 from __future__ import annotations
 
-import html
 import importlib.metadata
 import platform
 from collections.abc import Callable, Sequence
@@ -145,11 +144,15 @@ def _render_fmt(fmt: str) -> str:
 
 def report_figure(df: pd.DataFrame, n: int | str, out_dir: Path | str, **kwargs: Any) -> list[Path]:
     """Figure ``n`` saved under ``out_dir``: 8 (Fig. 8 panels + combined), ``"bars"``, ``"ranking"``,
-    ``"ranks"`` (bootstrap rank distributions)."""
+    ``"ranks"`` (bootstrap rank distributions), ``"curves"`` (learning curves; needs ``sidecars=``)."""
     makers: dict[str, Callable[..., list[Path]]] = {"8": figures.fig8, "bars": figures.bar_chart,
                                                    "ranking": figures.ranking, "ranks": figures.rank_uncertainty}
+    if str(n) == "curves":  # learning curves come from the sidecars' histories, not the rows
+        from bench.curves import learning_curves
+
+        return learning_curves(kwargs["sidecars"], Path(out_dir))
     if str(n) not in makers:
-        raise ValueError(f"unknown figure {n!r}; expected 8, bars, ranking or ranks")
+        raise ValueError(f"unknown figure {n!r}; expected 8, bars, ranking, ranks or curves")
     return makers[str(n)](df, Path(out_dir), **kwargs)
 
 
@@ -159,12 +162,15 @@ def report_figure(df: pd.DataFrame, n: int | str, out_dir: Path | str, **kwargs:
 def build_report(df: pd.DataFrame, out_dir: Path | str, *, sidecars: Sequence[dict[str, Any]],
                  failures: pd.DataFrame | None = None, fmt: Sequence[str] = FORMATS, vs_paper: bool = True,
                  reference: str = "mildnet", metric: str = "iou",
-                 data_inputs: dict[int, Sequence[Any]] | None = None, commands: Sequence[str] = ()) -> Path:
+                 data_inputs: dict[int, Sequence[Any]] | None = None, commands: Sequence[str] = (),
+                 results: Path | str | None = None) -> Path:
     """Write every table and figure under ``out_dir`` plus ``index.md`` and ``index.html``; returns index.md.
 
     A part without data (e.g. no ``cv`` results, so no Fig. 8) is listed in the index with the reason.
     ``data_inputs`` maps 1 and 2 to the inputs of Tables 1 and 2 (``bench.report_data.loaded_data``).
     ``commands``: the command lines that made the results and this report, stated in the index.
+    ``results``: the results folder; when given, the pictures from its stored predictions and checkpoints
+    (qualitative grids, failure galleries, saliency maps; ``picture_items``) are added.
     """
     if df.empty:
         raise ValueError("no results to report (the results table is empty)")
@@ -198,6 +204,11 @@ def build_report(df: pd.DataFrame, out_dir: Path | str, *, sidecars: Sequence[di
                         ("Bars: Dice and IoU with 95% CIs", "bars", {}), ("Mean rank across datasets", "ranking", {}),
                         ("Rank uncertainty: bootstrap rank distributions", "ranks", {})):
         items.append((name, _try(lambda n=n, kw=kw: report_figure(df, n, out_dir / "figures", **kw))))
+    items.append(("Learning curves: loss per epoch, chosen epoch marked",
+                  _try(lambda: report_figure(df, "curves", out_dir / "figures", sidecars=sidecars))))
+    if results is not None:
+        items += picture_items(df, Path(results), out_dir / "figures")
+        items += tuning_items(Path(results), out_dir / "tables")
     line = _try(lambda: tables.sensitivity(df)[1])
     facts = provenance(df, sidecars, failures)
     facts["commands"] = list(commands)
@@ -205,6 +216,58 @@ def build_report(df: pd.DataFrame, out_dir: Path | str, *, sidecars: Sequence[di
     index.write_text(_index_md(facts, items, line, out_dir))
     (out_dir / "index.html").write_text(_index_html(facts, items, line, out_dir))
     return index
+
+
+def picture_items(df: pd.DataFrame, results: Path, out_dir: Path, n: int = 3) -> list[tuple[str, list[Path] | str]]:
+    """Per dataset: the qualitative grid (where the architectures disagree most), each architecture's
+    failure gallery (its ``n`` worst images) and the saliency maps of every architecture (``n`` images)."""
+    from bench.qualitative import qualitative
+    from bench.saliency import saliency
+
+    items: list[tuple[str, list[Path] | str]] = []
+    for ds in tables._ordered(df["dataset"].unique(), tables.PAPER_DATASETS):
+        label = tables.dataset_label(ds)
+        made = _try_pictures(lambda ds=ds: qualitative(df, results, ds, out_dir, worst=n, n=n))
+        if isinstance(made, str):
+            items.append((f"Qualitative: {label}", made))
+        else:
+            stems = list(dict.fromkeys(p.stem for p in made))  # the grid, then the galleries in paper order
+            for stem in stems:
+                arch = stem.removeprefix(f"failures_{ds}_")
+                name = f"Qualitative: {label}, where the architectures disagree most" if stem.startswith(
+                    "qualitative") else f"Failure gallery: {label}, {tables.arch_label(arch)}'s {n} worst images"
+                items.append((name, [p for p in made if p.stem == stem]))
+        archs = tables._ordered(df.loc[df["dataset"] == ds, "arch"].unique(), tables.PAPER_ARCHS)
+        protocol = "holdout" if (df.loc[df["dataset"] == ds, "protocol"] == "holdout").any() else "cv"
+        items.append((f"Saliency: {label} (gradient per decoder stage, averaged)",
+                      _try_pictures(lambda ds=ds, archs=archs, protocol=protocol: saliency(
+                          results, ds, archs, out_dir, n=n, protocol=protocol))))
+    return items
+
+
+def tuning_items(results: Path, out_dir: Path) -> list[tuple[str, list[Path] | str]]:
+    """Each ``bench tune`` outcome of the results folder (``results/tuned/NAME``: the tuned profile and its
+    tables), copied into the report as ``tables/tuned_NAME.*``."""
+    import shutil
+
+    items: list[tuple[str, list[Path] | str]] = []
+    for profile in sorted((results / "tuned").glob("*.yaml")):
+        copies = []
+        for ext in (".html", ".md", ".csv", ".yaml"):
+            if profile.with_suffix(ext).is_file():
+                copies.append(out_dir / f"tuned_{profile.stem}{ext}")
+                shutil.copyfile(profile.with_suffix(ext), copies[-1])
+        items.append((f"Table 3 (tuning): {profile.stem}, best configuration per architecture", copies))
+    return items
+
+
+def _try_pictures(make: Callable[[], Any]) -> Any:
+    """``_try`` for the pictures from stored files: a missing prediction, checkpoint or case (an older or
+    partial results folder) also becomes the reason shown in the index."""
+    try:
+        return make()
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        return f"not built: {exc}"
 
 
 def _try(make: Callable[[], Any]) -> Any:
@@ -292,21 +355,6 @@ def _index_md(facts: dict[str, Any], items: list[tuple[str, Any]], line: str, ro
 
 
 def _index_html(facts: dict[str, Any], items: list[tuple[str, Any]], line: str, root: Path) -> str:
-    e = html.escape
-    out = ["<!doctype html>", "<html><head><meta charset='utf-8'><title>Benchmark report</title>",
-           "<style>body{font-family:sans-serif;max-width:1100px;margin:auto} table{border-collapse:collapse}"
-           " td,th{border:1px solid #ccc;padding:2px 6px} caption{text-align:left;font-size:90%}</style></head><body>",
-           "<h1>Benchmark report</h1>", f"<p><b>{e(facts['source'])}</b></p>"]
-    for head, lines in _facts_lines(facts):
-        out += [f"<h2>{e(head)}</h2>", "<ul>", *[f"<li>{e(x)}</li>" for x in lines], "</ul>"]
-    out.append("<h2>Tables and figures</h2>")
-    for name, what in items:
-        out.append(f"<h3>{e(name)}</h3>")
-        if isinstance(what, str):
-            out.append(f"<p>{e(what)}</p>")
-            continue
-        out.append("<p>" + " ".join(f"<a href='{e(str(p.relative_to(root)))}'>{e(p.name)}</a>" for p in what) + "</p>")
-        out += [p.read_text() for p in what if p.suffix == ".html"]
-        out += [f"<img src='{e(str(p.relative_to(root)))}' style='max-width:100%'>" for p in what if p.suffix == ".png"]
-    out += [f"<p>Convention sensitivity: {e(line)}</p>", "</body></html>"]
-    return "\n".join(out) + "\n"
+    from bench.report_html import index_html
+
+    return index_html(_facts_lines(facts), facts["source"], items, line, root)

@@ -1,0 +1,238 @@
+"""``bench tune`` (the paper's Table 3 grid search), scored on validation folds only, fair by default.
+
+**The grid** is a mapping from training settings (``TrainConfig`` fields: ``lr``, ``batch_size``,
+``beta1``, ``depth``, ``width``, ``plateau_factor``, ``plateau_patience``, ``epochs``, ...) to the values
+to try, from a YAML file and/or ``--grid key=v1,v2``; its points are the Cartesian product, in the
+order given. **Never the test set**: tuning jobs use the holdout split of the benchmark (same folds,
+same seed) with its test set removed (a derived split file, ``<name>.tuning.json``), so a tuning job
+trains on the other folds, chooses its epoch on fold k, scores fold k and never loads a test image.
+The score of a point is the mean over its fold models of each model's mean Dice on its validation
+fold (Table 4's rule). **Fair by default**: every architecture gets every point, the same folds and
+the same budget, and its own best point; ``paper_tuning`` (the paper's way) tunes one reference
+architecture and gives its best point to every architecture, which the table and profile say.
+
+Tuning jobs run through the same machinery as ``bench run`` (``plan`` and ``run_jobs``: resume,
+engines) into their own results folder ``<results>/tuning/<name>/``, never mixed with the benchmark's
+rows. The outcome is a small YAML profile ``<results>/tuned/<name>.yaml``: the base profile's name,
+the grid, and per dataset and architecture the chosen values; ``bench run --tuned <name>`` runs each
+architecture with its chosen values (``tuned_jobs``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from dataclasses import replace as dc_replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from bench.config import Job, Profile, coerce, load_profile, replace
+
+#: Settings a grid may not change: they decide the split, the data or where the job runs, not the recipe.
+FIXED = ("n_folds", "test_fraction", "split_seed", "inner_fraction", "image_size", "patch_padding", "synthetic_n",
+         "lgg_subset", "device", "threads")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Setting name -> values to try (already typed), in the order given."""
+
+    values: tuple[tuple[str, tuple[Any, ...]], ...]
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every combination, the first key varying slowest."""
+        keys = [k for k, _ in self.values]
+        return [dict(zip(keys, combo)) for combo in itertools.product(*(v for _, v in self.values))]
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        return {k: list(v) for k, v in self.values}
+
+
+def parse_grid(pairs: Sequence[str] = (), path: Path | None = None) -> Grid:
+    """The grid from a YAML file (``key: [v1, v2]``) and ``key=v1,v2`` pairs (a pair replaces the file's key).
+
+    Raises ValueError naming the key for an unknown or fixed setting, an empty list or a repeated value."""
+    raw: dict[str, list[Any]] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text())
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a tuning grid is a mapping of setting -> list of values, got {type(loaded).__name__}")
+        raw.update({str(k): v if isinstance(v, list) else [v] for k, v in loaded.items()})
+    for pair in pairs:
+        key, sep, values = pair.partition("=")
+        if not sep or not values:
+            raise ValueError(f"--grid expects key=v1,v2,..., got {pair!r}")
+        raw[key.strip()] = [v.strip() for v in values.split(",") if v.strip()]
+    if not raw:
+        raise ValueError("an empty grid: give --grid key=v1,v2 (repeatable) or --grid-file GRID.yaml")
+    out = []
+    for key, values in raw.items():
+        if key in FIXED:
+            raise ValueError(f"grid key {key!r} cannot be tuned (it changes the split, the data or the machine); "
+                             f"fixed: {', '.join(FIXED)}")
+        if not values:
+            raise ValueError(f"grid key {key!r} has no values")
+        typed = tuple(coerce(key, v) for v in values)  # KeyError for unknown settings, naming the known ones
+        if len(set(map(repr, typed))) != len(typed):
+            raise ValueError(f"grid key {key!r} repeats a value: {list(values)}")
+        out.append((key, typed))
+    return Grid(tuple(out))
+
+
+def point_label(point: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in point.items())
+
+
+def tuning_results(results: Path, name: str) -> Path:
+    return Path(results) / "tuning" / name
+
+
+def profile_path(results: Path, name: str) -> Path:
+    return Path(results) / "tuned" / f"{name}.yaml"
+
+
+def without_test(job: Job, out: Path) -> Job:
+    """``job`` on the derived split of its split file with the test set removed (saved under ``out/splits``)."""
+    from bench.datasets.splits import Split
+
+    split = Split.load(Path(job.split_path))
+    if split.protocol != "holdout":
+        raise ValueError("bench tune uses the holdout protocol (validation folds); under cv the held-out folds are "
+                         "the evaluation, so tuning on them would score the benchmark on its own tuning data")
+    tuning = dc_replace(split, test=())
+    path = Path(out) / "splits" / f"{Path(job.split_path).stem}.tuning.json"
+    if not path.exists() or Split.load(path).hash != tuning.hash:
+        tuning.save(path)
+    return replace(job, split_hash=tuning.hash, split_path=str(path))
+
+
+def tuning_jobs(grid: Grid, base: Profile, archs: Sequence[str], datasets: Sequence[str], results: Path,
+                name: str, folds: Sequence[int] | None = None, data_root: Path | None = None,
+                reference: str | None = None) -> list[Job]:
+    """Every (point, dataset, arch, fold) job: all ``archs`` (fair) or only ``reference`` (paper tuning)."""
+    from bench.plan import plan, select
+
+    out = tuning_results(results, name)
+    tuned_archs = [reference] if reference else list(archs)
+    jobs = []
+    for point in grid.points():
+        profile = dc_replace(base, train=replace(base.train, **point))
+        sel = select(",".join(tuned_archs), ",".join(datasets), False, "holdout",
+                     tuple(folds) if folds is not None else None, (base.seeds[0],))
+        jobs += [without_test(j, out) for j in plan(sel, profile, out, data_root)]
+    return jobs
+
+
+def job_point(train: Mapping[str, Any], grid: Grid) -> dict[str, Any]:
+    return {k: train[k] for k, _ in grid.values}
+
+
+def score_points(results: Path, grid: Grid) -> pd.DataFrame:
+    """Per (dataset, arch, point): ``score`` (mean over fold models of their mean validation Dice), ``iou``,
+    ``n_models``, ``n_images``; rows of the tuning folder only, validation split only (there is no other)."""
+    from bench import store
+
+    df = store.load_all(results)
+    if df.empty:
+        raise ValueError(f"no finished tuning jobs under {results}")
+    if (df["split"] != "val").any():
+        raise RuntimeError(f"{results}: tuning rows outside the validation folds ({sorted(df['split'].unique())})")
+    points = {s["key"]: point_label(job_point(s["job"]["train"], grid)) for s in store.sidecars(results)
+              if s.get("status") == "ok"}
+    df = df.assign(point=df["job_key"].map(points))
+    per_model = df.groupby(["dataset", "arch", "point", "job_key"], sort=False).agg(
+        dice=("dice", "mean"), iou=("iou", "mean"), n_images=("case_id", "size")).reset_index()
+    out = per_model.groupby(["dataset", "arch", "point"], sort=False).agg(
+        score=("dice", "mean"), iou=("iou", "mean"), n_models=("job_key", "nunique"),
+        n_images=("n_images", "sum")).reset_index()
+    order = {point_label(p): i for i, p in enumerate(grid.points())}
+    out["point_index"] = out["point"].map(order)
+    return out.sort_values(["dataset", "arch", "point_index"]).reset_index(drop=True)
+
+
+def best_points(scores: pd.DataFrame, grid: Grid) -> dict[str, dict[str, dict[str, Any]]]:
+    """dataset -> arch -> the values of its best point (highest score; ties: the earlier grid point)."""
+    points = grid.points()
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for (dataset, arch), g in scores.groupby(["dataset", "arch"], sort=False):
+        best = g.sort_values(["score", "point_index"], ascending=[False, True]).iloc[0]
+        out.setdefault(str(dataset), {})[str(arch)] = points[int(best["point_index"])]
+    return out
+
+
+def best_table(scores: pd.DataFrame, grid: Grid, reference: str | None = None,
+               archs: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per (dataset, arch): the chosen configuration, its validation Dice/IoU and how it was chosen."""
+    rows = []
+    best = best_points(scores, grid)
+    for dataset, per_arch in best.items():
+        names = list(archs) if reference else list(per_arch)
+        for arch in names:
+            source = reference if reference else arch
+            point = per_arch[source]
+            hit = scores[(scores["dataset"] == dataset) & (scores["arch"] == source)
+                         & (scores["point"] == point_label(point))].iloc[0]
+            rows.append({"dataset": dataset, "arch": arch, "best": point_label(point),
+                         "val_dice": float(hit["score"]), "val_iou": float(hit["iou"]),
+                         "n_points": int(((scores["dataset"] == dataset) & (scores["arch"] == source)).sum()),
+                         "n_models": int(hit["n_models"]),
+                         "tuned_on": source if reference else "itself"})
+    table = pd.DataFrame(rows)
+    how = (f"the paper's protocol: only {reference} was tuned, its best point is given to every architecture "
+           "(val_dice is the reference's)") if reference else \
+        "fair: every architecture tuned on the same grid, folds and budget"
+    table.attrs["caption"] = (f"Table 3 (tuning): best configuration per architecture by mean validation Dice over "
+                              f"the fold models' validation folds (never the test set); {how}. Grid: "
+                              f"{json.dumps(grid.to_dict())}.")
+    return table
+
+
+def write_profile(path: Path, name: str, base: str, grid: Grid, best: Mapping[str, Mapping[str, Mapping[str, Any]]],
+                  reference: str | None, archs: Sequence[str], settings: Mapping[str, Any] | None = None) -> Path:
+    """The tuned profile: ``bench run --tuned NAME`` reads it (``load_tuned``). ``settings``: the ``--set``
+    values the tuning ran with on top of ``base`` (applied again by ``bench run --tuned``)."""
+    chosen = {ds: ({a: dict(per[reference]) for a in archs} if reference else {a: dict(v) for a, v in per.items()})
+              for ds, per in best.items()}
+    doc = {"name": name, "base_profile": base, "settings": dict(settings or {}),
+           "mode": f"paper: tuned on {reference} only" if reference else "fair", "grid": grid.to_dict(),
+           "chosen": chosen}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def load_tuned(results: Path, name: str) -> dict[str, Any]:
+    path = profile_path(results, name)
+    if not path.is_file():
+        have = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+        raise FileNotFoundError(f"no tuned configuration {name!r} ({path}); `bench tune --name {name}` makes it; "
+                                f"tuned here: {', '.join(have) or 'none'}")
+    doc = yaml.safe_load(path.read_text())
+    if not isinstance(doc, dict) or not isinstance(doc.get("chosen"), dict) or "base_profile" not in doc:
+        raise ValueError(f"{path}: not a tuned profile (expected name, base_profile, grid, chosen)")
+    return doc
+
+
+def tuned_jobs(results: Path, name: str, archs: Sequence[str], datasets: Sequence[str], protocol: str,
+               overrides: Mapping[str, Any], folds: tuple[int, ...] | None, seeds: tuple[int, ...] | None,
+               data_root: Path | None, skip: tuple[str, ...] = ()) -> Iterator[Job]:
+    """The jobs of ``bench run --tuned NAME``: each (dataset, arch) with its chosen values on the base profile
+    and the tuning's own ``--set`` values (this run's ``overrides`` win). Raises ValueError for a pair the tuning did not cover."""
+    from bench.plan import plan, select
+
+    doc = load_tuned(Path(results), name)
+    for dataset in datasets:
+        for arch in archs:
+            chosen = (doc["chosen"].get(dataset) or {}).get(arch)
+            if chosen is None:
+                raise ValueError(f"tuned configuration {name!r} has no choice for {dataset}/{arch}; it covers "
+                                 + "; ".join(f"{d}: {', '.join(a)}" for d, a in doc["chosen"].items()))
+            profile = load_profile(doc["base_profile"], {**(doc.get("settings") or {}), **chosen, **overrides})
+            profile = dc_replace(profile, name=f"tuned-{name}")
+            yield from plan(select(arch, dataset, False, protocol, folds, seeds), profile, Path(results),
+                            data_root, skip)
