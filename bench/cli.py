@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def _csv_ints(text: str) -> tuple[int, ...]:
@@ -117,23 +118,41 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _execute(jobs: list, results: Path, args: argparse.Namespace, profile: str) -> int:
     from tqdm.auto import tqdm
 
-    from bench.runner import run_jobs
+    from bench.runner import run_jobs, stop_on_signals
     from bench.summary import print_summary
 
     start, failed = time.perf_counter(), []
     bar = tqdm(total=len(jobs), desc="jobs", unit="job", disable=args.quiet)
     n_jobs = args.jobs or os.cpu_count() or 1
-    for status in run_jobs(jobs, results, n_jobs=n_jobs, force=args.force, progress=not args.quiet):
-        bar.update(1)
-        bar.set_postfix_str(f"{status['label']} {status['status']}")
-        if status["status"] == "failed":
-            failed.append(status)
-            tqdm.write(f"FAILED {status['label']}: {status['error']}")
+    try:
+        with stop_on_signals():
+            for status in run_jobs(jobs, results, n_jobs=n_jobs, force=args.force, progress=not args.quiet):
+                bar.update(1)
+                bar.set_postfix_str(f"{status['label']} {status['status']}")
+                if status["status"] == "failed":
+                    failed.append(status)
+                    tqdm.write(f"FAILED {status['label']}: {status['error']}")
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the workers are stopped; one line, no traceback
+        return _interrupted(exc, jobs, results, bar)
     bar.close()
     print_summary(results, {j.key for j in jobs})
     print(f"\n{len(jobs)} jobs in {time.perf_counter() - start:.1f} s; {len(failed)} failed. Results: {results}/runs "
           f"(bench.store.load_all({str(results)!r}); `bench export`, `bench report --table 5`).")
     return 1 if failed else 0
+
+
+def _interrupted(exc: KeyboardInterrupt, jobs: list, results: Path, bar: Any) -> int:
+    """Print one line (jobs done, how to resume) and return 130 (SIGINT) or 143 (SIGTERM)."""
+    import signal
+
+    from bench.runner import is_finished
+
+    bar.close()
+    signum = getattr(exc, "signum", signal.SIGINT)
+    done = sum(is_finished(j, results) for j in jobs)
+    print(f"bench run: stopped by {signal.Signals(signum).name}: {done} of {len(jobs)} jobs done in {results}/runs; "
+          f"run the same command again to resume (finished jobs are skipped)", file=sys.stderr)
+    return 128 + int(signum)
 
 
 def add_run(p: argparse.ArgumentParser) -> None:
