@@ -251,8 +251,7 @@ def _run_parallel(todo: list[Job], results: Path, n_jobs: int, **kw: Any) -> Ite
                 done |= {c["key"] for c in crashed}
                 yield from crashed
             else:  # more than one was running: re-run each alone, so only the culprit fails
-                for job in suspects:
-                    status = _run_alone(job, results, kw)
+                for status in _run_isolated(suspects, results, kw):
                     done.add(status["key"])
                     yield status
             todo = [j for j in todo if j.key not in done]
@@ -269,19 +268,25 @@ def _in_flight(jobs: list[Job], results: Path, since: float) -> list[Job]:
     return out
 
 
-def _run_alone(job: Job, results: Path, kw: dict[str, Any]) -> dict[str, Any]:
-    """Run ``job`` in a fresh single-worker process; if that process dies, the job is marked failed."""
+def _run_isolated(jobs: list[Job], results: Path, kw: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Run ``jobs`` one at a time in a single worker process (a fresh one after each death); a job
+    whose process dies is marked failed."""
     from joblib.externals.loky import ProcessPoolExecutor
     from joblib.externals.loky.process_executor import BrokenProcessPool
 
-    executor = ProcessPoolExecutor(max_workers=1)
+    executor = None
     try:
-        return executor.submit(_worker_job, job, results, os.getpid(), {**kw, "wait": True}).result()
-    except BrokenProcessPool:  # TerminatedWorkerError is one
-        crashed = mark_crashed([job], results)
-        return crashed[0] if crashed else _record_crash(job, results)
+        for job in jobs:
+            executor = executor or ProcessPoolExecutor(max_workers=1)
+            try:
+                yield executor.submit(_worker_job, job, results, os.getpid(), {**kw, "wait": True}).result()
+            except BrokenProcessPool:  # TerminatedWorkerError is one: this job killed its process
+                executor.shutdown(wait=True, kill_workers=True)
+                executor = None
+                yield (mark_crashed([job], results) or [_record_crash(job, results)])[0]
     finally:
-        executor.shutdown(wait=True, kill_workers=True)
+        if executor is not None:
+            executor.shutdown(wait=True, kill_workers=True)
 
 
 # ---------------------------------------------------------------------------------------------- signals
