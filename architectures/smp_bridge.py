@@ -37,7 +37,8 @@ def parse_spec(spec: str) -> tuple[str, str]:
     encoder = encoder or "resnet34"
     archs = smp_architectures()
     if arch.lower() not in archs:
-        raise KeyError(f"unknown smp architecture {arch!r} in 'smp:{spec}'; smp has: {', '.join(sorted(archs.values()))}")
+        known = ", ".join(sorted(archs.values()))
+        raise KeyError(f"unknown smp architecture {arch!r} in 'smp:{spec}'; smp has: {known}")
     encoders = smp.encoders.get_encoder_names()
     if encoder not in encoders:
         close = difflib.get_close_matches(encoder, encoders, n=3)

@@ -167,7 +167,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise ValueError(f"profile {path}: expected a mapping of settings (key: value), got {type(raw).__name__}")
+        kind = type(raw).__name__
+        raise ValueError(f"profile {path}: expected a mapping of settings (key: value), got {kind}")  # noqa: TRY004
     return raw
 
 

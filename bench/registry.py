@@ -66,7 +66,8 @@ class Registry(Generic[T]):
         self._add(Entry(name, factory, dict(defaults), _origin(factory), tuple(aliases), display_name))
         return factory
 
-    def register_prefix(self, prefix: str, resolver: Callable[..., T], check: Callable[[str], Any] | None = None) -> None:
+    def register_prefix(self, prefix: str, resolver: Callable[..., T],
+                        check: Callable[[str], Any] | None = None) -> None:
         """Names ``prefix:rest`` are built by ``resolver(rest, **kwargs)``; ``check(rest)``, if given,
         raises KeyError for a ``rest`` that names nothing (``canonical`` calls it)."""
         if prefix in self._prefixes:
