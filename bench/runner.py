@@ -34,15 +34,30 @@ import pandas as pd
 
 from bench import __version__
 from bench.config import Job
-from bench.store import (atomic_write_json, atomic_write_parquet, check_done, clean_job_temporaries, clean_stale,
-                         is_done, job_dir, job_lock, read_sidecar, verify_result)
+from bench.store import (
+    atomic_write_json,
+    atomic_write_parquet,
+    check_done,
+    clean_job_temporaries,
+    clean_stale,
+    confine,
+    is_done,
+    job_dir,
+    job_lock,
+    read_sidecar,
+    verify_result,
+)
 
 #: What a dead worker's job records as its error.
 CRASHED = "worker process died while running this job (out of memory or a crash in native code)"
 
 
 def paths(job: Job, results: Path) -> dict[str, Path]:
-    base = job_dir(results, job.dataset, job.arch) / job.stem
+    """The job's files (Parquet, sidecar, checkpoint, predictions, lock), all inside ``results``."""
+    folder = job_dir(results, job.dataset, job.arch)
+    base = confine(results, folder / job.stem)
+    if base.parent != folder:
+        raise ValueError(f"job stem {job.stem!r} cannot name a file in {folder}")
     return {k: base.with_suffix(s) for k, s in
             (("parquet", ".parquet"), ("sidecar", ".json"), ("checkpoint", ".pt"), ("predictions", ".pred.npz"),
              ("lock", ".lock"))}
@@ -323,8 +338,9 @@ def dry_run_table(jobs: list[Job], results: Path) -> pd.DataFrame:
     rows = []
     for job in jobs:
         side = read_sidecar(paths(job, results)["sidecar"]) or {}
-        state = "done" if is_finished(job, results) else side.get("status", "todo") if side.get("key") == job.key \
-            else "todo"
+        done, problem = check_done(paths(job, results)["sidecar"], job.key)
+        state = "done" if done else "damaged" if problem else side.get("status", "todo") \
+            if side.get("key") == job.key else "todo"
         rows.append({"dataset": job.dataset, "arch": job.arch, "protocol": job.protocol, "fold": job.fold,
                      "seed": job.seed, "state": state, "key": job.key})
     return pd.DataFrame(rows)

@@ -18,7 +18,7 @@ import torch
 from bench import store
 from bench.config import load_profile, replace
 from bench.plan import plan, select
-from bench.runner import CRASHED, is_finished, mark_crashed, paths, run_job, run_jobs
+from bench.runner import CRASHED, dry_run_table, is_finished, mark_crashed, paths, run_job, run_jobs
 from bench.store import ResultWarning
 
 TINY = {"epochs": "1", "image_size": "32", "width": "4", "depth": "3"}
@@ -184,6 +184,7 @@ def test_a_damaged_result_is_recomputed_by_the_next_run(tmp_path: Path) -> None:
     p["parquet"].write_bytes(p["parquet"].read_bytes()[:100])  # truncated beside an ok sidecar
     leftover = p["parquet"].with_name(f".tmp-{jobs[0].stem}.parquet.abcd.tmp")
     leftover.write_bytes(b"PAR1")  # what a killed writer leaves
+    assert list(dry_run_table(jobs, tmp_path)["state"]) == ["damaged"]
     with pytest.warns(ResultWarning, match=str(p["parquet"])):
         statuses = list(run_jobs(jobs, tmp_path, progress=False))
     assert [s["status"] for s in statuses] == ["ok"] and not leftover.exists()
