@@ -105,19 +105,19 @@ def run_job(job: Job, results: Path | str, progress: bool = False, *, force: boo
     p = paths(job, results)
     lock = job_lock(p["sidecar"])
     p["sidecar"].parent.mkdir(parents=True, exist_ok=True)
+    before = None  # the sidecar as it was while another process held the job
     try:
         lock.acquire(timeout=0)
-        waited = False
     except Timeout:
         if not wait:
             return _status(job, "busy")
+        before = read_sidecar(p["sidecar"]) or {}
         lock.acquire()
-        waited = True
     try:
         if not force and is_finished(job, results):
-            return _status(job, "skipped", note="finished by another process" if waited else "")
+            return _status(job, "skipped", note="finished by another process" if before is not None else "")
         side = read_sidecar(p["sidecar"]) or {}
-        if waited and side.get("status") == "failed" and side.get("key") == job.key:
+        if before is not None and side != before and side.get("status") == "failed" and side.get("key") == job.key:
             return _status(job, "failed", error=f"{side.get('error', '')} (recorded by another process)")
         clean_job_temporaries(p["sidecar"].parent, job.stem)
         return _run_claimed(job, results, p, progress)

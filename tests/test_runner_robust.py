@@ -60,6 +60,31 @@ def test_a_job_held_by_another_process_is_not_started(tmp_path: Path) -> None:
     assert status["status"] == "busy" and not paths(job, tmp_path)["sidecar"].exists()
 
 
+def test_a_held_job_is_waited_for_and_its_outcome_read(tmp_path: Path) -> None:
+    import threading
+
+    job = planned(tmp_path)[0]
+    p = paths(job, tmp_path)
+    store.atomic_write_json(p["sidecar"], {"key": job.key, "status": "running", "job": job.to_dict()})
+    held = threading.Event()
+
+    def other_process_fails() -> None:
+        lock = store.job_lock(p["sidecar"])
+        lock.acquire()
+        held.set()
+        time.sleep(0.5)
+        store.atomic_write_json(p["sidecar"], {"key": job.key, "status": "failed", "job": job.to_dict(),
+                                               "error": "RuntimeError: elsewhere"})
+        lock.release()
+
+    thread = threading.Thread(target=other_process_fails)
+    thread.start()
+    held.wait()
+    status = run_job(job, tmp_path)  # waits, then reads the outcome instead of training again
+    thread.join()
+    assert status["status"] == "failed" and "elsewhere" in status["error"] and "another process" in status["error"]
+
+
 def test_a_running_job_of_a_live_process_is_not_marked_crashed(tmp_path: Path) -> None:
     job = planned(tmp_path)[0]
     p = paths(job, tmp_path)
