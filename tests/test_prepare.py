@@ -199,3 +199,21 @@ def test_unchanged_files_are_not_hashed_again(fake_root: Path, tmp_path: Path, m
     os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns + 10**9))
     assert prep.fingerprint(ds, ds.cases(), {}, tmp_path) == first and hashed == [p]
     assert not list(tmp_path.glob(".*tmp"))
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.real_data
+@pytest.mark.skipif(not (SHARED_DATA / "glas2015").is_dir(), reason="the real samples (../shared/data) are not present")
+def test_a_copy_of_real_data_without_kept_times_has_the_same_fingerprint(tmp_path: Path) -> None:
+    import shutil
+
+    from bench.datasets import open_dataset
+    from bench.datasets.prepare import fingerprint
+
+    copy = tmp_path / "glas2015"
+    shutil.copytree(SHARED_DATA / "glas2015", copy, copy_function=shutil.copy)  # like `cp -r` without -p
+    original, copied = open_dataset("glas2015", SHARED_DATA / "glas2015"), open_dataset("glas2015", copy)
+    assert fingerprint(original, original.cases(), {}, tmp_path / "cache") == \
+        fingerprint(copied, copied.cases(), {}, tmp_path / "cache")
