@@ -317,14 +317,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_result_warnings() -> Any:
+    """A context in which the store's warnings about damaged results print as one line each
+    (``bench: warning: ...``); other warnings print as usual."""
+    import warnings
+
+    from bench.store import ResultWarning
+
+    context = warnings.catch_warnings()
+    context.__enter__()
+    default = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, ResultWarning):
+            print(f"bench: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+    return context
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    context = _one_line_result_warnings()
     try:
         return PARSERS[args.command][1](args)
     except (KeyError, ValueError, FileNotFoundError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"bench {args.command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        context.__exit__(None, None, None)
 
 
 if __name__ == "__main__":

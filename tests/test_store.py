@@ -157,3 +157,12 @@ def test_export_writes_the_verified_rows(tmp_path: Path) -> None:
     out = tmp_path / "t.parquet"
     assert main(["export", "--results", str(tmp_path), "--format", "parquet", "--out", str(out)]) == 0
     assert len(pd.read_parquet(out)) == json.loads(side.read_text())["n_written"]
+
+
+def test_the_cli_names_a_damaged_file_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    write_job(tmp_path, arch="mildnet")
+    parquet = write_job(tmp_path).with_suffix(".parquet")
+    parquet.write_bytes(parquet.read_bytes()[:300])
+    assert main(["export", "--results", str(tmp_path), "--out", str(tmp_path / "t.csv")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"bench: warning: {parquet} is unreadable") and len(err.splitlines()) == 1
