@@ -129,7 +129,8 @@ def _run_claimed(job: Job, results: Path, p: dict[str, Path], progress: bool) ->
     """Run ``job`` while holding its lock; a failure never replaces a verified ``ok`` result."""
     start = time.perf_counter()
     previous = read_sidecar(p["sidecar"]) if check_done(p["sidecar"], job.key)[0] else None
-    atomic_write_json(p["sidecar"], _sidecar(job, "running", started=time.time(), pid=os.getpid(),
+    started = time.time()
+    atomic_write_json(p["sidecar"], _sidecar(job, "running", started=started, pid=os.getpid(),
                                              host=socket.gethostname()))
     try:
         from bench.execute import execute
@@ -137,7 +138,7 @@ def _run_claimed(job: Job, results: Path, p: dict[str, Path], progress: bool) ->
         rows, info = execute(job, results, p, progress=progress)
         atomic_write_parquet(p["parquet"], rows)
         side = _sidecar(job, "ok", seconds=time.perf_counter() - start, n_written=len(rows), **info,
-                        environment=environment())
+                        started=started, environment=environment())
         atomic_write_json(p["sidecar"], side)
         return _status(job, "ok", side["seconds"])
     except Exception as exc:  # the per-job boundary: record, never lose the sweep
@@ -258,7 +259,14 @@ def _run_parallel(todo: list[Job], results: Path, n_jobs: int, **kw: Any) -> Ite
                     yield status
             return
         except TerminatedWorkerError:
-            left = [j for j in todo if j.key not in done]
+            left = []
+            for job in (j for j in todo if j.key not in done):
+                side = read_sidecar(paths(job, results)["sidecar"]) or {}
+                if check_done(paths(job, results)["sidecar"], job.key)[0] and side.get("started", 0) >= round_start:
+                    done.add(job.key)  # finished in this round; its status was lost with the pool
+                    yield _status(job, "ok", side.get("seconds", 0.0))
+                else:
+                    left.append(job)
             # the jobs that were running; if none can be told (it died before its sidecar), the first ones sent
             suspects = _in_flight(left, results, round_start) or left[:n_jobs]
             if len(suspects) == 1:

@@ -1,10 +1,19 @@
-"""Test helper: an architecture whose forward pass kills its own process (a stand-in for a segfault or
+"""Test helper: architectures for a worker process that dies mid-sweep (a stand-in for a segfault or
 the out-of-memory killer), and a ``Job`` subclass whose pickle imports this module, so a worker
-process that unpickles the job knows the architecture too."""
+process that unpickles the job knows these architectures too.
+
+``crash_test`` exits its process on its first forward pass; ``wait_test`` is a tiny working network.
+Each waits first (at most 60 s) until a sidecar matching its ``wait_for`` argument (a glob pattern)
+shows the other job started, so a test can have both jobs in flight when the process dies, without
+relying on timing.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import time
+from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
@@ -13,20 +22,50 @@ from bench.architectures import ARCHITECTURES
 from bench.config import Job
 
 
+def _started(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text()).get("status") in ("running", "ok", "failed")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+
+
+def wait_until_started(pattern: str | None, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while pattern and time.time() < deadline:
+        if any(_started(p) for p in Path("/").glob(pattern.lstrip("/"))):
+            return
+        time.sleep(0.05)
+
+
 class ProcessKiller(nn.Module):
-    def __init__(self, in_channels: int = 1, classes: int = 1, **_: Any) -> None:
+    def __init__(self, in_channels: int = 1, classes: int = 1, wait_for: str | None = None, **_: Any) -> None:
         super().__init__()
         self.head = nn.Conv2d(in_channels, classes, 1)
+        self.wait_for = wait_for
 
     def forward(self, x: Tensor) -> Tensor:
+        wait_until_started(self.wait_for)
         os._exit(70)
 
 
-if "crash_test" not in ARCHITECTURES:
-    ARCHITECTURES.register("crash_test", ProcessKiller)
+class Waiter(nn.Module):
+    def __init__(self, in_channels: int = 1, classes: int = 1, wait_for: str | None = None, **_: Any) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(in_channels, classes, 3, padding=1)
+        self.wait_for = wait_for
+
+    def forward(self, x: Tensor) -> Tensor:
+        wait_until_started(self.wait_for)
+        self.wait_for = None
+        return self.head(x)
+
+
+for _name, _factory in (("crash_test", ProcessKiller), ("wait_test", Waiter)):
+    if _name not in ARCHITECTURES:
+        ARCHITECTURES.register(_name, _factory)
 
 
 class CrashJob(Job):
-    """A ``Job`` defined here: unpickling one imports this module (and registers ``crash_test``)."""
+    """A ``Job`` defined here: unpickling one imports this module (and registers its architectures)."""
 
     __slots__ = ()

@@ -171,13 +171,17 @@ def test_stopping_the_driver_stops_its_workers(tmp_path: Path, sig: signal.Signa
 def test_a_dead_worker_fails_only_its_own_job(tmp_path: Path) -> None:
     from crash_arch import CrashJob
 
-    good = planned(tmp_path, "unet", epochs="4", synthetic_n="12")[0]
-    bad = CrashJob(**{**{f: getattr(good, f) for f in good.__dataclass_fields__}, "arch": "crash_test"})
+    job = planned(tmp_path, "unet", epochs="2", synthetic_n="12")[0]
+    fields = {f: getattr(job, f) for f in job.__dataclass_fields__}
+    # each waits until the other has started, so the process dies while both are in flight
+    good, bad = (CrashJob(**{**fields, "arch": arch, "arch_kwargs": json.dumps(
+        {"wait_for": str(store.job_dir(tmp_path, job.dataset, other) / "*.json")})})
+        for arch, other in (("wait_test", "crash_test"), ("crash_test", "wait_test")))
     statuses = {s["key"]: s for s in run_jobs([good, bad], tmp_path, n_jobs=2, progress=False)}
     assert statuses[bad.key]["status"] == "failed" and statuses[bad.key]["error"] == CRASHED
     assert statuses[good.key]["status"] == "ok" and is_finished(good, tmp_path)
     fails = store.failures(tmp_path)
-    assert list(fails["arch"]) == ["crash_test"] and list(store.load_all(tmp_path)["arch"].unique()) == ["unet"]
+    assert list(fails["arch"]) == ["crash_test"] and list(store.load_all(tmp_path)["arch"].unique()) == ["wait_test"]
 
 
 @pytest.mark.slow
