@@ -1,6 +1,6 @@
 """Test helper: architectures for a worker process that dies mid-sweep (a stand-in for a segfault or
-the out-of-memory killer), and a ``Job`` subclass whose pickle imports this module, so a worker
-process that unpickles the job knows these architectures too.
+the out-of-memory killer), and a ``Job`` subclass that registers them in the process that unpickles
+it (a worker), never in the test process itself (where ``bench list`` would build them).
 
 ``crash_test`` exits its process on its first forward pass; ``wait_test`` is a tiny working network.
 Each waits first (at most 60 s) until a sidecar matching its ``wait_for`` argument (a glob pattern)
@@ -60,12 +60,18 @@ class Waiter(nn.Module):
         return self.head(x)
 
 
-for _name, _factory in (("crash_test", ProcessKiller), ("wait_test", Waiter)):
-    if _name not in ARCHITECTURES:
-        ARCHITECTURES.register(_name, _factory)
+def register() -> None:
+    for name, factory in (("crash_test", ProcessKiller), ("wait_test", Waiter)):
+        if name not in ARCHITECTURES:
+            ARCHITECTURES.register(name, factory)
 
 
 class CrashJob(Job):
-    """A ``Job`` defined here: unpickling one imports this module (and registers its architectures)."""
+    """A ``Job`` defined here: unpickling one (in a worker) imports this module and registers its
+    architectures."""
 
     __slots__ = ()
+
+    def __setstate__(self, state: Any) -> None:
+        register()
+        super().__setstate__(state)
