@@ -121,7 +121,9 @@ def test_two_runs_on_one_folder_share_the_work(tmp_path: Path) -> None:
                               stderr=subprocess.PIPE, text=True, env=child_env()) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
-    statuses = [json.loads(line) for out, _ in outs for line in out.splitlines()]
+    per_run = [[json.loads(line) for line in out.splitlines()] for out, _ in outs]
+    assert all(any(s["status"] == "ok" for s in run) for run in per_run)  # both runs trained: they overlapped
+    statuses = [s for run in per_run for s in run]
     by_key: dict[str, list[str]] = {}
     for s in statuses:
         by_key.setdefault(s["key"], []).append(s["status"])
