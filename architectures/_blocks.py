@@ -172,5 +172,5 @@ def count_macs(model: nn.Module, in_channels: int, size: int | tuple[int, int] =
     meta = copy.deepcopy(model).to("meta").eval()
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        meta(torch.empty(1, in_channels, h, w, device="meta"))
+        meta(torch.empty(1, in_channels, h, w, device="meta", dtype=next(meta.parameters()).dtype))
     return counter.get_total_flops() // 2

@@ -1,4 +1,4 @@
-"""Command line: ``bench list | data check | run | export | report | ttest | check``.
+"""Command line: ``bench list | data check | run | status | export | report | ttest | check``.
 
 Each sub-command parses its arguments, builds a config object once and calls library functions;
 the work lives in the library modules. Bad input exits with status 2 and a one-line reason.
@@ -12,7 +12,11 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.config import Profile
+    from bench.engines import EngineConfig
 
 
 def _csv_ints(text: str) -> tuple[int, ...]:
@@ -100,7 +104,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = _settings(args.set)
     if args.augment:
         overrides["augment"] = "true"
+    if args.device:
+        overrides["device"] = args.device
     profile = load_profile(args.profile, overrides)
+    engine = _engine(args, profile)  # validates the engine options and the device before planning
     sel = select(args.arch, args.dataset, args.all, args.protocol, args.folds, args.seeds)
     results = Path(args.results)
     skip = tuple(v for v in (args.skip or "").split(",") if v)
@@ -112,10 +119,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(table.to_string(index=False))
         return 0
-    return _execute(jobs, results, args, profile.name)
+    return _execute(jobs, results, args, profile.name, engine)
 
 
-def _execute(jobs: list, results: Path, args: argparse.Namespace, profile: str) -> int:
+def _engine(args: argparse.Namespace, profile: Profile) -> EngineConfig:
+    """The EngineConfig of ``bench run`` from its options and the profile's ``slurm:`` section."""
+    from bench.devices import validate_device
+    from bench.engines import EngineConfig
+    from bench.slurm import slurm_options
+
+    validate_device(profile.train.device)
+    slurm = slurm_options(dict(profile.slurm), {
+        "partition": args.partition, "gpus_per_node": args.gpus, "cpus_per_task": args.cpus_per_task,
+        "mem_gb": args.mem_gb, "time_min": args.time_min, "array_parallelism": args.array_parallelism},
+        wait=not args.no_wait)
+    if args.no_wait and args.engine != "submitit":
+        raise ValueError("--no-wait needs --engine submitit (Dask and loky need the driver for the whole sweep)")
+    return EngineConfig(args.engine, n_jobs=_n_jobs(args, profile.train.device), scheduler=args.scheduler,
+                        slurm=slurm)
+
+
+def _n_jobs(args: argparse.Namespace, device: str) -> int:
+    """--jobs, else one worker per GPU for a GPU run, else one per CPU core."""
+    if args.jobs:
+        return args.jobs
+    if device in ("auto", "cuda"):
+        from bench.devices import cuda_devices
+
+        if cuda_devices():
+            return len(cuda_devices())
+    return os.cpu_count() or 1
+
+
+def _execute(jobs: list, results: Path, args: argparse.Namespace, profile: str,
+             engine: EngineConfig | None = None) -> int:
     from tqdm.auto import tqdm
 
     from bench.runner import run_jobs, stop_on_signals
@@ -123,10 +160,14 @@ def _execute(jobs: list, results: Path, args: argparse.Namespace, profile: str) 
 
     start, failed = time.perf_counter(), []
     bar = tqdm(total=len(jobs), desc="jobs", unit="job", disable=args.quiet)
-    n_jobs = args.jobs or os.cpu_count() or 1
+    n_jobs = engine.n_jobs if engine is not None else args.jobs or os.cpu_count() or 1
+    submitted = []
     try:
         with stop_on_signals():
-            for status in run_jobs(jobs, results, n_jobs=n_jobs, force=args.force, progress=not args.quiet):
+            for status in run_jobs(jobs, results, n_jobs=n_jobs, force=args.force, progress=not args.quiet,
+                                   engine=engine):
+                if status["status"] == "submitted":
+                    submitted.append(status)
                 bar.update(1)
                 bar.set_postfix_str(f"{status['label']} {status['status']}")
                 if status["status"] == "failed":
@@ -135,6 +176,12 @@ def _execute(jobs: list, results: Path, args: argparse.Namespace, profile: str) 
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the workers are stopped; one line, no traceback
         return _interrupted(exc, jobs, results, bar)
     bar.close()
+    if submitted:
+        arrays = sorted({s["task"].split("_")[0] for s in submitted})
+        print(f"{len(submitted)} jobs are in the SLURM queue (array job {', '.join(arrays)}); follow them with "
+              f"`bench status --results {results}`; the same `bench run` without --no-wait waits for them and "
+              "summarises.")
+        return 0
     print_summary(results, {j.key for j in jobs})
     print(f"\n{len(jobs)} jobs in {time.perf_counter() - start:.1f} s; {len(failed)} failed. Results: {results}/runs "
           f"(bench.store.load_all({str(results)!r}); `bench export`, `bench report --table 5`).")
@@ -176,13 +223,76 @@ def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="recompute finished jobs")
     p.add_argument("--dry-run", action="store_true", help="print the plan and what is already done")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_engine_options(p)
+
+
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    """Where jobs run (bench.engines) and on which device."""
+    g = p.add_argument_group("engine and device")
+    g.add_argument("--engine", default="loky", choices=["loky", "dask", "submitit"],
+                   help="loky: worker processes here (default); dask: a Dask cluster (--scheduler, or a "
+                        "LocalCluster of --jobs workers); submitit: one SLURM job array")
+    g.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (--engine dask)")
+    g.add_argument("--no-wait", action="store_true",
+                   help="submitit: exit once the array is queued; `bench status` follows it, rerunning "
+                        "`bench run` collects")
+    g.add_argument("--partition", help="SLURM partition (default: the cluster's default; profile key slurm.partition)")
+    g.add_argument("--gpus", type=int, help="SLURM GPUs per task (profile key slurm.gpus_per_node; default 0)")
+    g.add_argument("--cpus-per-task", type=int, help="SLURM CPUs per task (default: the profile's threads)")
+    g.add_argument("--mem-gb", type=float, help="SLURM memory per task in GB")
+    g.add_argument("--time-min", type=int, help="SLURM time limit per task in minutes (default 1440)")
+    g.add_argument("--array-parallelism", type=int, help="SLURM tasks of the array running at once (default 16)")
+    g.add_argument("--device", help="auto | cpu | cuda | cuda:N (default: the profile's); a plain cuda on a "
+                                    "machine with several GPUs runs one job per GPU at a time")
+
+
+# ---------------------------------------------------------------- bench status
+def cmd_status(args: argparse.Namespace) -> int:
+    from bench.status import files_status, format_status, sweep_status
+
+    results = Path(args.results)
+    if args.all or args.arch or args.dataset:
+        from bench.config import load_profile
+        from bench.plan import plan, select
+
+        profile = load_profile(args.profile, _settings(args.set))
+        sel = select(args.arch, args.dataset, args.all, args.protocol, args.folds, args.seeds)
+        skip = tuple(v for v in (args.skip or "").split(",") if v)
+        table = sweep_status(plan(sel, profile, results, Path(args.data_root) if args.data_root else None, skip),
+                             results)
+    else:
+        table = files_status(results)
+    print(table.to_csv(index=False) if args.format == "csv" else format_status(table),
+          end="" if args.format == "csv" else "\n")
+    return 0
+
+
+def add_status(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", default="results", help="results folder (default: ./results)")
+    p.add_argument("--format", default="text", choices=["text", "csv"], help="csv: every job, one row each")
+    p.add_argument("--all", action="store_true", help="the plan of `bench run --all` (lists missing jobs too)")
+    p.add_argument("--arch", help="as for bench run; with --arch/--dataset/--all, jobs not started show as missing")
+    p.add_argument("--dataset")
+    p.add_argument("--protocol", default="holdout", choices=["holdout", "cv"])
+    p.add_argument("--folds", type=_csv_ints)
+    p.add_argument("--seeds", type=_csv_ints)
+    p.add_argument("--profile", default="quick")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--data-root")
+    p.add_argument("--skip")
 
 
 # ---------------------------------------------------------------- bench export
 def cmd_export(args: argparse.Namespace) -> int:
     from bench.store import export
 
-    out = export(args.results, args.out or f"results.{args.format}", args.format)
+    if args.where:
+        from bench.selection import export_selected
+
+        out = export_selected(args.results, args.out or f"results.{args.format}", args.format,
+                              _where(args.where))
+    else:
+        out = export(args.results, args.out or f"results.{args.format}", args.format)
     print(f"wrote {out}")
     return 0
 
@@ -191,39 +301,78 @@ def add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="csv", choices=["csv", "parquet"])
     p.add_argument("--out", help="output file (default results.<format>)")
     p.add_argument("--results", default="results")
+    _add_where(p)
+
+
+def _add_where(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                   help="only the jobs whose recorded setting KEY equals VALUE (repeatable), e.g. --where epochs=20 "
+                        "--where protocol=cv; `bench report --table settings` lists what varies")
+
+
+def _where(pairs: list[str]) -> dict[str, str]:
+    from bench.selection import parse_where
+
+    return parse_where(pairs)
 
 
 # ---------------------------------------------------------------- bench report / ttest
-def _results_table(results: str) -> tuple:
-    from bench import store
+def _results_table(results: str, where: list[str] | None = None) -> tuple:
+    """(rows with their jobs' settings attached, failures, sidecars) of the jobs matching ``--where``."""
+    from bench import selection, store
 
     df = store.load_all(results)
     if df.empty:
         raise FileNotFoundError(f"no finished jobs under {results}/runs: run `bench run` first "
                                 f"(or point --results at the folder it wrote)")
-    return df, store.failures(results), store.sidecars(results)
+    df, fails, sides, settings = selection.apply_selection(df, store.failures(results), store.sidecars(results),
+                                                           _where(where or []))
+    if df.empty:
+        raise ValueError(f"no finished job matches --where {' '.join(where or [])}")
+    from bench.report_data import attach_patients
+
+    return attach_patients(selection.attach(df, settings), sides), fails, sides
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from bench.learning import report_lines
     from bench.report import build_report, report_figure, report_table
+    from bench.reproduce import report_commands
 
-    df, failures, sides = _results_table(args.results)
+    df, failures, sides = _results_table(args.results, args.where)
+    df = _at_resolution(df, args.resolution)
     if args.all:
         out = Path(args.out or f"reports/{time.strftime('%Y%m%d-%H%M%S')}")
         inputs = {n: _table_inputs(str(n), sides, Path(args.results)) for n in (1, 2)}
-        index = build_report(df, out, sidecars=sides, failures=failures, vs_paper=True, data_inputs=inputs)
+        index = build_report(df, out, sidecars=sides, failures=failures, vs_paper=True, data_inputs=inputs,
+                             commands=report_commands(sides, out, args.results))
         print(f"wrote the report to {out} (open {index} or {index.with_suffix('.html')})")
+        print("\n  ".join(report_lines(sides)))
     if args.table:
         inputs = _table_inputs(args.table, sides, Path(args.results))
+        if args.split and args.table not in ("5", "floors"):
+            raise ValueError(f"--split applies to --table 5 and floors, not --table {args.table}")
+        extra = {"unit": args.unit, "protocol": args.protocol} if args.table == "tests" else \
+            {"unit": args.unit} if args.table == "ranks" else {}
+        extra.update({"split": args.split} if args.split else {})
         print(report_table(df, args.table, args.format, args.vs_paper, failures=failures, sidecars=sides,
-                           inputs=inputs))
+                           inputs=inputs, **extra))
     if args.figure:
         out = Path(args.out or "reports/figures")
-        for path in report_figure(df, args.figure, out):
+        extra = {"unit": args.unit, "protocol": args.protocol} if args.figure == "8" else \
+            {"unit": args.unit} if args.figure in ("bars", "ranks") else {}
+        for path in report_figure(df, args.figure, out, **extra):
             print(f"wrote {path}")
     if not (args.all or args.table or args.figure):
         raise ValueError("choose --table N, --figure 8 (or bars, ranking), or --all")
     return 0
+
+
+def _at_resolution(df, resolution: str):
+    """Rows of one evaluation resolution (reports never mix input-size and native-resolution scores)."""
+    if "eval_resolution" not in df.columns:
+        return df if resolution == "input" else df.iloc[0:0]
+    return df[df["eval_resolution"].fillna("input") == resolution]
 
 
 def _table_inputs(table: str, sides: list[dict], results: Path) -> tuple:
@@ -235,23 +384,42 @@ def _table_inputs(table: str, sides: list[dict], results: Path) -> tuple:
 
 
 def add_report(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--table", choices=["1", "2", "3", "4", "5", "floors", "sensitivity", "tests"])
-    p.add_argument("--figure", choices=["8", "bars", "ranking"])
+    p.add_argument("--table", choices=["1", "2", "3", "4", "5", "floors", "sensitivity", "tests", "folds", "ranks",
+                                       "settings", "compute"])
+    p.add_argument("--figure", choices=["8", "bars", "ranking", "ranks"])
+    p.add_argument("--unit", default="group", choices=["group", "image", "patient"],
+                   help="unit of analysis of tests, Fig. 8, bars and rank bootstrap: group (default: LGG patients, "
+                        "ISBI/GlaS source images), image (every image; not independent) or patient (GlaS: the "
+                        "patients of Grade.csv, real data)")
+    p.add_argument("--protocol", choices=["cv", "holdout"],
+                   help="protocol of the tests table and Fig. 8 (default: cv if it has results, else holdout)")
+    _add_where(p)
     p.add_argument("--all", action="store_true", help="every table and figure plus index.md/index.html under --out")
     p.add_argument("--format", default="md", choices=["md", "latex", "tex", "csv", "html"])
     p.add_argument("--vs-paper", action="store_true", help="show the paper's published values beside ours")
+    p.add_argument("--split", help="scored split of --table 5 / floors: test (default) or external "
+                                   "(rows of `bench evaluate --data-root`)")
+    p.add_argument("--resolution", default="input", choices=["input", "native"],
+                   help="input-size rows (default) or native-resolution rows (`bench evaluate --resolution native`)")
     p.add_argument("--out", help="output folder (default reports/<timestamp>/ for --all, reports/figures for figures)")
     p.add_argument("--results", default="results")
 
 
 def cmd_ttest(args: argparse.Namespace) -> int:
-    from bench.stats import format_tests, paired_test
+    from bench.stats import fold_level_test, format_tests, paired_test, resolve_protocol
 
-    df, _, _ = _results_table(args.results)
+    df, _, _ = _results_table(args.results, args.where)
+    protocol, note = resolve_protocol(df, args.dataset, args.protocol)
+    if note and args.format == "text":
+        print(note)
     against = args.against.split(",") if args.against else None
     res = paired_test(df, dataset=args.dataset, metric=args.metric, reference=args.reference, against=against,
-                      protocol=args.protocol, test=args.test, correction=args.correction, alpha=args.alpha)
+                      protocol=protocol, test=args.test, correction=args.correction, alpha=args.alpha, unit=args.unit)
     print(format_tests(res, args.format))
+    if protocol == "cv" and args.format != "csv":
+        folds = fold_level_test(df, dataset=args.dataset, metric=args.metric, reference=args.reference,
+                                against=against, correction=args.correction, alpha=args.alpha)
+        print(("Fold level:\n" if args.format == "text" else "") + format_tests(folds, args.format))
     return 0
 
 
@@ -260,12 +428,18 @@ def add_ttest(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metric", default="iou", choices=["dice", "iou", "hd", "hd95"])
     p.add_argument("--reference", default="mildnet")
     p.add_argument("--against", help="comma-separated architectures (default: every other one with results)")
-    p.add_argument("--protocol", default="cv", choices=["cv", "holdout"])
+    p.add_argument("--protocol", choices=["cv", "holdout"],
+                   help="default: cv if it has results for the dataset, else holdout (said in the output)")
+    p.add_argument("--unit", default="group", choices=["group", "image", "patient"],
+                   help="group (default): pair the independent units (LGG patients, ISBI/GlaS source images); "
+                        "image: every image, as the paper did (not independent); patient: GlaS patients of "
+                        "Grade.csv (real data)")
     p.add_argument("--test", default="t", choices=["t", "wilcoxon"])
     p.add_argument("--correction", default="holm", choices=["holm", "bonferroni", "none"])
     p.add_argument("--alpha", type=float, default=0.05)
-    p.add_argument("--format", default="text", choices=["text", "csv", "md"])
+    p.add_argument("--format", default="text", choices=["text", "csv", "md", "latex"])
     p.add_argument("--results", default="results")
+    _add_where(p)
 
 
 # ---------------------------------------------------------------- bench check
@@ -282,27 +456,119 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not (baseline / "rows.parquet").exists():
         raise FileNotFoundError(f"no baseline at {baseline} (expected rows.parquet, derived.json, meta.json); "
                                 "create one with `bench check --update --reason \"...\"`")
-    result = check(baseline, args.tolerance, results, args.jobs)
+    layers = ("scoring", "training") if args.layer == "all" else (args.layer,)
+    result = check(baseline, args.tolerance, results, args.jobs, layers)
     print(format_result(result, time.perf_counter() - start))
     return 0 if result.ok else 1
 
 
 def add_check(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", default="results/baseline", help="baseline folder (default results/baseline)")
-    p.add_argument("--tolerance", help="per-metric abs[:rel] tolerances, e.g. 'dice=1e-4,hd=0.5:0.01'")
+    p.add_argument("--layer", choices=["all", "scoring", "training"], default="all",
+                   help="scoring: re-score the stored predictions (exact, seconds); training: re-train and compare "
+                        "within the noise-floor tolerances; all (default): both")
+    p.add_argument("--tolerance", help="training-layer tolerances per column, abs[:rel], e.g. 'dice=0.05,tp=8'")
     p.add_argument("--update", action="store_true", help="re-run and re-bless the baseline")
     p.add_argument("--reason", help="why the baseline changes (required with --update)")
     p.add_argument("--results", help="keep the re-run's results here (default: a temporary folder)")
     p.add_argument("--jobs", type=int, default=1, help="parallel workers for the re-run")
 
 
+# ---------------------------------------------------------------- bench predict / evaluate
+def cmd_predict(args: argparse.Namespace) -> int:
+    from bench.datasets import canonical_name
+    from bench.predict import PredictRequest, predict_folder
+
+    req = PredictRequest(results=Path(args.from_), dataset=canonical_name(args.dataset), arch=_arch(args.arch),
+                         images=Path(args.images), out=Path(args.out), folds=args.folds, protocol=args.protocol,
+                         profile=args.profile, ensemble=args.ensemble, device=_device(args.device))
+    for name, files in predict_folder(req).items():
+        print(f"{name}: {len(files)} mask file(s) in {Path(args.out) / name}")
+    return 0
+
+
+def _arch(name: str | None) -> str | None:
+    from bench.architectures import ARCHITECTURES
+
+    return None if name is None else ARCHITECTURES.canonical(name)
+
+
+def _device(name: str) -> str:
+    from bench.execute import resolve_device
+
+    return resolve_device(name)
+
+
+def add_predict(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="from_", default="results", help="results folder of the sweep (default ./results)")
+    p.add_argument("--dataset", required=True, help="dataset the models were trained on (sets the mask format)")
+    p.add_argument("--arch", required=True, help="architecture name")
+    p.add_argument("--folds", "--fold", type=_csv_ints, help="fold models to use, comma-separated (default: all)")
+    p.add_argument("--protocol", default="holdout", choices=["holdout", "cv"])
+    p.add_argument("--profile", help="only models of this profile (when the folder holds several)")
+    p.add_argument("--images", required=True, help="folder of images (searched recursively; labels not needed)")
+    p.add_argument("--out", required=True, help="output folder: one sub-folder of masks per fold model")
+    p.add_argument("--ensemble", action="store_true", help="also write the fold models' mean-probability masks")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from bench import store
+    from bench.datasets import canonical_name
+    from bench.external import EvaluateRequest, evaluate_stored, external_drop
+    from bench.report import report_table
+    from bench.tables import render
+
+    resolutions = ("input", "native") if args.resolution == "both" else (args.resolution,)
+    req = EvaluateRequest(results=Path(args.from_), dataset=canonical_name(args.dataset),
+                          data_root=Path(args.data_root) if args.data_root else None, arch=_arch(args.arch),
+                          folds=args.folds, protocol=args.protocol, profile=args.profile, resolutions=resolutions,
+                          skip=tuple(v for v in (args.skip or "").split(",") if v), device=_device(args.device),
+                          force=args.force)
+    for status in evaluate_stored(req):
+        print(f"{status['status']:>7}  {status['label']}: {status['n_rows']} rows -> {status['path']}")
+    if req.data_root is not None:
+        df = store.load_all(req.results)
+        df = df[df["dataset"] == req.dataset]
+        for resolution in resolutions:
+            at = _at_resolution(df, resolution)
+            print(f"\n[{resolution} resolution]")
+            print(report_table(at, 5, "md", split="external"))
+            drop = external_drop(at)
+            print(render(drop, "md") if len(drop) else f"(no internal test-set rows at {resolution} resolution to "
+                  f"compare with; for native: bench evaluate --from {args.from_} --dataset {req.dataset} "
+                  "--resolution native)")
+    return 0
+
+
+def add_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="from_", default="results", help="results folder of the sweep (default ./results)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--data-root", help="folder holding <dataset>/ in its native layout: an external labelled "
+                                       "cohort (rows with split=external). Without it: the models' own val/test "
+                                       "images (needs --resolution native)")
+    p.add_argument("--arch", help="one architecture (default: every stored one)")
+    p.add_argument("--folds", "--fold", type=_csv_ints, help="fold models, comma-separated (default: all)")
+    p.add_argument("--protocol", default="holdout", choices=["holdout", "cv"])
+    p.add_argument("--profile", help="only models of this profile")
+    p.add_argument("--resolution", default="input", choices=["input", "native", "both"],
+                   help="input: metrics on the network-size masks (as bench run); native: predictions resized "
+                        "to each image's own size, distances in native pixels; both")
+    p.add_argument("--skip", help="case ids of the cohort to exclude, comma-separated")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--force", action="store_true", help="recompute finished evaluations")
+
+
 PARSERS = {"list": (add_list, cmd_list, "list architectures (params, GFLOPs) and datasets"),
            "data": (add_data, cmd_data, "check dataset folders in their native layouts"),
            "run": (add_run, cmd_run, "train and score architectures on identical folds"),
+           "status": (add_status, cmd_status, "done / running / queued / failed / missing per job, from the files"),
            "export": (add_export, cmd_export, "write the tidy per-image table as CSV or Parquet"),
            "report": (add_report, cmd_report, "generate the paper's tables and figures from the results"),
            "ttest": (add_ttest, cmd_ttest, "paired tests of a reference architecture against the others"),
-           "check": (add_check, cmd_check, "re-run the drift benchmark and compare it with the committed baseline")}
+           "check": (add_check, cmd_check, "re-run the drift benchmark and compare it with the committed baseline"),
+           "predict": (add_predict, cmd_predict, "write masks for new images with the stored fold models"),
+           "evaluate": (add_evaluate, cmd_evaluate, "score stored models on an external cohort or at native resolution")}
 
 
 def build_parser() -> argparse.ArgumentParser:

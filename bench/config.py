@@ -49,6 +49,7 @@ class TrainConfig:
     n_folds: int = 5
     test_fraction: float = 0.3
     split_seed: int = 12345
+    inner_fraction: float = 0.1  # cv: share of the training folds (whole groups) that chooses the epoch
     init: str = "xavier_uniform"
     augment: bool = False
     threads: int = 1
@@ -56,6 +57,9 @@ class TrainConfig:
     synthetic_n: int | None = None
     patch_padding: int = 16
     lgg_subset: str = "all"
+    precision: str = "fp32"
+    amp: str = "auto"  # mixed precision: auto (bf16/fp16 on GPU, fp32 on CPU) | off | bf16 | fp16
+    channels_last: str = "auto"  # auto (on GPU only) | on | off
 
     def __post_init__(self) -> None:
         validate(self)
@@ -71,6 +75,7 @@ class Profile:
     train: TrainConfig
     folds: tuple[int, ...]
     seeds: tuple[int, ...]
+    slurm: tuple[tuple[str, Any], ...] = ()  # the profile's `slurm:` section (bench.slurm.SLURM_KEYS)
 
 
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -81,7 +86,11 @@ INIT_CHOICES = ("xavier_uniform", "xavier_normal")
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 _INT_FIELDS = ("image_size", "width", "depth", "batch_size", "epochs", "plateau_patience", "n_folds", "split_seed",
                "threads", "patch_padding")
-_FLOAT_FIELDS = ("lr", "beta1", "plateau_factor", "test_fraction")
+_FLOAT_FIELDS = ("lr", "beta1", "plateau_factor", "test_fraction", "inner_fraction")
+#: Choices of the precision settings (bench/train.py ``PRECISIONS``, bench/devices.py).
+PRECISION_CHOICES = ("fp32", "fp64")
+AMP_CHOICES = ("auto", "off", "bf16", "fp16")
+CHANNELS_LAST_CHOICES = ("auto", "on", "off")
 #: field -> (rule, description) for values of the right type.
 _RULES: dict[str, tuple[Any, str]] = {
     "image_size": (lambda v: v >= 8, ">= 8"), "width": (lambda v: v >= 1, ">= 1"), "depth": (lambda v: v >= 2, ">= 2"),
@@ -94,6 +103,10 @@ _RULES: dict[str, tuple[Any, str]] = {
     "init": (lambda v: v in INIT_CHOICES, f"one of {', '.join(INIT_CHOICES)}"),
     "device": (lambda v: bool(_DEVICE.match(v)), "auto, cpu, cuda or cuda:N"),
     "synthetic_n": (lambda v: v is None or v >= 1, "none or >= 1"),
+    "inner_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "precision": (lambda v: v in PRECISION_CHOICES, f"one of {', '.join(PRECISION_CHOICES)}"),
+    "amp": (lambda v: v in AMP_CHOICES, f"one of {', '.join(AMP_CHOICES)}"),
+    "channels_last": (lambda v: v in CHANNELS_LAST_CHOICES, f"one of {', '.join(CHANNELS_LAST_CHOICES)}"),
 }
 
 
@@ -107,7 +120,7 @@ def _type_problem(name: str, value: Any) -> str | None:
         return "a number"
     if name == "augment" and not isinstance(value, bool):
         return "true or false"
-    if name in ("init", "device", "lgg_subset") and not isinstance(value, str):
+    if name in ("init", "device", "lgg_subset", "precision", "amp", "channels_last") and not isinstance(value, str):
         return "a string"
     return None
 
@@ -135,9 +148,11 @@ def coerce(name: str, value: Any) -> Any:
     """Convert a command-line string to the type of TrainConfig field ``name``."""
     if name not in _TRAIN_FIELDS:
         raise KeyError(f"unknown setting {name!r}; known: {', '.join(sorted(_TRAIN_FIELDS))}")
+    default = TrainConfig.__dataclass_fields__[name].default
+    if isinstance(default, str) and isinstance(value, bool):  # YAML reads on/off/yes/no as booleans
+        return "on" if value else "off"
     if not isinstance(value, str):
         return value
-    default = TrainConfig.__dataclass_fields__[name].default
     if value.lower() in ("none", "null"):
         return None
     if isinstance(default, bool):
@@ -196,12 +211,15 @@ def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None) -> 
     folds = _index_list(raw, "folds", (0, 1, 2, 3, 4), path)
     seeds = _index_list(raw, "seeds", (0,), path)
     description = raw.pop("description", "")
+    slurm = raw.pop("slurm", None) or {}
+    if not isinstance(slurm, dict):
+        raise ValueError(f"profile {path}: slurm must be a mapping of SLURM settings, got {slurm!r}")  # noqa: TRY004
     try:
         values = {k: coerce(k, v) for k, v in raw.items()}
     except (KeyError, ValueError) as exc:
         raise type(exc)(f"profile {path}: {exc.args[0]}") from None
     values.update({k: coerce(k, v) for k, v in (overrides or {}).items()})
-    return Profile(path.stem, description, TrainConfig(**values), folds, seeds)
+    return Profile(path.stem, description, TrainConfig(**values), folds, seeds, tuple(sorted(slurm.items())))
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,19 +21,24 @@ from bench.metrics import image_metrics
 def predict(model: nn.Module, images: Tensor, batch_size: int, device: str = "cpu") -> np.ndarray:
     """Foreground probabilities, N x H x W float32 (first output channel)."""
     model.eval().to(device)
-    probs = [torch.sigmoid(model(images[i:i + batch_size].to(device)))[:, 0].float().cpu()
+    dtype = next(model.parameters()).dtype
+    probs = [torch.sigmoid(model(images[i:i + batch_size].to(device, dtype)))[:, 0].float().cpu()
              for i in range(0, len(images), batch_size)]
     out = torch.cat(probs).numpy() if probs else np.zeros((0, *images.shape[-2:]), np.float32)
     require_finite(out, "model output")
     return out
 
 
+#: Foreground where the probability is above this (sigmoid(logit) > 0.5, i.e. logit > 0).
+THRESHOLD = 0.5
+
+
 def score(probs: np.ndarray, masks: np.ndarray, case_ids: list[str], groups: list[str]) -> pd.DataFrame:
-    """Per-image metric rows for predictions ``probs > 0.5`` against boolean ``masks`` (N x H x W)."""
+    """Per-image metric rows for predictions ``probs > THRESHOLD`` against boolean ``masks`` (N x H x W)."""
     rows = []
     for prob, ref, case_id, group in zip(probs, masks, case_ids, groups):
         rows.append({"case_id": case_id, "group": group, "eval_size": int(ref.shape[0]),
-                     **image_metrics(ref.astype(bool), prob > 0.5)})
+                     **image_metrics(ref.astype(bool), prob > THRESHOLD)})
     return pd.DataFrame(rows)
 
 

@@ -12,25 +12,33 @@ import pandas as pd
 import torch
 
 from bench.architectures import create_model
+from bench.checkpoint import checkpoint_meta, save_checkpoint
 from bench.config import Job, replace
 from bench.datasets.prepare import PreparedData
 from bench.datasets.splits import Split
 from bench.plan import load_data
 from bench.evaluate import predict, save_predictions, score
+from bench.learning import COLUMN, assess
 from bench.train import fit, job_seed, seed_everything
 
 
 def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
+    """``auto`` -> ``cuda`` or ``cpu``; validated (``bench.devices.resolve_device``)."""
+    from bench.devices import resolve_device as resolve
+
+    return resolve(name)
 
 
-def build_model(job: Job, in_channels: int) -> torch.nn.Module:
+def model_kwargs(job: Job, in_channels: int) -> dict[str, Any]:
+    """The constructor arguments of the job's network (recorded in its checkpoint)."""
     kwargs: dict[str, Any] = {"in_channels": in_channels, "classes": 1, **json.loads(job.arch_kwargs)}
     if ":" not in job.arch:  # the project's own networks take the profile's width/depth/init
         kwargs.update(width=job.train.width, depth=job.train.depth, init=job.train.init)
-    return create_model(job.arch, **kwargs)
+    return kwargs
+
+
+def build_model(job: Job, in_channels: int) -> torch.nn.Module:
+    return create_model(job.arch, **model_kwargs(job, in_channels))
 
 
 def load_job_data(job: Job, cache_dir: Path) -> tuple[PreparedData, Split]:
@@ -47,17 +55,16 @@ def load_job_data(job: Job, cache_dir: Path) -> tuple[PreparedData, Split]:
 
 
 def fold_ids(split: Split, protocol: str, fold: int) -> dict[str, list[str]]:
-    """Train / selection / scored ids of one fold model.
+    """Train / selection / scored ids of one fold model (``Split.fold_ids``).
 
     holdout: train on the 4 other folds, select the best epoch on fold k, score fold k ("val") and
-    the test set ("test"). cv: fold k is scored out of fold, so it must not choose the epoch; the
-    next fold (k+1 mod n, part of the training folds) is held out of training for selection.
+    the test set ("test"). cv (standard 5-fold): train on the 4 other folds minus their inner
+    validation part (the split file's ``select``, a ``inner_fraction`` share of whole groups), select
+    the epoch there, score fold k out of fold.
     """
-    train, val = split.fold(fold)
-    if protocol == "holdout":
-        return {"train": list(train), "select": list(val), "val": list(val), "test": list(split.test)}
-    inner = set(split.fold((fold + 1) % len(split.folds))[1])
-    return {"train": [i for i in train if i not in inner], "select": sorted(inner), "val": list(val), "test": []}
+    if protocol != split.protocol:
+        raise ValueError(f"a {protocol} job got a {split.protocol} split")
+    return split.fold_ids(fold)
 
 
 def tensors(data: PreparedData, ids: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,9 +87,23 @@ def make_augment(job: Job, seed: int) -> Any:
 
 
 def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = False) -> tuple[pd.DataFrame, dict]:
-    """Run ``job``; returns (per-image rows, sidecar info). Writes the checkpoint and predictions."""
+    """Run ``job``; returns (per-image rows, sidecar info). Writes the checkpoint and predictions.
+
+    On a machine with several GPUs a ``cuda``/``auto`` job holds one of them for its whole run
+    (``bench.devices.device_slot``); the device it ran on is recorded in the sidecar."""
+    from bench.devices import device_slot
+
+    with device_slot(job.train.device, Path(results) / ".devices") as device:
+        return _execute_on(device, job, results, out, progress)
+
+
+def _execute_on(device: str, job: Job, results: Path, out: dict[str, Path],
+                progress: bool) -> tuple[pd.DataFrame, dict]:
+    from bench.compute import PeakMemory, compute_info, model_cost, timed
+    from bench.devices import precision_for
+
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    device = resolve_device(job.train.device)
+    memory = PeakMemory(device).start()
     seed = job_seed(job.seed, job.dataset, job.arch, job.protocol, job.fold)
     seed_everything(seed, job.train.threads)
     data, split = load_job_data(job, Path(results) / "cache")
@@ -92,25 +113,35 @@ def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = Fals
     bar = _epoch_bar(job, progress)
     result = fit(model, cfg, tensors(data, ids["train"]), tensors(data, ids["select"]), seed=seed,
                  augment=make_augment(job, seed), on_epoch=bar)
-    torch.save({k: v.cpu() for k, v in result.model.state_dict().items()}, out["checkpoint"])
-    frames, kept = [], {}
+    save_checkpoint(out["checkpoint"], result.model, checkpoint_meta(job, data, model_kwargs(job, data.images.shape[1])))
+    frames, kept, infer_s = [], {}, 0.0
     for split_name in ("val", "test"):
         if ids[split_name]:
             idx = data.index(ids[split_name])
-            probs = predict(result.model, torch.from_numpy(data.images[idx]), cfg.batch_size, device)
+            with timed() as t:
+                probs = predict(result.model, torch.from_numpy(data.images[idx]), cfg.batch_size, device)
+            infer_s += t[0]
             frames.append(score(probs, data.masks[idx], ids[split_name], [data.groups[i] for i in idx])
                           .assign(split=split_name))
             kept[split_name] = (probs, ids[split_name])
-    probs, keep_ids = kept.get("test", kept["val"])
-    save_predictions(out["predictions"], probs, keep_ids)
+    # every scored image (val and test: their case ids are disjoint), so each stored row can be re-scored
+    save_predictions(out["predictions"], np.concatenate([p for p, _ in kept.values()]),
+                     [case for _, ids in kept.values() for case in ids])
     rows = pd.concat(frames, ignore_index=True).assign(
         dataset=job.dataset, source=job.source, data_options=job.data_options, arch=job.arch,
         protocol=job.protocol, fold=job.fold, seed=job.seed, profile=job.profile, split_hash=job.split_hash,
-        job_key=job.key)
+        job_key=job.key, eval_resolution="input")
     info = {"best_epoch": result.best_epoch, "best_select_loss": result.best_loss, "history": result.history,
             "train_seconds": result.seconds, "n_train": len(ids["train"]), "n_select": len(ids["select"]),
             "n_expected": len(ids["val"]) + len(ids["test"]), "device": device,
             "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    learning = assess(rows, result.history)  # the "did not learn" flag, stored with the rows and the sidecar
+    rows[COLUMN], info["learning"] = learning.did_not_learn, learning.to_dict()
+    memory.stop()
+    info["compute"] = compute_info(
+        model_cost(model, data.images.shape[1], job.train.image_size), result.seconds, len(result.history), infer_s,
+        len(ids["val"]) + len(ids["test"]), memory, device=device, threads=job.train.threads,
+        **precision_for(device, cfg.amp, cfg.channels_last).to_dict())
     return rows, info
 
 

@@ -2,8 +2,10 @@
 
 Fig. 8 (Gudhe et al. 2021): per dataset, the IoU of each model over a 5-fold CV of the merged
 dataset, one box per model, with the paired t-test of MILDNet against each baseline. Here every
-image is a point (out-of-fold values under ``cv``; under ``holdout`` each test image's mean over the
-fold models), and each box carries the Holm-corrected p of ``bench.stats.paired_test`` and stars.
+unit of analysis is a point: by default the independent unit (an LGG patient, an ISBI/GlaS source
+image: the mean of its out-of-fold images under ``cv``, of its test images averaged over the fold
+models under ``holdout``), or every image with ``unit="image"``; each box carries the Holm-corrected p
+of ``bench.stats.paired_test`` and stars, and each panel's title names the unit.
 
 Figures are built on ``matplotlib.figure.Figure`` (no pyplot state, no backend switch): saving
 PNG/PDF works headless. Synthetic data is stated in every title.
@@ -23,7 +25,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from scipy import stats as sps
 
-from bench.stats import default_split, paired_test, per_image, ranks, select, stars
+from bench.learning import figure_note
+from bench.stats import default_split, paired_test, per_image, ranks, resolve_protocol, select, stars
 from bench.tables import PAPER_ARCHS, PAPER_DATASETS, _ordered, arch_label, dataset_label, higher_is_better
 
 METRIC_LABELS = {"dice": "Dice (DC)", "iou": "IoU", "hd": "HD (pixels)", "hd95": "HD95 (pixels)"}
@@ -52,30 +55,33 @@ def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
 
 
 def draw_fig8(ax: Axes, df: pd.DataFrame, dataset: str, *, reference: str = "mildnet", metric: str = "iou",
-              protocol: str = "cv") -> pd.DataFrame:
-    """One Fig. 8 panel on ``ax``: boxes + per-image points + p/stars vs ``reference``. Returns the tests."""
-    data = per_image(df, dataset=dataset, metric=metric, protocol=protocol)
+              protocol: str = "cv", unit: str = "group") -> pd.DataFrame:
+    """One Fig. 8 panel on ``ax``: boxes + per-unit points + p/stars vs ``reference``. Returns the tests."""
+    data = per_image(df, dataset=dataset, metric=metric, protocol=protocol, unit=unit)
     archs = _ordered(data.values.columns, PAPER_ARCHS)
-    long = data.values[archs].melt(var_name="arch", value_name=metric, ignore_index=False).dropna()
+    long = data.unit_values()[archs].melt(var_name="arch", value_name=metric, ignore_index=False).dropna()
     palette = {a: _REF_COLOR if a == reference else _OTHER_COLOR for a in archs}
     with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11's deprecated ``vert``
         warnings.simplefilter("ignore", MatplotlibDeprecationWarning)
         sns.boxplot(data=long, x="arch", y=metric, hue="arch", order=archs, palette=palette, showfliers=False,
                     legend=False, ax=ax, linewidth=0.8)
     sns.stripplot(data=long, x="arch", y=metric, order=archs, color="0.2", size=2.5, alpha=0.6, jitter=0.2, ax=ax)
-    tests = _tests(df, dataset, reference, metric, protocol) if reference in archs else pd.DataFrame()
+    tests = _tests(df, dataset, reference, metric, protocol, unit) if reference in archs else pd.DataFrame()
     _annotate(ax, long, archs, metric, tests, reference)
     ax.set_xticks(range(len(archs)), [arch_label(a) for a in archs], rotation=30, ha="right", fontsize=8)
     ax.set_xlabel("")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
-    ax.set_title(f"{dataset_label(dataset)}: {data.unit}", fontsize=9)
+    n_units = len(data.unit_values())
+    ax.set_title(f"{dataset_label(dataset)}: n = {n_units} {data.unit}", fontsize=8, wrap=True)
     return tests
 
 
-def _tests(df: pd.DataFrame, dataset: str, reference: str, metric: str, protocol: str) -> pd.DataFrame:
+def _tests(df: pd.DataFrame, dataset: str, reference: str, metric: str, protocol: str, unit: str) -> pd.DataFrame:
     try:
-        return paired_test(df, dataset=dataset, metric=metric, reference=reference, protocol=protocol)
+        return paired_test(df, dataset=dataset, metric=metric, reference=reference, protocol=protocol, unit=unit)
     except ValueError as exc:  # unmatched images: shown on the panel as "unpaired", never hidden
+        if "differ in more than the architecture" in str(exc):
+            raise
         warnings.warn(f"{dataset}: no significance annotations: {exc}", stacklevel=3)
         return pd.DataFrame()
 
@@ -97,43 +103,62 @@ def _p(p: float) -> str:
     return "p=n/a" if np.isnan(p) else "p<.001" if p < 0.001 else f"p={p:.3f}"
 
 
+def fig8_caption(tests: pd.DataFrame, metric: str, protocol: str, reference: str, note: str = "") -> str:
+    """The caption line of a Fig. 8 figure: what was tested, over which unit, and the protocol."""
+    if tests.empty:
+        return f"{METRIC_LABELS.get(metric, metric)}, {protocol}; no paired tests"
+    units = sorted(set(tests["unit"]))
+    return (f"{METRIC_LABELS.get(metric, metric)}, {protocol}: paired {tests['test'].iloc[0]}-test vs "
+            f"{arch_label(reference)}, {tests['correction'].iloc[0]}-corrected; unit: {'; '.join(units)}"
+            + (f". {note}" if note else ""))
+
+
 def boxplot_fig8(df: pd.DataFrame, dataset: str, reference: str = "mildnet", metric: str = "iou",
-                 protocol: str = "cv") -> Figure:
-    """Fig. 8 panel for one dataset as its own Figure (one axes)."""
-    fig = Figure(figsize=(5.5, 4.0), layout="constrained")
-    tests = draw_fig8(fig.add_subplot(), df, dataset, reference=reference, metric=metric, protocol=protocol)
-    note = f"paired {tests['test'].iloc[0]}-test vs {arch_label(reference)}, {tests['correction'].iloc[0]}-corrected" \
-        if len(tests) else "no paired tests"
-    fig.suptitle(f"{METRIC_LABELS.get(metric, metric)}, {protocol}; {note}{_synthetic_tag(df)}", fontsize=9)
+                 protocol: str | None = "cv", unit: str = "group") -> Figure:
+    """Fig. 8 panel for one dataset as its own Figure (one axes); ``protocol=None``: the one with results."""
+    protocol, note = resolve_protocol(df, dataset, protocol)
+    fig = Figure(figsize=(5.5, 4.3), layout="constrained")
+    tests = draw_fig8(fig.add_subplot(), df, dataset, reference=reference, metric=metric, protocol=protocol,
+                      unit=unit)
+    fig.suptitle(fig8_caption(tests, metric, protocol, reference, note if protocol != "cv" else "")
+                 + _synthetic_tag(df)
+                 + figure_note(df[(df["protocol"] == protocol) & (df["dataset"] == dataset)], 90), fontsize=8,
+                 wrap=True)
     return fig
 
 
-def fig8_figure(df: pd.DataFrame, *, reference: str = "mildnet", metric: str = "iou", protocol: str = "cv",
-                datasets: Sequence[str] | None = None) -> Figure:
-    """All Fig. 8 panels, (a), (b), ... one per dataset, in one Figure."""
+def fig8_figure(df: pd.DataFrame, *, reference: str = "mildnet", metric: str = "iou", protocol: str | None = "cv",
+                datasets: Sequence[str] | None = None, unit: str = "group") -> Figure:
+    """All Fig. 8 panels, (a), (b), ... one per dataset, in one Figure; ``protocol=None``: cv if it has
+    results, else holdout (said in the title)."""
+    protocol, note = resolve_protocol(df, None, protocol)
     names = list(datasets) if datasets is not None else _datasets(df, protocol)
     if not names:
         raise ValueError(f"no {protocol} results to plot")
     ncols = min(3, len(names))
     nrows = -(-len(names) // ncols)
-    fig = Figure(figsize=(5.0 * ncols, 4.0 * nrows), layout="constrained")
+    fig = Figure(figsize=(5.0 * ncols, 4.3 * nrows), layout="constrained")
     for i, ds in enumerate(names):
         ax = fig.add_subplot(nrows, ncols, i + 1)
-        draw_fig8(ax, df, ds, reference=reference, metric=metric, protocol=protocol)
-        ax.set_title(f"({chr(97 + i)}) " + ax.get_title(), fontsize=9)
-    fig.suptitle(f"Fig. 8: {METRIC_LABELS.get(metric, metric)} per image, paired tests vs {arch_label(reference)} "
-                 f"(Holm){_synthetic_tag(df)}", fontsize=10)
+        draw_fig8(ax, df, ds, reference=reference, metric=metric, protocol=protocol, unit=unit)
+        ax.set_title(f"({chr(97 + i)}) " + ax.get_title(), fontsize=8, wrap=True)
+    level = "independent units (patients, source images)" if unit == "group" else "images (not independent)"
+    fig.suptitle(f"Fig. 8: {METRIC_LABELS.get(metric, metric)} per unit of analysis ({level}), {protocol}, paired "
+                 f"tests vs {arch_label(reference)} (Holm)" + (f". {note}" if protocol != "cv" else "")
+                 + _synthetic_tag(df) + figure_note(df[df["protocol"] == protocol]), fontsize=9, wrap=True)
     return fig
 
 
 def fig8(df: pd.DataFrame, out_dir: Path | str, *, reference: str = "mildnet", metric: str = "iou",
-         protocol: str = "cv") -> list[Path]:
+         protocol: str | None = "cv", unit: str = "group") -> list[Path]:
     """Save one panel per dataset (``fig8_<dataset>.png/.pdf``) and the combined ``fig8.png/.pdf``."""
+    protocol, _ = resolve_protocol(df, None, protocol)
     out_dir, paths = Path(out_dir), []
     for ds in _datasets(df, protocol):
-        paths += _save(boxplot_fig8(df, ds, reference=reference, metric=metric, protocol=protocol), out_dir,
-                       f"fig8_{ds}")
-    return paths + _save(fig8_figure(df, reference=reference, metric=metric, protocol=protocol), out_dir, "fig8")
+        paths += _save(boxplot_fig8(df, ds, reference=reference, metric=metric, protocol=protocol, unit=unit),
+                       out_dir, f"fig8_{ds}")
+    return paths + _save(fig8_figure(df, reference=reference, metric=metric, protocol=protocol, unit=unit), out_dir,
+                         "fig8")
 
 
 # ----------------------------------------------------------------------------- bars and ranks
@@ -156,38 +181,40 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
 
 
 def bar_chart(df: pd.DataFrame, out_dir: Path | str, *, protocol: str | None = None,
-              metrics: Sequence[str] = ("dice", "iou")) -> list[Path]:
-    """Per dataset, mean Dice and IoU of each arch over images with 95% CIs (``bars.png/.pdf``)."""
-    fig = bar_figure(df, protocol=protocol, metrics=metrics)
+              metrics: Sequence[str] = ("dice", "iou"), unit: str = "group") -> list[Path]:
+    """Per dataset, mean Dice and IoU of each arch over the units of analysis with 95% CIs (``bars.png/.pdf``)."""
+    fig = bar_figure(df, protocol=protocol, metrics=metrics, unit=unit)
     return _save(fig, Path(out_dir), "bars")
 
 
-def bar_figure(df: pd.DataFrame, *, protocol: str | None = None, metrics: Sequence[str] = ("dice", "iou")) -> Figure:
+def bar_figure(df: pd.DataFrame, *, protocol: str | None = None, metrics: Sequence[str] = ("dice", "iou"),
+               unit: str = "group") -> Figure:
     protocol = _default_protocol(df, protocol)
     names = _datasets(df, protocol)
     fig = Figure(figsize=(max(5.0, 1.0 + 0.8 * 8), 3.2 * len(names)), layout="constrained")
-    unit = ""
     for i, ds in enumerate(names):
         ax = fig.add_subplot(len(names), 1, i + 1)
-        unit = _bars(ax, df, ds, protocol, metrics)
-    fig.suptitle(f"Mean over {unit} with 95% t-CI{_synthetic_tag(df)}", fontsize=10)
+        _bars(ax, df, ds, protocol, metrics, unit)
+    fig.suptitle(f"Mean over the units of analysis (named per panel) with 95% t-CI, {protocol}{_synthetic_tag(df)}",
+                 fontsize=10)
     return fig
 
 
-def _bars(ax: Axes, df: pd.DataFrame, dataset: str, protocol: str, metrics: Sequence[str]) -> str:
+def _bars(ax: Axes, df: pd.DataFrame, dataset: str, protocol: str, metrics: Sequence[str], unit: str) -> str:
     width = 0.8 / len(metrics)
-    unit = ""
+    text = ""
     for j, m in enumerate(metrics):
-        data = per_image(df, dataset=dataset, metric=m, protocol=protocol)
-        archs, unit = _ordered(data.values.columns, PAPER_ARCHS), data.unit
-        stats = np.array([mean_ci(data.values[a].to_numpy(float)) for a in archs])
+        data = per_image(df, dataset=dataset, metric=m, protocol=protocol, unit=unit)
+        archs, text = _ordered(data.values.columns, PAPER_ARCHS), data.unit
+        values = data.unit_values()
+        stats = np.array([mean_ci(values[a].to_numpy(float)) for a in archs])
         x = np.arange(len(archs)) + (j - (len(metrics) - 1) / 2) * width
         err = np.abs(stats[:, 1:].T - stats[:, 0])
         ax.bar(x, stats[:, 0], width, yerr=err, capsize=2, label=METRIC_LABELS.get(m, m))
         ax.set_xticks(range(len(archs)), [arch_label(a) for a in archs], rotation=30, ha="right", fontsize=8)
-    ax.set_title(dataset_label(dataset), fontsize=9)
+    ax.set_title(f"{dataset_label(dataset)}: {text}", fontsize=8)
     ax.legend(fontsize=7, loc="lower right")
-    return unit
+    return text
 
 
 def mean_ranks(df: pd.DataFrame, *, metric: str = "dice", protocol: str | None = None) -> pd.DataFrame:
@@ -212,3 +239,39 @@ def ranking(df: pd.DataFrame, out_dir: Path | str, *, metric: str = "dice", prot
     n = int(table["n_datasets"].max()) if len(table) else 0
     ax.set_title(f"Mean rank over {n} dataset(s), {_default_protocol(df, protocol)}{_synthetic_tag(df)}", fontsize=9)
     return _save(fig, Path(out_dir), f"ranking_{metric}")
+
+
+def rank_figure(df: pd.DataFrame, *, metric: str = "dice", protocol: str | None = None, unit: str = "group",
+                n_boot: int = 1000, seed: int = 0) -> Figure:
+    """Bootstrap rank distributions (``bench.ranking``): per dataset (and across datasets) a grid of
+    P(rank = r) per architecture, architectures ordered by bootstrap mean rank."""
+    from bench.ranking import rank_distributions
+
+    protocol = _default_protocol(df, protocol)
+    dists = rank_distributions(df, metric=metric, protocol=protocol, unit=unit, n_boot=n_boot, seed=seed)
+    ncols = min(3, len(dists))
+    nrows = -(-len(dists) // ncols)
+    fig = Figure(figsize=(4.6 * ncols, 3.6 * nrows), layout="constrained")
+    for i, (ds, (means, _, boot, text)) in enumerate(dists.items()):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        order = np.argsort(boot.mean(axis=0), kind="stable")
+        k = boot.shape[1]
+        prob = np.array([[(boot[:, j] == r).mean() for r in range(1, k + 1)] for j in order])
+        ax.imshow(prob, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+        for (row, col), v in np.ndenumerate(prob):
+            if v >= 0.005:
+                ax.text(col, row, f"{v:.2f}", ha="center", va="center", fontsize=6, color="white" if v > 0.6 else "0.2")
+        ax.set_xticks(range(k), [str(r) for r in range(1, k + 1)], fontsize=7)
+        ax.set_yticks(range(k), [arch_label(means.columns[j]) for j in order], fontsize=7)
+        ax.set_xlabel("rank (1 = best)", fontsize=7)
+        ax.set_title(f"{ds if ds == 'all datasets' else dataset_label(ds)}: {text}", fontsize=7, wrap=True)
+    fig.suptitle(f"P(rank) by mean {METRIC_LABELS.get(metric, metric)}, {protocol}: {n_boot} bootstrap resamples of "
+                 f"the units, seed {seed}{_synthetic_tag(df)}", fontsize=9, wrap=True)
+    return fig
+
+
+def rank_uncertainty(df: pd.DataFrame, out_dir: Path | str, *, metric: str = "dice", protocol: str | None = None,
+                     unit: str = "group", n_boot: int = 1000, seed: int = 0) -> list[Path]:
+    """Save ``rank_uncertainty_<metric>.png/.pdf`` (``rank_figure``)."""
+    fig = rank_figure(df, metric=metric, protocol=protocol, unit=unit, n_boot=n_boot, seed=seed)
+    return _save(fig, Path(out_dir), f"rank_uncertainty_{metric}")

@@ -8,7 +8,6 @@ gets the same split file, hence identical folds.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,10 @@ from typing import Any
 from bench.architectures import ARCHITECTURES, PAPER_ARCHS
 from bench.config import Job, Profile, Protocol, TrainConfig
 from bench.datasets import DATASETS, PAPER_DATASETS, canonical_name, open_dataset
+from bench.datasets._base import DataError
+from bench.datasets._check import case_of
 from bench.datasets.prepare import PreparedData, prepare
-from bench.datasets.splits import Split, load_or_create_split
+from bench.datasets.splits import Split, SplitError, SplitParams, load_or_create_split, make_splits, split_file_name
 
 
 @dataclass(frozen=True)
@@ -95,28 +96,59 @@ def load_data(dataset: str, root: Path | None, options: dict[str, Any], cfg: Tra
 
 
 def split_for(data: PreparedData, protocol: str, profile: Profile, results: Path) -> tuple[Split, Path]:
-    ids_hash = hashlib.sha256(json.dumps(list(data.case_ids)).encode()).hexdigest()[:8]
+    """The dataset's split file; its name hashes every split parameter and the cases (a change makes a new one)."""
     cfg = profile.train
-    path = Path(results) / "splits" / f"{data.dataset}-{data.source}-{protocol}-seed{cfg.split_seed}-{ids_hash}.json"
+    params = SplitParams(protocol, cfg.split_seed, cfg.n_folds, cfg.test_fraction, cfg.inner_fraction)
+    name = split_file_name(data.dataset, data.source, params, list(data.case_ids), list(data.groups))
+    path = Path(results) / "splits" / name
     split = load_or_create_split(path, list(data.case_ids), list(data.groups), protocol, cfg.split_seed,
-                                 cfg.n_folds, cfg.test_fraction)
+                                 cfg.n_folds, cfg.test_fraction, cfg.inner_fraction)
     return split, path
 
 
 def plan(sel: Selection, profile: Profile, results: Path, data_root: Path | None = None,
          skip: tuple[str, ...] = ()) -> list[Job]:
-    """Every job of the selection, sorted by (dataset, arch, protocol, fold, seed)."""
+    """Every job of the selection, sorted by (dataset, arch, protocol, fold, seed).
+
+    Every selected dataset is checked before any job exists: a missing folder, bad files, too few
+    groups for the folds, a fold index the split lacks. If anything is wrong, one ``PlanError`` lists
+    every problem (one line each, with the way forward) instead of stopping at the first.
+    """
     jobs = []
     folds = sel.folds if sel.folds is not None else profile.folds
     seeds = sel.seeds if sel.seeds is not None else profile.seeds
+    problems, planned, skipped = _missing_folders(sel.datasets, data_root), [], set()
     for dataset in sel.datasets:
+        if any(p.dataset == dataset for p in problems):
+            continue
         root = dataset_root(data_root, dataset)
-        options = data_options(dataset, profile, root is None, skip)
-        data = load_data(dataset, root, options, profile.train, Path(results) / "cache")
-        split, split_path = split_for(data, sel.protocol, profile, results)
-        for fold in folds:
-            if not 0 <= fold < len(split.folds):
-                raise ValueError(f"fold {fold} does not exist: the split has folds 0..{len(split.folds) - 1}")
+        # each real dataset gets the --skip ids its layout holds (one list can name several datasets' files)
+        here = held_ids(dataset, root, data_options(dataset, profile, False), skip) if root and skip else skip
+        skipped.update(here)
+        options = data_options(dataset, profile, root is None, here)
+        try:
+            data = load_data(dataset, root, options, profile.train, Path(results) / "cache")
+        except DataError as err:
+            problems.append(_data_problem(dataset, root, err))
+            continue
+        problem = fold_problem(data, sel.protocol, profile.train, folds)
+        if problem is not None:
+            problems.append(problem)
+            continue
+        try:
+            split, split_path = split_for(data, sel.protocol, profile, results)
+        except SplitError as err:
+            problems.append(PlanProblem(dataset, " ".join(str(err).split()),
+                                        "delete or move the split file named there to make a new split"))
+            continue
+        planned.append((dataset, root, options, data, split, split_path))
+    unknown = [i for i in skip if i not in skipped]
+    if unknown:
+        problems.append(PlanProblem("--skip", f"no selected dataset present holds case id(s) {', '.join(unknown)}",
+                                    "check the ids against `bench data check`, or drop them from --skip"))
+    if problems:
+        raise PlanError(problems, sel, data_root)
+    for dataset, root, options, data, split, split_path in planned:
         for arch in sel.archs:
             for fold in folds:
                 for seed in seeds:
@@ -124,3 +156,124 @@ def plan(sel: Selection, profile: Profile, results: Path, data_root: Path | None
                                     None if root is None else str(root), data.fingerprint, split.hash,
                                     str(split_path), json.dumps(options, sort_keys=True)))
     return sorted(jobs, key=lambda j: (j.dataset, j.arch, j.protocol, j.fold, j.seed))
+
+
+# ---------------------------------------------------------------------------------- planning problems
+
+
+@dataclass(frozen=True)
+class PlanProblem:
+    """One reason a dataset cannot be planned: ``what`` is wrong and ``fix``, the way forward."""
+
+    dataset: str
+    what: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.dataset}: {self.what}. Way forward: {self.fix}"
+
+
+class PlanError(ValueError):
+    """Every planning problem of a selection at once, one line per problem, before any job starts."""
+
+    def __init__(self, problems: list[PlanProblem], sel: Selection, data_root: Path | None) -> None:
+        self.problems = problems
+        bad = {p.dataset for p in problems} & set(sel.datasets)
+        ok = [d for d in sel.datasets if d not in bad]
+        head = f"{len(problems)} planning problem(s) in {len(bad)} of {len(sel.datasets)} dataset(s); no job was started:"
+        lines = [head, *[f"  - {p}" for p in problems]]
+        if data_root is not None:
+            lines.append(_presence_line(sel.datasets, Path(data_root)))
+        lines.append(f"Plan without them: --dataset {','.join(ok)}" if ok else
+                     "No selected dataset can be planned as it is.")
+        super().__init__("\n".join(lines))
+
+
+def held_ids(dataset: str, root: Path, options: dict[str, Any], ids: tuple[str, ...]) -> tuple[str, ...]:
+    """The ``ids`` that the layout of ``dataset`` under ``root`` holds (listing only, no decoding), so one
+    ``--skip`` list can name bad files of several datasets."""
+    scan = open_dataset(dataset, root, **options).scan()
+    known = {c.case_id for c in scan.cases} | {case_of(p) for p in scan.problems} | scan.excluded
+    return tuple(i for i in ids if i in known)
+
+
+def _presence_line(datasets: tuple[str, ...], data_root: Path) -> str:
+    present = [d for d in datasets if (data_root / d).is_dir()]
+    missing = [d for d in datasets if d not in present]
+    others = sorted(p.name for p in data_root.iterdir() if p.is_dir() and p.name not in datasets) \
+        if data_root.is_dir() else []
+    line = f"Under {data_root}: present {', '.join(present) or 'none'}; missing {', '.join(missing) or 'none'}"
+    return line + (f"; other folders (not selected dataset names): {', '.join(others)}" if others else "")
+
+
+def _missing_folders(datasets: tuple[str, ...], data_root: Path | None) -> list[PlanProblem]:
+    if data_root is None:
+        return []
+    if not Path(data_root).is_dir():
+        raise FileNotFoundError(f"--data-root {data_root} is not a folder (expected one native-layout folder "
+                                "per dataset, e.g. <data-root>/lgg_mri)")
+    return [PlanProblem(d, f"no folder {Path(data_root) / d} (its native layout: docs/datasets.md)",
+                        f"put the dataset there (`bench data check {d} --root {Path(data_root) / d}` validates "
+                        "it), or leave it out of --dataset")
+            for d in datasets if not (Path(data_root) / d).is_dir()]
+
+
+def _data_problem(dataset: str, root: Path | None, err: DataError) -> PlanProblem:
+    ids = sorted({c for c in map(case_of, err.problems) if c})
+    first = str(err.problems[0]) if err.problems else str(err).splitlines()[0]
+    what = f"{len(err.problems)} problem(s) in {root} (first: {first})"
+    skip = f", or exclude the cases explicitly: --skip {','.join(ids)}" if ids and len(ids) == len(err.problems) \
+        else ""
+    return PlanProblem(dataset, what, f"`bench data check {dataset} --root {root}` lists them all; fix the files"
+                                      f"{skip}, or leave it out of --dataset")
+
+
+def _group_noun(data: PreparedData) -> str:
+    if data.dataset == "lgg_mri" and data.source == "real":
+        return "patient(s)"
+    return "source image(s)" if data.unit == "patch" else "image(s)"
+
+
+def max_folds(data: PreparedData, protocol: str, cfg: TrainConfig) -> int | None:
+    """The largest fold count (2..``cfg.n_folds``) this data allows under ``protocol``, or None."""
+    for n in range(max(cfg.n_folds, 2), 1, -1):
+        try:
+            make_splits(list(data.case_ids), list(data.groups), protocol, cfg.split_seed, n, cfg.test_fraction,
+                        cfg.inner_fraction)
+        except SplitError:
+            continue
+        return n
+    return None
+
+
+def fold_problem(data: PreparedData, protocol: str, cfg: TrainConfig, folds: tuple[int, ...]) -> PlanProblem | None:
+    """Why ``data`` cannot give ``cfg.n_folds`` folds (or the requested fold indices), with the way
+    forward: the largest ``n_folds`` that works, the other protocol, or leaving the dataset out."""
+    n_groups = len(set(data.groups))
+    if n_groups == len(data):
+        groups = f"{n_groups} {data.unit}s, each its own group"
+    else:
+        groups = f"{n_groups} {_group_noun(data)} ({len(data)} {'patches' if data.unit == 'patch' else 'images'})"
+    best = max_folds(data, protocol, cfg)
+    if best == cfg.n_folds:
+        bad = [f for f in folds if not 0 <= f < best]
+        if not bad:
+            return None
+        return PlanProblem(data.dataset, f"fold(s) {', '.join(map(str, bad))} do not exist: {protocol} with "
+                                         f"n_folds={best} has folds 0..{best - 1}",
+                           f"--folds {','.join(str(f) for f in folds if 0 <= f < best) or '0'}, or "
+                           f"--set n_folds={max(folds) + 1} (which changes every fold)")
+    outside = "outside the test set " if protocol == "holdout" else ""
+    what = f"{groups}: {protocol} with {cfg.n_folds} folds needs at least {cfg.n_folds} groups {outside}(no group " \
+           f"crosses a split); this data has {best if best else 'fewer than 2'}"
+    fixes = []
+    if best:
+        need = f" --folds {','.join(map(str, range(best)))}" if max(folds) >= best else ""
+        fixes.append(f"--set n_folds={best}{need} (the most it allows; n_folds applies to every dataset of the run)")
+    other = "cv" if protocol == "holdout" else "holdout"
+    alt = max_folds(data, other, cfg)
+    if alt:
+        folds_opt = "" if alt == cfg.n_folds else f" --set n_folds={alt}"
+        fixes.append(f"--protocol {other}{folds_opt}")
+    fixes.append("leave it out of --dataset")
+    return PlanProblem(data.dataset, what, ", or ".join(fixes))

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench import figures, stats, tables
+from bench import figures, learning, ranking, selection, stats, tables
 
 FORMATS = ("md", "tex", "csv", "html")
 _RENDER_FMT = {"md": "md", "tex": "latex", "latex": "latex", "csv": "csv", "html": "html"}
@@ -29,9 +29,18 @@ CONVENTIONS = [
     "HD95: max of the two directed 95th percentiles of boundary-to-boundary distances (MONAI convention), pixels.",
     "Tables 4/5: mean ± std (ddof=1) over fold models of each fold model's mean over its images "
     "(Table 4: validation folds of the holdout protocol; Table 5: the holdout test set).",
-    "Statistics: paired on case_id (unmatched sets refused); paired t-test, Holm correction across the comparisons "
-    "of one dataset, Cohen's d_z and the t-based 95% CI of the mean difference. Unit: out-of-fold images (cv) or "
-    "test-set images averaged over fold models (holdout).",
+    "Protocols: holdout (Tables 4-5) = a seeded group-aware 70/30 split, the 70% in 5 folds; fold model k trains "
+    "on the 4 other folds, chooses its epoch on fold k and is scored on the 30% test set. cv (Fig. 8) = standard "
+    "5-fold cross-validation: fold model k trains on the 4 other folds (80%) minus an inner validation part of "
+    "whole groups (inner_fraction of those folds, 0.1 by default: 72% of the data), chooses its epoch there and "
+    "is scored on fold k, so every image is scored once, out of fold.",
+    "Statistics: paired on case_id (unmatched sets refused), at the level of the independent unit by default "
+    "(each image's value averaged over fold models, then over its group: an LGG patient, an ISBI/GlaS source "
+    "image; every output names the unit); paired t-test, Holm correction across the comparisons of one dataset, "
+    "Cohen's d_z and the mean difference with its t-based 95% CI. Under cv also the corrected resampled t-test "
+    "over fold models (Nadeau & Bengio 2003).",
+    "Like for like: every comparison refuses architectures whose jobs differ in any setting but the architecture "
+    "(training recipe, data options, split, data source, evaluation size).",
 ]
 REPORT_PACKAGES = ("numpy", "pandas", "scipy", "statsmodels", "matplotlib", "seaborn", "mildnet-bench")
 
@@ -45,8 +54,11 @@ def report_table(df: pd.DataFrame, n: int | str, fmt: str = "md", vs_paper: bool
     """Table ``n`` rendered as ``fmt`` (md, tex/latex, csv, html).
 
     ``n``: 3 (hyper-parameters, needs ``sidecars``), 4, 5, ``"floors"``, ``"sensitivity"``, ``"tests"``
-    (paired tests, ``kwargs`` go to ``stats.paired_tests``), or 1/2 (built by ``bench.datasets.summary``
-    ``table1(*inputs)`` / ``table2(*inputs)``: prepared datasets, or (prepared, split) pairs).
+    (paired tests, ``kwargs`` go to ``stats.paired_tests``), ``"folds"`` (corrected resampled t-test over
+    cv fold models), ``"ranks"`` (bootstrap rank uncertainty, ``bench.ranking.rank_table``),
+    ``"settings"`` (the configurations of the folder, needs ``sidecars``), or 1/2 (built by
+    ``bench.datasets.summary`` ``table1(*inputs)`` / ``table2(*inputs)``: prepared datasets, or (prepared,
+    split) pairs).
     """
     table = build_table(df, n, vs_paper, failures=failures, sidecars=sidecars, inputs=inputs, **kwargs)
     return tables.render(table, _render_fmt(fmt))
@@ -63,33 +75,65 @@ def build_table(df: pd.DataFrame, n: int | str, vs_paper: bool = False, *, failu
         except ImportError as exc:
             raise ValueError(f"Table {n} is built by bench.datasets.summary, which is not importable: {exc}") from exc
         return getattr(summary, f"table{n}")(*inputs, **kwargs)
-    if key == "3":
+    if key in ("3", "settings"):
         if not sidecars:
-            raise ValueError("Table 3 needs the job sidecars (bench.store.sidecars(results))")
+            raise ValueError(f"Table {n} needs the job sidecars (bench.store.sidecars(results))")
+        if key == "settings":
+            return selection.settings_overview(selection.settings_table(sidecars))
         return tables.table3(sidecars)
+    if key == "compute":  # parameters, GMACs, time and memory per job beside Dice (bench.compute)
+        from bench.compute import compute_table
+
+        return compute_table(df, sidecars or [])
     builders: dict[str, Callable[[], pd.DataFrame]] = {
         "4": lambda: tables.table4(df, failures=failures, vs_paper=vs_paper, **kwargs),
         "5": lambda: tables.table5(df, failures=failures, vs_paper=vs_paper, **kwargs),
         "floors": lambda: tables.floor_rows(df, **kwargs),
         "sensitivity": lambda: tables.sensitivity(df, **kwargs)[0],
         "tests": lambda: _tests_table(df, **kwargs),
+        "folds": lambda: _fold_tests_table(df, **kwargs),
+        "ranks": lambda: ranking.rank_table(df, **{"protocol": _ranking_protocol(df), **kwargs}),
     }
     if key not in builders:
-        raise ValueError(f"unknown table {n!r}; expected 1, 2, 3, 4, 5, floors, sensitivity or tests")
+        raise ValueError(f"unknown table {n!r}; expected 1, 2, 3, 4, 5, floors, sensitivity, tests, folds, ranks or "
+                         "settings")
     return builders[key]()
+
+
+def _ranking_protocol(df: pd.DataFrame) -> str:
+    return "holdout" if ((df["protocol"] == "holdout") & (df["split"] == "test")).any() else "cv"
 
 
 def _tests_table(df: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
     """Paired tests, compact: one row per comparison; test, correction and unit go in the caption."""
+    if kwargs.get("protocol") is None:
+        kwargs["protocol"] = stats.resolve_protocol(df, None, None)[0]
     full = stats.paired_tests(df, **kwargs)
     if full.empty:
         raise ValueError(f"no {kwargs.get('protocol', 'cv')} results to test")
-    out = full[["dataset", "other", "n", "mean_ref", "mean_other", "mean_diff", "ci_low", "ci_high", "d_z",
-                "p_raw", "p_adj", "significant"]].rename(columns={"other": "arch"})
+    out = full[["dataset", "other", "n", "n_images", "mean_ref", "mean_other", "mean_diff", "ci_low", "ci_high",
+                "d_z", "p_raw", "p_adj", "significant"]].rename(columns={"other": "arch", "n": "n_units"})
     settings = sorted({f"{r.test} test of {r.metric}, {r.reference} vs each model, {r.correction} correction per "
-                       f"dataset, alpha {r.alpha:g}; unit: {r.unit}" for r in full.itertuples()})
-    out.attrs["caption"] = "Paired tests: " + "; ".join(settings) + ". mean_diff = reference - model. " + \
-        tables.source_note(df)
+                       f"dataset, alpha {r.alpha:g}" for r in full.itertuples()})
+    units = sorted({f"{tables.dataset_label(r.dataset)}: {r.unit}" for r in full.itertuples()})
+    out.attrs["caption"] = tables.tests_caption("; ".join(settings), units, df)
+    return out
+
+
+def _fold_tests_table(df: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
+    """Corrected resampled t-tests over the cv fold models, one row per (dataset, comparison)."""
+    kwargs.pop("protocol", None)
+    kwargs.pop("unit", None)
+    names = sorted(df.loc[(df["protocol"] == "cv") & (df["split"] == "val"), "dataset"].unique())
+    if not names:
+        raise ValueError(f"no cv results: {stats.run_command(None, 'cv')} makes them")
+    full = pd.concat([stats.fold_level_test(df, dataset=d, **kwargs) for d in names], ignore_index=True)
+    out = full[["dataset", "other", "n_folds", "mean_diff", "ci_low", "ci_high", "statistic", "p_raw", "p_adj",
+                "significant"]].rename(columns={"other": "arch"})
+    out.attrs["caption"] = (f"Fold-level tests of {full['metric'].iloc[0]}, {full['reference'].iloc[0]} vs each "
+                            f"model: {stats.NADEAU_BENGIO}; variance corrected by 1/J + n_test/n_train; Holm per "
+                            f"dataset. Unit: {full['unit'].iloc[0]}. mean_diff = reference - model with its 95% CI. "
+                            + tables.source_note(df))
     return out
 
 
@@ -100,11 +144,12 @@ def _render_fmt(fmt: str) -> str:
 
 
 def report_figure(df: pd.DataFrame, n: int | str, out_dir: Path | str, **kwargs: Any) -> list[Path]:
-    """Figure ``n`` saved under ``out_dir``: 8 (Fig. 8 panels + combined), ``"bars"``, ``"ranking"``."""
+    """Figure ``n`` saved under ``out_dir``: 8 (Fig. 8 panels + combined), ``"bars"``, ``"ranking"``,
+    ``"ranks"`` (bootstrap rank distributions)."""
     makers: dict[str, Callable[..., list[Path]]] = {"8": figures.fig8, "bars": figures.bar_chart,
-                                                   "ranking": figures.ranking}
+                                                   "ranking": figures.ranking, "ranks": figures.rank_uncertainty}
     if str(n) not in makers:
-        raise ValueError(f"unknown figure {n!r}; expected 8, bars or ranking")
+        raise ValueError(f"unknown figure {n!r}; expected 8, bars, ranking or ranks")
     return makers[str(n)](df, Path(out_dir), **kwargs)
 
 
@@ -114,11 +159,12 @@ def report_figure(df: pd.DataFrame, n: int | str, out_dir: Path | str, **kwargs:
 def build_report(df: pd.DataFrame, out_dir: Path | str, *, sidecars: Sequence[dict[str, Any]],
                  failures: pd.DataFrame | None = None, fmt: Sequence[str] = FORMATS, vs_paper: bool = True,
                  reference: str = "mildnet", metric: str = "iou",
-                 data_inputs: dict[int, Sequence[Any]] | None = None) -> Path:
+                 data_inputs: dict[int, Sequence[Any]] | None = None, commands: Sequence[str] = ()) -> Path:
     """Write every table and figure under ``out_dir`` plus ``index.md`` and ``index.html``; returns index.md.
 
     A part without data (e.g. no ``cv`` results, so no Fig. 8) is listed in the index with the reason.
     ``data_inputs`` maps 1 and 2 to the inputs of Tables 1 and 2 (``bench.report_data.loaded_data``).
+    ``commands``: the command lines that made the results and this report, stated in the index.
     """
     if df.empty:
         raise ValueError("no results to report (the results table is empty)")
@@ -136,14 +182,25 @@ def build_report(df: pd.DataFrame, out_dir: Path | str, *, sidecars: Sequence[di
                     ("Convention sensitivity", "sensitivity")):
         items.append((name, _write_table(df, n, out_dir, fmt, vs_paper, failures, sidecars)))
     for protocol in ("cv", "holdout"):
-        items.append((f"Paired tests ({protocol}, {metric}, vs {reference})",
-                      _write_table(df, "tests", out_dir, fmt, False, failures, sidecars, protocol=protocol,
-                                   metric=metric, reference=reference)))
-    for name, n, kw in (("Fig. 8: per-image box plots (cv)", 8, {"reference": reference, "metric": metric}),
-                        ("Bars: Dice and IoU with 95% CIs", "bars", {}), ("Mean rank across datasets", "ranking", {})):
+        for unit in ("group", "image", *(["patient"] if "patient" in df.columns else [])):
+            items.append((f"Paired tests ({protocol}, {metric}, vs {reference}, unit: {unit})",
+                          _write_table(df, "tests", out_dir, fmt, False, failures, sidecars, protocol=protocol,
+                                       metric=metric, reference=reference, unit=unit)))
+    items.append((f"Fold-level tests (cv, {metric}, vs {reference}; Nadeau & Bengio 2003)",
+                  _write_table(df, "folds", out_dir, fmt, False, failures, sidecars, metric=metric,
+                               reference=reference)))
+    items.append(("Rank uncertainty (bootstrap over independent units)",
+                  _write_table(df, "ranks", out_dir, fmt, False, failures, sidecars)))
+    items.append(("Configurations in the results", _write_table(df, "settings", out_dir, fmt, False, failures,
+                                                               sidecars)))
+    for name, n, kw in (("Fig. 8: box plots per independent unit (cv if run, else holdout)", 8,
+                         {"reference": reference, "metric": metric, "protocol": None}),
+                        ("Bars: Dice and IoU with 95% CIs", "bars", {}), ("Mean rank across datasets", "ranking", {}),
+                        ("Rank uncertainty: bootstrap rank distributions", "ranks", {})):
         items.append((name, _try(lambda n=n, kw=kw: report_figure(df, n, out_dir / "figures", **kw))))
     line = _try(lambda: tables.sensitivity(df)[1])
     facts = provenance(df, sidecars, failures)
+    facts["commands"] = list(commands)
     index = out_dir / "index.md"
     index.write_text(_index_md(facts, items, line, out_dir))
     (out_dir / "index.html").write_text(_index_html(facts, items, line, out_dir))
@@ -164,6 +221,7 @@ def _write_table(df: pd.DataFrame, n: int | str, out_dir: Path, fmts: Sequence[s
     if isinstance(table, str):
         return table
     stem = f"table{n}" if str(n).isdigit() else f"{n}_{kwargs['protocol']}" if "protocol" in kwargs else str(n)
+    stem += "_image" if kwargs.get("unit") == "image" else ""
     paths = []
     for f in fmts:
         path = out_dir / "tables" / f"{stem}.{f}"
@@ -189,6 +247,7 @@ def provenance(df: pd.DataFrame, sidecars: Sequence[dict[str, Any]], failures: p
                  "sidecars": len(sidecars), **{f"status {k}": int(v) for k, v in statuses.items()},
                  "failed (failures table)": 0 if failures is None else len(failures)},
         "rows": len(df),
+        "not_learned": learning.report_lines(sidecars),
         "run_versions": {k: ", ".join(sorted(v)) for k, v in sorted(run_versions.items())},
         "report_versions": {"python": platform.python_version(), **{p: _version(p) for p in REPORT_PACKAGES}},
         "failures": [] if failures is None else [f"{r.dataset}/{r.arch}/{getattr(r, 'protocol', '?')}/fold"
@@ -211,6 +270,8 @@ def _facts_lines(facts: dict[str, Any]) -> list[tuple[str, list[str]]]:
                   f"Evaluation size(s): {', '.join(f'{s}x{s}' for s in facts['eval_sizes'])}",
                   f"Rows (job x image): {facts['rows']}"]),
         ("Jobs", [f"{k}: {v}" for k, v in facts["jobs"].items()] + [f"failed: {f}" for f in facts["failures"]]),
+        ("Did not learn", facts.get("not_learned", [])),
+        ("Commands", [f"`{c}`" for c in facts.get("commands", [])] or ["not recorded"]),
         ("Conventions", CONVENTIONS),
         ("Package versions (runs)", [f"{k}: {v}" for k, v in facts["run_versions"].items()] or ["not recorded"]),
         ("Package versions (this report)", [f"{k}: {v}" for k, v in facts["report_versions"].items()]),

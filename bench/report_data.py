@@ -33,3 +33,32 @@ def loaded_data(sidecars: list[dict[str, Any]], results: Path, with_splits: bool
     if not seen:
         raise ValueError("no finished jobs: Tables 1 and 2 describe the data of finished runs")
     return tuple(seen.values())
+
+
+def glas_patients(sidecars: list[dict[str, Any]]) -> dict[str, str]:
+    """GlaS source image -> patient id from ``Grade.csv`` of each real GlaS folder the jobs read (the
+    dataset folder or one sub-folder down, as the reader looks); empty without real GlaS data."""
+    from bench.datasets.glas2015 import GRADES, read_grades
+
+    out: dict[str, str] = {}
+    roots = {s["job"].get("data_root") for s in sidecars if (s.get("job") or {}).get("dataset") == "glas2015"}
+    for root in sorted(r for r in roots if r):
+        found = [Path(root) / GRADES] + sorted(Path(root).glob(f"*/{GRADES}"))
+        path = next((p for p in found if p.is_file()), None)
+        if path is None:
+            continue
+        for name, meta in read_grades(path).items():
+            patient = dict(meta).get("patient_id")
+            if patient:
+                out[name] = f"patient {patient}"
+    return out
+
+
+def attach_patients(df: Any, sidecars: list[dict[str, Any]]) -> Any:
+    """``df`` with a ``patient`` column for GlaS rows (their source image's patient in Grade.csv; the
+    ``group`` of a GlaS patch is its source image), so ``--unit patient`` can pair patients."""
+    patients = glas_patients(sidecars)
+    if not patients or df.empty:
+        return df
+    glas = df["dataset"] == "glas2015"
+    return df.assign(patient=df["group"].where(glas).map(patients))

@@ -187,9 +187,10 @@ def _record_crash(job: Job, results: Path, pid: int | None = None) -> dict[str, 
 
 
 def run_jobs(jobs: list[Job], results: Path | str, n_jobs: int = 1, force: bool = False,
-             progress: bool = True) -> Iterator[dict[str, Any]]:
+             progress: bool = True, engine: Any = None) -> Iterator[dict[str, Any]]:
     """Run the unfinished jobs (all with ``force``), yielding one status dict per job as it ends.
 
+    ``engine``: a ``bench.engines.EngineConfig``; None or ``loky`` runs here (``n_jobs`` workers).
     Jobs another process is running are done last: waited for, then read (or run here if that
     process died). Stale temporary files under ``results/runs`` are removed first.
     """
@@ -199,6 +200,11 @@ def run_jobs(jobs: list[Job], results: Path | str, n_jobs: int = 1, force: bool 
     for job in jobs:
         if job not in todo:
             yield _status(job, "skipped")
+    if engine is not None and engine.name != "loky" and todo:  # Dask or SLURM (bench.engines)
+        from bench.engines import dispatch
+
+        yield from dispatch(todo, results, engine)
+        return
     busy = []
     by_key = {j.key: j for j in todo}
     for status in _dispatch(todo, results, n_jobs, progress, force=force, wait=False):

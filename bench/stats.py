@@ -1,17 +1,25 @@
 """Paired significance tests on the tidy per-image results table (paper Fig. 8: t-test on IoU, p <= 0.05).
 
-Conventions (design/conventions.md, "Statistics"):
+Conventions (design notes, "Statistics"):
 
 - Pairing is strictly by ``case_id``: the two architectures must have scored exactly the same images,
   otherwise a ValueError lists the ids found for only one of them.
-- Unit of analysis: ``cv`` protocol -> out-of-fold images (every image scored once, by the fold model
-  that did not see it); ``holdout`` protocol, ``test`` split -> test-set images, each image's value
-  first averaged over the fold models that scored it. Several seeds are averaged per image too. The
-  ``unit`` column of every result says which.
+- Unit of analysis (``unit``): ``"group"`` (default) tests the independent units: each image's value
+  is first averaged over the fold models (and seeds) that scored it, then over the images of its
+  ``group`` (an LGG patient; the source image of ISBI/GlaS patches; the image itself elsewhere), and the
+  architectures are paired over groups. Slices of one patient and patches of one source image are
+  correlated, so treating them as independent (``unit="image"``, kept for comparison with the paper,
+  which did) overstates the evidence. The ``unit`` column names what was paired: patients, source
+  images, patches, slices or images, out of fold (``cv``) or on the test set (``holdout``).
 - Paired t-test (the paper's) or Wilcoxon signed-rank (scipy.stats), Holm correction across the
   comparisons of one call (statsmodels), Cohen's d_z = mean(diff) / sd(diff), and the t-based 95%
-  confidence interval of the mean difference (``ttest_rel(...).confidence_interval()``).
+  confidence interval of the mean difference (``ttest_rel(...).confidence_interval()``), in the units
+  of the metric per unit of analysis.
+- ``fold_level_test``: under ``cv``, the corrected resampled t-test of Nadeau and Bengio (2003) on the
+  fold models' mean differences, whose variance accounts for the overlapping training sets.
 - A test on <= 5 units per architecture (e.g. five fold means) warns: it has almost no power.
+- Every comparison refuses architectures whose jobs differ in anything but the architecture
+  (``bench.selection.check_like_for_like``).
 """
 
 from __future__ import annotations
@@ -25,14 +33,22 @@ import pandas as pd
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
+from bench.selection import check_like_for_like
+
 TESTS = ("t", "wilcoxon")
+UNITS = ("group", "image", "patient")  # patient: GlaS patients of Grade.csv (column ``patient``)
+NADEAU_BENGIO = ("corrected resampled t (Nadeau C. & Bengio Y. 2003, Inference for the generalization error, "
+                 "Machine Learning 52:239-281)")
+#: (group noun, image noun) per dataset: what one independent unit and one scored image are.
+UNIT_NOUNS = {"lgg_mri": ("patients", "slices"), "isbi2012": ("source images", "patches"),
+              "glas2015": ("source images", "patches")}
 CORRECTIONS = ("holm", "bonferroni", "none")
 MIN_UNITS = 5  # n <= MIN_UNITS warns
 DEFAULT_SPLIT = {"cv": "val", "holdout": "test"}
 RESULT_COLUMNS = [
     "dataset", "metric", "reference", "other", "n", "mean_ref", "mean_other", "mean_diff", "ci_low", "ci_high",
     "d_z", "statistic", "p_raw", "p_adj", "significant", "test", "correction", "alpha", "n_excluded",
-    "models_ref", "models_other", "unit",
+    "models_ref", "models_other", "unit", "unit_level", "n_images",
 ]
 #: The paper's datasets and their aliases, used when the dataset registry does not (yet) know a name.
 PAPER_DATASET_NAMES = {"isbi2012": "isbi2012", "isic2018": "isic2018", "lgg_mri": "lgg_mri", "mri": "lgg_mri",
@@ -60,15 +76,63 @@ def default_split(protocol: str, split: str | None = None) -> str:
     return DEFAULT_SPLIT[protocol]
 
 
-def unit_of_analysis(protocol: str, split: str, n_seeds: int = 1) -> str:
-    """Plain-words unit of one paired observation, written into every output."""
+def unit_nouns(dataset: str, grouped: bool) -> tuple[str, str]:
+    """(independent unit, scored image) nouns of ``dataset``: ("patients", "slices") for LGG, ("source
+    images", "patches") for ISBI/GlaS, ("images", "images") where every image is its own group."""
+    if not grouped:
+        return ("images", "images") if dataset not in UNIT_NOUNS else (UNIT_NOUNS[dataset][1],) * 2
+    return UNIT_NOUNS.get(dataset, ("groups", "images"))
+
+
+def unit_of_analysis(protocol: str, split: str, n_seeds: int = 1, *, dataset: str = "", unit: str = "image",
+                     grouped: bool = False) -> str:
+    """Plain-words unit of one paired observation, written into every output (e.g. "patients (each the
+    mean of its out-of-fold slices; cv)" or "out-of-fold slices (cv)")."""
+    group_noun, image_noun = unit_nouns(dataset, grouped)
     if protocol == "cv":
-        text = "out-of-fold images (cv)"
+        where, tail = "out-of-fold", "cv"
     elif split == "test":
-        text = "test-set images, averaged over fold models (holdout)"
+        where, tail = "test-set", "averaged over fold models; holdout"
     else:
-        text = f"{split}-fold images of the fold models (holdout {split})"
+        where, tail = f"{split}-fold", f"holdout {split}"
+    if unit == "patient":
+        group_noun = "patients (Grade.csv)"
+    if unit in ("group", "patient") and grouped:
+        text = f"{group_noun} (each the mean of its {where} {image_noun}; {tail})"
+    else:
+        text = f"{where} {image_noun} ({tail})"
+        if unit == "image" and grouped:
+            one = {"patients": "patient", "source images": "source image"}.get(group_noun, "group")
+            text += f", image level: {image_noun} of one {one} are correlated, not independent"
+    text = text.replace("; averaged over fold models; holdout)", ", averaged over fold models; holdout)")
     return text + (f", averaged over {n_seeds} seeds" if n_seeds > 1 else "")
+
+
+def resolve_protocol(df: pd.DataFrame, dataset: str | None = None, protocol: str | None = None) -> tuple[str, str]:
+    """(protocol, note): ``protocol`` when given; else ``cv`` if it has results (for ``dataset``), else
+    ``holdout`` with a note saying so; neither: a ValueError naming the command that makes them."""
+    if protocol is not None:
+        return protocol, ""
+    has = {}
+    for p, split in DEFAULT_SPLIT.items():
+        mask = (df["protocol"] == p) & (df["split"] == split) if len(df) else pd.Series(dtype=bool)
+        if dataset is not None and len(df):
+            mask &= df["dataset"] == canonical_dataset(dataset)
+        has[p] = bool(mask.any())
+    what = f"dataset {canonical_dataset(dataset)}" if dataset else "any dataset"
+    if has["cv"]:
+        return "cv", f"protocol cv (out-of-fold scores, as the paper's Fig. 8) for {what}"
+    if has["holdout"]:
+        return "holdout", (f"protocol holdout (test set): no cv results for {what}; the paper's Fig. 8 used cv "
+                           f"({run_command(dataset, 'cv')})")
+    raise ValueError(f"no cv or holdout results for {what}: {run_command(dataset, 'cv')} makes them")
+
+
+def run_command(dataset: str | None, protocol: str) -> str:
+    """The ``bench run`` command that produces ``protocol`` results for ``dataset`` (or every dataset)."""
+    target = f"--dataset {dataset} --arch mildnet,unet" if dataset else "--all"
+    folds = " --folds 0,1,2,3,4" if protocol == "cv" else ""
+    return f"`bench run {target} --protocol {protocol}{folds}`"
 
 
 def check_unique(df: pd.DataFrame) -> None:
@@ -86,7 +150,9 @@ def select(df: pd.DataFrame, *, dataset: str | None = None, protocol: str, split
            archs: Sequence[str] | None = None) -> pd.DataFrame:
     """Rows of one protocol/split (default split: cv -> val, holdout -> test), optionally one dataset and archs.
 
-    Raises if the selection mixes data sources or evaluation sizes, or holds duplicate rows.
+    Raises if the archs' jobs differ in anything but the architecture (data source, evaluation size,
+    profile, split, data options and, when attached, every training setting: ``check_like_for_like``)
+    or the selection holds duplicate rows.
     """
     split = default_split(protocol, split)
     mask = (df["protocol"] == protocol) & (df["split"] == split)
@@ -94,14 +160,25 @@ def select(df: pd.DataFrame, *, dataset: str | None = None, protocol: str, split
         mask &= df["dataset"] == canonical_dataset(dataset)
     if archs is not None:
         mask &= df["arch"].isin(list(archs))
-    out = df[mask]
-    for col in ("source", "eval_size", "profile"):
+    out = df[mask & at_report_resolution(df)]
+    for col in ("source", "eval_size", "profile", "cohort_fingerprint"):
         if col in out.columns:
             for ds, values in out.groupby("dataset")[col].unique().items():
                 if len(values) > 1:
-                    raise ValueError(f"{ds}: results mix {col} values {sorted(map(str, values))}; filter first")
+                    raise ValueError(f"{ds}: results mix {col} values {sorted(map(str, values))}; filter first "
+                                     "(--where KEY=VALUE)")
+    check_like_for_like(out, f"{protocol}/{split} comparison")
     check_unique(out)
     return out
+
+
+def at_report_resolution(df: pd.DataFrame) -> pd.Series:
+    """Rows at the resolution reports use: ``eval_resolution == "input"`` (rows without the column are
+    input-size rows), or ``native`` when ``df`` holds only native-resolution rows. Never both."""
+    if "eval_resolution" not in df.columns:
+        return pd.Series(True, index=df.index)
+    res = df["eval_resolution"].fillna("input")
+    return res == ("input" if (res == "input").any() or res.empty else "native")
 
 
 @dataclass(frozen=True)
@@ -110,33 +187,69 @@ class PerImage:
 
     ``values`` is each image's mean over the fold models (and seeds) that scored it, NaN metric values
     (a both-empty image under an exclusion rule) skipped; ``scored`` says which arch scored which image
-    (a NaN value still counts as scored); ``n_models`` the number of fold models per arch.
+    (a NaN value still counts as scored); ``n_models`` the number of fold models per arch; ``groups``
+    each image's group; ``level`` the unit of analysis (``group``, ``patient`` or ``image``) and ``unit`` its words.
     """
 
     values: pd.DataFrame
     scored: pd.DataFrame
     n_models: pd.Series
     unit: str
+    groups: pd.Series | None = None
+    level: str = "image"
+
+    @property
+    def grouped(self) -> bool:
+        """Do some groups hold more than one image (so group and image level differ)?"""
+        return self.groups is not None and bool(self.groups.duplicated().any())
+
+    def unit_values(self) -> pd.DataFrame:
+        """One row per unit of analysis (group means of ``values`` at group level), one column per arch."""
+        if self.level == "image" or self.groups is None:
+            return self.values
+        return self.values.groupby(self.groups.reindex(self.values.index)).mean()
 
 
 def per_image(df: pd.DataFrame, *, dataset: str, metric: str = "iou", protocol: str = "cv",
-              split: str | None = None) -> PerImage:
-    """The paired unit of analysis: see ``PerImage`` and the module docstring."""
+              split: str | None = None, unit: str = "group") -> PerImage:
+    """The paired values: see ``PerImage`` and the module docstring."""
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
     sel = select(df, dataset=dataset, protocol=protocol, split=split)
     if metric not in sel.columns:
         raise KeyError(f"no metric column {metric!r}; columns: {', '.join(df.columns)}")
     if sel.empty:
-        raise ValueError(f"no {protocol}/{default_split(protocol, split)} results for dataset {dataset!r}")
+        raise ValueError(f"no {protocol}/{default_split(protocol, split)} results for dataset {dataset!r}: "
+                         f"{run_command(dataset, protocol)} makes them")
     values = sel.groupby(["case_id", "arch"])[metric].mean().unstack("arch")
     scored = sel.groupby(["case_id", "arch"]).size().unstack("arch").reindex_like(values).notna()
     n_models = sel.drop_duplicates(["arch", *_MODEL_KEYS]).groupby("arch").size()
-    unit = unit_of_analysis(protocol, default_split(protocol, split), int(sel["seed"].nunique()))
-    return PerImage(values, scored, n_models, unit)
+    if unit == "patient" and ("patient" not in sel.columns or sel["patient"].isna().any()):
+        raise ValueError(f"--unit patient needs each image's patient (GlaS: the 'patient ID' of Grade.csv, real "
+                         f"data only); {canonical_dataset(dataset)} has none: use --unit group")
+    groups = _groups(sel, "patient" if unit == "patient" else "group").reindex(values.index)
+    grouped = bool(groups.duplicated().any())
+    text = unit_of_analysis(protocol, default_split(protocol, split), int(sel["seed"].nunique()),
+                            dataset=canonical_dataset(dataset), unit=unit, grouped=grouped)
+    return PerImage(values, scored, n_models, text, groups, unit)
+
+
+def _groups(sel: pd.DataFrame, column: str = "group") -> pd.Series:
+    """case_id -> group (the case itself where no ``column``); a case in two groups is an error."""
+    if column not in sel.columns:
+        ids = pd.Index(sel["case_id"].unique())
+        return pd.Series(ids, index=ids)
+    pairs = sel[["case_id", column]].drop_duplicates()
+    dup = pairs[pairs["case_id"].duplicated(keep=False)]
+    if len(dup):
+        raise ValueError(f"cases recorded in more than one {column}: {_ids(sorted(dup['case_id'].unique()))}")
+    return pairs.set_index("case_id")[column].astype(str)
 
 
 def paired_vectors(data: PerImage, ref: str, other: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Aligned (ref, other) vectors sorted by case_id; refuses unmatched case_id sets (listing them);
-    drops pairs where either value is NaN and returns how many."""
+    """Aligned (ref, other) vectors over the units of analysis, sorted (by case_id or group); refuses
+    unmatched case_id sets (listing them); drops image pairs where either value is NaN before any
+    group mean and returns how many."""
     has_ref = set(data.scored.index[data.scored[ref]])
     has_other = set(data.scored.index[data.scored[other]])
     if has_ref != has_other:
@@ -146,6 +259,10 @@ def paired_vectors(data: PerImage, ref: str, other: str) -> tuple[np.ndarray, np
     ids = sorted(has_ref)
     a, b = data.values.loc[ids, ref].to_numpy(float), data.values.loc[ids, other].to_numpy(float)
     keep = ~(np.isnan(a) | np.isnan(b))
+    if data.level != "image" and data.groups is not None:
+        frame = pd.DataFrame({"g": data.groups.loc[ids].to_numpy()[keep], "a": a[keep], "b": b[keep]})
+        means = frame.groupby("g", sort=True)[["a", "b"]].mean()
+        return means["a"].to_numpy(), means["b"].to_numpy(), int((~keep).sum())
     return a[keep], b[keep], int((~keep).sum())
 
 
@@ -191,24 +308,28 @@ def adjust(p: Sequence[float], correction: str = "holm", alpha: float = 0.05) ->
 
 def paired_test(df: pd.DataFrame, *, dataset: str, metric: str = "iou", reference: str = "mildnet",
                 against: str | Sequence[str] | None = None, protocol: str = "cv", split: str | None = None,
-                test: str = "t", correction: str = "holm", alpha: float = 0.05) -> pd.DataFrame:
-    """Paired tests of ``reference`` against each arch in ``against`` (default: every other arch present).
+                test: str = "t", correction: str = "holm", alpha: float = 0.05, unit: str = "group") -> pd.DataFrame:
+    """Paired tests of ``reference`` against each arch in ``against`` (default: every other arch present),
+    over the units of analysis ``unit`` (``group``: patients / source images; ``image``: every image).
 
     One row per comparison (columns ``RESULT_COLUMNS``); ``mean_diff`` = reference - other, so a
     positive difference favours the reference for dice/iou and the other arch for hd/hd95.
     """
     if test not in TESTS:
         raise ValueError(f"test must be one of {TESTS}, got {test!r}")
-    data = per_image(df, dataset=dataset, metric=metric, protocol=protocol, split=split)
+    data = per_image(df, dataset=dataset, metric=metric, protocol=protocol, split=split, unit=unit)
     rows = []
     for other in _others(data.values.columns, reference, against):
         a, b, n_excluded = paired_vectors(data, reference, other)
+        n_images = int(data.scored[reference].sum()) - n_excluded
         rows.append({"dataset": canonical_dataset(dataset), "metric": metric, "reference": reference, "other": other,
                      **_compare(a, b, test), "n_excluded": n_excluded,
-                     "models_ref": int(data.n_models[reference]), "models_other": int(data.n_models[other])})
+                     "models_ref": int(data.n_models[reference]), "models_other": int(data.n_models[other]),
+                     "n_images": n_images})
     out = pd.DataFrame(rows)
     out["p_adj"], out["significant"] = adjust(out["p_raw"], correction, alpha)
     out["test"], out["correction"], out["alpha"], out["unit"] = test, correction, alpha, data.unit
+    out["unit_level"] = data.level if data.grouped else "image"
     _warn_small(out, data.unit)
     return out[RESULT_COLUMNS]
 
@@ -231,17 +352,66 @@ def _others(present: pd.Index, reference: str, against: str | Sequence[str] | No
 def _warn_small(out: pd.DataFrame, unit: str) -> None:
     small = out[out["n"] <= MIN_UNITS]
     if len(small):
-        warnings.warn(f"paired test on n <= {MIN_UNITS} {unit} ({', '.join(small['other'])}): far too few units "
-                      "for a meaningful test (testing fold means?); pair per-image values instead", stacklevel=3)
+        warnings.warn(f"paired test on n <= {MIN_UNITS} units ({unit}; {', '.join(small['other'])}): far too few "
+                      "independent units for a meaningful test", stacklevel=3)
 
 
 def paired_tests(df: pd.DataFrame, datasets: Sequence[str] | None = None, **kwargs: object) -> pd.DataFrame:
     """``paired_test`` for each dataset (default: every dataset with results for the protocol); the
     correction applies within each dataset, as the paper's per-panel Fig. 8 tests."""
     protocol = str(kwargs.get("protocol", "cv"))
-    names = datasets or sorted(df.loc[df["protocol"] == protocol, "dataset"].unique())
+    split = default_split(protocol, kwargs.get("split"))  # type: ignore[arg-type]
+    names = datasets or sorted(df.loc[(df["protocol"] == protocol) & (df["split"] == split), "dataset"].unique())
     frames = [paired_test(df, dataset=d, **kwargs) for d in names]  # type: ignore[arg-type]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
+
+
+FOLD_COLUMNS = ["dataset", "metric", "reference", "other", "n_folds", "mean_diff", "ci_low", "ci_high", "statistic",
+                "p_raw", "p_adj", "significant", "test_train_ratio", "test", "correction", "alpha", "unit"]
+
+
+def fold_level_test(df: pd.DataFrame, *, dataset: str, metric: str = "iou", reference: str = "mildnet",
+                    against: str | Sequence[str] | None = None, correction: str = "holm",
+                    alpha: float = 0.05) -> pd.DataFrame:
+    """Corrected resampled t-test (Nadeau and Bengio 2003) over the ``cv`` fold models.
+
+    For each fold model j (a fold and seed), d_j = reference's mean over the images it scored minus the
+    other arch's; t = mean(d) / sqrt((1/J + n_test/n_train) s^2) with J fold models, s^2 the sample
+    variance of d and n_test/n_train the mean ratio of a fold model's scored images to the images
+    outside its fold (the training folds, inner validation part included); J - 1 degrees of freedom
+    (scipy.stats.t). The 1/J + n_test/n_train factor (instead of 1/J) corrects the variance for the
+    training sets the fold models share. One row per comparison (``FOLD_COLUMNS``), Holm across them.
+    """
+    sel = select(df, dataset=dataset, protocol="cv")
+    if sel.empty:
+        raise ValueError(f"no cv results for dataset {dataset!r}: {run_command(dataset, 'cv')} makes them")
+    per_model = sel.groupby(["arch", *_MODEL_KEYS])[metric].mean().unstack("arch")
+    n_test = sel.drop_duplicates([*_MODEL_KEYS, "case_id"]).groupby(_MODEL_KEYS).size().reindex(per_model.index)
+    n_total = sel["case_id"].nunique()
+    ratio = float(np.mean(n_test / (n_total - n_test)))
+    rows = []
+    for other in _others(per_model.columns, reference, against):
+        d = (per_model[reference] - per_model[other]).dropna().to_numpy(float)
+        rows.append({"dataset": canonical_dataset(dataset), "metric": metric, "reference": reference, "other": other,
+                     **_corrected_resampled(d, ratio), "test_train_ratio": ratio})
+    out = pd.DataFrame(rows)
+    out["p_adj"], out["significant"] = adjust(out["p_raw"], correction, alpha)
+    out["test"], out["correction"], out["alpha"] = NADEAU_BENGIO, correction, alpha
+    out["unit"] = "fold models (cv): each fold model's mean over its out-of-fold images"
+    return out[FOLD_COLUMNS]
+
+
+def _corrected_resampled(d: np.ndarray, ratio: float) -> dict[str, float]:
+    n = len(d)
+    mean = float(np.mean(d)) if n else np.nan
+    if n < 2:
+        return {"n_folds": n, "mean_diff": mean, "ci_low": np.nan, "ci_high": np.nan, "statistic": np.nan,
+                "p_raw": np.nan}
+    se = float(np.sqrt((1.0 / n + ratio) * np.var(d, ddof=1)))
+    t = mean / se if se > 0 else np.nan
+    half = float(sps.t.ppf(0.975, n - 1)) * se
+    p = float(2 * sps.t.sf(abs(t), n - 1)) if se > 0 else np.nan
+    return {"n_folds": n, "mean_diff": mean, "ci_low": mean - half, "ci_high": mean + half, "statistic": t, "p_raw": p}
 
 
 def stars(p: float) -> str:
@@ -252,25 +422,36 @@ def stars(p: float) -> str:
 
 
 def format_tests(df: pd.DataFrame, fmt: str = "text") -> str:
-    """Render ``paired_test`` output as aligned text, CSV or a Markdown table; the unit is always stated."""
+    """Render ``paired_test`` (or ``fold_level_test``) output as aligned text, CSV, Markdown or LaTeX;
+    the unit of analysis, the test and the mean difference with its 95% CI are always stated."""
     if fmt == "csv":
         return df.to_csv(index=False)
-    if fmt not in ("text", "md"):
-        raise ValueError(f"fmt must be text, csv or md, got {fmt!r}")
+    if fmt not in ("text", "md", "latex"):
+        raise ValueError(f"fmt must be text, csv, md or latex, got {fmt!r}")
+    fold = "n_folds" in df.columns
     shown = pd.DataFrame({
         "dataset": df["dataset"], "metric": df["metric"], "comparison": df["reference"] + " vs " + df["other"],
-        "n": df["n"].astype(int), "mean ref": df["mean_ref"].map("{:.4f}".format),
-        "mean other": df["mean_other"].map("{:.4f}".format), "mean diff": df["mean_diff"].map("{:+.4f}".format),
+        "n": (df["n_folds"] if fold else df["n"]).astype(int),
+        **({} if fold else {"mean ref": df["mean_ref"].map("{:.4f}".format),
+                            "mean other": df["mean_other"].map("{:.4f}".format)}),
+        "mean diff": df["mean_diff"].map("{:+.4f}".format),
         "95% CI": [f"[{lo:+.4f}, {hi:+.4f}]" for lo, hi in zip(df["ci_low"], df["ci_high"])],
-        "d_z": df["d_z"].map("{:.2f}".format), "statistic": df["statistic"].map("{:.3f}".format),
+        **({} if fold else {"d_z": df["d_z"].map("{:.2f}".format)}),
+        "statistic": df["statistic"].map("{:.3f}".format),
         "p": df["p_raw"].map(_p), "p adj": df["p_adj"].map(_p),
         "": [stars(p) if s or np.isnan(p) else "ns" for p, s in zip(df["p_adj"], df["significant"])],
     })
     notes = sorted({f"{t} test, {c} correction, alpha {a:g}; unit: {u}"
                     for t, c, a, u in zip(df["test"], df["correction"], df["alpha"], df["unit"])})
+    notes.append("mean diff = reference - other, in the metric's units per unit of analysis, with its t-based 95% CI"
+                 + ("" if not fold else " (corrected variance)"))
     excluded = int(df["n_excluded"].sum()) if "n_excluded" in df else 0
     if excluded:
         notes.append(f"{excluded} image pairs excluded for a NaN value (empty-mask exclusion rule)")
+    if fmt == "latex":
+        from bench.tables import render
+
+        return render(shown.rename(columns={"": "sig."}), "latex", caption="; ".join(notes), bold=[])
     if fmt == "md":
         head = "| " + " | ".join(shown.columns) + " |\n|" + "---|" * len(shown.columns) + "\n"
         body = "".join("| " + " | ".join(map(str, r)) + " |\n" for r in shown.itertuples(index=False))

@@ -293,9 +293,37 @@ def load_all(results: Path | str = DEFAULT_RESULTS) -> pd.DataFrame:
             warnings.warn(f"{problem}: left out (`bench run` recomputes it)", ResultWarning, stacklevel=2)
             continue
         frames.append(df)
+    frames += evaluation_frames(results)
     if not frames:
         return pd.DataFrame()
     return pd.concat(frames, ignore_index=True)
+
+
+def evaluation_frames(results: Path | str = DEFAULT_RESULTS) -> list[pd.DataFrame]:
+    """Rows of finished ``bench evaluate`` runs (``runs/*/*/evaluations/``): external cohorts and
+    native-resolution scores. Same rule as jobs: sidecar ``status: ok`` naming the Parquet's ``eval_key``;
+    an unreadable Parquet file (or one with fewer rows than its sidecar's ``n_written``) is left out
+    with a ``ResultWarning`` naming it."""
+    frames = []
+    for path in sorted((Path(results) / "runs").glob("*/*/evaluations/*.json")):
+        side = read_sidecar(path)
+        parquet = path.with_suffix(".parquet")
+        if path.name.startswith(".") or not side or side.get("status") != "ok" or not parquet.exists():
+            continue
+        try:
+            df = pd.read_parquet(parquet)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            warnings.warn(f"{parquet} is unreadable ({type(exc).__name__}: {exc}): left out", ResultWarning,
+                          stacklevel=2)
+            continue
+        if isinstance(side.get("n_written"), int) and len(df) != side["n_written"]:
+            warnings.warn(f"{parquet} holds {len(df)} rows, its sidecar says n_written={side['n_written']}: left out",
+                          ResultWarning, stacklevel=2)
+            continue
+        if len(df) and (df["eval_key"] != side["key"]).any():
+            continue
+        frames.append(df)
+    return frames
 
 
 _JOB_COLUMNS = ("dataset", "arch", "protocol", "fold", "seed")

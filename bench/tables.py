@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.learning import caption_note
 from bench.metrics import dice_from_counts, iou_from_counts
-from bench.stats import canonical_dataset, default_split, ranks, select
+from bench.stats import canonical_dataset, default_split, ranks, run_command, select
 
 PAPER_RESULTS = Path(__file__).parent / "data" / "paper_results.json"
 PAPER_DATASETS = ("isbi2012", "isic2018", "lgg_mri", "glas2015", "dsb2018")
@@ -133,6 +134,9 @@ def floor_rows(df: pd.DataFrame, *, protocol: str = "holdout", split: str | None
     IoU = 0 (1 on an empty reference), HD = the diagonal (0 on an empty reference).
     """
     sel = select(df, protocol=protocol, split=split)
+    if sel.empty:
+        raise ValueError(f"no {protocol}/{default_split(protocol, split)} results: "
+                         f"{run_command(None, protocol)} makes them")
     images = sel.drop_duplicates(["dataset", *_MODEL, "case_id"])
     rows = []
     for ds, g in images.groupby("dataset", sort=False):
@@ -154,6 +158,8 @@ def trivial_scores(g: pd.DataFrame, floor: str) -> dict[str, np.ndarray]:
     n_ref = g["n_ref"].to_numpy(np.int64)
     total = (g["tp"] + g["fp"] + g["fn"] + g["tn"]).to_numpy(np.int64)
     diag = np.hypot(g["eval_size"].to_numpy(float), g["eval_size"].to_numpy(float))
+    if "height" in g.columns and g["height"].notna().all():  # native-resolution rows: each image's own size
+        diag = np.hypot(g["height"].to_numpy(float), g["width"].to_numpy(float))
     empty = n_ref == 0
     if floor == "all_foreground":
         tp, fp, fn = n_ref, total - n_ref, np.zeros_like(n_ref)
@@ -181,11 +187,16 @@ def table4(df: pd.DataFrame, *, failures: pd.DataFrame | None = None, vs_paper: 
 
 def table5(df: pd.DataFrame, *, failures: pd.DataFrame | None = None, vs_paper: bool = False,
            archs: Sequence[str] | None = None, datasets: Sequence[str] | None = None, floors: bool = True,
-           metrics: Sequence[str] = METRICS) -> pd.DataFrame:
-    """Table 5: every arch on every dataset, holdout TEST set, mean ± std over fold models; best in bold."""
+           metrics: Sequence[str] = METRICS, split: str = "test") -> pd.DataFrame:
+    """Table 5: every arch on every dataset, holdout TEST set, mean ± std over fold models; best in bold.
+    ``split="external"``: the same fold models on an external cohort (``bench evaluate --data-root``)."""
     title = ("Table 5. Segmentation accuracy on the holdout test set: mean ± std over fold models of each "
              "fold model's mean over the test images.")
-    return _results_table(df, "table5", title, protocol="holdout", split="test", archs=archs, datasets=datasets,
+    if split == "external":
+        title = ("Table 5 (external cohort). Segmentation accuracy of the holdout fold models on an external "
+                 "cohort: mean ± std over fold models of each fold model's mean over the cohort's images.")
+        vs_paper = False  # the paper has no external cohort
+    return _results_table(df, "table5", title, protocol="holdout", split=split, archs=archs, datasets=datasets,
                           failures=failures, vs_paper=vs_paper, floors=floors, metrics=metrics)
 
 
@@ -238,17 +249,39 @@ def paper_results() -> dict[str, Any]:
 
 
 def add_paper(out: pd.DataFrame, key: str, metrics: Sequence[str]) -> pd.DataFrame:
-    """Add ``paper_<metric>_mean`` / ``paper_<metric>_pm`` beside each metric (NaN where the paper has none)."""
+    """Add ``paper_<metric>`` beside each metric: the paper's cell exactly as printed ("9.395 ± 0.0031",
+    "0.88 ± 8.36"; a string, never re-rounded), NaN where the paper has none."""
     table = paper_results()[key]
     out = out.copy()
     for m in metrics:
         cells = [table.get(d, {}).get(a, {}).get(m) if k == "model" else None
                  for d, a, k in zip(out["dataset"], out["arch"], out["kind"])]
-        out[f"paper_{m}_mean"] = [c["mean"] if c else np.nan for c in cells]
-        out[f"paper_{m}_pm"] = [c["pm"] if c else np.nan for c in cells]
+        out[f"paper_{m}"] = [c["text"] if c else np.nan for c in cells]
     first = ["dataset", "arch", "kind", "n_models", "n_images"]
-    metric_cols = [c for m in metrics for c in (f"{m}_mean", f"{m}_std", f"paper_{m}_mean", f"paper_{m}_pm")]
+    metric_cols = [c for m in metrics for c in (f"{m}_mean", f"{m}_std", f"paper_{m}")]
     return out[first + metric_cols + [c for c in out.columns if c not in first + metric_cols]]
+
+
+def tests_caption(settings: str, units: Sequence[str], df: pd.DataFrame) -> str:
+    """Caption of the paired-tests table: the tests, the unit of analysis per dataset, the effect, the data."""
+    return (f"Paired tests: {settings}. Unit of analysis: {'; '.join(units)}. mean_diff = reference - model, in the "
+            f"metric's units per unit of analysis, with its t-based 95% CI (ci_low, ci_high); n_units units from "
+            f"n_images images. " + source_note(df))
+
+
+def unit_note(sel: pd.DataFrame, split: str) -> str:
+    """What one fold model's value averages over, per dataset: "MRI: 12 test slices from 3 patients"."""
+    from bench.stats import unit_nouns
+
+    parts = []
+    for ds, g in sel.groupby("dataset", sort=False):
+        n_images = g["case_id"].nunique()
+        n_groups = g["group"].nunique() if "group" in g else n_images
+        group_noun, image_noun = unit_nouns(str(ds), n_groups < n_images)
+        part = f"{dataset_label(str(ds))}: {n_images} {split} {image_noun}"
+        parts.append(part + (f" from {n_groups} {group_noun}" if n_groups < n_images else ""))
+    return ("Unit: each fold model's mean over its images (" + "; ".join(parts) + "); ± = std over fold models "
+            "(not an error over independent units; the paired tests are at patient / source-image level).")
 
 
 def caption(df: pd.DataFrame, title: str, *, protocol: str, split: str, floors: bool, vs_paper: bool) -> str:
@@ -260,15 +293,22 @@ def caption(df: pd.DataFrame, title: str, *, protocol: str, split: str, floors: 
     else:
         parts.append(source_note(sel))
         sizes = sorted(sel["eval_size"].unique()) if "eval_size" in sel else []
-        if sizes:
+        if "eval_resolution" in sel and (sel["eval_resolution"] == "native").all():
+            parts.append(f"Metrics at each image's native resolution (predictions from {'/'.join(map(str, sizes))} px "
+                         "input resized back), HD in native pixels.")
+        elif sizes:
             parts.append(f"Metrics on {'/'.join(f'{s}x{s}' for s in sizes)} masks, HD in pixels.")
+        parts.append(unit_note(sel, default_split(protocol, split)))
         both = int((sel["empty_ref"] & sel["empty_pred"]).sum())
         parts.append(f"{both} image score(s) had both masks empty (counted as Dice = IoU = 1, HD = 0).")
+        if learning_note := caption_note(sel):  # fold models flagged by bench.learning
+            parts.append(learning_note)
     parts.append("↑ higher is better, ↓ lower is better; bold: best model per dataset. Missing cells say why.")
     if floors:
         parts.append("'All foreground'/'All background' rows: trivial predictions on the same images (floors).")
     if vs_paper:
-        parts.append("'(paper)' columns: values as published in Gudhe et al. 2021 ('mean ± spread' as printed).")
+        parts.append("'(paper)' columns: values as published in Gudhe et al. 2021, printed strings kept exactly "
+                     "('mean ± spread'; the paper does not say what the spread is).")
     return " ".join(parts)
 
 
@@ -290,10 +330,13 @@ TABLE3_ROWS: dict[str, tuple[str, Any]] = {
     "batch_size": ("Batch size", 4), "lr": ("Learning rate", 0.001), "beta1": ("Momentum (Adam beta1)", 0.9),
     "depth": ("Depth", 5), "dilations": ("Dilation rates", "(1, 3, 5)"), "epochs": ("Epochs", 100),
     "plateau_factor": ("ReduceLROnPlateau factor", None), "plateau_patience": ("ReduceLROnPlateau patience", None),
-    "width": ("Base width", None), "image_size": ("Image size", 256), "n_folds": ("Folds", 5),
-    "test_fraction": ("Test fraction", 0.3), "init": ("Initialisation", "xavier_uniform"),
+    "width": ("Base width", 32), "image_size": ("Image size", 256), "n_folds": ("Folds", 5),
+    "test_fraction": ("Test fraction", 0.3), "inner_fraction": ("Inner validation fraction (cv)", None),
+    "init": ("Initialisation", "Xavier (variant not stated)"),
     "augment": ("Augmentation", False), "split_seed": ("Split seed", None),
 }
+#: Paper values that name a family, not one setting: a run matches when its value is in the family.
+TABLE3_FAMILIES = {"init": ("xavier_uniform", "xavier_normal")}
 
 
 def table3(configs: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -312,9 +355,12 @@ def table3(configs: Sequence[dict[str, Any]]) -> pd.DataFrame:
              for k, v in sorted(values.items()) if k not in TABLE3_ROWS]
     out = pd.DataFrame(rows, columns=["setting", "key", "value", "paper"])
     out.attrs["bold"] = [(i, "value") for i, r in enumerate(out.itertuples())
-                         if r.paper != "not stated" and r.value != r.paper]
+                         if r.paper != "not stated" and r.value != r.paper
+                         and not set(r.value.split(", ")) <= set(TABLE3_FAMILIES.get(r.key, ()))]
     out.attrs["caption"] = (f"Table 3. Hyper-parameters used by {len(configs)} job(s), beside the MILDNet optimum "
-                            "of the paper's grid search (Adam, ReduceLROnPlateau). Bold: differs from the paper.")
+                            "of the paper's grid search (Adam, ReduceLROnPlateau) and its Methods (width 32: filters "
+                            "32 to 512; Xavier initialisation, uniform or normal not stated). Bold: differs from the "
+                            "paper.")
     return out
 
 

@@ -208,6 +208,11 @@ def _resize(image: np.ndarray, mask: np.ndarray, shape: tuple[int, int]) -> tupl
     return out, cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
 
 
+def resize_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """An H x W x C uint8 image resized to ``shape`` (H, W) exactly as training resizes it (bilinear)."""
+    return _resize(image, np.zeros(image.shape[:2], bool), shape)[0]
+
+
 def patch_offsets(length: int, patch: int, step: int) -> list[int]:
     """Start offsets of whole patches along one axis (patchify's semantics: the remainder is dropped)."""
     if step < 1:

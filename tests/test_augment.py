@@ -68,3 +68,19 @@ def test_mismatched_shapes() -> None:
     images, masks = _batch(3)
     with pytest.raises(ValueError, match="do not match"):
         augment_batch(images, masks[:, :-1], paper_augmentation(0))
+
+
+def _changed_mask_fraction(transform: A.BasicTransform, n: int = 20) -> float:
+    yy, xx = np.mgrid[:64, :64]
+    mask = ((yy - 32) ** 2 + (xx - 32) ** 2 < 18 ** 2).astype(np.uint8)
+    image = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
+    return float(np.mean([(A.Compose([transform], seed=s)(image=image, mask=mask)["mask"] != mask).mean()
+                          for s in range(n)]))
+
+
+def test_elastic_transform_actually_deforms() -> None:
+    """2.x's default ElasticTransform is a no-op; the pipeline's one moves mask pixels (about 3% of a disk)."""
+    assert _changed_mask_fraction(A.ElasticTransform(p=1.0)) == 0.0
+    elastic = next(t for t in paper_augmentation(0).transforms if isinstance(t, A.ElasticTransform))
+    changed = _changed_mask_fraction(A.ElasticTransform(alpha=elastic.alpha, sigma=elastic.sigma, p=1.0))
+    assert 0.01 < changed < 0.10

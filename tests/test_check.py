@@ -1,8 +1,13 @@
-"""`bench check`: passes on an unchanged tree, names every drifted row, missing rows and verdict flips."""
+"""`bench check`: two layers. The scoring layer re-scores stored predictions exactly; the training layer
+re-trains within noise-floor tolerances. Passes unchanged and under other CPU kernels; fails on each
+deliberate change, naming the layer."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +17,7 @@ from bench import check as chk
 from bench.cli import main
 
 SELECTION = {"archs": "unet,mildnet", "datasets": "dsb2018"}
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -22,55 +28,126 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def copy_baseline(src: Path, dst: Path) -> Path:
-    dst.mkdir(parents=True, exist_ok=True)
-    for f in src.iterdir():
-        (dst / f.name).write_bytes(f.read_bytes())
+    import shutil
+
+    shutil.copytree(src, dst)
     return dst
 
 
-def test_update_records_reason_sha_and_selection(baseline: Path) -> None:
+def with_profile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **changes: object) -> None:
+    """Point the profile folder at a copy whose check profile has ``changes``."""
+    import yaml
+
+    import bench.config
+
+    raw = yaml.safe_load((bench.config.PROFILE_DIR / "check.yaml").read_text())
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "check.yaml").write_text(yaml.safe_dump({**raw, **changes}))
+    monkeypatch.setattr(bench.config, "PROFILE_DIR", tmp_path / "profiles")
+
+
+def test_update_stores_predictions_references_and_metadata(baseline: Path) -> None:
     meta = json.loads((baseline / "meta.json").read_text())
     assert meta["reason"] == "test baseline" and "git_sha" in meta and meta["selection"] == SELECTION
+    assert meta["tolerances"]["dice"]["abs"] > 0 and meta["environment"]["torch"]
     rows = pd.read_parquet(baseline / "rows.parquet")
     assert set(rows["arch"]) == {"unet", "mildnet"} and set(rows["dataset"]) == {"dsb2018"}
-    derived = json.loads((baseline / "derived.json").read_text())
-    assert derived["tests"] and derived["tests"][0]["other"] == "unet"
+    assert sorted(p.parent.name for p in (baseline / "predictions").glob("*/*/*.npz")) == ["mildnet", "unet"]
+    assert (baseline / "references" / "dsb2018.npz").exists()
+    # every stored row (val and test) has its prediction: re-scoring gives them all back
+    assert len(chk.rescore(baseline, rows)) == len(rows) and set(rows["split"]) == {"val", "test"}
 
 
-def test_unchanged_tree_passes(baseline: Path, capsys: pytest.CaptureFixture) -> None:
+def test_unchanged_tree_passes_both_layers(baseline: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["check", "--baseline", str(baseline)]) == 0
-    assert "bench check: OK: no drift" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "scoring layer: OK" in out and "training layer: OK" in out and "bench check: OK" in out
+    assert "environment:" in out and "cpu_capability" in out  # both runs' environments are shown
 
 
-def test_changed_metric_implementation_is_drift(baseline: Path, monkeypatch: pytest.MonkeyPatch,
+def test_changed_metric_fails_the_scoring_layer(baseline: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture) -> None:
     import bench.evaluate
 
     real = bench.evaluate.image_metrics
-
-    def off_by_a_bit(ref, pred):
-        out = real(ref, pred)
-        return {**out, "hd": out["hd"] * 1.01 + 0.01}
-
-    monkeypatch.setattr(bench.evaluate, "image_metrics", off_by_a_bit)
-    assert main(["check", "--baseline", str(baseline)]) == 1
+    monkeypatch.setattr(bench.evaluate, "image_metrics", lambda ref, pred: {**real(ref, pred), "hd": real(ref, pred)["hd"] * 1.01 + 0.01})
+    assert main(["check", "--baseline", str(baseline), "--layer", "scoring"]) == 1
     out = capsys.readouterr().out
-    assert "drifted value(s)" in out and "hd" in out and "DRIFT" in out
-    # the drifted rows are named: dataset, arch, case and the old and new values
-    assert "dsb2018" in out and "mildnet" in out and "syn0" in out
+    assert "scoring layer: DRIFT" in out and "DRIFT in the scoring layer" in out
+    assert "dsb2018" in out and "syn" in out and " hd " in out  # the drifted rows are named
 
 
-def test_changed_default_is_drift(baseline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_changed_empty_mask_rule_fails_the_scoring_layer(baseline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.metrics
+
+    rows = pd.read_parquet(baseline / "rows.parquet")
+    assert (rows["empty_pred"] != rows["empty_ref"]).any(), "fixture needs an image with exactly one empty mask"
+    real = bench.metrics._empty_rule
+    monkeypatch.setattr(bench.metrics, "_empty_rule",
+                        lambda n_ref, n_pred, shape: None if real(n_ref, n_pred, shape) is None
+                        else 2 * real(n_ref, n_pred, shape))
+    result = chk.check(baseline, layers=("scoring",))
+    assert not result.ok and {"hd", "hd95"} <= set(result.layer("scoring").drifted["column"])
+
+
+def test_changed_threshold_fails_the_scoring_layer(baseline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.evaluate
+
+    monkeypatch.setattr(bench.evaluate, "THRESHOLD", 0.6)
+    result = chk.check(baseline, layers=("scoring",))
+    assert not result.layer("scoring").ok and "tp" in set(result.layer("scoring").drifted["column"])
+
+
+def test_changed_init_fails_the_training_layer(baseline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import bench.architectures._blocks as blocks
 
     real = blocks.init_weights
     monkeypatch.setattr(blocks, "init_weights", lambda module, mode="xavier_uniform": real(module, "xavier_normal"))
     result = chk.check(baseline)
-    assert not result.ok and not result.drifted.empty
-    assert {"dice", "iou"} & set(result.drifted["metric"])
+    assert result.layer("scoring").ok and not result.layer("training").ok
+    assert {"dice", "iou"} & set(result.layer("training").drifted["column"])
 
 
-def test_missing_rows_and_flipped_verdicts_are_drift(baseline: Path, tmp_path: Path) -> None:
+def test_changed_recipe_default_fails_the_training_layer(baseline: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         tmp_path: Path) -> None:
+    with_profile(monkeypatch, tmp_path, lr=0.002)
+    result = chk.check(baseline, layers=("training",))
+    assert not result.ok and not result.layer("training").drifted.empty
+
+
+def test_removed_mlr_identity_fails_the_training_layer(baseline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.architectures._blocks import MLRBlock
+
+    def no_outer_identity(self: MLRBlock, x):  # noqa: ANN001
+        h = x
+        for level in self.levels:
+            h = level(h) + h
+        return h
+
+    monkeypatch.setattr(MLRBlock, "forward", no_outer_identity)
+    result = chk.check(baseline, layers=("training",))
+    drifted = result.layer("training").drifted
+    assert not result.ok and set(drifted["arch"]) == {"mildnet"}  # U-Net has no MLR block: unchanged
+
+
+def test_other_thread_count_passes_the_training_layer(baseline: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    with_profile(monkeypatch, tmp_path, threads=2)
+    result = chk.check(baseline, layers=("training",))
+    assert result.ok, chk.format_result(result, 0)
+
+
+@pytest.mark.slow
+def test_other_cpu_kernels_pass(baseline: Path) -> None:
+    """ATen, oneDNN and MKL kernels for AVX2, as another processor would pick: still no drift."""
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+    out = subprocess.run([sys.executable, "-m", "bench.cli", "check", "--baseline", str(baseline)], env=env,
+                         capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "ATEN_CPU_CAPABILITY" in out.stdout and "bench check: OK" in out.stdout
+
+
+def test_missing_rows_and_flipped_verdicts_fail_both_layers(baseline: Path, tmp_path: Path) -> None:
     broken = copy_baseline(baseline, tmp_path / "b")
     rows = pd.read_parquet(broken / "rows.parquet")
     rows.iloc[1:].to_parquet(broken / "rows.parquet", index=False)
@@ -79,19 +156,29 @@ def test_missing_rows_and_flipped_verdicts_are_drift(baseline: Path, tmp_path: P
         t["significant"] = not t["significant"]
     (broken / "derived.json").write_text(json.dumps(derived))
     result = chk.check(broken)
-    assert len(result.new) == 1 and result.missing.empty  # the re-run has the row the baseline lost
-    assert len(result.flips) == len(derived["tests"])
-    assert result.derived_errors  # stored numbers no longer re-derive from the stored rows
+    for name in ("scoring", "training"):
+        layer = result.layer(name)
+        assert len(layer.new) == 1 and layer.missing.empty  # today's run has the row the baseline lost
+    assert len(result.layer("training").flips) == len(derived["tests"])
+    assert any("baseline integrity" in e for e in result.layer("scoring").errors)
     text = chk.format_result(result, 0.0)
-    assert "1 new row(s)" in text and "verdict(s) flipped" in text
+    assert "1 new row(s)" in text and "verdict(s) flipped" in text and "DRIFT in the scoring and training layers" in text
+
+
+def test_lost_prediction_is_a_missing_row(baseline: Path, tmp_path: Path) -> None:
+    broken = copy_baseline(baseline, tmp_path / "b")
+    next((broken / "predictions").glob("*/unet/*.npz")).unlink()
+    layer = chk.check(broken, layers=("scoring",)).layer("scoring")
+    assert not layer.ok and set(layer.missing["arch"]) == {"unet"}
 
 
 def test_tolerance_parsing_and_rules() -> None:
-    tol = chk.parse_tolerances("dice=0.01,hd=0.5:0.1")
-    assert tol["dice"].allows(pd.Series([0.5]).to_numpy(), pd.Series([0.509]).to_numpy()).all()
-    assert not tol["dice"].allows(pd.Series([0.5]).to_numpy(), pd.Series([0.52]).to_numpy()).any()
-    assert tol["hd"].allows(pd.Series([10.0]).to_numpy(), pd.Series([10.9]).to_numpy()).all()
-    with pytest.raises(ValueError, match="unknown metric"):
+    tol = chk.parse_tolerances("dice=0.01,hd=0.5:0.1,tp=3")
+    assert tol["dice"].allows([0.5], [0.509]).all() and not tol["dice"].allows([0.5], [0.52]).any()
+    assert tol["hd"].allows([10.0], [10.9]).all() and tol["tp"].allows([10], [13]).all()
+    assert not tol["tp"].allows([10], [14]).any()
+    assert chk.Tolerance(0).allows([float("inf"), float("nan")], [float("inf"), float("nan")]).all()
+    with pytest.raises(ValueError, match="unknown column"):
         chk.parse_tolerances("dcie=0.1")
 
 
@@ -100,13 +187,17 @@ def test_update_needs_a_reason(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     assert "--reason" in capsys.readouterr().err
 
 
-def test_committed_baseline_is_complete() -> None:
-    """The repository's baseline covers every paper network on every synthetic stand-in."""
+def test_committed_baseline_is_complete_and_rescores_exactly() -> None:
+    """The repository's baseline covers every paper network on every synthetic stand-in, records its
+    noise floor, and its stored predictions re-score to its rows on this machine."""
     from bench.architectures import PAPER_ARCHS
     from bench.datasets import PAPER_DATASETS
 
-    base = Path(__file__).resolve().parents[1] / "results" / "baseline"
+    base = REPO / "results" / "baseline"
     rows = pd.read_parquet(base / "rows.parquet")
     assert set(rows["arch"]) == set(PAPER_ARCHS) and set(rows["dataset"]) == set(PAPER_DATASETS)
     assert set(rows["source"]) == {"synthetic"}
-    assert not chk.rederive_errors(rows, json.loads((base / "derived.json").read_text()))
+    meta = json.loads((base / "meta.json").read_text())
+    assert meta["noise_floor"]["variations"] and meta["tolerances"]
+    result = chk.check(base, layers=("scoring",))
+    assert result.ok, chk.format_result(result, 0)

@@ -29,6 +29,9 @@ from bench.config import INIT_CHOICES, TrainConfig, load_profile
     ("init=kaiming", "setting init='kaiming': must be one of xavier_uniform, xavier_normal"),
     ("synthetic_n=0", "setting synthetic_n=0: must be none or >= 1"),
     ("epoch=3", "unknown setting 'epoch'"),
+    ("precision=fp16", "setting precision='fp16': must be one of fp32, fp64"),
+    ("amp=fp8", "setting amp='fp8': must be one of auto, off, bf16, fp16"),
+    ("inner_fraction=0", "setting inner_fraction=0.0: must be in (0, 1)"),
 ])
 def test_a_bad_setting_stops_the_run_naming_the_key(tmp_path: Path, capsys: pytest.CaptureFixture, setting: str,
                                                     message: str) -> None:
@@ -54,10 +57,21 @@ def test_values_of_the_wrong_type_are_refused_in_code_too() -> None:
         TrainConfig(augment=1)  # type: ignore[arg-type]
 
 
-def test_init_choices_are_what_the_networks_accept() -> None:
+def test_choices_are_what_the_code_accepts() -> None:
+    from bench import devices, train
     from bench.architectures._blocks import InitMode
+    from bench.config import AMP_CHOICES, CHANNELS_LAST_CHOICES, PRECISION_CHOICES
 
     assert set(INIT_CHOICES) == set(typing.get_args(InitMode))
+    assert set(PRECISION_CHOICES) == set(train.PRECISIONS)
+    assert (AMP_CHOICES, CHANNELS_LAST_CHOICES) == (devices.AMP_CHOICES, devices.CHANNELS_LAST_CHOICES)
+
+
+def test_yaml_on_off_mean_the_strings(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text("image_size: 32\ndepth: 3\nchannels_last: off\namp: off\n")  # YAML reads off as false
+    cfg = load_profile(str(path)).train
+    assert (cfg.channels_last, cfg.amp) == ("off", "off")
 
 
 def test_a_malformed_profile_names_the_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

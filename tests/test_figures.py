@@ -68,10 +68,37 @@ def test_build_report_writes_everything(df: pd.DataFrame, tmp_path: Path) -> Non
     text = index.read_text()
     assert "SYNTHETIC DATA" in text and "Profile(s): quick" in text and "status ok: 60" in text
     assert "Both masks empty: Dice = IoU = 1" in text and "scipy:" in text and "RuntimeError: boom" in text
-    for name in ("table3", "table4", "table5", "floors", "sensitivity", "tests_cv", "tests_holdout"):
+    for name in ("table3", "table4", "table5", "floors", "sensitivity", "tests_cv", "tests_holdout", "tests_cv_image",
+                 "tests_holdout_image", "folds", "ranks", "settings"):
         for ext in ("md", "tex", "csv", "html"):
             assert (tmp_path / "tables" / f"{name}.{ext}").stat().st_size > 0
             assert f"tables/{name}.{ext}" in text
     assert "figures/fig8.png" in text
-    assert (tmp_path / "index.html").read_text().count("<img") == 5  # 2 panels + combined Fig. 8, bars, ranking
+    assert (tmp_path / "index.html").read_text().count("<img") == 6  # 2 panels + Fig. 8, bars, ranking, ranks
+    assert "Nadeau" in (tmp_path / "tables" / "folds.md").read_text()
+    assert "standard 5-fold cross-validation" in text and "inner validation part" in text
     assert "UNet++" in (tmp_path / "tables" / "table5.md").read_text()  # failed arch shown with its reason
+
+
+@pytest.mark.filterwarnings("ignore:paired test on n <= 5")
+def test_fig8_states_the_unit_and_uses_holdout_when_cv_is_missing() -> None:
+    lgg = make_results(datasets=("lgg_mri",), archs=("unet", "mildnet"), n_cases=24)
+    fig = figures.boxplot_fig8(lgg, "lgg_mri")
+    title = fig.axes[0].get_title()
+    assert "n = 6 patients (each the mean of its out-of-fold slices; cv)" in title
+    assert "unit: patients" in fig._suptitle.get_text()
+    assert len(fig.axes[0].collections[-1].get_offsets()) == 6  # one point per patient (last strip: mildnet)
+    image = figures.boxplot_fig8(lgg, "lgg_mri", unit="image")
+    assert "n = 24 out-of-fold slices" in image.axes[0].get_title()
+    holdout_only = lgg[lgg["protocol"] == "holdout"]
+    fig = figures.fig8_figure(holdout_only, protocol=None)
+    assert "holdout" in fig._suptitle.get_text() and "no cv results" in fig._suptitle.get_text()
+
+
+def test_rank_uncertainty_figure(df: pd.DataFrame, tmp_path: Path) -> None:
+    paths = figures.rank_uncertainty(df, tmp_path, n_boot=200)
+    assert [p.name for p in paths] == ["rank_uncertainty_dice.png", "rank_uncertainty_dice.pdf"]
+    _check_files(paths)
+    fig = figures.rank_figure(df, n_boot=200)
+    assert len(fig.axes) == 3  # two datasets and across datasets
+    assert fig.axes[0].get_yticklabels()[0].get_text() == "MILDNet"

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.datasets.splits import Split, SplitError, load_or_create_split, make_splits
+from bench.datasets.splits import (Split, SplitError, SplitParams, load_or_create_split, make_splits,
+                                   split_file_name)
 
 
 def _cases(n_groups: int, per_group: int | list[int]) -> tuple[list[str], list[str]]:
@@ -67,7 +68,9 @@ def test_json_shape_and_round_trip(tmp_path: Path) -> None:
     ids, groups = _cases(12, 1)
     split = make_splits(ids, groups, "holdout", seed=7, n_folds=3)
     d = json.loads(split.to_json())
-    assert set(d) == {"seed", "protocol", "test", "folds"} and set(d["folds"][0]) == {"train", "val"}
+    assert set(d) == {"seed", "protocol", "test", "folds", "n_folds", "test_fraction", "inner_fraction",
+                      "cases_sha256"}
+    assert set(d["folds"][0]) == {"train", "val"} and (d["n_folds"], d["test_fraction"]) == (3, 0.3)
     split.save(tmp_path / "s.json")
     loaded = Split.load(tmp_path / "s.json")
     assert loaded == split and loaded.hash == split.hash
@@ -135,3 +138,74 @@ def test_table2_counts_beside_the_paper() -> None:
     assert df[df["protocol"] == "cv"]["paper_val"].isna().all()
     with pytest.raises(SplitError):
         table2((data, make_splits(data.case_ids[:-4], data.groups[:-4], "cv", seed=0)))
+
+
+def test_cv_fold_model_trains_on_four_folds_minus_the_inner_part() -> None:
+    """Standard 5-fold CV: fold model k trains on the other 4 folds (80%) minus an inner validation part
+    of whole groups (inner_fraction of those folds' cases) that chooses the epoch; fold k is scored."""
+    from bench.execute import fold_ids
+
+    ids, groups = _cases(100, 2)  # 200 cases in 100 groups
+    split = make_splits(ids, groups, "cv", seed=0, inner_fraction=0.1)
+    group_of = dict(zip(ids, groups))
+    for k in range(5):
+        f = fold_ids(split, "cv", k)
+        assert len(f["val"]) == 40 and f["test"] == []  # fold k: 20%
+        assert len(f["select"]) == 16 and len(f["train"]) == 144  # 0.1 x 160 chooses; 0.9 x 160 = 72% train
+        assert len(f["train"]) + len(f["select"]) == 0.8 * len(ids)
+        assert set(f["train"]) | set(f["select"]) == set(ids) - set(f["val"])
+        assert not {group_of[i] for i in f["select"]} & {group_of[i] for i in f["train"]}  # group-aware
+        assert not set(f["select"]) & set(f["val"])
+    holdout = make_splits(ids, groups, "holdout", seed=0)
+    h = fold_ids(holdout, "holdout", 0)
+    assert h["select"] == h["val"] and h["test"] == list(holdout.test) and holdout.select == ()
+    with pytest.raises(ValueError, match="a cv job got a holdout split"):
+        fold_ids(holdout, "cv", 0)
+
+
+def test_inner_part_round_trips_and_is_validated(tmp_path: Path) -> None:
+    ids, groups = _cases(30, [1, 2, 3] * 10)
+    split = make_splits(ids, groups, "cv", seed=4, inner_fraction=0.2)
+    d = json.loads(split.to_json())
+    assert d["inner_fraction"] == 0.2 and all(set(f) == {"train", "val", "select"} for f in d["folds"])
+    split.save(tmp_path / "cv.json")
+    assert Split.load(tmp_path / "cv.json") == split
+    leaking = replace(split, select=(split.folds[0][1], *split.select[1:]))  # fold 0 choosing on itself
+    with pytest.raises(SplitError, match="not within the training folds"):
+        leaking.validate(ids, groups)
+    old = replace(split, select=())
+    with pytest.raises(SplitError, match="no inner validation parts"):
+        old.fold_ids(0)
+
+
+def test_every_split_parameter_is_in_the_identity(tmp_path: Path) -> None:
+    ids, groups = _cases(40, 1)
+    base = SplitParams("holdout", 5, 5, 0.3, 0.1)
+    name = split_file_name("isic2018", "synthetic", base, ids, groups)
+    for changed in (replace(base, test_fraction=0.5), replace(base, seed=6), replace(base, n_folds=4),
+                    replace(base, inner_fraction=0.2), replace(base, protocol="cv")):
+        assert split_file_name("isic2018", "synthetic", changed, ids, groups) != name, changed
+    assert split_file_name("isic2018", "synthetic", base, ids[:-1], groups[:-1]) != name
+    assert split_file_name("isic2018", "synthetic", base, ids, ["g"] * 40) != name  # other groups
+    path = tmp_path / name
+    first = load_or_create_split(path, ids, groups, "holdout", 5, 5, 0.3)
+    assert len(first.test) == 12 and json.loads(path.read_text())["test_fraction"] == 0.3
+    with pytest.raises(SplitError, match=r"test_fraction 0\.3 \(asked for 0\.5\)"):
+        load_or_create_split(path, ids, groups, "holdout", 5, 5, 0.5)
+    with pytest.raises(SplitError, match=r"inner_fraction 0\.1 \(asked for 0\.2\)"):
+        load_or_create_split(path, ids, groups, "holdout", 5, 5, 0.3, 0.2)
+
+
+def test_changed_test_fraction_makes_a_new_split_file(tmp_path: Path) -> None:
+    """--set test_fraction=0.5 gets its own split (it used to reuse the 30% file silently)."""
+    from bench.config import load_profile
+    from bench.datasets.prepare import prepare
+    from bench.datasets.synthetic import SyntheticDataset
+    from bench.plan import split_for
+
+    data = prepare(SyntheticDataset("dsb2018", n=20, size=32), 32)
+    s30, p30 = split_for(data, "holdout", load_profile("check"), tmp_path)
+    s50, p50 = split_for(data, "holdout", load_profile("check", {"test_fraction": "0.5"}), tmp_path)
+    assert p30 != p50 and p30.exists() and p50.exists()
+    assert (len(s30.test), len(s50.test)) == (6, 10) and s30.hash != s50.hash
+    assert split_for(data, "holdout", load_profile("check"), tmp_path) == (s30, p30)  # reused

@@ -134,14 +134,114 @@ def test_nan_pairs_are_excluded_and_counted(three: pd.DataFrame) -> None:
     df.loc[(df["arch"] == "unet") & df["case_id"].isin(["lgg_mri-000", "lgg_mri-001"]), "iou"] = np.nan
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        row = stats.paired_test(df, dataset="lgg_mri", against="unet").iloc[0]
+        row = stats.paired_test(df, dataset="lgg_mri", against="unet", unit="image").iloc[0]
+        group = stats.paired_test(df, dataset="lgg_mri", against="unet").iloc[0]
     assert row["n"] == 28 and row["n_excluded"] == 2
+    assert group["n"] == 8 and group["n_excluded"] == 2 and group["n_images"] == 28  # patient p000 keeps 2 slices
 
 
 def test_format_tests_states_the_unit(three: pd.DataFrame) -> None:
     res = stats.paired_tests(three)
     for fmt in ("text", "md"):
         out = stats.format_tests(res, fmt)
-        assert "unit: out-of-fold images (cv)" in out and "holm" in out and "mildnet vs unet" in out
+        assert "unit: patients (each the mean of its out-of-fold slices; cv)" in out and "holm" in out
+        assert "mildnet vs unet" in out and "95% CI" in out
+    latex = stats.format_tests(res, "latex")
+    assert "\\begin{tabular}" in latex and "95\\% CI" in latex and "patients" in latex
     assert stats.format_tests(res, "md").startswith("| dataset |")
     assert pd.read_csv(__import__("io").StringIO(stats.format_tests(res, "csv"))).shape == res.shape
+
+
+# ----------------------------------------------------------------------------- unit of analysis
+
+
+def _group_means(df: pd.DataFrame, arch: str, protocol: str = "cv", split: str = "val") -> pd.Series:
+    rows = df[(df["arch"] == arch) & (df["protocol"] == protocol) & (df["split"] == split)]
+    per_image = rows.groupby(["group", "case_id"])["iou"].mean()  # over fold models first
+    return per_image.groupby("group").mean().sort_index()
+
+
+def test_group_level_p_equals_scipy_on_group_means() -> None:
+    """LGG: slices of one patient are averaged, then patients are paired (4 slices per patient here)."""
+    df = make_results(datasets=("lgg_mri",), archs=("unet", "mildnet"), n_cases=40,
+                      quality={"unet": 0.78, "mildnet": 0.84})
+    row = stats.paired_test(df, dataset="lgg_mri").iloc[0]
+    a, b = _group_means(df, "mildnet"), _group_means(df, "unet")
+    tt = sps.ttest_rel(a, b)
+    ci = tt.confidence_interval(0.95)
+    assert row["n"] == 10 and row["n_images"] == 40 and row["unit_level"] == "group"
+    assert row["p_raw"] == pytest.approx(tt.pvalue, rel=1e-12)
+    assert row["statistic"] == pytest.approx(tt.statistic, rel=1e-12)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-12)
+    assert row["unit"] == "patients (each the mean of its out-of-fold slices; cv)"
+    image = stats.paired_test(df, dataset="lgg_mri", unit="image").iloc[0]
+    assert image["n"] == 40 and image["unit_level"] == "image" and image["p_raw"] < row["p_raw"]
+    assert image["unit"].startswith("out-of-fold slices (cv), image level") and "not independent" in image["unit"]
+    held = stats.paired_test(df, dataset="lgg_mri", protocol="holdout").iloc[0]
+    tt = sps.ttest_rel(_group_means(df, "mildnet", "holdout", "test"), _group_means(df, "unet", "holdout", "test"))
+    assert held["p_raw"] == pytest.approx(tt.pvalue, rel=1e-12)
+    assert held["unit"] == "patients (each the mean of its test-set slices, averaged over fold models; holdout)"
+    with pytest.raises(ValueError, match="unit must be"):
+        stats.paired_test(df, dataset="lgg_mri", unit="subject")
+
+
+def test_unit_names_patches_and_source_images() -> None:
+    df = make_results(datasets=("isbi2012",), archs=("unet", "mildnet"), n_cases=12, protocols=("cv",))
+    df["group"] = df["case_id"].str[:-1]  # patches of one source image share a group
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        assert stats.paired_test(df, dataset="isbi2012").iloc[0]["unit"].startswith("source images (each the mean")
+    assert stats.paired_test(df, dataset="isbi2012", unit="image").iloc[0]["unit"].startswith("out-of-fold patches")
+
+
+def test_protocol_with_results_is_used_when_none_is_given() -> None:
+    df = make_results(datasets=("lgg_mri",), archs=("unet", "mildnet"), protocols=("holdout",))
+    protocol, note = stats.resolve_protocol(df, "mri", None)
+    assert protocol == "holdout" and "no cv results for dataset lgg_mri" in note and "--protocol cv" in note
+    assert stats.resolve_protocol(df, "mri", "cv") == ("cv", "")
+    both = make_results(datasets=("lgg_mri",), archs=("unet", "mildnet"))
+    assert stats.resolve_protocol(both, "lgg_mri", None)[0] == "cv"
+    with pytest.raises(ValueError, match=r"no cv or holdout results for dataset isic2018: `bench run --dataset "
+                                         r"isic2018 --arch mildnet,unet --protocol cv --folds 0,1,2,3,4`"):
+        stats.resolve_protocol(df, "isic2018", None)
+    with pytest.raises(ValueError, match="--protocol cv --folds 0,1,2,3,4` makes them"):
+        stats.paired_test(df, dataset="lgg_mri", protocol="cv")
+
+
+def test_fold_level_corrected_resampled_t_test() -> None:
+    df = make_results(datasets=("isic2018",), archs=("unet", "mildnet"), n_cases=40, protocols=("cv",))
+    row = stats.fold_level_test(df, dataset="isic2018").iloc[0]
+    cv = df[df["protocol"] == "cv"]
+    per = cv.groupby(["arch", "fold"])["iou"].mean().unstack("arch")
+    d = (per["mildnet"] - per["unet"]).to_numpy()
+    se = np.sqrt((1 / 5 + 8 / 32) * np.var(d, ddof=1))  # 8 scored images per fold model, 32 outside its fold
+    assert row["n_folds"] == 5 and row["test_train_ratio"] == pytest.approx(0.25)
+    assert row["statistic"] == pytest.approx(d.mean() / se, rel=1e-12)
+    assert row["p_raw"] == pytest.approx(2 * sps.t.sf(abs(d.mean() / se), 4), rel=1e-12)
+    assert row["ci_high"] - row["mean_diff"] == pytest.approx(sps.t.ppf(0.975, 4) * se, rel=1e-12)
+    naive = sps.ttest_rel(per["mildnet"], per["unet"])
+    assert row["p_raw"] > naive.pvalue  # the correction widens the variance
+    text = stats.format_tests(stats.fold_level_test(df, dataset="isic2018"))
+    assert "Nadeau C. & Bengio Y. 2003" in text and "fold models (cv)" in text
+
+
+def test_glas_patient_unit_from_grade_csv(tmp_path) -> None:
+    """GlaS: patches -> source images (group) -> patients of Grade.csv (--unit patient)."""
+    from bench.report_data import attach_patients
+
+    df = make_results(datasets=("glas2015",), archs=("unet", "mildnet"), n_cases=36, protocols=("cv",),
+                      quality={"unet": 0.78, "mildnet": 0.84})
+    df["group"] = "train_" + (df["case_id"].str[-3:].astype(int) // 2).astype(str)  # 2 patches per source image
+    (tmp_path / "Grade.csv").write_text("name,patient ID,grade (GlaS), grade (Sirinukunwattana et al. 2015)\r\n" + "".join(
+        f"train_{i},{i // 3}, benign, healthy\r\n" for i in range(18)))  # 3 source images per patient
+    sides = [{"job": {"dataset": "glas2015", "data_root": str(tmp_path)}}]
+    with_patients = attach_patients(df, sides)
+    row = stats.paired_test(with_patients, dataset="glas2015", unit="patient").iloc[0]
+    cv = with_patients[with_patients["protocol"] == "cv"]
+    per = cv.groupby(["arch", "patient", "case_id"])["iou"].mean().groupby(["arch", "patient"]).mean().unstack("arch")
+    tt = sps.ttest_rel(per["mildnet"], per["unet"])
+    assert row["n"] == 6 and row["n_images"] == 36 and row["p_raw"] == pytest.approx(tt.pvalue, rel=1e-12)
+    assert row["unit"] == "patients (Grade.csv) (each the mean of its out-of-fold patches; cv)"
+    assert stats.paired_test(with_patients, dataset="glas2015").iloc[0]["n"] == 18  # source images
+    with pytest.raises(ValueError, match="--unit patient needs each image's patient"):
+        stats.paired_test(df, dataset="glas2015", unit="patient")

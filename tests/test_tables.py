@@ -67,14 +67,28 @@ def test_table4_uses_validation_folds(df: pd.DataFrame) -> None:
 def test_vs_paper_puts_published_values_beside_ours(df: pd.DataFrame) -> None:
     t5 = tables.table5(df, vs_paper=True)
     row = t5[(t5["dataset"] == "isic2018") & (t5["arch"] == "mildnet")].iloc[0]
-    assert (row["paper_dice_mean"], row["paper_dice_pm"], row["paper_hd_mean"]) == (0.94, 0.0005, 7.54)
+    assert (row["paper_dice"], row["paper_iou"], row["paper_hd"]) == ("0.94 ± 0.0005", "0.90 ± 0.0001", "7.54 ± 0.004")
     cols = list(t5.columns)
-    assert cols.index("paper_dice_mean") == cols.index("dice_std") + 1
-    assert t5[t5["arch"] == "unet_mlr"]["paper_dice_mean"].isna().all()  # not in Table 5
+    assert cols.index("paper_dice") == cols.index("dice_std") + 1
+    assert t5[t5["arch"] == "unet_mlr"]["paper_dice"].isna().all()  # not in Table 5
     md = tables.render(t5, "md")
-    assert "DC ↑ (paper)" in md and "0.940 ± 0.0005" in md
+    assert "DC ↑ (paper)" in md and "| 0.94 ± 0.0005 |" in md
     t4 = tables.table4(df, vs_paper=True)
-    assert t4[(t4["dataset"] == "lgg_mri") & (t4["arch"] == "unet_mlr")]["paper_iou_mean"].iloc[0] == 0.79
+    assert t4[(t4["dataset"] == "lgg_mri") & (t4["arch"] == "unet_mlr")]["paper_iou"].iloc[0] == "0.79 ± 0.0003"
+
+
+def test_vs_paper_keeps_the_printed_strings() -> None:
+    """9.395 stays 9.395 (not 9.39), 8.36 stays 8.36 (not 8.4), 0.80 keeps its zero: in md, LaTeX and CSV."""
+    df = make_results(datasets=("isbi2012",), archs=("multiresunet", "mildnet", "resdunet"), n_cases=20)
+    t5 = tables.table5(df, vs_paper=True)
+    cell = dict(zip(t5["arch"], t5["paper_hd"]))
+    assert cell["mildnet"] == "9.395 ± 0.0031"
+    assert dict(zip(t5["arch"], t5["paper_dice"]))["multiresunet"] == "0.88 ± 8.36"
+    assert dict(zip(t5["arch"], t5["paper_iou"]))["resdunet"] == "0.80 ± 0.0004"
+    for fmt in ("md", "latex", "csv", "html"):
+        out = tables.render(t5, fmt)
+        assert "9.395" in out and "8.36" in out and "0.80" in out, fmt
+        assert "9.39 " not in out and "8.4 " not in out, fmt
 
 
 def test_synthetic_caption_and_real_caption(df: pd.DataFrame) -> None:
@@ -149,6 +163,20 @@ def test_table3_from_sidecars(df: pd.DataFrame) -> None:
     assert "**4, 8**" in tables.render(t3, "md")
     with pytest.raises(ValueError, match="sidecars"):
         tables.table3([])
+
+
+def test_table3_paper_column_and_citation(df: pd.DataFrame) -> None:
+    """The paper states width 32 (filters 32..512) and Xavier initialisation without its variant."""
+    t3 = tables.table3(make_sidecars(df[df["arch"] == "unet"], width=8))
+    by_key = t3.set_index("key")
+    assert by_key.loc["width", "paper"] == "32" and by_key.loc["init", "paper"] == "Xavier (variant not stated)"
+    assert by_key.loc["inner_fraction", "paper"] == "not stated"
+    bold = {t3.at[i, "key"] for i, _ in t3.attrs["bold"]}
+    assert "width" in bold and "init" not in bold  # xavier_uniform is a Xavier initialisation
+    assert "uniform or normal not stated" in t3.attrs["caption"]
+    from bench.datasets.summary import paper_counts
+
+    assert "Sci Rep 11, 14105 (2021)" in paper_counts()["source"]
 
 
 def test_sensitivity_detects_a_ranking_flip() -> None:

@@ -1,0 +1,127 @@
+"""Devices: validate ``auto|cpu|cuda|cuda:N``, share several GPUs between jobs, pick the precision.
+
+On CPU nothing here changes the recipe: fp32, contiguous tensors. On a CUDA device the defaults are
+mixed precision (bf16 where the card supports it, else fp16 with a gradient scaler) and channels-last
+memory format; ``amp`` and ``channels_last`` in the profile turn either off. With several GPUs on one
+machine, a job asking for ``cuda`` holds one GPU's lock file for its whole run (``device_slot``), so
+``--jobs N`` worker processes share N GPUs one job per GPU at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
+AMP_CHOICES = ("auto", "off", "bf16", "fp16")
+CHANNELS_LAST_CHOICES = ("auto", "on", "off")
+
+
+def validate_device(name: str) -> str:
+    if not isinstance(name, str) or not _DEVICE.match(name):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    return name
+
+
+def cuda_devices() -> list[str]:
+    return [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; a CUDA request without the device
+    is an error (never a silent CPU run)."""
+    validate_device(name)
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise RuntimeError(f"device {name!r} requested but torch sees no CUDA device "
+                               f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'})")
+        if ":" in name and int(name.split(":")[1]) >= n:
+            raise RuntimeError(f"device {name!r} requested but only {n} CUDA device(s) are visible")
+    return name
+
+
+@contextlib.contextmanager
+def device_slot(name: str, lock_dir: Path, devices: Sequence[str] | None = None,
+                poll_s: float = 0.5) -> Iterator[str]:
+    """The device a job runs on, held for the ``with`` block.
+
+    A plain ``cuda`` (or ``auto`` on a GPU machine) with several visible GPUs takes the first free one
+    of ``devices`` (default: every visible GPU), holding ``<lock_dir>/<host>-cuda-<i>.lock`` until the
+    block ends, and waits while all are busy. Any other device is returned as is.
+    """
+    from filelock import FileLock, Timeout
+
+    resolved = resolve_device(name) if devices is None else name
+    pool = list(devices) if devices is not None else cuda_devices()
+    if resolved not in ("cuda", "auto") or len(pool) <= 1:
+        yield pool[0] if resolved in ("cuda", "auto") and pool else resolved
+        return
+    lock_dir = Path(lock_dir)
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    host = platform.node() or "host"
+    while True:
+        for dev in pool:
+            lock = FileLock(lock_dir / f"{host}-{dev.replace(':', '-')}.lock")
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                continue
+            try:
+                yield dev
+            finally:
+                lock.release()
+            return
+        time.sleep(poll_s)
+
+
+@dataclass(frozen=True, slots=True)
+class Precision:
+    """How a job trains on its device. ``dtype`` None: plain fp32."""
+
+    dtype: torch.dtype | None
+    scaler: bool
+    channels_last: bool
+
+    @property
+    def name(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+
+    def autocast(self, device: str) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=torch.device(device).type, dtype=self.dtype)
+
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def to_dict(self) -> dict[str, object]:
+        return {"precision": self.name, "grad_scaler": self.scaler, "channels_last": self.channels_last}
+
+
+def precision_for(device: str, amp: str = "auto", channels_last: str = "auto",
+                  bf16_supported: bool | None = None) -> Precision:
+    """The precision of a job on ``device`` (already resolved). On CPU ``auto`` means fp32 and
+    contiguous; on CUDA, bf16 autocast where supported (else fp16 with a gradient scaler) and
+    channels-last. An explicit ``bf16``/``fp16``/``on`` applies on any device."""
+    if amp not in AMP_CHOICES:
+        raise ValueError(f"amp must be one of {', '.join(AMP_CHOICES)}, got {amp!r}")
+    if channels_last not in CHANNELS_LAST_CHOICES:
+        raise ValueError(f"channels_last must be one of {', '.join(CHANNELS_LAST_CHOICES)}, got {channels_last!r}")
+    gpu = torch.device(device).type == "cuda"
+    if amp == "auto" and gpu:
+        if bf16_supported is None:
+            bf16_supported = torch.cuda.is_bf16_supported()
+        amp = "bf16" if bf16_supported else "fp16"
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    last = channels_last == "on" or (channels_last == "auto" and gpu)
+    return Precision(dtype, scaler=dtype is torch.float16, channels_last=last)

@@ -1,0 +1,112 @@
+"""Where jobs run: joblib/loky on this machine, a Dask cluster, or SLURM through submitit.
+
+The engine only decides where ``bench.runner.run_job(job, results)`` is called. Every job writes its
+own Parquet file and sidecar into the (shared) results folder and hands back a small status dict, so
+the driver never holds results, and a rerun resumes from the files whatever engine wrote them.
+
+- ``loky`` (default): ``bench.runner``'s own worker pool on this machine.
+- ``dask``: joblib's Dask backend on a ``distributed.Client``, connected to ``--scheduler
+  tcp://host:port`` or to a ``LocalCluster`` started here (one single-threaded worker per job slot).
+  The driver must stay alive for the whole sweep.
+- ``submitit``: one SLURM job array (``bench.slurm``); with ``wait=False`` the driver exits after
+  submitting, and a later ``bench run`` or ``bench status`` collects from the result files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.config import Job
+from bench.slurm import SlurmOptions
+
+ENGINES = ("loky", "dask", "submitit")
+
+#: Environment of Dask worker processes started here. It replaces the nanny's default, which also
+#: sets MALLOC_TRIM_THRESHOLD_=65536: with torch that returns freed tensor memory to the OS on every
+#: step and measured twice the CPU time per job.
+DASK_WORKER_ENV = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1,
+                   "NO_ALBUMENTATIONS_UPDATE": "1"}
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """``n_jobs``: parallel jobs for loky and for a LocalCluster; ``scheduler``: a Dask address."""
+
+    name: str = "loky"
+    n_jobs: int = 1
+    scheduler: str | None = None
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
+
+    def __post_init__(self) -> None:
+        if self.name not in ENGINES:
+            raise ValueError(f"unknown engine {self.name!r}; choose one of {', '.join(ENGINES)}")
+        if self.scheduler is not None and self.name != "dask":
+            raise ValueError(f"--scheduler is an address for --engine dask, not for --engine {self.name}")
+        if self.scheduler is not None and "://" not in self.scheduler:
+            raise ValueError(f"--scheduler expects an address like tcp://host:8786, got {self.scheduler!r}")
+        if self.n_jobs < 1:
+            raise ValueError(f"n_jobs must be >= 1, got {self.n_jobs}")
+
+
+def dispatch(todo: list[Job], results: Path, engine: EngineConfig) -> Iterator[dict[str, Any]]:
+    """Run ``todo`` on a non-loky engine, yielding one status dict per job as it ends (or is submitted)."""
+    results = Path(results).resolve()  # workers elsewhere may have another working directory
+    if engine.name == "dask":
+        yield from run_dask(todo, results, engine)
+    elif engine.name == "submitit":
+        yield from run_slurm(todo, results, engine.slurm)
+    else:
+        raise ValueError(f"dispatch() runs dask and submitit; loky runs in bench.runner (got {engine.name!r})")
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None, n_workers: int) -> Iterator[Any]:
+    """A ``distributed.Client`` on ``scheduler``, or on a LocalCluster of ``n_workers`` processes of
+    one thread each, closed (and the cluster stopped) on exit."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    with contextlib.ExitStack() as stack:
+        if scheduler:
+            client = stack.enter_context(Client(scheduler, timeout="30s"))
+        else:
+            # replace the whole dict (not merge): drops the nanny's MALLOC_TRIM_THRESHOLD_ default
+            stack.enter_context(dask.config.set({"distributed.nanny.pre-spawn-environ": DASK_WORKER_ENV}))
+            cluster = stack.enter_context(LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                                       dashboard_address=None, host="127.0.0.1"))
+            client = stack.enter_context(Client(cluster))
+        yield client
+
+
+def run_dask(todo: list[Job], results: Path, engine: EngineConfig) -> Iterator[dict[str, Any]]:
+    """Run ``todo`` through joblib's Dask backend; each task is one ``run_job`` call."""
+    from joblib import Parallel, delayed, parallel_config
+
+    from bench.runner import run_job
+
+    with dask_client(engine.scheduler, engine.n_jobs), parallel_config(backend="dask"):
+        yield from Parallel(n_jobs=-1, return_as="generator_unordered")(delayed(run_job)(job, results) for job in todo)
+
+
+def run_slurm(todo: list[Job], results: Path, opts: SlurmOptions) -> Iterator[dict[str, Any]]:
+    """Submit the jobs not already waiting or running in SLURM as one array; then (``opts.wait``)
+    follow every one of them to its end through the result files, else report them as submitted."""
+    from bench import slurm
+
+    slurm.require_slurm()
+    queue = slurm.queue_states() or {}
+    subs = slurm.submissions(results)
+    in_queue = [j for j in todo if j.key in subs and subs[j.key][0] in queue]
+    fresh = [j for j in todo if j not in in_queue]
+    tasks = slurm.submit(fresh, results, opts) if fresh else {}
+    if not opts.wait:
+        for job in todo:
+            task = tasks.get(job.key) or subs[job.key][0]
+            yield {"label": job.label, "key": job.key, "status": "submitted", "seconds": 0.0, "error": "",
+                   "task": task}
+        return
+    yield from slurm.wait_for(todo, results, opts.poll_s)
