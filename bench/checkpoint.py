@@ -104,11 +104,9 @@ def save_checkpoint(path: Path, model: torch.nn.Module, meta: CheckpointMeta) ->
 
     meta_dict = {**meta.to_dict(), "bench_version": __version__}
     payload = {"meta": meta_dict, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    from bench.store import atomic_write
+
+    atomic_write(Path(path), lambda fh: torch.save(payload, fh))  # a unique temporary name, then rename
 
 
 def read_checkpoint(path: Path) -> tuple[CheckpointMeta, dict[str, torch.Tensor]]:

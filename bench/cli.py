@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bench.config import Profile
@@ -162,21 +162,26 @@ def _execute(jobs: list, results: Path, args: argparse.Namespace, profile: str,
              engine: EngineConfig | None = None) -> int:
     from tqdm.auto import tqdm
 
-    from bench.runner import run_jobs
+    from bench.runner import run_jobs, stop_on_signals
     from bench.summary import print_summary
 
     start, failed = time.perf_counter(), []
     bar = tqdm(total=len(jobs), desc="jobs", unit="job", disable=args.quiet)
     n_jobs = engine.n_jobs if engine is not None else args.jobs or os.cpu_count() or 1
     submitted = []
-    for status in run_jobs(jobs, results, n_jobs=n_jobs, force=args.force, progress=not args.quiet, engine=engine):
-        if status["status"] == "submitted":
-            submitted.append(status)
-        bar.update(1)
-        bar.set_postfix_str(f"{status['label']} {status['status']}")
-        if status["status"] == "failed":
-            failed.append(status)
-            tqdm.write(f"FAILED {status['label']}: {status['error']}")
+    try:
+        with stop_on_signals():
+            for status in run_jobs(jobs, results, n_jobs=n_jobs, force=args.force, progress=not args.quiet,
+                                   engine=engine):
+                if status["status"] == "submitted":
+                    submitted.append(status)
+                bar.update(1)
+                bar.set_postfix_str(f"{status['label']} {status['status']}")
+                if status["status"] == "failed":
+                    failed.append(status)
+                    tqdm.write(f"FAILED {status['label']}: {status['error']}")
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the workers are stopped; one line, no traceback
+        return _interrupted(exc, jobs, results, bar)
     bar.close()
     if submitted:
         arrays = sorted({s["task"].split("_")[0] for s in submitted})
@@ -188,6 +193,20 @@ def _execute(jobs: list, results: Path, args: argparse.Namespace, profile: str,
     print(f"\n{len(jobs)} jobs in {time.perf_counter() - start:.1f} s; {len(failed)} failed. Results: {results}/runs "
           f"(bench.store.load_all({str(results)!r}); `bench export`, `bench report --table 5`).")
     return 1 if failed else 0
+
+
+def _interrupted(exc: KeyboardInterrupt, jobs: list, results: Path, bar: Any) -> int:
+    """Print one line (jobs done, how to resume) and return 130 (SIGINT) or 143 (SIGTERM)."""
+    import signal
+
+    from bench.runner import is_finished
+
+    bar.close()
+    signum = getattr(exc, "signum", signal.SIGINT)
+    done = sum(is_finished(j, results) for j in jobs)
+    print(f"bench run: stopped by {signal.Signals(signum).name}: {done} of {len(jobs)} jobs done in {results}/runs; "
+          f"run the same command again to resume (finished jobs are skipped)", file=sys.stderr)
+    return 128 + int(signum)
 
 
 def add_run(p: argparse.ArgumentParser) -> None:
@@ -706,14 +725,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_result_warnings() -> Any:
+    """A context in which the store's warnings about damaged results print as one line each
+    (``bench: warning: ...``); other warnings print as usual."""
+    import warnings
+
+    from bench.store import ResultWarning
+
+    context = warnings.catch_warnings()
+    context.__enter__()
+    default = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, ResultWarning):
+            print(f"bench: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+    return context
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    context = _one_line_result_warnings()
     try:
         return PARSERS[args.command][1](args)
     except (KeyError, ValueError, FileNotFoundError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"bench {args.command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        context.__exit__(None, None, None)
 
 
 if __name__ == "__main__":

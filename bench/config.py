@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -59,6 +61,9 @@ class TrainConfig:
     amp: str = "auto"  # mixed precision: auto (bf16/fp16 on GPU, fp32 on CPU) | off | bf16 | fp16
     channels_last: str = "auto"  # auto (on GPU only) | on | off
 
+    def __post_init__(self) -> None:
+        validate(self)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -76,41 +81,145 @@ class Profile:
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
+#: Weight initialisations the project's networks accept (architectures/_blocks.py ``InitMode``).
+INIT_CHOICES = ("xavier_uniform", "xavier_normal")
+_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+_INT_FIELDS = ("image_size", "width", "depth", "batch_size", "epochs", "plateau_patience", "n_folds", "split_seed",
+               "threads", "patch_padding")
+_FLOAT_FIELDS = ("lr", "beta1", "plateau_factor", "test_fraction", "inner_fraction")
+#: Choices of the precision settings (bench/train.py ``PRECISIONS``, bench/devices.py).
+PRECISION_CHOICES = ("fp32", "fp64")
+AMP_CHOICES = ("auto", "off", "bf16", "fp16")
+CHANNELS_LAST_CHOICES = ("auto", "on", "off")
+#: field -> (rule, description) for values of the right type.
+_RULES: dict[str, tuple[Any, str]] = {
+    "image_size": (lambda v: v >= 8, ">= 8"), "width": (lambda v: v >= 1, ">= 1"), "depth": (lambda v: v >= 2, ">= 2"),
+    "batch_size": (lambda v: v >= 1, ">= 1"), "epochs": (lambda v: v >= 1, ">= 1"),
+    "lr": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"), "beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "plateau_factor": (lambda v: 0 < v < 1, "in (0, 1)"), "plateau_patience": (lambda v: v >= 0, ">= 0"),
+    "n_folds": (lambda v: v >= 2, ">= 2"), "test_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "split_seed": (lambda v: v >= 0, ">= 0"), "threads": (lambda v: v >= 1, ">= 1"),
+    "patch_padding": (lambda v: v >= 0, ">= 0"),
+    "init": (lambda v: v in INIT_CHOICES, f"one of {', '.join(INIT_CHOICES)}"),
+    "device": (lambda v: bool(_DEVICE.match(v)), "auto, cpu, cuda or cuda:N"),
+    "synthetic_n": (lambda v: v is None or v >= 1, "none or >= 1"),
+    "inner_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "precision": (lambda v: v in PRECISION_CHOICES, f"one of {', '.join(PRECISION_CHOICES)}"),
+    "amp": (lambda v: v in AMP_CHOICES, f"one of {', '.join(AMP_CHOICES)}"),
+    "channels_last": (lambda v: v in CHANNELS_LAST_CHOICES, f"one of {', '.join(CHANNELS_LAST_CHOICES)}"),
+}
+
+
+def _type_problem(name: str, value: Any) -> str | None:
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if name in _INT_FIELDS and not is_int:
+        return "an integer"
+    if name == "synthetic_n" and not (value is None or is_int):
+        return "an integer or none"
+    if name in _FLOAT_FIELDS and not (is_int or isinstance(value, float)):
+        return "a number"
+    if name == "augment" and not isinstance(value, bool):
+        return "true or false"
+    if name in ("init", "device", "lgg_subset", "precision", "amp", "channels_last") and not isinstance(value, str):
+        return "a string"
+    return None
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Check every setting's type and range; ValueError naming the key, the value and what is expected."""
+    for name in _TRAIN_FIELDS_ORDER:
+        value = getattr(cfg, name)
+        expected = _type_problem(name, value)
+        if expected is not None:
+            raise ValueError(f"setting {name}={value!r}: expected {expected}")
+        rule = _RULES.get(name)
+        if rule is not None and not rule[0](value):
+            raise ValueError(f"setting {name}={value!r}: must be {rule[1]}")
+    factor = 2 ** (cfg.depth - 1)
+    if cfg.image_size % factor:
+        raise ValueError(f"setting image_size={cfg.image_size}: must be a multiple of {factor} (2**(depth-1) for "
+                         f"depth={cfg.depth}), e.g. {max(factor, cfg.image_size // factor * factor)}")
+
+
+_TRAIN_FIELDS_ORDER = tuple(f.name for f in dataclasses.fields(TrainConfig))
+
+
 def coerce(name: str, value: Any) -> Any:
     """Convert a command-line string to the type of TrainConfig field ``name``."""
     if name not in _TRAIN_FIELDS:
         raise KeyError(f"unknown setting {name!r}; known: {', '.join(sorted(_TRAIN_FIELDS))}")
+    default = TrainConfig.__dataclass_fields__[name].default
+    if isinstance(default, str) and isinstance(value, bool):  # YAML reads on/off/yes/no as booleans
+        return "on" if value else "off"
     if not isinstance(value, str):
         return value
-    default = TrainConfig.__dataclass_fields__[name].default
     if value.lower() in ("none", "null"):
         return None
     if isinstance(default, bool):
         if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
-            raise ValueError(f"{name} expects true/false, got {value!r}")
+            raise ValueError(f"setting {name} expects true/false, got {value!r}")
         return value.lower() in ("1", "true", "yes")
-    if isinstance(default, int) or name == "synthetic_n":
-        return int(value)
-    if isinstance(default, float):
-        return float(value)
+    try:
+        if isinstance(default, int) or name == "synthetic_n":
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+    except ValueError:
+        kind = "a number" if isinstance(default, float) else "an integer"
+        raise ValueError(f"setting {name} expects {kind}, got {value!r}") from None
     return value
 
 
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """The mapping in profile ``path``; a syntax error names the file, line and column."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ValueError(f"profile {path}{where}: not valid YAML ({problem})") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        kind = type(raw).__name__
+        raise ValueError(f"profile {path}: expected a mapping of settings (key: value), got {kind}")  # noqa: TRY004
+    return raw
+
+
+def _index_list(raw: dict[str, Any], key: str, default: tuple[int, ...], path: Path) -> tuple[int, ...]:
+    values = raw.pop(key, default)
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                        for v in values):
+        raise ValueError(f"profile {path}: {key} must be a list of integers >= 0, got {values!r}")
+    return tuple(values)
+
+
 def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None) -> Profile:
-    """Load ``quick``/``paper`` (or a YAML file) and apply ``overrides`` (field -> value or string)."""
+    """Load ``quick``/``paper`` (or a YAML file) and apply ``overrides`` (field -> value or string).
+
+    Every setting is checked (``validate``) before anything runs: a wrong type, a value out of range
+    or an unknown key raises naming the key (and the file, for values from the profile).
+    """
     path = Path(name_or_path)
     if not path.suffix:
         path = PROFILE_DIR / f"{name_or_path}.yaml"
         if not path.exists():
             known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
             raise KeyError(f"unknown profile {name_or_path!r}; known: {', '.join(known)} (or a path to a .yaml file)")
-    raw = yaml.safe_load(path.read_text()) or {}
-    folds = tuple(raw.pop("folds", (0, 1, 2, 3, 4)))
-    seeds = tuple(raw.pop("seeds", (0,)))
+    raw = _read_yaml(path)
+    folds = _index_list(raw, "folds", (0, 1, 2, 3, 4), path)
+    seeds = _index_list(raw, "seeds", (0,), path)
     description = raw.pop("description", "")
-    slurm = tuple(sorted((raw.pop("slurm", None) or {}).items()))
-    values = {k: coerce(k, v) for k, v in {**raw, **(overrides or {})}.items()}
-    return Profile(path.stem, description, TrainConfig(**values), folds, seeds, slurm)
+    slurm = raw.pop("slurm", None) or {}
+    if not isinstance(slurm, dict):
+        raise ValueError(f"profile {path}: slurm must be a mapping of SLURM settings, got {slurm!r}")  # noqa: TRY004
+    try:
+        values = {k: coerce(k, v) for k, v in raw.items()}
+    except (KeyError, ValueError) as exc:
+        raise type(exc)(f"profile {path}: {exc.args[0]}") from None
+    values.update({k: coerce(k, v) for k, v in (overrides or {}).items()})
+    return Profile(path.stem, description, TrainConfig(**values), folds, seeds, tuple(sorted(slurm.items())))
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,9 @@ def predict(model: nn.Module, images: Tensor, batch_size: int, device: str = "cp
     dtype = next(model.parameters()).dtype
     probs = [torch.sigmoid(model(images[i:i + batch_size].to(device, dtype)))[:, 0].float().cpu()
              for i in range(0, len(images), batch_size)]
-    return torch.cat(probs).numpy() if probs else np.zeros((0, *images.shape[-2:]), np.float32)
+    out = torch.cat(probs).numpy() if probs else np.zeros((0, *images.shape[-2:]), np.float32)
+    require_finite(out, "model output")
+    return out
 
 
 #: Foreground where the probability is above this (sigmoid(logit) > 0.5, i.e. logit > 0).
@@ -42,14 +44,28 @@ def score(probs: np.ndarray, masks: np.ndarray, case_ids: list[str], groups: lis
 
 def save_predictions(path: Path, probs: np.ndarray, case_ids: list[str]) -> None:
     """Compressed predictions: probabilities quantised to uint8 (1/255 steps) plus the exact
-    thresholded masks bit-packed, so figures and re-evaluation need no retraining."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    thresholded masks bit-packed, so figures and re-evaluation need no retraining. Written atomically
+    (a uniquely named temporary file, then renamed); non-finite probabilities are refused."""
+    from bench.store import atomic_write
+
+    require_finite(probs, f"predictions for {path.name}")
     masks = probs > 0.5
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, case_ids=np.array(case_ids), prob_u8=np.rint(probs * 255).astype(np.uint8),
-                            mask_bits=np.packbits(masks, axis=-1), shape=np.array(masks.shape))
-    tmp.replace(path)
+    atomic_write(path, lambda fh: np.savez_compressed(
+        fh, case_ids=np.array(case_ids), prob_u8=np.rint(probs * 255).astype(np.uint8),
+        mask_bits=np.packbits(masks, axis=-1), shape=np.array(masks.shape)))
+
+
+class NonFinitePrediction(ValueError):
+    """A model produced NaN or infinite probabilities (a diverged or overflowing network)."""
+
+
+def require_finite(probs: np.ndarray, what: str) -> None:
+    """Raise ``NonFinitePrediction`` if any probability in ``probs`` (N x H x W) is NaN or infinite."""
+    bad = ~np.isfinite(probs)
+    if bad.any():
+        images = int(bad.reshape(len(bad), -1).any(axis=1).sum()) if bad.ndim > 1 else int(bad.any())
+        raise NonFinitePrediction(f"{what}: {int(bad.sum())} non-finite probabilities (NaN/inf) in {images} of "
+                                  f"{len(probs)} images; the network's output is not a valid prediction")
 
 
 def load_predictions(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:

@@ -49,6 +49,7 @@ class Registry(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
         self._aliases: dict[str, str] = {}
         self._prefixes: dict[str, tuple[Callable[..., T], str]] = {}
+        self._prefix_checks: dict[str, Callable[[str], Any]] = {}
 
     def register(self, name: str, factory: Callable[..., T] | None = None, *, aliases: tuple[str, ...] = (),
                  display_name: str | None = None, **defaults: Any) -> Any:
@@ -65,11 +66,15 @@ class Registry(Generic[T]):
         self._add(Entry(name, factory, dict(defaults), _origin(factory), tuple(aliases), display_name))
         return factory
 
-    def register_prefix(self, prefix: str, resolver: Callable[..., T]) -> None:
-        """Names ``prefix:rest`` are built by ``resolver(rest, **kwargs)``."""
+    def register_prefix(self, prefix: str, resolver: Callable[..., T],
+                        check: Callable[[str], Any] | None = None) -> None:
+        """Names ``prefix:rest`` are built by ``resolver(rest, **kwargs)``; ``check(rest)``, if given,
+        raises KeyError for a ``rest`` that names nothing (``canonical`` calls it)."""
         if prefix in self._prefixes:
             raise ValueError(f"{self.kind} prefix {prefix!r} already registered at {self._prefixes[prefix][1]}")
         self._prefixes[prefix] = (resolver, _origin(resolver))
+        if check is not None:
+            self._prefix_checks[prefix] = check
 
     def _add(self, entry: Entry[T]) -> None:
         for key in (entry.name, *entry.aliases):
@@ -92,6 +97,9 @@ class Registry(Generic[T]):
         if name in self._aliases:
             return self._aliases[name]
         if ":" in name and name.split(":", 1)[0] in self._prefixes:
+            prefix, rest = name.split(":", 1)
+            if prefix in self._prefix_checks:
+                self._prefix_checks[prefix](rest)
             return name
         known = sorted([*self._entries, *self._aliases])
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)

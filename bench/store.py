@@ -1,23 +1,54 @@
 """The results store: one Parquet file of per-image rows plus one JSON sidecar per job.
 
 Layout: ``<results>/runs/<dataset>/<arch>/<stem>.parquet`` and ``.json`` (schema:
-``results/README.md``). Every write goes to a temporary file in the target folder and is renamed
-into place (atomic on POSIX), Parquet first and the sidecar last: a job is finished exactly when its
-sidecar says ``status: ok`` and names the key found in its Parquet file. ``load_all`` reads only
-finished jobs, so a half-written or interrupted job is never read as a result.
+``results/README.md``), with ``<stem>.lock`` beside them (the job's lock, see ``job_lock``). Every
+write goes to a uniquely named temporary file ``.tmp-<target name>.<random>.tmp`` in the target
+folder and is renamed into place (atomic on POSIX), Parquet first and the sidecar last. A job is
+finished exactly when its sidecar says ``status: ok``, names the key found in its Parquet file, and
+the Parquet file passes ``verify_result`` (readable, ``n_written`` rows, the expected columns,
+finite metrics). A result that fails verification is never read as a result: ``load_all`` skips it
+with a ``ResultWarning`` naming the file, ``is_done`` says it is not done (so the next run recomputes
+it), and ``unreadable`` lists it so reports can say "unreadable: PATH" instead of "not run".
+Every write is confined to the results folder (``confine``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 DEFAULT_RESULTS = Path("results")
+
+#: Temporary files are ``.tmp-<target file name>.<random>.tmp``: never matched as results.
+TMP_PREFIX, TMP_SUFFIX = ".tmp-", ".tmp"
+#: A temporary file of no known job (no lock beside it) is stale once it is this old (seconds).
+STALE_AFTER = 3600.0
+
+#: Columns every result Parquet file has (results/README.md); more are allowed.
+REQUIRED_COLUMNS = ("dataset", "source", "arch", "protocol", "fold", "seed", "profile", "split", "case_id", "group",
+                    "eval_size", "tp", "fp", "fn", "tn", "n_ref", "n_pred", "empty_ref", "empty_pred", "dice", "iou",
+                    "hd", "hd95", "split_hash", "job_key")
+#: Metrics that are finite in every stored row (both-empty and one-empty masks have defined values).
+FINITE_METRICS = ("dice", "iou", "hd", "hd95")
+#: Counts: integer columns.
+COUNT_COLUMNS = ("fold", "seed", "eval_size", "tp", "fp", "fn", "tn", "n_ref", "n_pred")
+
+_STEM = re.compile(r"^(?P<protocol>[A-Za-z0-9]+)_f(?P<fold>\d+)_s(?P<seed>\d+)_(?P<key>[0-9a-f]+)$")
+
+
+class ResultWarning(UserWarning):
+    """A stored result that cannot be trusted; the message names the file and what is wrong."""
 
 
 def _umask() -> int:
@@ -30,21 +61,64 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()
 
 
+# ---------------------------------------------------------------------------------------------- paths
+
+
+def confine(results: Path | str, path: Path | str) -> Path:
+    """``path``, after checking that it lies inside the ``results`` folder (lexically, after ``..``)."""
+    root, target = os.path.abspath(results), os.path.abspath(path)
+    if os.path.commonpath([root, target]) != root:
+        raise ValueError(f"refusing to write {path}: it lies outside the results folder {results}")
+    return Path(path)
+
+
+def _component(value: str, what: str) -> str:
+    if not value or value in (".", "..") or any(ch in value for ch in ("/", "\\", "\0")):
+        raise ValueError(f"{what} {value!r} cannot name a results folder: no path separators, '.' or '..'")
+    return value
+
+
 def job_dir(results: Path, dataset: str, arch: str) -> Path:
-    return Path(results) / "runs" / dataset / arch.replace(":", "__")
+    """``<results>/runs/<dataset>/<arch>`` (``:`` in smp names becomes ``__``), inside ``results``."""
+    folder = Path(results) / "runs" / _component(dataset, "dataset") / _component(arch.replace(":", "__"), "arch")
+    return confine(results, folder)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def job_lock(sidecar: Path) -> Any:
+    """The lock that claims the job of ``sidecar`` (a ``filelock.FileLock`` on ``<stem>.lock``).
+
+    Whoever computes or rewrites a job's files holds it; ``acquire(timeout=0)`` raises
+    ``filelock.Timeout`` while another process (or worker) holds it. The operating system releases it
+    when the holder dies, so a free lock beside a ``running`` sidecar means that run was killed.
+    """
+    from filelock import FileLock
+
+    return FileLock(str(Path(sidecar).with_suffix(".lock")))
+
+
+# ---------------------------------------------------------------------------------------------- writers
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write ``path`` atomically: ``write(fh)`` fills a unique temporary file in the same folder, which
+    is then renamed into place; on any error the temporary file is removed and the error re-raised."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TMP_PREFIX}{path.name}.", suffix=TMP_SUFFIX)
     try:
         os.chmod(tmp, FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda fh: fh.write(data))
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -52,52 +126,172 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".parquet")
-    os.close(fd)
-    try:
-        os.chmod(tmp, FILE_MODE)
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: df.to_parquet(fh, index=False))
+
+
+# ---------------------------------------------------------------------------------------------- leftovers
+
+
+def _tmp_stem(name: str) -> str:
+    """The job stem a temporary file belongs to (``.tmp-<stem>.<ext>.<random>.tmp`` -> ``<stem>``)."""
+    return name[len(TMP_PREFIX):].split(".", 1)[0]
+
+
+def clean_job_temporaries(folder: Path, stem: str) -> list[Path]:
+    """Remove the temporary files of job ``stem`` in ``folder``; the caller holds the job's lock."""
+    removed = []
+    for path in Path(folder).glob(f"{TMP_PREFIX}{stem}.*{TMP_SUFFIX}"):
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def clean_stale(results: Path | str = DEFAULT_RESULTS) -> list[Path]:
+    """Remove temporary files left under ``results/runs`` by killed writers; returns what was removed.
+
+    A temporary file of a job whose lock is free is stale (no one is writing that job). One that names
+    no job with a lock file (e.g. from an older version) is stale once older than ``STALE_AFTER``.
+    """
+    from filelock import Timeout
+
+    removed: list[Path] = []
+    for path in sorted((Path(results) / "runs").glob(f"*/*/{TMP_PREFIX}*")):
+        stem = _tmp_stem(path.name)
+        lock_path = path.with_name(f"{stem}.lock")
+        if lock_path.exists():
+            lock = job_lock(lock_path)
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                continue  # a live writer owns it
+            try:
+                removed += clean_job_temporaries(path.parent, stem)
+            finally:
+                lock.release()
+        else:
+            try:
+                old = time.time() - path.stat().st_mtime > STALE_AFTER
+            except FileNotFoundError:
+                continue
+            if old:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+# ---------------------------------------------------------------------------------------------- reading
 
 
 def read_sidecar(path: Path) -> dict[str, Any] | None:
-    """The sidecar at ``path``, or None if absent or unreadable (an interrupted write leaves none)."""
+    """The sidecar at ``path``, or None if absent or unreadable (``sidecar_problem`` says why)."""
     try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        side = json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
+    return side if isinstance(side, dict) else None
+
+
+def sidecar_problem(path: Path) -> str | None:
+    """Why the sidecar at ``path`` cannot be used (unreadable JSON, not a job sidecar), or None."""
+    try:
+        side = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return "missing"
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return f"unreadable JSON ({exc})"
+    if not isinstance(side, dict) or not isinstance(side.get("job"), dict) or "status" not in side:
+        return "not a job sidecar (expected a JSON object with 'job' and 'status')"
+    return None
+
+
+def _sidecar_paths(results: Path | str) -> list[Path]:
+    """Every sidecar file under ``results/runs`` (temporary and hidden files excluded), sorted."""
+    return sorted(p for p in (Path(results) / "runs").glob("*/*/*.json") if not p.name.startswith("."))
 
 
 def sidecars(results: Path | str = DEFAULT_RESULTS) -> list[dict[str, Any]]:
-    """Every job sidecar under ``results/runs`` (finished, failed or running), sorted by path."""
+    """Every job sidecar under ``results/runs`` (finished, failed or running), sorted by path.
+
+    An unreadable sidecar is left out with a ``ResultWarning`` naming it (``unreadable`` lists them).
+    """
     out = []
-    for path in sorted((Path(results) / "runs").glob("*/*/*.json")):
+    for path in _sidecar_paths(results):
+        problem = sidecar_problem(path)
+        if problem is not None:
+            if problem != "missing":
+                warnings.warn(f"{path}: {problem}; this job is treated as not done", ResultWarning, stacklevel=2)
+            continue
         side = read_sidecar(path)
-        if side is not None:
-            side["_path"] = str(path)
-            out.append(side)
+        assert side is not None
+        side["_path"] = str(path)
+        out.append(side)
     return out
 
 
-def is_done(sidecar_path: Path, key: str) -> bool:
+def verify_result(sidecar_path: Path, side: dict[str, Any]) -> tuple[pd.DataFrame | None, str | None]:
+    """(rows, None) if the Parquet file beside an ``ok`` sidecar is a complete result, else (None, why).
+
+    Complete: readable, ``n_written`` rows, the columns of ``REQUIRED_COLUMNS`` (counts integer),
+    every row's ``job_key`` equal to the sidecar's key, finite ``FINITE_METRICS``.
+    """
+    parquet = Path(sidecar_path).with_suffix(".parquet")
+    if not parquet.exists():
+        return None, f"{parquet} is missing"
+    try:
+        df = pd.read_parquet(parquet)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        return None, f"{parquet} is unreadable ({type(exc).__name__}: {exc})"
+    expected = side.get("n_written")
+    if not isinstance(expected, int) or len(df) != expected:
+        return None, f"{parquet} holds {len(df)} rows, its sidecar says n_written={expected}"
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        return None, f"{parquet} lacks columns {missing}"
+    wrong = [c for c in COUNT_COLUMNS if not pd.api.types.is_integer_dtype(df[c])]
+    wrong += [c for c in FINITE_METRICS if not pd.api.types.is_float_dtype(df[c])]
+    if wrong:
+        return None, f"{parquet} has columns of the wrong type: {wrong}"
+    if (df["job_key"] != side.get("key")).any():
+        return None, f"{parquet} holds rows of another job (job_key != {side.get('key')})"
+    bad = {m: int((~np.isfinite(df[m].to_numpy(dtype=float))).sum()) for m in FINITE_METRICS}
+    bad = {m: n for m, n in bad.items() if n}
+    if bad:
+        return None, f"{parquet} has non-finite metrics ({', '.join(f'{m}: {n} rows' for m, n in bad.items())})"
+    return df, None
+
+
+def check_done(sidecar_path: Path, key: str) -> tuple[bool, str | None]:
+    """(done, problem): done when the sidecar is ``ok`` for ``key`` and its result verifies; ``problem``
+    says why an ``ok`` result for ``key`` is not usable (None otherwise)."""
     side = read_sidecar(sidecar_path)
-    return bool(side and side.get("status") == "ok" and side.get("key") == key
-                and sidecar_path.with_suffix(".parquet").exists())
+    if not (side and side.get("status") == "ok" and side.get("key") == key):
+        return False, None
+    _, problem = verify_result(sidecar_path, side)
+    return problem is None, problem
+
+
+def is_done(sidecar_path: Path, key: str) -> bool:
+    """True when the job ``key`` finished and its result verifies; a bad result warns (it will be recomputed)."""
+    done, problem = check_done(sidecar_path, key)
+    if problem is not None:
+        warnings.warn(f"{problem}: not a usable result, treated as not done (the next run recomputes it)",
+                      ResultWarning, stacklevel=2)
+    return done
 
 
 def load_all(results: Path | str = DEFAULT_RESULTS) -> pd.DataFrame:
-    """One tidy DataFrame of every finished job: one row per (job, image). Empty if nothing ran."""
+    """One tidy DataFrame of every finished job: one row per (job, image). Empty if nothing ran.
+
+    Results that fail ``verify_result`` are left out with a ``ResultWarning`` naming the file.
+    """
     frames = []
     for side in sidecars(results):
         if side.get("status") != "ok":
             continue
-        df = pd.read_parquet(Path(side["_path"]).with_suffix(".parquet"))
-        if len(df) and (df["job_key"] != side["key"]).any():
-            continue  # a stale Parquet next to a newer sidecar: never mix them
+        df, problem = verify_result(Path(side["_path"]), side)
+        if problem is not None:
+            warnings.warn(f"{problem}: left out (`bench run` recomputes it)", ResultWarning, stacklevel=2)
+            continue
         frames.append(df)
     frames += evaluation_frames(results)
     if not frames:
@@ -107,35 +301,92 @@ def load_all(results: Path | str = DEFAULT_RESULTS) -> pd.DataFrame:
 
 def evaluation_frames(results: Path | str = DEFAULT_RESULTS) -> list[pd.DataFrame]:
     """Rows of finished ``bench evaluate`` runs (``runs/*/*/evaluations/``): external cohorts and
-    native-resolution scores. Same rule as jobs: sidecar ``status: ok`` naming the Parquet's ``eval_key``."""
+    native-resolution scores. Same rule as jobs: sidecar ``status: ok`` naming the Parquet's ``eval_key``;
+    an unreadable Parquet file (or one with fewer rows than its sidecar's ``n_written``) is left out
+    with a ``ResultWarning`` naming it."""
     frames = []
     for path in sorted((Path(results) / "runs").glob("*/*/evaluations/*.json")):
         side = read_sidecar(path)
         parquet = path.with_suffix(".parquet")
-        if not side or side.get("status") != "ok" or not parquet.exists():
+        if path.name.startswith(".") or not side or side.get("status") != "ok" or not parquet.exists():
             continue
-        df = pd.read_parquet(parquet)
+        try:
+            df = pd.read_parquet(parquet)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            warnings.warn(f"{parquet} is unreadable ({type(exc).__name__}: {exc}): left out", ResultWarning,
+                          stacklevel=2)
+            continue
+        if isinstance(side.get("n_written"), int) and len(df) != side["n_written"]:
+            warnings.warn(f"{parquet} holds {len(df)} rows, its sidecar says n_written={side['n_written']}: left out",
+                          ResultWarning, stacklevel=2)
+            continue
         if len(df) and (df["eval_key"] != side["key"]).any():
             continue
         frames.append(df)
     return frames
 
 
-def failures(results: Path | str = DEFAULT_RESULTS) -> pd.DataFrame:
-    """Failed jobs (dataset, arch, protocol, fold, seed, error), one row each."""
-    rows = [{**{k: s["job"].get(k) for k in ("dataset", "arch", "protocol", "fold", "seed")},
-             "error": s.get("error", ""), "key": s.get("key")}
+_JOB_COLUMNS = ("dataset", "arch", "protocol", "fold", "seed")
+
+
+def _from_path(path: Path) -> dict[str, Any]:
+    """dataset, arch, protocol, fold, seed as far as a sidecar's path tells them."""
+    out: dict[str, Any] = {"dataset": path.parent.parent.name, "arch": path.parent.name.replace("__", ":")}
+    match = _STEM.match(path.stem)
+    if match:
+        out.update(protocol=match["protocol"], fold=int(match["fold"]), seed=int(match["seed"]))
+    return out
+
+
+def unreadable(results: Path | str = DEFAULT_RESULTS) -> pd.DataFrame:
+    """Stored results that cannot be read: an unreadable sidecar, or an ``ok`` sidecar whose Parquet
+    file fails ``verify_result``. One row each: dataset, arch, protocol, fold, seed, key, path and
+    ``error`` = ``"unreadable: PATH (why)"``."""
+    rows = []
+    for path in _sidecar_paths(results):
+        problem = sidecar_problem(path)
+        if problem == "missing":
+            continue
+        side = read_sidecar(path) if problem is None else None
+        if side is not None:
+            if side.get("status") != "ok":
+                continue
+            _, problem = verify_result(path, side)
+            if problem is None:
+                continue
+            bad = path.with_suffix(".parquet")
+            info = {**_from_path(path), **{k: side["job"].get(k) for k in _JOB_COLUMNS}, "key": side.get("key")}
+        else:
+            bad, info = path, {**_from_path(path), "key": None}
+        rows.append({**{k: info.get(k) for k in _JOB_COLUMNS}, "error": f"unreadable: {bad} ({problem})",
+                     "key": info["key"], "path": str(bad)})
+    return pd.DataFrame(rows, columns=[*_JOB_COLUMNS, "error", "key", "path"])
+
+
+def failures(results: Path | str = DEFAULT_RESULTS, include_unreadable: bool = True) -> pd.DataFrame:
+    """Failed jobs (dataset, arch, protocol, fold, seed, error, key, status), one row each.
+
+    ``status`` is ``failed``; with ``include_unreadable`` the rows of ``unreadable`` follow with status
+    ``unreadable`` and ``error`` = ``"unreadable: PATH (why)"``.
+    """
+    rows = [{**{k: s["job"].get(k) for k in _JOB_COLUMNS}, "error": s.get("error", ""), "key": s.get("key"),
+             "status": "failed"}
             for s in sidecars(results) if s.get("status") == "failed"]
-    return pd.DataFrame(rows, columns=["dataset", "arch", "protocol", "fold", "seed", "error", "key"])
+    if include_unreadable:
+        rows += [{**r, "status": "unreadable"} for r in unreadable(results).drop(columns="path").to_dict("records")]
+    return pd.DataFrame(rows, columns=[*_JOB_COLUMNS, "error", "key", "status"])
 
 
 def export(results: Path | str, out: Path | str, fmt: str = "csv") -> Path:
-    """Write the tidy table for other tools (csv or parquet)."""
+    """Write the tidy table for other tools (csv or parquet); an error if there is nothing to export."""
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"format must be csv or parquet, got {fmt!r}")
     df, out = load_all(results), Path(out)
+    if df.empty:
+        raise FileNotFoundError(f"nothing to export: no finished jobs under {Path(results) / 'runs'} "
+                                f"(run `bench run` first, or point --results at the folder it wrote)")
     if fmt == "csv":
         df.to_csv(out, index=False)
-    elif fmt == "parquet":
-        df.to_parquet(out, index=False)
     else:
-        raise ValueError(f"format must be csv or parquet, got {fmt!r}")
+        df.to_parquet(out, index=False)
     return out

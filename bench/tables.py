@@ -90,6 +90,11 @@ def _note(cell: pd.DataFrame, fails: pd.DataFrame, ds: str, arch: str) -> str:
     failed = fails[(fails["dataset"] == ds) & (fails["arch"] == arch)]
     if failed.empty:
         return "" if len(cell) else "not run"
+    unread = failed["error"].astype(str).str.startswith("unreadable: ")
+    if unread.all():  # stored results that cannot be read (bench.store.unreadable), not failed runs
+        ok = f"; {len(cell[_MODEL].drop_duplicates())} fold models ok" if len(cell) else ""
+        return "; ".join(failed["error"].astype(str)) + ok
+    failed = failed[~unread]
     folds = sorted({int(f) for f in failed["fold"].dropna()})
     where = f" (fold{'s' if len(folds) > 1 else ''} {', '.join(map(str, folds))})" if folds else ""
     error = str(failed["error"].iloc[0]).strip().splitlines()[0][:120] if len(failed) else ""

@@ -95,7 +95,7 @@ def prepare(ds: SegDataset, size: int, *, patch_size: int | None = None, patch_p
     patch = patch_size if patch_size is not None else (PAPER_PATCH if ds.patch_based else None)
     options = {"dataset_options": ds.options(), "size": int(size), "patch_size": patch,
                "patch_padding": int(patch_padding) if patch else None, "normalization": "minmax_per_source"}
-    fp = fingerprint(ds, cases, options)
+    fp = fingerprint(ds, cases, options, cache_dir)
     path = Path(cache_dir) / f"{ds.name}-{ds.source}-{size}px-{fp[:16]}.npz" if cache_dir is not None else None
     if path is not None and path.exists():
         return load_cache(path, fp)
@@ -108,8 +108,61 @@ def prepare(ds: SegDataset, size: int, *, patch_size: int | None = None, patch_p
 # ---------------------------------------------------------------------------------------------- fingerprint
 
 
-def _source_files(ds: SegDataset, cases: list[Case]) -> list[list[Any]]:
-    """[path relative to root, size, mtime_ns] of every file the cases read, sorted, deduplicated."""
+#: Name of the file-hash cache inside a cache folder: {absolute path: [size, mtime_ns, sha256]}.
+HASH_CACHE = "file-hashes.json"
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of the bytes of ``path``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class FileHashes:
+    """Content hashes of files, remembered by (path, size, mtime_ns) in ``<cache_dir>/file-hashes.json``
+    so an unchanged file is not read again; a touched file is re-hashed (same bytes: same hash).
+    ``save`` writes the cache atomically (unique temporary file, then ``os.replace``)."""
+
+    def __init__(self, cache_dir: Path | None) -> None:
+        self.path = None if cache_dir is None else Path(cache_dir) / HASH_CACHE
+        self.known: dict[str, list[Any]] = {}
+        self.changed = False
+        if self.path is not None and self.path.exists():
+            try:
+                loaded = json.loads(self.path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                loaded = {}  # a damaged cache only costs re-hashing; it is rewritten below
+                self.changed = True
+            self.known = loaded if isinstance(loaded, dict) else {}
+
+    def sha256(self, path: Path, st: os.stat_result) -> str:
+        key = os.path.abspath(path)
+        entry = self.known.get(key)
+        if isinstance(entry, list) and len(entry) == 3 and entry[:2] == [st.st_size, st.st_mtime_ns]:
+            return str(entry[2])
+        digest = file_sha256(path)
+        self.known[key] = [st.st_size, st.st_mtime_ns, digest]
+        self.changed = True
+        return digest
+
+    def save(self) -> None:
+        if self.path is None or not self.changed:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            tmp.write_text(json.dumps(self.known, sort_keys=True))
+            os.replace(tmp, self.path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.changed = False
+
+
+def _source_files(ds: SegDataset, cases: list[Case], hashes: FileHashes) -> list[list[Any]]:
+    """[path relative to root, size, sha256 of the bytes] of every file the cases read, sorted, deduplicated."""
     paths = sorted({p for c in cases for p in (c.image_path, *c.mask_paths) if p is not None})
     rows = []
     for p in paths:
@@ -118,13 +171,16 @@ def _source_files(ds: SegDataset, cases: list[Case]) -> list[list[Any]]:
         except FileNotFoundError as err:
             raise FileNotFoundError(f"{ds.name}: a case refers to {p}, which does not exist") from err
         rel = os.path.relpath(p, ds.root) if ds.root is not None else str(p)
-        rows.append([rel.replace(os.sep, "/"), st.st_size, st.st_mtime_ns])
+        rows.append([rel.replace(os.sep, "/"), st.st_size, hashes.sha256(Path(p), st)])
+    hashes.save()
     return rows
 
 
-def fingerprint(ds: SegDataset, cases: list[Case], options: dict[str, Any]) -> str:
+def fingerprint(ds: SegDataset, cases: list[Case], options: dict[str, Any], cache_dir: Path | None = None) -> str:
     """sha256 over dataset name, source, options, code version, the case list and (real data) every
-    source file's relative path, size and mtime_ns; (synthetic) the generator version."""
+    source file's relative path, size and content hash (not its modification time: ``touch`` or a copy
+    without ``-p`` keeps the fingerprint); (synthetic) the generator version. File hashes are cached in
+    ``cache_dir`` (``FileHashes``) so unchanged files are read once."""
     payload: dict[str, Any] = {
         "dataset": ds.name, "source": ds.source, "options": options, "code": CODE_VERSION,
         "reader": f"{type(ds).__module__}.{type(ds).__qualname__}",
@@ -135,7 +191,7 @@ def fingerprint(ds: SegDataset, cases: list[Case], options: dict[str, Any]) -> s
 
         payload["synthetic_version"] = SYNTH_VERSION
     else:
-        payload["files"] = _source_files(ds, cases)
+        payload["files"] = _source_files(ds, cases, FileHashes(cache_dir))
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -116,7 +116,7 @@ def test_cli_refuses_bad_engine_and_device_options(tmp_path: Path, capsys: pytes
     assert main([*base, "--no-wait"]) == 2
     assert "--no-wait needs --engine submitit" in capsys.readouterr().err
     assert main([*base, "--device", "gpu0"]) == 2
-    assert "device must be auto, cpu, cuda or cuda:N, got 'gpu0'" in capsys.readouterr().err
+    assert "must be auto, cpu, cuda or cuda:N" in capsys.readouterr().err
     assert main([*base, "--engine", "dask", "--scheduler", "localhost"]) == 2
     assert not (tmp_path / "runs").exists()  # refused before anything ran
 

@@ -109,7 +109,8 @@ def write_job(results: Path, rows: pd.DataFrame, history: list[dict]) -> dict:
            "data_root": "/data/dsb2018", "data_options": "{}"}
     base = store.job_dir(results, r.dataset, r.arch) / f"holdout_f{r.fold}"
     store.atomic_write_parquet(base.with_suffix(".parquet"), rows)
-    side = {"key": r.job_key, "status": "ok", "job": job, "history": history, "learning": verdict.to_dict()}
+    side = {"key": r.job_key, "status": "ok", "job": job, "history": history, "learning": verdict.to_dict(),
+            "n_written": len(rows)}
     store.atomic_write_json(base.with_suffix(".json"), side)
     return side
 

@@ -111,7 +111,10 @@ def test_cache_reused_and_rebuilt_when_a_file_changes(fake_root: Path, tmp_path:
     assert np.array_equal(again.images, first.images) and np.array_equal(again.masks, first.masks)
     path = fake_root / "img1.png"
     st = os.stat(path)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: same bytes, same data
+    touched = prepare(FakeFiles(fake_root, log=log), 16, cache_dir=cache)
+    assert touched.fingerprint == first.fingerprint and log == []
+    _write(fake_root, "img1", (40, 50), 99)  # same size, new pixels
     changed = prepare(FakeFiles(fake_root, log=log), 16, cache_dir=cache)
     assert changed.fingerprint != first.fingerprint and log == ["img0", "img1", "img2"]
     assert prepare(FakeFiles(fake_root), 24, cache_dir=cache).fingerprint != changed.fingerprint
@@ -161,3 +164,56 @@ def pd_isna(value: object) -> bool:
     import pandas as pd
 
     return bool(pd.isna(value))
+
+
+def test_fingerprint_follows_content_not_modification_times(fake_root: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from bench.datasets.prepare import HASH_CACHE, fingerprint
+
+    ds = FakeFiles(fake_root)
+    opts = {"size": 16}
+    base = fingerprint(ds, ds.cases(), opts, tmp_path)
+    assert (tmp_path / HASH_CACHE).exists()
+    for p in fake_root.iterdir():  # touch every file
+        os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns + 5 * 10**9))
+    assert fingerprint(ds, ds.cases(), opts, tmp_path) == base
+    copy = tmp_path / "copy" / "fake"
+    shutil.copytree(fake_root, copy, copy_function=shutil.copy)  # a copy without -p: new mtimes, new folder
+    assert fingerprint(FakeFiles(copy), FakeFiles(copy).cases(), opts, tmp_path) == base
+    target = copy / "img0_mask.png"
+    target.write_bytes(target.read_bytes()[:-1] + bytes([target.read_bytes()[-1] ^ 1]))
+    assert fingerprint(FakeFiles(copy), FakeFiles(copy).cases(), opts, tmp_path) != base
+
+
+def test_unchanged_files_are_not_hashed_again(fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.datasets.prepare as prep
+
+    ds = FakeFiles(fake_root)
+    first = prep.fingerprint(ds, ds.cases(), {}, tmp_path)
+    hashed: list[Path] = []
+    real = prep.file_sha256
+    monkeypatch.setattr(prep, "file_sha256", lambda p, *a: hashed.append(p) or real(p, *a))
+    assert prep.fingerprint(ds, ds.cases(), {}, tmp_path) == first and hashed == []
+    p = fake_root / "img2.png"
+    os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns + 10**9))
+    assert prep.fingerprint(ds, ds.cases(), {}, tmp_path) == first and hashed == [p]
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.real_data
+@pytest.mark.skipif(not (SHARED_DATA / "glas2015").is_dir(), reason="the real samples (../shared/data) are not present")
+def test_a_copy_of_real_data_without_kept_times_has_the_same_fingerprint(tmp_path: Path) -> None:
+    import shutil
+
+    from bench.datasets import open_dataset
+    from bench.datasets.prepare import fingerprint
+
+    copy = tmp_path / "glas2015"
+    shutil.copytree(SHARED_DATA / "glas2015", copy, copy_function=shutil.copy)  # like `cp -r` without -p
+    original, copied = open_dataset("glas2015", SHARED_DATA / "glas2015"), open_dataset("glas2015", copy)
+    assert fingerprint(original, original.cases(), {}, tmp_path / "cache") == \
+        fingerprint(copied, copied.cases(), {}, tmp_path / "cache")
