@@ -84,10 +84,12 @@ def test_the_cheap_deterministic_switch_gives_identical_weights() -> None:
     assert all(torch.equal(cheap[k], public[k]) for k in cheap)
 
 
-def test_the_cheap_deterministic_switch_does_not_import_the_compiler() -> None:
-    code = ("import sys, torch; from bench.train import deterministic; deterministic(); "
-            "assert torch.are_deterministic_algorithms_enabled(); "
-            "print(sorted(m for m in ('torch._dynamo', 'torch._inductor') if m in sys.modules))")
+def test_a_worker_imports_neither_the_compiler_nor_albumentations() -> None:
+    """What a worker imports before its first job (runner, execute, seeding): not ``torch._dynamo`` /
+    ``torch._inductor`` (the deterministic switch) nor albumentations (only ``augment: true`` needs it)."""
+    code = ("import sys, torch; import bench.runner, bench.execute; from bench.train import seed_everything; "
+            "seed_everything(0, 1); assert torch.are_deterministic_algorithms_enabled(); "
+            "print(sorted(m for m in ('torch._dynamo', 'torch._inductor', 'albumentations') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
