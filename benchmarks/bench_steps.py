@@ -71,7 +71,7 @@ def main() -> None:
         ips = 4 * args.steps
         cells = [f"{ratio(t['fp32'], t[v]):.2f}x (wall {ratio(t['fp32'], t[v], 'wall'):.2f}x)"
                  for v in ("bf16", "cl", "bf16+cl")]
-        print(f"| {arch} | {ips / t['fp32'].median_cpu:.1f} | {ips / t['fp32'].median_wall:.1f} | "
+        print(f"| {arch} | {ips / t['fp32'].median_cpu:.2f} | {ips / t['fp32'].median_wall:.2f} | "
               + " | ".join(cells) + " |", flush=True)
     print(f"# {load_note()} (end)")
 
