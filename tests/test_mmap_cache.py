@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from bench.architectures import create_model
 from bench.config import TrainConfig
 from bench.datasets.prepare import array_path, load_cache, normalize, prepare
 from bench.datasets.synthetic import SyntheticDataset
 from bench.evaluate import predict, score
 from bench.execute import Rows, tensors
-from bench.architectures import create_model
 from bench.train import fit
 
 
