@@ -60,6 +60,7 @@ class TrainConfig:
     precision: str = "fp32"
     amp: str = "auto"  # mixed precision: auto (bf16/fp16 on GPU, fp32 on CPU) | off | bf16 | fp16
     channels_last: str = "auto"  # auto (on GPU only) | on | off
+    compile: bool = False  # torch.compile the network for training (long jobs: compiling takes tens of seconds)
 
     def __post_init__(self) -> None:
         validate(self)

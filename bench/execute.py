@@ -67,9 +67,39 @@ def fold_ids(split: Split, protocol: str, fold: int) -> dict[str, list[str]]:
     return split.fold_ids(fold)
 
 
-def tensors(data: PreparedData, ids: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+class Rows:
+    """Rows of a prepared dataset gathered on demand, for ``fit`` and ``predict``: ``rows[k]`` (an index
+    tensor/array or a slice over the view's own positions) returns a float32 tensor of just those rows,
+    so a job never holds a whole split. ``kind`` ``images``: N x C x S x S normalised to [0, 1];
+    ``masks``: N x 1 x S x S in {0, 1}. Values are exactly those of the old whole-split copy."""
+
+    def __init__(self, data: PreparedData, rows: np.ndarray, kind: str) -> None:
+        if kind not in ("images", "masks"):
+            raise ValueError(f"kind must be images or masks, got {kind!r}")
+        self.data, self.rows, self.kind = data, np.asarray(rows, np.int64), kind
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        size = self.data.masks.shape[1:]
+        return (len(self.rows), self.data.channels if self.kind == "images" else 1, *size)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key: Any) -> torch.Tensor:
+        if isinstance(key, torch.Tensor):
+            key = key.numpy()
+        rows = self.rows[key]
+        if self.kind == "images":
+            return torch.from_numpy(self.data.images[rows])
+        return torch.from_numpy(self.data.masks[rows][:, None].astype(np.float32))
+
+
+def tensors(data: PreparedData, ids: list[str]) -> tuple[Rows, Rows]:
+    """(images, masks) of ``ids`` as ``Rows`` views: batches are gathered by index from the
+    (memory-mapped) cache when ``fit`` asks for them."""
     idx = data.index(ids)
-    return torch.from_numpy(data.images[idx]), torch.from_numpy(data.masks[idx][:, None].astype(np.float32))
+    return Rows(data, idx, "images"), Rows(data, idx, "masks")
 
 
 def make_augment(job: Job, seed: int) -> Any:
@@ -105,21 +135,21 @@ def _execute_on(device: str, job: Job, results: Path, out: dict[str, Path],
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     memory = PeakMemory(device).start()
     seed = job_seed(job.seed, job.dataset, job.arch, job.protocol, job.fold)
-    seed_everything(seed, job.train.threads)
+    seed_everything(seed, job.train.threads, compiled=job.train.compile)
     data, split = load_job_data(job, Path(results) / "cache")
     ids = fold_ids(split, job.protocol, job.fold)
-    model = build_model(job, data.images.shape[1])
+    model = build_model(job, data.channels)
     cfg = replace(job.train, device=device)
     bar = _epoch_bar(job, progress)
     result = fit(model, cfg, tensors(data, ids["train"]), tensors(data, ids["select"]), seed=seed,
                  augment=make_augment(job, seed), on_epoch=bar)
-    save_checkpoint(out["checkpoint"], result.model, checkpoint_meta(job, data, model_kwargs(job, data.images.shape[1])))
+    save_checkpoint(out["checkpoint"], result.model, checkpoint_meta(job, data, model_kwargs(job, data.channels)))
     frames, kept, infer_s = [], {}, 0.0
     for split_name in ("val", "test"):
         if ids[split_name]:
             idx = data.index(ids[split_name])
             with timed() as t:
-                probs = predict(result.model, torch.from_numpy(data.images[idx]), cfg.batch_size, device)
+                probs = predict(result.model, Rows(data, idx, "images"), cfg.batch_size, device)
             infer_s += t[0]
             frames.append(score(probs, data.masks[idx], ids[split_name], [data.groups[i] for i in idx])
                           .assign(split=split_name))
@@ -139,7 +169,7 @@ def _execute_on(device: str, job: Job, results: Path, out: dict[str, Path],
     rows[COLUMN], info["learning"] = learning.did_not_learn, learning.to_dict()
     memory.stop()
     info["compute"] = compute_info(
-        model_cost(model, data.images.shape[1], job.train.image_size), result.seconds, len(result.history), infer_s,
+        model_cost(model, data.channels, job.train.image_size), result.seconds, len(result.history), infer_s,
         len(ids["val"]) + len(ids["test"]), memory, device=device, threads=job.train.threads,
         **precision_for(device, cfg.amp, cfg.channels_last).to_dict())
     return rows, info

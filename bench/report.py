@@ -311,12 +311,31 @@ def provenance(df: pd.DataFrame, sidecars: Sequence[dict[str, Any]], failures: p
                  "failed (failures table)": 0 if failures is None else len(failures)},
         "rows": len(df),
         "not_learned": learning.report_lines(sidecars),
+        "numerics": numerics_lines(sidecars),
         "run_versions": {k: ", ".join(sorted(v)) for k, v in sorted(run_versions.items())},
         "report_versions": {"python": platform.python_version(), **{p: _version(p) for p in REPORT_PACKAGES}},
         "failures": [] if failures is None else [f"{r.dataset}/{r.arch}/{getattr(r, 'protocol', '?')}/fold"
                                                  f"{getattr(r, 'fold', '?')}: {str(r.error).splitlines()[0][:200]}"
                                                  for r in failures.itertuples()],
     }
+
+
+def numerics_lines(sidecars: Sequence[dict[str, Any]]) -> list[str]:
+    """How the jobs computed, one line per combination with its job count: device, parameter dtype
+    (``precision``), autocast (the precision the job ran in), channels-last and ``torch.compile``."""
+    combos: dict[str, int] = {}
+    for s in sidecars:
+        train, compute = (s.get("job") or {}).get("train") or {}, s.get("compute") or {}
+        if not train:
+            continue
+        autocast = compute.get("precision", f"amp {train.get('amp', '?')}")
+        layout = compute.get("channels_last", f"channels_last {train.get('channels_last', '?')}")
+        line = (f"device {compute.get('device', train.get('device', '?'))}, parameters {train.get('precision', 'fp32')}, "
+                f"autocast {'off' if autocast == 'fp32' else autocast}, "
+                f"channels-last {'on' if layout is True else 'off' if layout is False else layout}, "
+                f"torch.compile {'on' if train.get('compile') else 'off'}")
+        combos[line] = combos.get(line, 0) + 1
+    return [f"{line}: {n} job(s)" for line, n in sorted(combos.items())]
 
 
 def _version(package: str) -> str:
@@ -334,6 +353,7 @@ def _facts_lines(facts: dict[str, Any]) -> list[tuple[str, list[str]]]:
                   f"Rows (job x image): {facts['rows']}"]),
         ("Jobs", [f"{k}: {v}" for k, v in facts["jobs"].items()] + [f"failed: {f}" for f in facts["failures"]]),
         ("Did not learn", facts.get("not_learned", [])),
+        ("Numerics (precision, layout, compile)", facts.get("numerics", []) or ["not recorded"]),
         ("Commands", [f"`{c}`" for c in facts.get("commands", [])] or ["not recorded"]),
         ("Conventions", CONVENTIONS),
         ("Package versions (runs)", [f"{k}: {v}" for k, v in facts["run_versions"].items()] or ["not recorded"]),

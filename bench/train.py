@@ -14,6 +14,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,15 +41,28 @@ def job_seed(*parts: object) -> int:
     return zlib.crc32("/".join(map(str, parts)).encode())
 
 
-def seed_everything(seed: int, threads: int) -> None:
-    """Seed torch and numpy; fix torch's (and OpenCV's) thread count, which changes the bits."""
+def seed_everything(seed: int, threads: int, compiled: bool = False) -> None:
+    """Seed torch and numpy; fix torch's (and OpenCV's) thread count, which changes the bits; turn on
+    torch's deterministic algorithms (warn-only)."""
     import cv2
 
     cv2.setNumThreads(threads)
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    deterministic(compiled)
+
+
+def deterministic(compiled: bool = False) -> None:
+    """Deterministic algorithms on, warn-only. ``torch.use_deterministic_algorithms`` sets one flag of
+    torch's C core (what eager kernels read) and the same flag in the compiler's configuration, which
+    imports ``torch._inductor`` and ``torch._dynamo`` (1-2 s per worker process). Without ``compiled``
+    only the core flag is set: the same guarantee for eager execution (identical weights,
+    tests/test_precision.py) without the import. A compiled model (``compile: true``) gets both."""
+    if compiled or not hasattr(torch._C, "_set_deterministic_algorithms"):
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch._C._set_deterministic_algorithms(True, warn_only=True)
 
 
 #: Training precisions: the parameter and input dtype. ``fp64`` is for the drift check: with 53-bit
@@ -63,6 +77,11 @@ def train_dtype(precision: str) -> torch.dtype:
     return PRECISIONS[precision]
 
 
+#: What ``fit`` and ``mean_loss`` read batches from: a tensor, or a view whose ``[index]`` / ``[slice]``
+#: returns a tensor of those rows and that has ``len`` (``bench.execute.Rows``).
+Batches = Tensor | Any
+
+
 def outputs(logits: Tensor | list[Tensor]) -> list[Tensor]:
     return list(logits) if isinstance(logits, (list, tuple)) else [logits]
 
@@ -73,19 +92,32 @@ def batch_loss(model: nn.Module, x: Tensor, y: Tensor, criterion: nn.Module) -> 
 
 
 @torch.no_grad()
-def mean_loss(model: nn.Module, x: Tensor, y: Tensor, batch_size: int, criterion: nn.Module) -> float:
+def mean_loss(model: nn.Module, x: Batches, y: Batches, batch_size: int, criterion: nn.Module,
+              device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> float:
+    """Mean ``criterion`` over ``(x, y)``, one batch at a time (each moved to ``device`` / ``dtype``)."""
     model.eval()
     total = 0.0
     for i in range(0, len(x), batch_size):
-        total += float(criterion(model(x[i:i + batch_size]), y[i:i + batch_size])) * len(x[i:i + batch_size])
+        xb, yb = x[i:i + batch_size].to(device, dtype), y[i:i + batch_size].to(device, dtype)
+        total += float(criterion(model(xb), yb)) * len(xb)
     return total / max(1, len(x))
 
 
-def fit(model: nn.Module, cfg: TrainConfig, train: tuple[Tensor, Tensor], select: tuple[Tensor, Tensor], *,
+def compiled(model: nn.Module, on: bool) -> nn.Module:
+    """``torch.compile(model)`` when ``on`` (the ``compile`` setting: 1.1-1.2x per step after tens of
+    seconds of compilation per architecture and process, so for long jobs), else ``model`` itself."""
+    if not on:
+        return model
+    deterministic(compiled=True)  # the compiler's own deterministic flag, before it compiles anything
+    return torch.compile(model)
+
+
+def fit(model: nn.Module, cfg: TrainConfig, train: tuple[Batches, Batches], select: tuple[Batches, Batches], *,
         seed: int, augment: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
         on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> FitResult:
     """Train ``model`` on ``train`` = (images N x C x S x S float, masks N x 1 x S x S float) and keep
-    the weights of the epoch with the lowest BCE on ``select``. ``augment(x, y)`` transforms a training
+    the weights of the epoch with the lowest BCE on ``select``. Both are tensors or anything indexed
+    like them that returns tensors (``bench.execute.Rows``: batches gathered from the cache on demand). ``augment(x, y)`` transforms a training
     batch (never the selection set)."""
     from bench.devices import precision_for
 
@@ -93,6 +125,7 @@ def fit(model: nn.Module, cfg: TrainConfig, train: tuple[Tensor, Tensor], select
     dtype = train_dtype(cfg.precision)
     prec = precision_for(cfg.device, cfg.amp, cfg.channels_last)  # CPU default: fp32, contiguous (unchanged)
     model.to(device=device, dtype=dtype, memory_format=prec.memory_format())
+    net = compiled(model, cfg.compile)  # shares the parameters: the state dicts below are ``model``'s
     scaler = torch.amp.GradScaler(device.type) if prec.scaler else None
     criterion = nn.BCEWithLogitsLoss()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
@@ -101,7 +134,7 @@ def fit(model: nn.Module, cfg: TrainConfig, train: tuple[Tensor, Tensor], select
     best = FitResult(copy.deepcopy(model.state_dict()), -1, math.inf)
     history, start = [], time.perf_counter()
     for epoch in range(cfg.epochs):
-        model.train()
+        net.train()
         order = torch.randperm(len(train[0]), generator=gen)
         losses = []
         for i in range(0, len(order), cfg.batch_size):
@@ -110,7 +143,7 @@ def fit(model: nn.Module, cfg: TrainConfig, train: tuple[Tensor, Tensor], select
             if augment is not None:
                 x, y = augment(x, y)  # seeded once per job (albumentations' own RNG)
             with prec.autocast(cfg.device):
-                loss = batch_loss(model, x.to(device, dtype, memory_format=prec.memory_format()), y.to(device, dtype),
+                loss = batch_loss(net, x.to(device, dtype, memory_format=prec.memory_format()), y.to(device, dtype),
                                   criterion)
             if not torch.isfinite(loss.detach()):
                 raise NonFiniteLoss(f"non-finite training loss {loss.detach().item()} at epoch {epoch}, "
@@ -124,7 +157,7 @@ def fit(model: nn.Module, cfg: TrainConfig, train: tuple[Tensor, Tensor], select
                 scaler.step(opt)
                 scaler.update()
             losses.append(loss.detach().item())
-        sel = mean_loss(model, select[0].to(device, dtype), select[1].to(device, dtype), cfg.batch_size, criterion)
+        sel = mean_loss(net, select[0], select[1], cfg.batch_size, criterion, device, dtype)
         if not math.isfinite(sel):
             raise NonFiniteLoss(f"non-finite selection loss at epoch {epoch}")
         sched.step(sel)

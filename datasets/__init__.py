@@ -20,9 +20,14 @@ register_dataset = DATASETS.register
 PAPER_DATASETS: tuple[str, ...] = ("isbi2012", "isic2018", "lgg_mri", "glas2015", "dsb2018")
 
 
+#: Modules of this package that define no dataset; ``augment`` imports albumentations (about 1 s), which
+#: only a job with ``augment: true`` needs, so it is imported when that job asks for it.
+_NOT_READERS = ("augment",)
+
+
 def _discover() -> None:
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if not info.name.startswith("_"):
+        if not info.name.startswith("_") and info.name not in _NOT_READERS:
             importlib.import_module(f"{__name__}.{info.name}")
 
 

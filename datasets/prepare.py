@@ -13,8 +13,11 @@ on a 775 x 522 image gives it; nor does reflect-padding by 16 then tiling, which
 Intensities: min-max to [0, 1] per source image, jointly over channels (a patch keeps its source's
 scale). Patch ``k`` of case ``c`` is ``f"{c}_p{k:02d}"`` (row-major), group = the source's group.
 
-Cache: one ``.npz`` per (dataset, options, size, patch settings, code version, source files), keyed
-by ``fingerprint``; images are kept as the resized uint8 plus per-row min/max and normalised on load.
+Cache: one set of files per (dataset, options, size, patch settings, code version, source files),
+keyed by ``fingerprint``: ``<stem>.meta.json`` plus one uncompressed ``<stem>.<array>.npy`` per array
+(uint8 images, bool masks, per-row source min/max), each written atomically. Jobs open the ``.npy``
+files memory-mapped, so every worker on a machine shares the operating system's page cache instead of
+holding its own copy, and images are normalised only for the rows a batch gathers.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import hashlib
 import json
 import os
 import uuid
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -40,17 +44,57 @@ CODE_VERSION = 1
 PAPER_PATCH = 256
 
 
+class NormalizedImages:
+    """Read-only float32 view of stored uint8 rows: ``view[rows]`` normalises only those rows.
+
+    Shape N x C x S x S like the array it stands for; ``np.asarray(view)`` materialises every row
+    (tools and tests only: a training job gathers its batches by index and never holds the whole set).
+    """
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, pixels: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+        self._pixels, self._lo, self._hi = pixels, lo, hi
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._pixels.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self._pixels.ndim
+
+    def __len__(self) -> int:
+        return len(self._pixels)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        """Rows ``key`` (an int, a slice or an index array) as float32 in [0, 1]."""
+        if isinstance(key, (int, np.integer)):
+            return self[np.array([key])][0]
+        rows = np.arange(len(self))[key]
+        return normalize(self._pixels[rows], self._lo[rows], self._hi[rows])
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
 @dataclass(frozen=True, eq=False)
 class PreparedData:
     """A dataset after preprocessing; row ``i`` of every array/tuple is one image (or patch).
 
-    ``images``: float32 N x C x S x S in [0, 1]; ``masks``: bool N x S x S; ``source_ids`` and
-    ``native_shapes`` ((H, W) before resizing) describe the source image of each row (Table 1).
+    ``pixels``: the stored uint8 N x C x S x S (memory-mapped when read from the cache) with ``lo`` /
+    ``hi`` (float32 N, the source image's min/max); ``images`` is the float32 view in [0, 1] of the
+    same rows, normalised on access (``images[rows]``). ``masks``: bool N x S x S (memory-mapped from
+    the cache). ``source_ids`` and ``native_shapes`` ((H, W) before resizing) describe the source image
+    of each row (Table 1).
     """
 
     dataset: str
     source: str
-    images: np.ndarray
+    pixels: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
     masks: np.ndarray
     case_ids: tuple[str, ...]
     groups: tuple[str, ...]
@@ -62,6 +106,15 @@ class PreparedData:
     @cached_property
     def _rows(self) -> dict[str, int]:
         return {cid: i for i, cid in enumerate(self.case_ids)}
+
+    @property
+    def images(self) -> NormalizedImages:
+        """float32 N x C x S x S in [0, 1], normalised per row on access (``images[rows]``)."""
+        return NormalizedImages(self.pixels, self.lo, self.hi)
+
+    @property
+    def channels(self) -> int:
+        return int(self.pixels.shape[1])
 
     def index(self, ids: Iterable[str]) -> np.ndarray:
         """Row numbers of ``ids`` (in the given order); raises KeyError listing unknown ids."""
@@ -96,13 +149,16 @@ def prepare(ds: SegDataset, size: int, *, patch_size: int | None = None, patch_p
     options = {"dataset_options": ds.options(), "size": int(size), "patch_size": patch,
                "patch_padding": int(patch_padding) if patch else None, "normalization": "minmax_per_source"}
     fp = fingerprint(ds, cases, options, cache_dir)
-    path = Path(cache_dir) / f"{ds.name}-{ds.source}-{size}px-{fp[:16]}.npz" if cache_dir is not None else None
-    if path is not None and path.exists():
-        return load_cache(path, fp)
-    arrays, meta = _build(ds, cases, options, fp)
-    if path is not None:
-        _save_cache(path, arrays, meta)
-    return _assemble(arrays, meta)
+    if cache_dir is None:
+        return _assemble(*_build(ds, cases, options, fp))
+    path = Path(cache_dir) / f"{ds.name}-{ds.source}-{size}px-{fp[:16]}{META_SUFFIX}"
+    if path.exists():
+        try:
+            return load_cache(path, fp)
+        except DamagedCache as err:
+            warnings.warn(f"{err}; rebuilding the cache", stacklevel=2)
+    _save_cache(path, *_build(ds, cases, options, fp))
+    return load_cache(path, fp)
 
 
 # ---------------------------------------------------------------------------------------------- fingerprint
@@ -282,6 +338,7 @@ def _build(ds: SegDataset, cases: list[Case], options: dict[str, Any],
         "dataset": ds.name, "source": ds.source, "fingerprint": fp, "options": options,
         "case_ids": [row[0] for _, _, row in rows], "groups": [case.group for case, _, _ in rows],
         "source_ids": [case.case_id for case, _, _ in rows], "native_shapes": [list(src.native) for _, src, _ in rows],
+        "channels": int(arrays["images"].shape[1]),
     }
     return arrays, meta
 
@@ -298,8 +355,8 @@ def normalize(images: np.ndarray, lo: np.ndarray, hi: np.ndarray, chunk: int = 2
 
 def _assemble(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> PreparedData:
     return PreparedData(
-        dataset=meta["dataset"], source=meta["source"], images=normalize(arrays["images"], arrays["lo"], arrays["hi"]),
-        masks=arrays["masks"].astype(bool, copy=False), case_ids=tuple(meta["case_ids"]), groups=tuple(meta["groups"]),
+        dataset=meta["dataset"], source=meta["source"], pixels=arrays["images"], lo=arrays["lo"], hi=arrays["hi"],
+        masks=arrays["masks"], case_ids=tuple(meta["case_ids"]), groups=tuple(meta["groups"]),
         fingerprint=meta["fingerprint"], options=meta["options"], source_ids=tuple(meta["source_ids"]),
         native_shapes=tuple((int(h), int(w)) for h, w in meta["native_shapes"]))
 
@@ -307,27 +364,70 @@ def _assemble(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> PreparedDa
 # ---------------------------------------------------------------------------------------------- cache
 
 
-def _save_cache(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    """Write ``path`` atomically: a unique temporary file in the same folder, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+#: The cache's metadata file; each array lies beside it as ``<stem>.<name>.npy``.
+META_SUFFIX = ".meta.json"
+#: The arrays of a cache entry and their dtypes (images N x C x S x S, masks N x S x S, lo/hi N).
+_ARRAYS = ("images", "masks", "lo", "hi")
+_DTYPES = {"images": np.uint8, "masks": np.bool_, "lo": np.float32, "hi": np.float32}
+
+
+class DamagedCache(ValueError):
+    """A cache file is unreadable or does not match its metadata; ``prepare`` rebuilds it."""
+
+
+def array_path(meta_path: Path, name: str) -> Path:
+    """Where array ``name`` of the cache entry ``meta_path`` (``<stem>.meta.json``) lies."""
+    meta_path = Path(meta_path)
+    return meta_path.with_name(f"{meta_path.name[:-len(META_SUFFIX)]}.{name}.npy")
+
+
+def _atomic(path: Path, write: Any) -> None:
+    """``write(file)`` into a unique temporary file in ``path``'s folder, then ``os.replace`` it onto ``path``."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+            write(f)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
+def _save_cache(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Write the entry ``path`` (``<stem>.meta.json``): every ``.npy`` first, the metadata last, each
+    atomically, so a reader never sees a half-written file (concurrent writers write the same bytes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for name in _ARRAYS:
+        array = np.ascontiguousarray(arrays[name], dtype=_DTYPES[name])
+        _atomic(array_path(path, name), lambda f, a=array: np.save(f, a, allow_pickle=False))
+    _atomic(path, lambda f: f.write(json.dumps(meta).encode()))
+
+
+def _open_array(path: Path, name: str, expected: tuple[int, ...]) -> np.ndarray:
+    file = array_path(path, name)
+    try:
+        array = np.load(file, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:  # missing, truncated or a damaged header
+        raise DamagedCache(f"cache file {file} is damaged or missing ({err})") from err
+    if array.dtype != _DTYPES[name] or array.shape != expected:
+        raise DamagedCache(f"cache file {file} holds {array.dtype} {array.shape}, expected "
+                           f"{np.dtype(_DTYPES[name])} {expected}")
+    return array
+
+
 def load_cache(path: Path, fingerprint: str | None = None) -> PreparedData:
-    """Read a cache file written by ``prepare``; with ``fingerprint``, refuse a file made for other data."""
-    with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(str(z["meta"]))
-        if fingerprint is not None and meta.get("fingerprint") != fingerprint:
-            raise ValueError(f"cache file {path} holds fingerprint {meta.get('fingerprint')}, expected {fingerprint}; "
-                             f"delete it to rebuild")
-        arrays = {k: z[k] for k in ("images", "masks", "lo", "hi")}
-    if len(arrays["images"]) != len(meta["case_ids"]):
-        raise ValueError(f"cache file {path}: {len(arrays['images'])} images for {len(meta['case_ids'])} case ids; "
+    """Open the cache entry ``path`` (``<stem>.meta.json``) written by ``prepare``, its arrays
+    memory-mapped read-only. With ``fingerprint``, refuse an entry made for other data (ValueError);
+    a damaged or missing file raises ``DamagedCache`` naming it."""
+    path = Path(path)
+    try:
+        meta = json.loads(path.read_text())
+        n, size, channels = len(meta["case_ids"]), int(meta["options"]["size"]), int(meta["channels"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DamagedCache(f"cache file {path} is damaged ({err!r})") from err
+    if fingerprint is not None and meta.get("fingerprint") != fingerprint:
+        raise ValueError(f"cache file {path} holds fingerprint {meta.get('fingerprint')}, expected {fingerprint}; "
                          f"delete it to rebuild")
+    arrays = {"images": _open_array(path, "images", (n, channels, size, size)),
+              "masks": _open_array(path, "masks", (n, size, size)),
+              "lo": _open_array(path, "lo", (n,)), "hi": _open_array(path, "hi", (n,))}
     return _assemble(arrays, meta)

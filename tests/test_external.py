@@ -48,7 +48,7 @@ def test_native_scores_equal_input_scores_when_the_sizes_are_equal(tmp_path: Pat
     ds = open_dataset("isic2018", tmp_path / "isic2018")
     net, meta = net_and_meta(32)
     data = prepare(ds, 32)
-    probs = predict_batches(net, torch.from_numpy(data.images), 4)
+    probs = predict_batches(net, torch.from_numpy(np.asarray(data.images)), 4)
     assert len({int((p > 0.5).sum()) for p in probs}) > 1  # not a constant prediction
     at_input = score(probs, data.masks, list(data.case_ids), list(data.groups))
     native = score_native(net, meta, ds, tuple(ds.cases()))
@@ -61,7 +61,7 @@ def test_native_scores_use_the_upsampled_prediction_and_native_pixels(tmp_path: 
     ds = open_dataset("isic2018", layout.root)
     net, meta = net_and_meta(16)
     data = prepare(ds, 16)
-    probs = predict_batches(net, torch.from_numpy(data.images), 4)
+    probs = predict_batches(net, torch.from_numpy(np.asarray(data.images)), 4)
     native = score_native(net, meta, ds, tuple(ds.cases())).set_index("case_id")
     for prob, cid in zip(probs, data.case_ids):
         expected = image_metrics(layout.masks_expected[cid], to_native(prob, (32, 40)) > 0.5)

@@ -59,7 +59,8 @@ def test_resize_and_minmax(fake_root: Path) -> None:
     data = prepare(FakeFiles(fake_root), 32)
     assert data.images.shape == (3, 3, 32, 32) and data.images.dtype == np.float32
     assert data.masks.shape == (3, 32, 32) and data.masks.dtype == bool
-    assert np.allclose(data.images.reshape(3, -1).min(1), 0) and np.allclose(data.images.reshape(3, -1).max(1), 1)
+    images = np.asarray(data.images)
+    assert np.allclose(images.reshape(3, -1).min(1), 0) and np.allclose(images.reshape(3, -1).max(1), 1)
     assert data.case_ids == ("img0", "img1", "img2") and data.groups == data.case_ids
     assert data.native_shapes == ((40, 50), (40, 50), (30, 30)) and data.unit == "image"
     assert 0.05 < data.masks.mean() < 0.08 and set(np.unique(data.masks)) == {False, True}
@@ -104,7 +105,8 @@ def test_too_small_for_a_patch(fake_root: Path) -> None:
 def test_cache_reused_and_rebuilt_when_a_file_changes(fake_root: Path, tmp_path: Path) -> None:
     cache, log = tmp_path / "cache", []
     first = prepare(FakeFiles(fake_root, log=log), 16, cache_dir=cache)
-    assert len(list(cache.glob("*.npz"))) == 1 and not list(cache.glob(".*tmp"))
+    assert len(list(cache.glob("*.meta.json"))) == 1 and len(list(cache.glob("*.npy"))) == 4
+    assert not list(cache.glob(".*tmp"))
     log.clear()
     again = prepare(FakeFiles(fake_root, log=log), 16, cache_dir=cache)
     assert log == [] and again.fingerprint == first.fingerprint
@@ -128,7 +130,7 @@ def test_synthetic_fingerprint_follows_options(tmp_path: Path) -> None:
 
 def test_load_cache_refuses_other_fingerprint(fake_root: Path, tmp_path: Path) -> None:
     prepare(FakeFiles(fake_root), 16, cache_dir=tmp_path)
-    path = next(tmp_path.glob("*.npz"))
+    path = next(tmp_path.glob("*.meta.json"))
     assert isinstance(load_cache(path), PreparedData)
     with pytest.raises(ValueError, match="delete it"):
         load_cache(path, "0" * 64)

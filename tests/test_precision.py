@@ -1,0 +1,130 @@
+"""Precision, layout and compilation are recorded settings: part of the job key, shown in the report's
+provenance, refused when mixed in a comparison; and the cheap deterministic switch gives identical weights."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from results_fixture import make_results, make_sidecars
+
+from bench import figures, ranking, report, selection, stats, tables
+from bench.architectures import create_model
+from bench.config import Job, TrainConfig, coerce
+from bench.train import deterministic, fit
+
+MIXED = {"amp": ("auto", "bf16"), "channels_last": ("auto", "on"), "compile": (False, True)}
+
+
+@pytest.mark.parametrize("key", sorted(MIXED))
+def test_a_sweep_mixing_numerics_is_refused_by_every_comparison(key: str) -> None:
+    base_value, other_value = MIXED[key]
+    df = make_results(datasets=("lgg_mri",), archs=("unet", "mildnet"), n_cases=20)
+    unet = df["arch"] == "unet"
+    sides = make_sidecars(df[~unet], **{key: base_value}) + make_sidecars(df[unet], **{key: other_value})
+    full = selection.attach(df, selection.settings_table(sides))
+    pattern = rf"differ in more than the architecture: lgg_mri: {key} \(mildnet: {base_value}; unet: {other_value}\)" \
+              r".*--where"
+    comparisons = {
+        "table 5": lambda: tables.table5(full), "table 4": lambda: tables.table4(full),
+        "tests table": lambda: report.build_table(full, "tests"),
+        "ttest": lambda: stats.paired_test(full, dataset="mri"),
+        "fold-level": lambda: stats.fold_level_test(full, dataset="mri"),
+        "fig 8": lambda: figures.fig8_figure(full), "bars": lambda: figures.bar_figure(full),
+        "ranking": lambda: figures.mean_ranks(full), "rank bootstrap": lambda: ranking.rank_table(full, n_boot=10),
+        "sensitivity": lambda: tables.sensitivity(full),
+    }
+    for name, make in comparisons.items():
+        with pytest.raises(ValueError, match=pattern):
+            make()
+            pytest.fail(f"{name} did not refuse")
+    # one configuration chosen with --where compares again
+    chosen, *_ = selection.apply_selection(df, None, sides, {"arch": "unet"})
+    assert set(chosen["arch"]) == {"unet"}
+
+
+def test_numerics_are_part_of_the_job_key_and_shown_in_provenance() -> None:
+    job = Job("dsb2018", "unet", "holdout", 0, 0, "quick", TrainConfig())
+    keys = {job.key} | {Job("dsb2018", "unet", "holdout", 0, 0, "quick", TrainConfig(**{k: v[1]})).key
+                        for k, v in MIXED.items()}
+    assert len(keys) == 1 + len(MIXED)
+    assert coerce("compile", "true") is True and coerce("amp", "bf16") == "bf16"
+    df = make_results(datasets=("lgg_mri",), archs=("unet",), n_cases=4)
+    sides = make_sidecars(df, amp="bf16", channels_last="on", compile=True)
+    for s in sides:
+        s["compute"] = {"device": "cpu", "precision": "bf16", "channels_last": True}
+    facts = report.provenance(df, sides, None)
+    line = f"device cpu, parameters fp32, autocast bf16, channels-last on, torch.compile on: {len(sides)} job(s)"
+    assert facts["numerics"] == [line]
+    assert any(head.startswith("Numerics") and lines == [line] for head, lines in report._facts_lines(facts))
+
+
+def _tiny_fit(switch: str) -> dict[str, torch.Tensor]:
+    if switch == "public":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        deterministic()
+    assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.manual_seed(0)
+    model = create_model("mildnet", in_channels=3, classes=1, width=4, depth=3)
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.rand(8, 3, 32, 32, generator=g), (torch.rand(8, 1, 32, 32, generator=g) > 0.5).float()
+    cfg = TrainConfig(image_size=32, width=4, depth=3, epochs=2)
+    return fit(model, cfg, (x[2:], y[2:]), (x[:2], y[:2]), seed=3).model.state_dict()
+
+
+@pytest.mark.slow
+def test_the_cheap_deterministic_switch_gives_identical_weights() -> None:
+    try:
+        cheap, public = _tiny_fit("cheap"), _tiny_fit("public")
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert all(torch.equal(cheap[k], public[k]) for k in cheap)
+
+
+def test_a_worker_imports_neither_the_compiler_nor_albumentations() -> None:
+    """What a worker imports before its first job (runner, execute, seeding): not ``torch._dynamo`` /
+    ``torch._inductor`` (the deterministic switch) nor albumentations (only ``augment: true`` needs it)."""
+    code = ("import sys, torch; import bench.runner, bench.execute; from bench.train import seed_everything; "
+            "seed_everything(0, 1); assert torch.are_deterministic_algorithms_enabled(); "
+            "print(sorted(m for m in ('torch._dynamo', 'torch._inductor', 'albumentations') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_compile_setting_trains_through_torch_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``compile: true`` hands the network to ``torch.compile`` (spied here: compiling takes a minute on
+    CPU) with the compiler's deterministic flag on, and trains through what it returns."""
+    calls: list[torch.nn.Module] = []
+
+    class Spy(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner, self.forwards = inner, 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.forwards += 1
+            return self.inner(x)
+
+    def fake_compile(model: torch.nn.Module) -> torch.nn.Module:
+        import torch._inductor.config as inductor_config
+
+        assert inductor_config.deterministic
+        calls.append(Spy(model))
+        return calls[-1]
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    torch.manual_seed(0)
+    model = create_model("unet", in_channels=1, classes=1, width=4, depth=3)
+    x, y = torch.rand(6, 1, 32, 32), (torch.rand(6, 1, 32, 32) > 0.5).float()
+    try:
+        result = fit(model, TrainConfig(image_size=32, width=4, depth=3, epochs=1, compile=True),
+                     (x[2:], y[2:]), (x[:2], y[:2]), seed=0)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert len(calls) == 1 and calls[0].inner is model and calls[0].forwards == 2  # one training batch, one selection batch
+    assert result.model is model
+    fit(model, TrainConfig(image_size=32, width=4, depth=3, epochs=1), (x[2:], y[2:]), (x[:2], y[:2]), seed=0)
+    assert len(calls) == 1  # off by default
