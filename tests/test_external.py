@@ -21,8 +21,8 @@ from bench.external import score_native
 from bench.metrics import image_metrics
 from bench.predict import to_native
 from bench.stats import select
-from tests.native_layouts import blob, make_isic, rgb, write
-from tests.results_fixture import make_results
+from native_layouts import blob, make_isic, rgb, write
+from results_fixture import make_results
 
 TINY = ["--set", "epochs=1", "--set", "image_size=32", "--set", "width=4", "--set", "depth=3", "--quiet", "--jobs", "1"]
 METRICS = ["tp", "fp", "fn", "tn", "dice", "iou", "hd", "hd95", "hd_worst_case"]

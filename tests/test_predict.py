@@ -25,7 +25,7 @@ from bench.datasets.prepare import prepare
 from bench.evaluate import predict as predict_batches
 from bench.mask_io import find_images, read_input, write_masks
 from bench.predict import covering_offsets, native_probability, network_input, reassemble, tiling, to_native
-from tests.native_layouts import grey, make_dsb, make_isbi_png, write
+from native_layouts import grey, make_dsb, make_isbi_png, write
 
 TINY = ["--set", "epochs=1", "--set", "image_size=32", "--set", "width=4", "--set", "depth=3", "--quiet", "--jobs", "1"]
 KWARGS = {"in_channels": 1, "classes": 1, "width": 4, "depth": 3}

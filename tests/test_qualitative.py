@@ -20,8 +20,8 @@ from bench.qualitative import (
     scored_rows,
     worst_cases,
 )
-from tests.results_fixture import make_rows
-from tests.seeing_sweep import train_tiny
+from results_fixture import make_rows
+from seeing_sweep import train_tiny
 
 
 def table():

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from tests.seeing_sweep import train_tiny
+from seeing_sweep import train_tiny
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -13,7 +13,7 @@ from bench.checkpoint import load_model
 from bench.cli import main
 from bench.saliency import decoder_stages, saliency_maps
 from bench.stored import stored_models
-from tests.seeing_sweep import train_tiny
+from seeing_sweep import train_tiny
 
 TINY = {"in_channels": 3, "classes": 1, "width": 4, "depth": 3}
 
