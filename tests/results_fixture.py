@@ -153,3 +153,19 @@ def make_rows(records: Sequence[dict[str, Any]], *, dataset: str = "isic2018", p
     rows = rows.assign(**meta)
     rows["job_key"] = rows["arch"] + "-" + rows["fold"].astype(str) + "-" + rows["seed"].astype(str)
     return rows
+
+
+def every_comparison(full: pd.DataFrame) -> dict[str, Any]:
+    """Each table, test and figure that compares architectures, as a thunk on the rows ``full``
+    (LGG with settings attached): the like-for-like tests call every one."""
+    from bench import figures, ranking, report, stats, tables
+
+    return {
+        "table 5": lambda: tables.table5(full), "table 4": lambda: tables.table4(full),
+        "tests table": lambda: report.build_table(full, "tests"),
+        "ttest": lambda: stats.paired_test(full, dataset="mri"),
+        "fold-level": lambda: stats.fold_level_test(full, dataset="mri"),
+        "fig 8": lambda: figures.fig8_figure(full), "bars": lambda: figures.bar_figure(full),
+        "ranking": lambda: figures.mean_ranks(full), "rank bootstrap": lambda: ranking.rank_table(full, n_boot=10),
+        "sensitivity": lambda: tables.sensitivity(full),
+    }

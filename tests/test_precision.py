@@ -8,9 +8,9 @@ import sys
 
 import pytest
 import torch
-from results_fixture import make_results, make_sidecars
+from results_fixture import every_comparison, make_results, make_sidecars
 
-from bench import figures, ranking, report, selection, stats, tables
+from bench import report, selection
 from bench.architectures import create_model
 from bench.config import Job, TrainConfig, coerce
 from bench.train import deterministic, fit
@@ -27,15 +27,7 @@ def test_a_sweep_mixing_numerics_is_refused_by_every_comparison(key: str) -> Non
     full = selection.attach(df, selection.settings_table(sides))
     pattern = rf"differ in more than the architecture: lgg_mri: {key} \(mildnet: {base_value}; unet: {other_value}\)" \
               r".*--where"
-    comparisons = {
-        "table 5": lambda: tables.table5(full), "table 4": lambda: tables.table4(full),
-        "tests table": lambda: report.build_table(full, "tests"),
-        "ttest": lambda: stats.paired_test(full, dataset="mri"),
-        "fold-level": lambda: stats.fold_level_test(full, dataset="mri"),
-        "fig 8": lambda: figures.fig8_figure(full), "bars": lambda: figures.bar_figure(full),
-        "ranking": lambda: figures.mean_ranks(full), "rank bootstrap": lambda: ranking.rank_table(full, n_boot=10),
-        "sensitivity": lambda: tables.sensitivity(full),
-    }
+    comparisons = every_comparison(full)
     for name, make in comparisons.items():
         with pytest.raises(ValueError, match=pattern):
             make()

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from results_fixture import every_comparison, make_failures, make_results, make_sidecars
 
-from bench import figures, ranking, report, selection, stats, tables
-from results_fixture import make_failures, make_results, make_sidecars
+from bench import selection, stats, tables
 
 
 def _mixed() -> tuple[pd.DataFrame, list[dict], pd.DataFrame]:
@@ -56,15 +56,7 @@ def test_every_comparison_refuses_a_mixed_configuration(tmp_path: Path) -> None:
     full = selection.attach(df, selection.settings_table(sides))
     pattern = r"differ in more than the architecture: lgg_mri: epochs \(mildnet: 20; unet: 1/20\); lgg_mri: lr " \
               r"\(mildnet: 0.001; unet: 0.001/0.01\).*--where"
-    comparisons = {
-        "table 5": lambda: tables.table5(full), "table 4": lambda: tables.table4(full),
-        "tests table": lambda: report.build_table(full, "tests"),
-        "ttest": lambda: stats.paired_test(full, dataset="mri"),
-        "fold-level": lambda: stats.fold_level_test(full, dataset="mri"),
-        "fig 8": lambda: figures.fig8_figure(full), "bars": lambda: figures.bar_figure(full),
-        "ranking": lambda: figures.mean_ranks(full), "rank bootstrap": lambda: ranking.rank_table(full, n_boot=10),
-        "sensitivity": lambda: tables.sensitivity(full),
-    }
+    comparisons = every_comparison(full)
     for name, make in comparisons.items():
         with pytest.raises(ValueError, match=pattern):
             make()
