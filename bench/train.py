@@ -142,9 +142,12 @@ def fit(model: nn.Module, cfg: TrainConfig, train: tuple[Batches, Batches], sele
             x, y = train[0][idx], train[1][idx]
             if augment is not None:
                 x, y = augment(x, y)  # seeded once per job (albumentations' own RNG)
+            if device.type == "cuda":  # page-locked host memory: the copy to the GPU need not block
+                x, y = x.pin_memory(), y.pin_memory()
+            x = x.to(device=device, dtype=dtype, memory_format=prec.memory_format(), non_blocking=True)
+            y = y.to(device=device, dtype=dtype, non_blocking=True)
             with prec.autocast(cfg.device):
-                loss = batch_loss(net, x.to(device, dtype, memory_format=prec.memory_format()), y.to(device, dtype),
-                                  criterion)
+                loss = batch_loss(net, x, y, criterion)
             if not torch.isfinite(loss.detach()):
                 raise NonFiniteLoss(f"non-finite training loss {loss.detach().item()} at epoch {epoch}, "
                                     f"batch {i // cfg.batch_size}")
