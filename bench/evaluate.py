@@ -49,7 +49,7 @@ def save_predictions(path: Path, probs: np.ndarray, case_ids: list[str]) -> None
     from bench.store import atomic_write
 
     require_finite(probs, f"predictions for {path.name}")
-    masks = probs > 0.5
+    masks = probs > THRESHOLD
     atomic_write(path, lambda fh: np.savez_compressed(
         fh, case_ids=np.array(case_ids), prob_u8=np.rint(probs * 255).astype(np.uint8),
         mask_bits=np.packbits(masks, axis=-1), shape=np.array(masks.shape)))

@@ -241,7 +241,7 @@ def picture_items(df: pd.DataFrame, results: Path, out_dir: Path, n: int = 3) ->
         protocol = "holdout" if (df.loc[df["dataset"] == ds, "protocol"] == "holdout").any() else "cv"
         items.append((f"Saliency: {label} (gradient per decoder stage, averaged)",
                       _try_pictures(lambda ds=ds, archs=archs, protocol=protocol: saliency(
-                          results, ds, archs, out_dir, n=n, protocol=protocol))))
+                          results, ds, archs, out_dir, n=n, protocol=protocol, raw=False))))
     return items
 
 

@@ -129,11 +129,12 @@ def saliency_figure(images: np.ndarray, maps: dict[str, np.ndarray], cases: Sequ
 
 def saliency(results: Path | str, dataset: str, archs: Sequence[str], out_dir: Path | str, *,
              cases: Sequence[str] | None = None, n: int = 3, protocol: str = "holdout", fold: int | None = None,
-             device: str = "cpu") -> list[Path]:
+             device: str = "cpu", raw: bool = True) -> list[Path]:
     """Saliency of each architecture's stored fold model (``fold``: the lowest every architecture has) on
     ``cases`` (default: the first ``n`` images that model scored on the test set, or held out under cv).
-    Writes ``saliency_<dataset>.png/.pdf`` and ``saliency_<dataset>.npz`` (``case_ids``, ``images``, and per
-    architecture ``<arch>`` N x H x W and ``<arch>__stages`` N x n_stages x H x W) under ``out_dir``."""
+    Writes ``saliency_<dataset>.png/.pdf`` and, with ``raw``, ``saliency_<dataset>.npz`` (``case_ids``,
+    ``images``, and per architecture ``<arch>`` N x H x W and ``<arch>__stages`` N x n_stages x H x W)
+    under ``out_dir``. The report draws the figure only (``raw=False``); ``bench saliency`` keeps the maps."""
     from bench.checkpoint import load_model
     from bench.execute import load_job_data
     from bench.figures import _save
@@ -167,9 +168,10 @@ def saliency(results: Path | str, dataset: str, archs: Sequence[str], out_dir: P
         maps[arch], stages = saliency_maps(model.to(device), images.to(device))
         arrays[arch.replace(":", "_")], arrays[f"{arch.replace(':', '_')}__stages"] = maps[arch], stages
     out_dir.mkdir(parents=True, exist_ok=True)
-    npz = out_dir / f"saliency_{dataset}.npz"
-    np.savez_compressed(npz, **arrays)
+    npz = [out_dir / f"saliency_{dataset}.npz"] if raw else []
+    if raw:
+        np.savez_compressed(npz[0], **arrays)
     source = " [SYNTHETIC DATA]" if first.job.data_root is None else ""
     title = (f"Saliency, {dataset_label(dataset)}: mean over decoder stages of |d output / d stage input|, "
              f"up-sampled to the input; {protocol} fold model {fold}{source}")
-    return _save(saliency_figure(data.images[idx], maps, list(cases), title), out_dir, f"saliency_{dataset}") + [npz]
+    return _save(saliency_figure(data.images[idx], maps, list(cases), title), out_dir, f"saliency_{dataset}") + npz

@@ -73,3 +73,8 @@ def test_trained_model_saliency_has_the_input_shape_and_varies(tmp_path: Path) -
     again, _ = saliency_maps(model, torch.from_numpy(images))
     with np.load(out / "saliency_dsb2018.npz") as z:
         np.testing.assert_allclose(again, z["unet"], rtol=1e-5, atol=1e-6)
+    # the report draws the figure only: the raw maps stay with `bench saliency`
+    from bench.saliency import saliency
+
+    drawn = saliency(results, "dsb2018", ["unet"], tmp_path / "report", n=1, raw=False)
+    assert drawn and not any(p.suffix == ".npz" for p in drawn) and not list((tmp_path / "report").glob("*.npz"))
