@@ -529,7 +529,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from bench.datasets import canonical_name
     from bench.external import EvaluateRequest, evaluate_stored, external_drop
     from bench.report import report_table
-    from bench.tables import render
+    from bench.table_render import render
 
     resolutions = ("input", "native") if args.resolution == "both" else (args.resolution,)
     req = EvaluateRequest(results=Path(args.from_), dataset=canonical_name(args.dataset),
@@ -635,7 +635,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from bench.config import load_profile
     from bench.plan import select
     from bench.runner import run_jobs
-    from bench.tables import render
+    from bench.table_render import render
 
     base = load_profile(args.profile, _settings(args.set))
     engine = _engine(args, base)

@@ -102,7 +102,7 @@ def saliency_figure(images: np.ndarray, maps: dict[str, np.ndarray], cases: Sequ
     """One row per case: the image, then each architecture's saliency map drawn over it (``jet``, alpha 0.5).
     ``images``: N x C x H x W in [0, 1]; ``maps``: architecture -> N x H x W."""
     from bench.qualitative import _display
-    from bench.tables import arch_label
+    from bench.names import arch_label
 
     archs = list(maps)
     ncols, nrows = 1 + len(archs), len(cases)
@@ -139,7 +139,7 @@ def saliency(results: Path | str, dataset: str, archs: Sequence[str], out_dir: P
     from bench.execute import load_job_data
     from bench.figures import _save
     from bench.stored import stored_models
-    from bench.tables import dataset_label
+    from bench.names import dataset_label
 
     results, out_dir = Path(results), Path(out_dir)
     found = {a: stored_models(results, dataset, a, protocol=protocol) for a in archs}

@@ -33,6 +33,7 @@ import pandas as pd
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
+from bench.metrics import higher_is_better
 from bench.selection import check_like_for_like
 
 TESTS = ("t", "wilcoxon")
@@ -50,9 +51,6 @@ RESULT_COLUMNS = [
     "d_z", "statistic", "p_raw", "p_adj", "significant", "test", "correction", "alpha", "n_excluded",
     "models_ref", "models_other", "unit", "unit_level", "n_images",
 ]
-#: The paper's datasets and their aliases, used when the dataset registry does not (yet) know a name.
-PAPER_DATASET_NAMES = {"isbi2012": "isbi2012", "isic2018": "isic2018", "lgg_mri": "lgg_mri", "mri": "lgg_mri",
-                       "glas2015": "glas2015", "dsb2018": "dsb2018"}
 _MODEL_KEYS = ["fold", "seed"]  # one fold model = one (fold, seed) pair within (dataset, arch, protocol)
 
 
@@ -60,12 +58,7 @@ def canonical_dataset(name: str) -> str:
     """Registry name of dataset ``name`` (``mri`` -> ``lgg_mri``); unknown names raise KeyError with suggestions."""
     from bench.datasets import canonical_name
 
-    try:
-        return canonical_name(name)
-    except KeyError:
-        if name in PAPER_DATASET_NAMES:  # the paper's datasets, before their modules are registered
-            return PAPER_DATASET_NAMES[name]
-        raise
+    return canonical_name(name)
 
 
 def default_split(protocol: str, split: str | None = None) -> str:
@@ -449,7 +442,7 @@ def format_tests(df: pd.DataFrame, fmt: str = "text") -> str:
     if excluded:
         notes.append(f"{excluded} image pairs excluded for a NaN value (empty-mask exclusion rule)")
     if fmt == "latex":
-        from bench.tables import render
+        from bench.table_render import render
 
         return render(shown.rename(columns={"": "sig."}), "latex", caption="; ".join(notes), bold=[])
     if fmt == "md":
@@ -468,7 +461,7 @@ def ranks(means: pd.DataFrame, metric: str) -> pd.DataFrame:
 
     ``means`` has columns dataset, arch and ``metric``; ties share the average rank.
     """
-    ascending = metric.startswith("hd")
+    ascending = not higher_is_better(metric)
     out = means.copy()
     out["rank"] = out.groupby("dataset")[metric].rank(ascending=ascending, method="average")
     return out

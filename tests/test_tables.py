@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import report, tables
+from bench import report, table_render, tables
 from results_fixture import make_failures, make_results, make_rows, make_sidecars
 
 
@@ -23,7 +23,7 @@ def test_table5_rows_columns_values(df: pd.DataFrame) -> None:
     assert list(t5["dataset"].unique()) == ["isic2018", "lgg_mri"]  # paper order
     models = t5[t5["kind"] == "model"]
     assert len(models) == 16 and len(t5[t5["kind"] == "floor"]) == 4
-    assert list(models["arch"][:6]) == list(tables.TABLE5_ARCHS)
+    assert list(models["arch"][:6]) == ["unet", "unetpp", "residual_unet", "resdunet", "multiresunet", "mildnet"]
     for col in ("dice_mean", "dice_std", "iou_mean", "iou_std", "hd_mean", "hd_std", "n_models", "n_images", "note"):
         assert col in t5.columns
     test = df[(df["protocol"] == "holdout") & (df["split"] == "test") & (df["dataset"] == "isic2018")
@@ -42,20 +42,20 @@ def test_table5_bold_best_per_dataset(df: pd.DataFrame) -> None:
         for m, best in (("dice", models["dice_mean"].idxmax()), ("hd", models["hd_mean"].idxmin())):
             assert (best, m) in bold
     assert len(bold) == 6  # 2 datasets x 3 metrics, no ties, floors never bold
-    md = tables.render(t5, "md")
+    md = table_render.render(t5, "md")
     best = t5.loc[t5["dataset"] == "isic2018"].loc[lambda t: t["kind"] == "model", "dice_mean"].idxmax()
     assert f"**{t5.at[best, 'dice_mean']:.3f} ± " in md
     assert md.count("**") == 2 * 6
     assert "| Dataset | Model | Fold models | Images | DC ↑ | IoU ↑ | HD ↓ |" in md
-    html = tables.render(t5, "html")
+    html = table_render.render(t5, "html")
     assert html.count("<b>") == 6 and "<th>HD ↓</th>" in html
-    assert tables.render(t5, "latex").count("\\textbf{") == 6
+    assert table_render.render(t5, "latex").count("\\textbf{") == 6
 
 
 def test_table4_uses_validation_folds(df: pd.DataFrame) -> None:
     t4 = tables.table4(df)
     models = t4[t4["kind"] == "model"]
-    assert list(models["arch"][:4]) == list(tables.TABLE4_ARCHS) and len(models) == 8
+    assert list(models["arch"][:4]) == ["unet", "unet_mlr", "mildnet_no_mlr", "mildnet"] and len(models) == 8
     assert (models["n_images"] == 14).all()  # the 70% split into 5 validation folds
     val = df[(df["protocol"] == "holdout") & (df["split"] == "val") & (df["dataset"] == "lgg_mri")
              & (df["arch"] == "mildnet")]
@@ -71,7 +71,7 @@ def test_vs_paper_puts_published_values_beside_ours(df: pd.DataFrame) -> None:
     cols = list(t5.columns)
     assert cols.index("paper_dice") == cols.index("dice_std") + 1
     assert t5[t5["arch"] == "unet_mlr"]["paper_dice"].isna().all()  # not in Table 5
-    md = tables.render(t5, "md")
+    md = table_render.render(t5, "md")
     assert "DC ↑ (paper)" in md and "| 0.94 ± 0.0005 |" in md
     t4 = tables.table4(df, vs_paper=True)
     assert t4[(t4["dataset"] == "lgg_mri") & (t4["arch"] == "unet_mlr")]["paper_iou"].iloc[0] == "0.79 ± 0.0003"
@@ -86,7 +86,7 @@ def test_vs_paper_keeps_the_printed_strings() -> None:
     assert dict(zip(t5["arch"], t5["paper_dice"]))["multiresunet"] == "0.88 ± 8.36"
     assert dict(zip(t5["arch"], t5["paper_iou"]))["resdunet"] == "0.80 ± 0.0004"
     for fmt in ("md", "latex", "csv", "html"):
-        out = tables.render(t5, fmt)
+        out = table_render.render(t5, fmt)
         assert "9.395" in out and "8.36" in out and "0.80" in out, fmt
         assert "9.39 " not in out and "8.4 " not in out, fmt
 
@@ -95,7 +95,7 @@ def test_synthetic_caption_and_real_caption(df: pd.DataFrame) -> None:
     assert "SYNTHETIC DATA" in tables.table5(df).attrs["caption"]
     real = df.assign(source="real")
     assert "SYNTHETIC" not in tables.table5(real).attrs["caption"]
-    md = tables.render(tables.table5(df), "md")
+    md = table_render.render(tables.table5(df), "md")
     assert md.splitlines()[0].startswith("Table 5.") and "SYNTHETIC DATA" in md.splitlines()[0]
 
 
@@ -110,7 +110,7 @@ def test_missing_results_show_why_never_zero(df: pd.DataFrame) -> None:
     assert get("lgg_mri", "multiresunet")["note"] == "failed (fold 3): RuntimeError: CUDA out of memory"
     assert get("isic2018", "resdunet")["note"] == "failed (fold 2): ValueError: bad; 4 fold models ok"
     assert get("isic2018", "resdunet")["n_models"] == 4
-    md = tables.render(t5, "md")
+    md = table_render.render(t5, "md")
     line = next(ln for ln in md.splitlines() if "| UNet++ |" in ln and "not run" in ln)
     assert line.count("–") == 3 and "0.000" not in line
 
@@ -130,26 +130,26 @@ def test_floor_rows_from_counts() -> None:
 
 
 def test_latex_escaping_and_bold() -> None:
-    assert tables.latex_escape("a_b & 50% #1 {x} $y ~ ^ \\") == \
+    assert table_render.latex_escape("a_b & 50% #1 {x} $y ~ ^ \\") == \
         r"a\_b \& 50\% \#1 \{x\} \$y \textasciitilde{} \textasciicircum{} \textbackslash{}"
-    assert tables.latex_escape("0.9 ± 0.1 ↑ ↓ –") == r"0.9 $\pm$ 0.1 $\uparrow$ $\downarrow$ --"
+    assert table_render.latex_escape("0.9 ± 0.1 ↑ ↓ –") == r"0.9 $\pm$ 0.1 $\uparrow$ $\downarrow$ --"
     t = pd.DataFrame({"setting": ["lgg_subset", "100% & more"], "value": ["a#b", "x"]})
-    tex = tables.render(t, "latex", bold=[(0, "value")], caption="Setting_names & 5%")
+    tex = table_render.render(t, "latex", bold=[(0, "value")], caption="Setting_names & 5%")
     assert r"lgg\_subset & \textbf{a\#b} \\" in tex and r"100\% \& more & x \\" in tex
     assert r"\caption{Setting\_names \& 5\%}" in tex and "\\begin{tabular}{ll}" in tex
 
 
 def test_render_formats_and_csv_roundtrip(df: pd.DataFrame) -> None:
     t5 = tables.table5(df)
-    csv = tables.render(t5, "csv")
+    csv = table_render.render(t5, "csv")
     assert csv.startswith("# Table 5.")
     back = pd.read_csv(io.StringIO(csv), comment="#")
     assert back["dice_mean"].to_numpy() == pytest.approx(t5["dice_mean"].to_numpy(), nan_ok=True)
-    html = tables.render(t5, "html")
+    html = table_render.render(t5, "html")
     assert html.startswith("<table>") and "<caption>Table 5." in html and "MILDNet" in html
     with pytest.raises(ValueError, match="fmt must be"):
-        tables.render(t5, "docx")
-    generic = tables.render(pd.DataFrame({"dataset": ["mri"], "images": [3929], "fg": [0.1234567]}), "md")
+        table_render.render(t5, "docx")
+    generic = table_render.render(pd.DataFrame({"dataset": ["mri"], "images": [3929], "fg": [0.1234567]}), "md")
     assert "| MRI | 3929 | 0.1235 |" in generic
 
 
@@ -160,7 +160,7 @@ def test_table3_from_sidecars(df: pd.DataFrame) -> None:
     assert t3.loc["lr", "value"] == "0.001" and t3.loc["plateau_factor", "paper"] == "not stated"
     t3 = tables.table3(sides)
     assert (int(np.flatnonzero(t3["key"] == "batch_size")[0]), "value") in t3.attrs["bold"]
-    assert "**4, 8**" in tables.render(t3, "md")
+    assert "**4, 8**" in table_render.render(t3, "md")
     with pytest.raises(ValueError, match="sidecars"):
         tables.table3([])
 
