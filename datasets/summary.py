@@ -16,6 +16,7 @@ import pandas as pd
 from bench.datasets._base import SegDataset
 from bench.datasets.prepare import PreparedData
 from bench.datasets.splits import Split
+from bench.names import dataset_modality
 
 
 @lru_cache(maxsize=1)
@@ -50,7 +51,7 @@ def table1(*items: PreparedData | SegDataset) -> pd.DataFrame:
         (h, w), n_major = Counter(shapes).most_common(1)[0] if shapes else ((0, 0), 0)
         pub = paper.get(name, {})
         rows.append({
-            "dataset": name, "source": source, "modality": pub.get("modality", getattr(item, "modality", "")),
+            "dataset": name, "source": source, "modality": pub.get("modality", dataset_modality(name)),
             "images": len(shapes), "majority_size": _wxh((w, h)) if shapes else None,
             "majority_share": n_major / len(shapes) if shapes else float("nan"), "channels": channels,
             "rows": len(item) if isinstance(item, PreparedData) else len(shapes),

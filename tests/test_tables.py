@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -202,3 +204,111 @@ def test_report_table_entry_point(df: pd.DataFrame) -> None:
         report.report_table(df, 3)
     with pytest.raises(ValueError, match="unknown table"):
         report.report_table(df, 9)
+
+
+# ----------------------------------------------------------------------------- facts read from the registries
+
+
+@pytest.fixture
+def newcomers() -> Iterator[tuple[str, str]]:
+    """A dataset and an architecture the paper does not have, registered for one test and removed after.
+    Their names sort before every paper name, so the tables must put the paper's items first on purpose."""
+    from bench.architectures import ARCHITECTURES
+    from bench.datasets import DATASETS
+    from bench.datasets._base import Case, SegDataset
+
+    class Polyps(SegDataset):
+        name, display_name, modality, channels, source = "aaa_polyps", "Polyp-Test", "colonoscopy", 3, "synthetic"
+
+        def list_cases(self) -> list[Case]:
+            return [Case(f"polyp{i}", f"polyp{i}") for i in range(3)]
+
+        def read(self, case: Case) -> tuple[np.ndarray, np.ndarray]:
+            mask = np.zeros((40, 48), bool)
+            mask[5:20, 8:30] = True
+            return np.full((40, 48, 3), 90, np.uint8), mask
+
+    DATASETS.register("aaa_polyps", Polyps)
+    ARCHITECTURES.register("aaa_net", lambda **kw: None, display_name="AAA-Net (test)")
+    try:
+        yield "aaa_polyps", "aaa_net"
+    finally:
+        DATASETS.unregister("aaa_polyps")
+        ARCHITECTURES.unregister("aaa_net")
+
+
+def test_table5_shows_a_new_dataset_and_architecture_by_their_own_names_after_the_papers(
+        newcomers: tuple[str, str]) -> None:
+    dataset, arch = newcomers
+    paper5 = ["unet", "unetpp", "residual_unet", "resdunet", "multiresunet", "mildnet"]
+    df = make_results(datasets=("lgg_mri", dataset), archs=(arch, "unet", "mildnet"), quality={arch: 0.8}, n_cases=10)
+    t5 = tables.table5(df)
+    assert list(t5["dataset"].unique()) == ["lgg_mri", dataset]  # the paper's first, though "aaa" sorts first
+    for ds in ("lgg_mri", dataset):
+        models = t5[(t5["dataset"] == ds) & (t5["kind"] == "model")]
+        assert list(models["arch"]) == [*paper5, arch]  # every Table 5 network (not run: a note), then the newcomer
+    md = table_render.render(t5, "md")
+    assert "| Polyp-Test | U-Net |" in md and "| AAA-Net (test) |" in md
+    assert "Polyp-Test: " in t5.attrs["caption"]  # the unit note names the dataset too
+    assert dataset not in md.replace(dataset + "-", "") and "| aaa_net" not in md
+
+
+def test_table1_shows_a_new_datasets_display_name_and_modality(newcomers: tuple[str, str]) -> None:
+    from bench.datasets import DATASETS, open_dataset
+    from bench.datasets.prepare import prepare
+    from bench.datasets.summary import table1
+
+    dataset, _ = newcomers
+    t1 = table1(prepare(DATASETS.create(dataset, root=None), 32), prepare(open_dataset("isic2018"), 32))
+    row = t1.set_index("dataset").loc[dataset]
+    assert row["modality"] == "colonoscopy" and row["images"] == 3 and row["majority_size"] == "48x40"
+    md = table_render.render(t1, "md")
+    assert "| Polyp-Test | synthetic | colonoscopy |" in md and "| ISIC-2018 |" in md
+
+
+def test_the_papers_order_is_read_from_the_registries() -> None:
+    from bench.architectures import PAPER_ARCHS, paper_archs
+    from bench.datasets import PAPER_DATASETS
+    from bench.names import arch_label, dataset_label, ordered_archs, ordered_datasets
+
+    assert PAPER_DATASETS == ("isbi2012", "isic2018", "lgg_mri", "glas2015", "dsb2018")
+    assert PAPER_ARCHS == ("unet", "unetpp", "residual_unet", "resdunet", "multiresunet", "mildnet", "unet_mlr",
+                           "mildnet_no_mlr")
+    assert paper_archs("table4") == ("unet", "unet_mlr", "mildnet_no_mlr", "mildnet")
+    assert paper_archs("table5") == PAPER_ARCHS[:6]
+    assert ordered_archs(["smp:Unet:resnet34", "mildnet", "unet_mlr", "unet"]) == [
+        "unet", "mildnet", "unet_mlr", "smp:Unet:resnet34"]
+    assert ordered_datasets(["dsb2018", "mri_other", "isbi2012"]) == ["isbi2012", "dsb2018", "mri_other"]
+    assert [dataset_label(d) for d in ("mri", "lgg_mri", "glas2015", "gone")] == ["MRI", "MRI", "GlaS-2015", "gone"]
+    assert [arch_label(a) for a in ("unetpp", "mildnet_no_mlr", "gone")] == ["UNet++", "MILDNet (without MLR)", "gone"]
+
+
+def _name_lists(tree: ast.AST, names: frozenset[str]) -> list[int]:
+    """Lines of tuple/list/set literals, and of dicts keyed by plain strings, naming two or more of ``names``."""
+    lines = []
+    for node in ast.walk(tree):
+        items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else (
+            node.keys if isinstance(node, ast.Dict) and all(isinstance(v, ast.Constant) for v in node.values) else [])
+        found = {i.value for i in items if isinstance(i, ast.Constant) and i.value in names}
+        if len(found) >= 2:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_the_papers_lists_and_display_names_live_only_in_the_registries() -> None:
+    """No module repeats the paper's dataset or network lists, or a name -> label table of them: only
+    ``bench.datasets`` holds the dataset order; networks carry theirs on their registry entries."""
+    from pathlib import Path
+
+    root = Path(tables.__file__).resolve().parent.parent
+    datasets = frozenset({"isbi2012", "isic2018", "lgg_mri", "glas2015", "dsb2018", "mri"})
+    archs = frozenset({"unet", "unetpp", "residual_unet", "resdunet", "multiresunet", "mildnet", "unet_mlr",
+                       "mildnet_no_mlr"})
+    home = root / "datasets" / "__init__.py"
+    copies = []
+    for path in sorted(p for d in ("bench", "architectures", "datasets") for p in (root / d).rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        copies += [f"{path.relative_to(root)}:{n} (archs)" for n in _name_lists(tree, archs)]
+        if path != home:
+            copies += [f"{path.relative_to(root)}:{n} (datasets)" for n in _name_lists(tree, datasets)]
+    assert not copies, f"copies of the paper's lists: {copies}"
