@@ -43,14 +43,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     print(f"Architectures (in_channels={args.in_channels}, width={args.width}, depth={args.depth}, "
           f"{args.size}x{args.size} input):")
-    print(f"  {'name':<16} {'display name':<24} {'params':>12} {'GMACs':>9} {'GFLOPs':>9}")
+    print(f"  {'name':<16} {'display name':<24} {'params':>12} {'GMACs':>9} {'GFLOPs':>9}  in the paper")
     for name in list_models(args.pattern):
         with torch.device("meta"):
             model = ARCHITECTURES.create(name, in_channels=args.in_channels, classes=1, width=args.width,
                                          depth=args.depth)
         macs = count_macs(model, args.in_channels, args.size) / 1e9
+        paper = ", ".join(f"Table {t.removeprefix('table')}" for t in sorted(ARCHITECTURES.get(name).paper_rows))
         print(f"  {name:<16} {ARCHITECTURES.display_name(name):<24} {count_parameters(model):>12,} "
-              f"{macs:>9.3f} {2 * macs:>9.2f}")
+              f"{macs:>9.3f} {2 * macs:>9.2f}  {paper}".rstrip())
     print("  (also: smp:<Arch>:<encoder>, any segmentation-models-pytorch model, e.g. smp:Unet:resnet34)")
     print("\nDatasets:")
     for name in list_datasets():
