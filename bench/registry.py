@@ -55,6 +55,7 @@ class Registry(Generic[T]):
         self._aliases: dict[str, str] = {}
         self._prefixes: dict[str, tuple[Callable[..., T], str]] = {}
         self._prefix_checks: dict[str, Callable[[str], Any]] = {}
+        self._prefix_names: dict[str, Callable[[str], str]] = {}
 
     def register(self, name: str, factory: Callable[..., T] | None = None, *, aliases: tuple[str, ...] = (),
                  display_name: str | None = None, paper_rows: dict[str, int] | None = None,
@@ -75,14 +76,18 @@ class Registry(Generic[T]):
         return factory
 
     def register_prefix(self, prefix: str, resolver: Callable[..., T],
-                        check: Callable[[str], Any] | None = None) -> None:
+                        check: Callable[[str], Any] | None = None,
+                        display_name: Callable[[str], str] | None = None) -> None:
         """Names ``prefix:rest`` are built by ``resolver(rest, **kwargs)``; ``check(rest)``, if given,
-        raises KeyError for a ``rest`` that names nothing (``canonical`` calls it)."""
+        raises KeyError for a ``rest`` that names nothing (``canonical`` calls it); ``display_name(rest)``,
+        if given, is the spelling reports use."""
         if prefix in self._prefixes:
             raise ValueError(f"{self.kind} prefix {prefix!r} already registered at {self._prefixes[prefix][1]}")
         self._prefixes[prefix] = (resolver, _origin(resolver))
         if check is not None:
             self._prefix_checks[prefix] = check
+        if display_name is not None:
+            self._prefix_names[prefix] = display_name
 
     def _add(self, entry: Entry[T]) -> None:
         for key in (entry.name, *entry.aliases):
@@ -132,7 +137,8 @@ class Registry(Generic[T]):
             return self._entries[key]
         prefix, rest = key.split(":", 1)
         resolver = self._prefixes[prefix][0]
-        return Entry(key, lambda **kw: resolver(rest, **kw), {}, self._prefixes[prefix][1])
+        shown = self._prefix_names[prefix](rest) if prefix in self._prefix_names else None
+        return Entry(key, lambda **kw: resolver(rest, **kw), {}, self._prefixes[prefix][1], display_name=shown)
 
     def create(self, name: str, **kwargs: Any) -> T:
         """Build the entry ``name`` with its defaults overridden by ``kwargs``."""

@@ -281,6 +281,8 @@ def test_the_papers_order_is_read_from_the_registries() -> None:
     assert ordered_datasets(["dsb2018", "mri_other", "isbi2012"]) == ["isbi2012", "dsb2018", "mri_other"]
     assert [dataset_label(d) for d in ("mri", "lgg_mri", "glas2015", "gone")] == ["MRI", "MRI", "GlaS-2015", "gone"]
     assert [arch_label(a) for a in ("unetpp", "mildnet_no_mlr", "gone")] == ["UNet++", "MILDNet (without MLR)", "gone"]
+    assert arch_label("smp:Unet:resnet34") == "smp Unet (resnet34)"  # a name the prefix resolves
+    assert arch_label("smp:NoSuchNet") == "smp:NoSuchNet"
 
 
 def _name_lists(tree: ast.AST, names: frozenset[str]) -> list[int]:
