@@ -3,6 +3,12 @@
 ``create_model("mildnet", in_channels=1, width=8)`` builds a network; ``list_models("unet*")``
 lists names. Adding an architecture is one file with one ``@register_arch`` decorator: modules are
 discovered with pkgutil, and an ImportError in one of them propagates (discovery never hides it).
+
+Each entry carries its facts: ``display_name`` (the report spelling; default the class attribute of the
+same name), ``aliases``, and for the paper's networks ``paper_rows``, their row in the paper's Tables 4
+and 5 (``@register_arch("unet", paper_rows={"table4": 0, "table5": 0})``). Reports list the paper's
+networks in that order and any other entry after them under its own display name; a new architecture
+needs no ``paper_rows``.
 """
 
 from __future__ import annotations
