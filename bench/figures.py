@@ -26,9 +26,9 @@ from matplotlib.figure import Figure
 from scipy import stats as sps
 
 from bench.learning import figure_note
-from bench.stats import default_split, paired_test, per_image, ranks, resolve_protocol, select, stars
 from bench.metrics import axis_label, higher_is_better
 from bench.names import arch_label, dataset_label, ordered_archs, ordered_datasets
+from bench.stats import default_split, paired_test, per_image, ranks, resolve_protocol, select, stars
 
 FORMATS = ("png", "pdf")
 _REF_COLOR, _OTHER_COLOR = "#f4a261", "#a8c5e6"
