@@ -34,8 +34,6 @@ PAPER_RESULTS = Path(__file__).parent / "data" / "paper_results.json"
 METRICS = ("dice", "iou", "hd")
 FLOORS = ("all_foreground", "all_background")
 _MODEL = ["fold", "seed"]
-_CONVENTIONS = ("Both masks empty: Dice = IoU = 1, HD = 0; exactly one empty: Dice = IoU = 0, HD = image diagonal. "
-                "HD: symmetric Hausdorff over all foreground pixels, in pixels at the evaluation size.")
 
 
 # ----------------------------------------------------------------------------- model rows
