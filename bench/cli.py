@@ -39,7 +39,8 @@ def _dataset_options(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise ValueError(f"--dataset-option expects DATASET.OPTION=VALUE (e.g. lgg_mri.subset=tumour), got {pair!r}")
+            raise ValueError(f"--dataset-option expects DATASET.OPTION=VALUE (e.g. lgg_mri.subset=tumour), "
+                             f"got {pair!r}")
         out[key.strip()] = value.strip()
     return out
 

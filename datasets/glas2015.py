@@ -156,6 +156,7 @@ class GlaS2015(NativeDataset):
             stored = np.repeat(labels[..., None], 3, axis=2) if rgb_anno else labels
             out.add(cid, write(root / f"{cid}.{ext}", rgb(i)), (write(root / f"{cid}_anno.{ext}", stored),), labels)
         if grades:
-            rows = [GRADE_HEADER] + [f"{name},{i + 1},{g},{s}" for i, (name, (g, s)) in enumerate(FIXTURE_GRADES.items())]
+            grades_ = enumerate(FIXTURE_GRADES.items())
+            rows = [GRADE_HEADER] + [f"{name},{i + 1},{g},{s}" for i, (name, (g, s)) in grades_]
             (root / GRADES).write_bytes(("\r\n".join(rows) + "\r\n").encode())
         return out

@@ -148,6 +148,6 @@ class ISBI2012(NativeDataset):
                 out.add(slice_id(i), volume, (labels,), label)
             return out
         for i, (image, label) in enumerate(pairs):
-            out.add(slice_id(i), write(root / PNG_IMAGES / f"{i}.png", image), (write(root / PNG_LABELS / f"{i}.png",
-                                                                                       label),), label)
+            label_file = write(root / PNG_LABELS / f"{i}.png", label)
+            out.add(slice_id(i), write(root / PNG_IMAGES / f"{i}.png", image), (label_file,), label)
         return out

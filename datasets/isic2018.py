@@ -57,10 +57,12 @@ class ISIC2018(NativeDataset):
         return scan
 
     @classmethod
-    def make_fixture(cls, root: Path) -> Fixture:
-        """Three JPEG images with PNG masks (ids with a gap: 1, 2, 10) and a non-image file to ignore."""
+    def make_fixture(cls, root: Path, ids: tuple[str, ...] = ("ISIC_0000001", "ISIC_0000002", "ISIC_0000010")
+                     ) -> Fixture:
+        """JPEG images with PNG masks (by default three, ids with a gap: 1, 2, 10) and a non-image file to
+        ignore."""
         out = Fixture(root)
-        for i, cid in enumerate(("ISIC_0000001", "ISIC_0000002", "ISIC_0000010")):
+        for i, cid in enumerate(ids):
             image = write(root / INPUT_DIR / f"{cid}.jpg", rgb(i))
             mask = blob(i)
             out.add(cid, image, (write(root / TRUTH_DIR / f"{cid}{MASK_SUFFIX}.png", mask),), mask)
