@@ -397,3 +397,158 @@ def test_real_lgg_groups_tumour_subset_and_glas_grades() -> None:
     glas = open_dataset("glas2015", REAL / "glas2015").cases()
     assert dict(glas[0].meta)["grade_glas"] == "benign"
     assert real_report("glas2015").counts["grade_rows_without_images"] == 164
+
+
+# ---------------------------------------------------------------- the contract: masks, options, folders
+def test_kvasir_jpeg_masks_are_thresholded_not_refused_nor_noisy(tmp_path: Path) -> None:
+    from bench.datasets.decode import as_mask, load_pixels
+    from bench.datasets.problems import ReadFailure
+
+    layout = MAKERS["kvasir_seg"](tmp_path / "kvasir_seg")
+    ds = open_dataset("kvasir-seg", layout.root)
+    for cid, expected in layout.masks_expected.items():
+        stored = load_pixels(layout.mask(cid), role="mask")
+        assert set(np.unique(stored)) - {0, 255}  # the fixture's JPEG masks carry compression noise
+        with pytest.raises(ReadFailure, match="expected values"):  # the strict default would refuse them
+            as_mask(stored, True, str(layout.mask(cid)))
+        assert as_mask(stored, False, "").sum() > expected.sum()  # and `> 0` would count the noise as polyp
+        np.testing.assert_array_equal(ds.decode_mask(layout.mask(cid)), expected)
+
+
+def test_grey_levels_average_channels_that_differ() -> None:
+    from bench.datasets.decode import grey_levels
+
+    arr = np.zeros((2, 2, 4), np.uint8)
+    arr[0, 0, :3] = (250, 255, 254)
+    arr[..., 3] = 255  # alpha is dropped
+    np.testing.assert_array_equal(grey_levels(arr, "m.jpg"), [[253, 0], [0, 0]])
+    with pytest.raises(Exception, match="8-bit"):
+        grey_levels(arr.astype(np.uint16), "m.png")
+
+
+def test_dataset_options_are_declared_parsed_and_named_in_errors() -> None:
+    from bench.datasets.options import DatasetOption, options_of, parse_dataset_options
+
+    assert parse_dataset_options({"mri.subset": "tumour"}, "--dataset-option") == (("lgg_mri.subset", "tumour"),)
+    assert options_of("lgg_mri", ()) == {"subset": "all"} and options_of("dsb2018", ()) == {}
+    with pytest.raises(ValueError, match=r"--dataset-option: lgg_mri: option subset='paper': expected one of all, "):
+        parse_dataset_options({"lgg_mri.subset": "paper"}, "--dataset-option")
+    with pytest.raises(ValueError, match=r"lgg_mri: no option 'subst'; its options: subset \(all\|tumour"):
+        parse_dataset_options({"lgg_mri.subst": "tumour"}, "--dataset-option")
+    with pytest.raises(ValueError, match="dsb2018: no option 'size'; its options: none"):
+        parse_dataset_options({"dsb2018.size": "3"}, "x")
+    with pytest.raises(ValueError, match="nope"):
+        parse_dataset_options({"nope.subset": "all"}, "x")
+    with pytest.raises(ValueError, match="expected DATASET.OPTION"):
+        parse_dataset_options({"subset": "all"}, "x")
+    flag, count = DatasetOption("flag", False), DatasetOption("count", 2)
+    assert (flag.parse("d", "yes"), flag.parse("d", True), count.parse("d", "7")) == (True, True, 7)
+    with pytest.raises(ValueError, match="d: option count='x': expected an integer"):
+        count.parse("d", "x")
+
+
+def test_profile_yaml_and_command_line_dataset_options(tmp_path: Path) -> None:
+    from bench.config import TrainConfig, load_profile
+    from bench.plan import data_options
+
+    assert "lgg_subset" not in TrainConfig.__dataclass_fields__
+    paper = load_profile("paper")
+    assert paper.dataset_options == (("lgg_mri.subset", "tumour"),)
+    assert data_options("lgg_mri", paper, False) == {"subset": "tumour"}
+    assert data_options("lgg_mri", paper, True) == {"size": 256}  # the stand-in has no reader options
+    assert data_options("lgg_mri", load_profile("quick"), False) == {"subset": "all"}  # defaults are recorded
+    assert load_profile("paper", None, {"lgg_mri.subset": "all"}).dataset_options == (("lgg_mri.subset", "all"),)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: 1\ndataset_options:\n  lgg_mri.subset: paper\n")
+    with pytest.raises(ValueError, match=f"profile {bad}: dataset_options: lgg_mri: option subset='paper'"):
+        load_profile(str(bad))
+
+
+def test_one_rule_finds_dataset_folders(tmp_path: Path) -> None:
+    from bench.datasets.folders import dataset_folders, find_dataset_folder
+    from bench.plan import dataset_root
+
+    make_lgg(tmp_path / "MRI")  # an alias, any case
+    make_dsb(tmp_path / "kaggle-nuclei")  # by layout
+    MAKERS["kvasir_seg"](tmp_path / "Kvasir-SEG")  # the release's folder name is an alias
+    (tmp_path / "notes").mkdir()
+    assert {k: [p.name for p in v] for k, v in dataset_folders(tmp_path).items()} == {
+        "dsb2018": ["kaggle-nuclei"], "kvasir_seg": ["Kvasir-SEG"], "lgg_mri": ["MRI"]}
+    assert dataset_root(tmp_path, "dsb2018") == tmp_path / "kaggle-nuclei"
+    assert find_dataset_folder(tmp_path, "isic2018") is None
+    with pytest.raises(FileNotFoundError, match=r"isic2018: no folder under .* holds it .* kaggle-nuclei \(dsb2018\)"):
+        dataset_root(tmp_path, "isic2018")
+    make_dsb(tmp_path / "dsb2018")  # named after it: preferred over a folder found by layout
+    assert dataset_root(tmp_path, "dsb2018") == tmp_path / "dsb2018"
+    make_lgg(tmp_path / "brain")
+    make_lgg(tmp_path / "brain2")
+    shutil.rmtree(tmp_path / "MRI")
+    with pytest.raises(ValueError, match="several folders .* brain, brain2"):
+        find_dataset_folder(tmp_path, "lgg_mri")
+
+
+def test_run_and_data_check_find_the_same_folders(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from bench.cli import main
+
+    data = tmp_path / "data"
+    make_dsb(data / "kaggle-nuclei")
+    assert main(["data", "check", "--data-root", str(data)]) == 0
+    assert f"== dsb2018 at {data / 'kaggle-nuclei'}" in capsys.readouterr().out
+    run = ["run", "--results", str(tmp_path / "r"), "--data-root", str(data), "--arch", "unet", "--set", "n_folds=2",
+           "--folds", "0", "--dry-run"]
+    assert main([*run, "--dataset", "dsb2018"]) == 0
+    assert "1 jobs" in capsys.readouterr().out
+    assert main([*run, "--dataset", "isic2018"]) == 2
+    err = capsys.readouterr().err
+    assert f"no folder {data / 'isic2018'}" in err and "present none; missing isic2018" in err
+    empty = tmp_path / "empty"
+    (empty / "notes").mkdir(parents=True)
+    assert main(["data", "check", "--data-root", str(empty)]) == 2
+    assert "notes (no dataset layout recognised)" in capsys.readouterr().err
+
+
+def test_data_check_takes_dataset_options(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from bench.cli import main
+
+    make_lgg(tmp_path / "lgg_mri")
+    assert main(["data", "check", "--data-root", str(tmp_path), "--dataset-option", "lgg_mri.subset=tumour"]) == 0
+    out = capsys.readouterr().out
+    assert "subset='tumour'" in out and "found: 4 cases in 2 groups" in out
+    assert main(["data", "check", "mri", "--root", str(tmp_path / "lgg_mri"), "--dataset-option", "mri.subset=x"]) == 2
+    assert "lgg_mri: option subset='x'" in capsys.readouterr().err
+    assert main(["run", "--dataset", "mri", "--arch", "unet", "--dataset-option", "lgg_mri.subset=tumour",
+                 "--dry-run", "--results", str(tmp_path / "r")]) == 2
+    assert "needs --data-root" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- Kvasir-SEG end to end
+def test_kvasir_is_not_in_all_but_runs_by_name() -> None:
+    from bench.plan import select
+
+    assert "kvasir_seg" not in select(None, None, True, "holdout").datasets
+    assert select("unet", "kvasir-seg", False, "holdout").datasets == ("kvasir_seg",)
+
+
+@pytest.mark.slow
+def test_kvasir_checks_runs_and_reports_with_its_own_labels(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from bench import tables
+    from bench.cli import main
+
+    data = tmp_path / "data"
+    layout = MAKERS["kvasir_seg"](data / "Kvasir-SEG")
+    for k, cid in enumerate(sorted(layout.files)):  # 6 images: enough for holdout with 2 folds
+        for folder, path in (("images", layout.image(cid)), ("masks", layout.mask(cid))):
+            shutil.copy(path, data / "Kvasir-SEG" / folder / f"copy{k}{path.suffix}")
+    assert main(["data", "check", "--data-root", str(data)]) == 0
+    assert "verdict: OK, 6 cases readable" in capsys.readouterr().out
+    res = str(tmp_path / "r")
+    assert main(["run", "--results", res, "--data-root", str(data), "--dataset", "kvasir_seg", "--arch", "unet",
+                 "--folds", "0", "--set", "n_folds=2", "--set", "epochs=1", "--set", "image_size=32", "--set",
+                 "width=4", "--set", "depth=3", "--quiet", "--jobs", "1"]) == 0
+    capsys.readouterr()
+    assert tables.dataset_label("kvasir_seg") == "Kvasir-SEG"
+    assert main(["report", "--table", "1", "--results", res]) == 0
+    table1 = capsys.readouterr().out
+    assert "Kvasir-SEG" in table1 and "colonoscopy" in table1 and "kvasir_seg" not in table1
+    assert main(["report", "--table", "5", "--results", res]) == 0
+    assert "Kvasir-SEG" in capsys.readouterr().out
