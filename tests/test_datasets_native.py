@@ -552,3 +552,15 @@ def test_kvasir_checks_runs_and_reports_with_its_own_labels(tmp_path: Path, caps
     assert "Kvasir-SEG" in table1 and "colonoscopy" in table1 and "kvasir_seg" not in table1
     assert main(["report", "--table", "5", "--results", res]) == 0
     assert "Kvasir-SEG" in capsys.readouterr().out
+
+
+def test_reproduce_commands_carry_dataset_options_that_differ_from_the_profile() -> None:
+    from bench.reproduce import run_commands
+
+    def side(profile: str, options: str) -> dict:
+        job = {"dataset": "lgg_mri", "arch": "unet", "fold": 0, "seed": 0, "profile": profile, "protocol": "holdout",
+               "data_root": "d/lgg_mri", "data_options": options, "train": {}}
+        return {"status": "ok", "job": job}
+
+    assert run_commands([side("quick", '{"subset": "tumour"}')])[0].endswith(" --dataset-option lgg_mri.subset=tumour")
+    assert "--dataset-option" not in run_commands([side("paper", '{"subset": "tumour"}')])[0]
