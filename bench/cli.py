@@ -134,6 +134,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides["device"] = args.device
     if args.dataset_option and not args.data_root:
         raise ValueError("--dataset-option sets options of the native-layout readers; it needs --data-root")
+    if args.dataset_option and args.tuned:
+        raise ValueError("--dataset-option is not applied to --tuned runs (they use the tuned base profile's "
+                         "dataset_options); put it in that profile instead")
     profile = load_profile(args.profile, overrides, _dataset_options(args.dataset_option))
     engine = _engine(args, profile)  # validates the engine options and the device before planning
     sel = select(args.arch, args.dataset, args.all, args.protocol, args.folds, args.seeds)

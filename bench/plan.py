@@ -18,8 +18,8 @@ from bench.config import Job, Profile, Protocol, TrainConfig
 from bench.datasets import DATASETS, PAPER_DATASETS, canonical_name, open_dataset
 from bench.datasets.folders import describe_root, find_dataset_folder
 from bench.datasets.options import options_of
-from bench.datasets.problems import DataError, case_of
 from bench.datasets.prepare import PreparedData, prepare
+from bench.datasets.problems import DataError, case_of
 from bench.datasets.splits import Split, SplitError, SplitParams, load_or_create_split, make_splits, split_file_name
 
 

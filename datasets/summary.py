@@ -14,7 +14,6 @@ from bench.datasets.base import SegDataset
 from bench.datasets.prepare import PreparedData
 from bench.datasets.splits import Split
 
-
 PAPER_SOURCE = ("Gudhe et al., Sci Rep 11, 14105 (2021), doi:10.1038/s41598-021-93169-w: Table 1 (datasets) and "
                 "Table 2 (splitting protocol), as published")
 
