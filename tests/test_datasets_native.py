@@ -458,6 +458,11 @@ def test_profile_yaml_and_command_line_dataset_options(tmp_path: Path) -> None:
     assert data_options("lgg_mri", paper, True) == {"size": 256}  # the stand-in has no reader options
     assert data_options("lgg_mri", load_profile("quick"), False) == {"subset": "all"}  # defaults are recorded
     assert load_profile("paper", None, {"lgg_mri.subset": "all"}).dataset_options == (("lgg_mri.subset", "all"),)
+    from bench.config import Job
+
+    old = Job("lgg_mri", "unet", "holdout", 0, 0, "paper", paper.train, "d/lgg_mri", data_options='{"subset": "tumour"}')
+    record = old.to_dict() | {"train": {**paper.train.to_dict(), "lgg_subset": "tumour"}}  # written before the move
+    assert Job.from_dict(record) == old
     bad = tmp_path / "bad.yaml"
     bad.write_text("epochs: 1\ndataset_options:\n  lgg_mri.subset: paper\n")
     with pytest.raises(ValueError, match=f"profile {bad}: dataset_options: lgg_mri: option subset='paper'"):
