@@ -102,6 +102,14 @@ def test_paths_quoted_in_the_docs_exist() -> None:
     assert not missing, "paths quoted in the docs that do not exist:\n" + "\n".join(missing)
 
 
+def test_docs_point_to_nothing_outside_the_repository() -> None:
+    """No design notes or sibling folders of the checkout: a user who clones the repository has neither."""
+    outside = re.compile(r"\.\./shared|design/|design notes")
+    hits = [f"{rel(md)}:{n}: {line.strip()}" for md in MARKDOWN if md.exists()
+            for n, line in enumerate(md.read_text(encoding="utf-8").splitlines(), 1) if outside.search(line)]
+    assert not hits, "references to places outside the repository:\n" + "\n".join(hits)
+
+
 def commentary(path: Path) -> Iterator[tuple[int, str]]:
     """(line, text) of every comment and docstring of a Python file."""
     src = path.read_text(encoding="utf-8")
