@@ -2,7 +2,8 @@
 
 The stand-in takes its name, display name, modality, channels and patching from the dataset's registry
 entry (``bench.datasets.dataset_info``) and its image size from the dataset's ``native_shape()``. The
-paper's five datasets have their own generator that mimics what makes the real modality hard (datasets.md):
+paper's five datasets have their own generator that mimics what makes the real modality hard
+(docs/datasets.md):
 ISBI-2012-like EM membranes (foreground = cell interior, about 78 % of pixels, faint membranes and
 dark organelles inside cells); LGG-like 3-sequence MRI slices grouped by patient with about 60 %
 empty masks and bright non-tumour spots; DSB-like small nuclei with bright (fluorescence) or dark
