@@ -33,6 +33,22 @@ def _settings(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def _dataset_options(pairs: list[str]) -> dict[str, str]:
+    """``--dataset-option DATASET.OPTION=VALUE`` (repeatable) as ``{"DATASET.OPTION": "VALUE"}``."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--dataset-option expects DATASET.OPTION=VALUE (e.g. lgg_mri.subset=tumour), "
+                             f"got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+DATASET_OPTION_HELP = ("an option of a dataset's reader, e.g. lgg_mri.subset=tumour (repeatable; `bench list` shows "
+                       "each dataset's options); recorded with the results")
+
+
 # ---------------------------------------------------------------- bench list
 def cmd_list(args: argparse.Namespace) -> int:
     import torch
@@ -58,6 +74,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         aliases = DATASETS.get(name).aliases
         print(f"  {name:<10} {cls.display_name:<12} {cls.modality:<24} channels={cls.channels} "
               f"paper images={cls.paper_count}" + (f"  alias: {', '.join(aliases)}" if aliases else ""))
+        for option in getattr(cls, "OPTIONS", ()):
+            print(f"      --dataset-option {name}.{option.describe()}")
     return 0
 
 
@@ -72,14 +90,20 @@ def add_list(p: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------- bench data check
 def cmd_data(args: argparse.Namespace) -> int:
     from bench.datasets import canonical_name, open_dataset
-    from bench.datasets._check import check_data_root, check_dataset, format_report
+    from bench.datasets.check import check_data_root, check_dataset, format_report
+    from bench.datasets.folders import describe_root
+    from bench.datasets.options import options_of, parse_dataset_options
 
+    given = parse_dataset_options(_dataset_options(args.dataset_option), "--dataset-option")
     if args.data_root:
-        reports = check_data_root(Path(args.data_root))
+        names = {key.split(".")[0] for key, _ in given}
+        reports = check_data_root(Path(args.data_root), {name: options_of(name, given) for name in names})
         if not reports:
-            raise FileNotFoundError(f"no dataset folder found under {args.data_root}")
+            raise FileNotFoundError(f"no dataset folder found under {args.data_root} (a folder is found by its "
+                                    f"name, an alias, or its layout); it holds: {describe_root(args.data_root)}")
     elif args.dataset and args.root:
-        reports = [check_dataset(open_dataset(canonical_name(args.dataset), Path(args.root)))]
+        name = canonical_name(args.dataset)
+        reports = [check_dataset(open_dataset(name, Path(args.root), **options_of(name, given)))]
     else:
         raise ValueError("give DATASET --root DIR (that dataset's own folder) or --data-root DIR")
     for report in reports:
@@ -93,6 +117,8 @@ def add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", nargs="?", help="dataset name (with --root)")
     p.add_argument("--root", help="the dataset's own folder, in its native layout")
     p.add_argument("--data-root", help="a folder holding one native-layout folder per dataset")
+    p.add_argument("--dataset-option", action="append", default=[], metavar="DATASET.OPTION=VALUE",
+                   help=DATASET_OPTION_HELP)
 
 
 # ---------------------------------------------------------------- bench run
@@ -106,7 +132,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides["augment"] = "true"
     if args.device:
         overrides["device"] = args.device
-    profile = load_profile(args.profile, overrides)
+    if args.dataset_option and not args.data_root:
+        raise ValueError("--dataset-option sets options of the native-layout readers; it needs --data-root")
+    if args.dataset_option and args.tuned:
+        raise ValueError("--dataset-option is not applied to --tuned runs (they use the tuned base profile's "
+                         "dataset_options); put it in that profile instead")
+    profile = load_profile(args.profile, overrides, _dataset_options(args.dataset_option))
     engine = _engine(args, profile)  # validates the engine options and the device before planning
     sel = select(args.arch, args.dataset, args.all, args.protocol, args.folds, args.seeds)
     results = Path(args.results)
@@ -223,6 +254,8 @@ def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="folder with one native-layout folder per dataset (default: synthetic)")
     p.add_argument("--skip", help="case ids to exclude explicitly, comma-separated (e.g. the bad files "
                                   "`bench data check` lists); recorded with the results")
+    p.add_argument("--dataset-option", action="append", default=[], metavar="DATASET.OPTION=VALUE",
+                   help=DATASET_OPTION_HELP)
     p.add_argument("--results", default="results", help="results folder (default: ./results)")
     p.add_argument("--jobs", type=int, default=0,
                    help="parallel worker processes (joblib/loky); default: one per CPU core. Results do not depend "
@@ -265,7 +298,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         from bench.config import load_profile
         from bench.plan import plan, select
 
-        profile = load_profile(args.profile, _settings(args.set))
+        profile = load_profile(args.profile, _settings(args.set), _dataset_options(args.dataset_option))
         sel = select(args.arch, args.dataset, args.all, args.protocol, args.folds, args.seeds)
         skip = tuple(v for v in (args.skip or "").split(",") if v)
         table = sweep_status(plan(sel, profile, results, Path(args.data_root) if args.data_root else None, skip),
@@ -290,6 +323,7 @@ def add_status(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--data-root")
     p.add_argument("--skip")
+    p.add_argument("--dataset-option", action="append", default=[], metavar="DATASET.OPTION=VALUE")
 
 
 # ---------------------------------------------------------------- bench export

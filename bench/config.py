@@ -56,7 +56,6 @@ class TrainConfig:
     device: str = "cpu"
     synthetic_n: int | None = None
     patch_padding: int = 16
-    lgg_subset: str = "all"
     precision: str = "fp32"
     amp: str = "auto"  # mixed precision: auto (bf16/fp16 on GPU, fp32 on CPU) | off | bf16 | fp16
     channels_last: str = "auto"  # auto (on GPU only) | on | off
@@ -77,6 +76,8 @@ class Profile:
     folds: tuple[int, ...]
     seeds: tuple[int, ...]
     slurm: tuple[tuple[str, Any], ...] = ()  # the profile's `slurm:` section (bench.slurm.SLURM_KEYS)
+    #: ``(("lgg_mri.subset", "tumour"), ...)``: checked dataset options (bench.datasets.options), real data only.
+    dataset_options: tuple[tuple[str, Any], ...] = ()
 
 
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -121,7 +122,7 @@ def _type_problem(name: str, value: Any) -> str | None:
         return "a number"
     if name == "augment" and not isinstance(value, bool):
         return "true or false"
-    if name in ("init", "device", "lgg_subset", "precision", "amp", "channels_last") and not isinstance(value, str):
+    if name in ("init", "device", "precision", "amp", "channels_last") and not isinstance(value, str):
         return "a string"
     return None
 
@@ -196,8 +197,10 @@ def _index_list(raw: dict[str, Any], key: str, default: tuple[int, ...], path: P
     return tuple(values)
 
 
-def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None) -> Profile:
-    """Load ``quick``/``paper`` (or a YAML file) and apply ``overrides`` (field -> value or string).
+def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None,
+                 dataset_options: dict[str, Any] | None = None) -> Profile:
+    """Load ``quick``/``paper`` (or a YAML file) and apply ``overrides`` (field -> value or string) and
+    ``dataset_options`` (``"lgg_mri.subset" -> "tumour"``, over the profile's ``dataset_options:``).
 
     Every setting is checked (``validate``) before anything runs: a wrong type, a value out of range
     or an unknown key raises naming the key (and the file, for values from the profile).
@@ -213,6 +216,7 @@ def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None) -> 
     seeds = _index_list(raw, "seeds", (0,), path)
     description = raw.pop("description", "")
     slurm = raw.pop("slurm", None) or {}
+    raw_options = raw.pop("dataset_options", None) or {}
     if not isinstance(slurm, dict):
         raise ValueError(f"profile {path}: slurm must be a mapping of SLURM settings, got {slurm!r}")  # noqa: TRY004
     try:
@@ -220,7 +224,21 @@ def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None) -> 
     except (KeyError, ValueError) as exc:
         raise type(exc)(f"profile {path}: {exc.args[0]}") from None
     values.update({k: coerce(k, v) for k, v in (overrides or {}).items()})
-    return Profile(path.stem, description, TrainConfig(**values), folds, seeds, tuple(sorted(slurm.items())))
+    options = _dataset_options(raw_options, dataset_options or {}, path)
+    return Profile(path.stem, description, TrainConfig(**values), folds, seeds, tuple(sorted(slurm.items())), options)
+
+
+def _dataset_options(from_profile: Any, from_cli: dict[str, Any], path: Path) -> tuple[tuple[str, Any], ...]:
+    """The profile's ``dataset_options:`` mapping, then the command line's, each checked against the
+    datasets' declarations (an error names the profile file or ``--dataset-option``)."""
+    from bench.datasets.options import parse_dataset_options
+
+    if not isinstance(from_profile, dict):
+        raise ValueError(f"profile {path}: dataset_options must be a mapping of DATASET.OPTION: value, "  # noqa: TRY004
+                         f"got {from_profile!r}")
+    merged = dict(parse_dataset_options(from_profile, f"profile {path}: dataset_options"))
+    merged.update(parse_dataset_options(from_cli, "--dataset-option"))
+    return tuple(sorted(merged.items()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +292,10 @@ class Job:
     def from_dict(cls, d: dict[str, Any]) -> Job:
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in d.items() if k in fields}
-        values["train"] = TrainConfig(**values["train"])
+        # Records written before the LGG subset became a dataset option carry `lgg_subset` in `train`; it
+        # only ever acted on real LGG data, whose `data_options` record the subset too, so nothing is lost.
+        train = {k: v for k, v in values["train"].items() if k != "lgg_subset"}
+        values["train"] = TrainConfig(**train)
         return cls(**values)
 
 

@@ -29,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.datasets._check import ReadFailure, as_image, load_pixels, natural_key, tiff_page_count
+from bench.datasets.decode import as_image, load_pixels, tiff_page_count
+from bench.datasets.layout import natural_key
+from bench.datasets.problems import ReadFailure
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _MASK_STEMS = ("_mask", "_segmentation", "_anno")

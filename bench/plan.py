@@ -16,9 +16,10 @@ from typing import Any
 from bench.architectures import ARCHITECTURES, PAPER_ARCHS
 from bench.config import Job, Profile, Protocol, TrainConfig
 from bench.datasets import DATASETS, PAPER_DATASETS, canonical_name, open_dataset
-from bench.datasets._base import DataError
-from bench.datasets._check import case_of
+from bench.datasets.folders import describe_root, find_dataset_folder
+from bench.datasets.options import options_of
 from bench.datasets.prepare import PreparedData, prepare
+from bench.datasets.problems import DataError, case_of
 from bench.datasets.splits import Split, SplitError, SplitParams, load_or_create_split, make_splits, split_file_name
 
 
@@ -71,20 +72,20 @@ def data_options(dataset: str, profile: Profile, synthetic: bool, skip: tuple[st
         opts["size"] = profile.train.image_size
         if profile.train.synthetic_n is not None:
             opts["n"] = profile.train.synthetic_n
-    if dataset == "lgg_mri" and not synthetic:
-        opts["subset"] = profile.train.lgg_subset
+    if not synthetic:  # every option the dataset declares (--dataset-option / dataset_options:), defaults included
+        opts.update(options_of(dataset, profile.dataset_options))
     return opts
 
 
 def dataset_root(data_root: Path | None, dataset: str) -> Path | None:
-    """``<data-root>/<dataset>`` (the dataset's own folder), or None for the synthetic stand-in."""
+    """The dataset's own folder under ``data_root`` (``bench.datasets.folders``: named after it or an
+    alias, or holding its layout), or None for the synthetic stand-in."""
     if data_root is None:
         return None
-    root = Path(data_root) / dataset
-    if not root.is_dir():
-        found = sorted(p.name for p in Path(data_root).iterdir() if p.is_dir()) if Path(data_root).is_dir() else []
-        raise FileNotFoundError(f"{dataset}: expected its native-layout folder at {root}; {data_root} holds: "
-                                f"{', '.join(found) or 'nothing'}")
+    root = find_dataset_folder(data_root, dataset)
+    if root is None:
+        raise FileNotFoundError(f"{dataset}: no folder under {data_root} holds it (named {dataset}, an alias, or in "
+                                f"its native layout); {data_root} holds: {describe_root(data_root)}")
     return root
 
 
@@ -198,12 +199,20 @@ def held_ids(dataset: str, root: Path, options: dict[str, Any], ids: tuple[str, 
 
 
 def _presence_line(datasets: tuple[str, ...], data_root: Path) -> str:
-    present = [d for d in datasets if (data_root / d).is_dir()]
+    present = [d for d in datasets if _folder_or_none(data_root, d) is not None]
     missing = [d for d in datasets if d not in present]
-    others = sorted(p.name for p in data_root.iterdir() if p.is_dir() and p.name not in datasets) \
+    used = {_folder_or_none(data_root, d) for d in present}
+    others = sorted(p.name for p in data_root.iterdir() if p.is_dir() and p not in used) \
         if data_root.is_dir() else []
     line = f"Under {data_root}: present {', '.join(present) or 'none'}; missing {', '.join(missing) or 'none'}"
-    return line + (f"; other folders (not selected dataset names): {', '.join(others)}" if others else "")
+    return line + (f"; other folders (not selected datasets): {', '.join(others)}" if others else "")
+
+
+def _folder_or_none(data_root: Path, dataset: str) -> Path | None:
+    try:
+        return find_dataset_folder(data_root, dataset)
+    except ValueError:
+        return None
 
 
 def _missing_folders(datasets: tuple[str, ...], data_root: Path | None) -> list[PlanProblem]:
@@ -212,10 +221,17 @@ def _missing_folders(datasets: tuple[str, ...], data_root: Path | None) -> list[
     if not Path(data_root).is_dir():
         raise FileNotFoundError(f"--data-root {data_root} is not a folder (expected one native-layout folder "
                                 "per dataset, e.g. <data-root>/lgg_mri)")
-    return [PlanProblem(d, f"no folder {Path(data_root) / d} (its native layout: docs/datasets.md)",
-                        f"put the dataset there (`bench data check {d} --root {Path(data_root) / d}` validates "
-                        "it), or leave it out of --dataset")
-            for d in datasets if not (Path(data_root) / d).is_dir()]
+    problems = []
+    for d in datasets:
+        try:
+            if find_dataset_folder(data_root, d) is None:
+                problems.append(PlanProblem(d, f"no folder {Path(data_root) / d}, and no folder there named by an "
+                                               "alias or holding its layout (its native layout: docs/datasets.md)",
+                                            f"put the dataset there (`bench data check {d} --root "
+                                            f"{Path(data_root) / d}` validates it), or leave it out of --dataset"))
+        except ValueError as err:
+            problems.append(PlanProblem(d, str(err), "keep one folder per dataset under the data root"))
+    return problems
 
 
 def _data_problem(dataset: str, root: Path | None, err: DataError) -> PlanProblem:

@@ -36,7 +36,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from bench.datasets._base import Case, SegDataset
+from bench.datasets.base import Case, SegDataset
 
 #: Bump when preprocessing changes its output (part of every fingerprint).
 CODE_VERSION = 1
