@@ -660,7 +660,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(f"FAILED {status['label']}: {status['error']}")
     if failed:
         raise ValueError(f"{len(failed)} tuning job(s) failed; no configuration chosen (rerun to retry them)")
-    scores = tune.score_points(out, grid)
+    scores = tune.score_points(out, grid, {j.key for j in jobs})
     table = tune.best_table(scores, grid, reference, sel.archs)
     every = scores.drop(columns=["point_index"]).rename(columns={"score": "val_dice", "iou": "val_iou"})
     every.attrs["caption"] = "Every grid point: mean validation Dice/IoU over the fold models"

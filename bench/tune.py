@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import replace as dc_replace
 from pathlib import Path
@@ -154,12 +154,15 @@ def job_point(job: Mapping[str, Any], grid: Grid) -> dict[str, Any]:
     return {k: values[k] for k, _ in grid.values}
 
 
-def score_points(results: Path, grid: Grid) -> pd.DataFrame:
+def score_points(results: Path, grid: Grid, keys: Collection[str] | None = None) -> pd.DataFrame:
     """Per (dataset, arch, point): ``score`` (mean over fold models of their mean validation Dice), ``iou``,
-    ``n_models``, ``n_images``; rows of the tuning folder only, validation split only (there is no other)."""
+    ``n_models``, ``n_images``; rows of the tuning folder only, validation split only (there is no other).
+    ``keys``: the job keys of this tuning (a folder can also hold an earlier tuning of the same name)."""
     from bench import store
 
     df = store.load_all(results)
+    if keys is not None and not df.empty:
+        df = df[df["job_key"].isin(set(keys))]
     if df.empty:
         raise ValueError(f"no finished tuning jobs under {results}")
     if (df["split"] != "val").any():
