@@ -4,9 +4,10 @@
 ``beta1``, ``depth``, ``width``, ``plateau_factor``, ``plateau_patience``, ``epochs``, ...) to the values
 to try, from a YAML file and/or ``--grid key=v1,v2``; its points are the Cartesian product, in the
 order given. Keys ``arch.NAME`` set constructor arguments of the architectures (``arch.dilations``,
-``arch.levels``: ``bench.arch_grid``); they go into each job's ``arch_kwargs``. **Never the test set**: tuning jobs use the holdout split of the benchmark (same folds,
-same seed) with its test set removed (a derived split file, ``<name>.tuning.json``), so a tuning job
-trains on the other folds, chooses its epoch on fold k, scores fold k and never loads a test image.
+``arch.levels``: ``bench.arch_grid``); they go into each job's ``arch_kwargs``. **Never the test set**:
+tuning jobs use the holdout split of the benchmark (same folds, same seed) with its test set removed
+(a derived split file, ``<name>.tuning.json``), so a tuning job trains on the other folds, chooses its
+epoch on fold k, scores fold k and never loads a test image.
 The score of a point is the mean over its fold models of each model's mean Dice on its validation
 fold (Table 4's rule). **Fair by default**: every architecture gets every point, the same folds and
 the same budget, and its own best point; an ``arch.`` key is therefore allowed only when every selected
@@ -168,7 +169,7 @@ def score_points(results: Path, grid: Grid, keys: Collection[str] | None = None)
     if (df["split"] != "val").any():
         raise RuntimeError(f"{results}: tuning rows outside the validation folds ({sorted(df['split'].unique())})")
     points = {s["key"]: point_label(job_point(s["job"], grid)) for s in store.sidecars(results)
-              if s.get("status") == "ok"}
+              if s.get("status") == "ok" and (keys is None or s["key"] in keys)}
     df = df.assign(point=df["job_key"].map(points))
     per_model = df.groupby(["dataset", "arch", "point", "job_key"], sort=False).agg(
         dice=("dice", "mean"), iou=("iou", "mean"), n_images=("case_id", "size")).reset_index()

@@ -225,10 +225,11 @@ def test_two_point_grid_over_optimizer_and_over_mildnet_dilations(tmp_path: Path
 @pytest.mark.slow
 def test_a_second_tuning_of_the_same_name_scores_only_its_own_jobs(tmp_path: Path) -> None:
     results = tmp_path / "results"
-    for lr in ("0.01", "0.001"):
-        assert main(["tune", "--name", "again", "--grid", f"lr={lr}", "--arch", "unet", "--dataset", "dsb2018",
+    for grid in ("lr=0.01", "arch.dilations=1-2-4"):  # the second grid's key is not in the first's jobs
+        assert main(["tune", "--name", "again", "--grid", grid, "--arch", "mildnet", "--dataset", "dsb2018",
                      "--folds", "0", "--results", str(results), "--jobs", "1", "--quiet", *TINY]) == 0
     assert len(store.sidecars(results / "tuning" / "again")) == 2  # the earlier job is still there
     every = pd.read_csv(results / "tuned" / "again.csv")
-    assert list(every["point"]) == ["lr=0.001"] and list(every["n_models"]) == [1]
-    assert yaml.safe_load((results / "tuned" / "again.yaml").read_text())["chosen"]["dsb2018"]["unet"] == {"lr": 0.001}
+    assert list(every["point"]) == ["arch.dilations=1-2-4"] and list(every["n_models"]) == [1]
+    chosen = yaml.safe_load((results / "tuned" / "again.yaml").read_text())["chosen"]["dsb2018"]["mildnet"]
+    assert chosen == {"arch.dilations": [1, 2, 4]}
