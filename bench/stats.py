@@ -1,6 +1,6 @@
 """Paired significance tests on the tidy per-image results table (paper Fig. 8: t-test on IoU, p <= 0.05).
 
-Conventions (design notes, "Statistics"):
+Conventions (docs/protocols.md, "Units of analysis and paired tests"):
 
 - Pairing is strictly by ``case_id``: the two architectures must have scored exactly the same images,
   otherwise a ValueError lists the ids found for only one of them.

@@ -3,7 +3,7 @@
 Adam (lr 1e-3, beta1 = the paper's momentum 0.9), ReduceLROnPlateau on the selection loss,
 BCEWithLogits (summed over the heads of a deep-supervised model), batch 4, a fixed number of epochs,
 and the best epoch chosen on a held-out selection set. Seeded and deterministic on CPU: the same
-job with the same thread count gives identical weights (execution.md section 6).
+job with the same thread count gives identical weights (docs/execution.md, "Determinism").
 
 The optimiser and the learning-rate scheduler are settings (``optimizer``, ``scheduler``: the other
 entries of Table 3's grid), built by ``make_optimizer`` and ``make_scheduler``; the defaults are the

@@ -1,4 +1,4 @@
-"""Group-aware, seeded splits (conventions.md "Splits"; paper Table 2 and Fig. 8).
+"""Group-aware, seeded splits (docs/protocols.md, "Splits"; paper Table 2 and Fig. 8).
 
 ``holdout``: about ``test_fraction`` of the cases (whole groups) form the test set; the rest is
 divided into ``n_folds`` folds; fold model k trains on the other folds and chooses its epoch on fold k.

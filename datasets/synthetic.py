@@ -1,6 +1,6 @@
 """Synthetic stand-ins for the paper's five datasets (no download needed).
 
-Each dataset id has a generator that mimics what makes the real modality hard (datasets.md):
+Each dataset id has a generator that mimics what makes the real modality hard (docs/datasets.md):
 ISBI-2012-like EM membranes (foreground = cell interior, about 78 % of pixels, faint membranes and
 dark organelles inside cells); LGG-like 3-sequence MRI slices grouped by patient with about 60 %
 empty masks and bright non-tumour spots; DSB-like small nuclei with bright (fluorescence) or dark

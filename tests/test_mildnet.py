@@ -12,7 +12,7 @@ from bench.architectures.mildnet import MILDNet, MLDRBlock
 
 
 def mldr_params(cin: int, c: int, n_dil: int = 3, levels: int = 2) -> int:
-    """architectures.md section 6 formula, generalised to n dilation rates and L levels."""
+    """The MLDR formula of docs/architectures.md ("MILDNet"), generalised to n dilation rates and L levels."""
     first = 2 * cin + n_dil * (9 * cin * c + c)
     later = 2 * c + n_dil * (9 * c * c + c)
     return first + (cin * c + c) + (levels - 1) * later
