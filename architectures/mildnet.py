@@ -75,6 +75,8 @@ class MILDNet(SegmentationNet):
                  init: InitMode = "xavier_uniform", dilations: tuple[int, ...] = (1, 3, 5), levels: int = 2,
                  mlr_skips: bool = True, mlr_levels: int = 2) -> None:
         super().__init__(in_channels, classes, width, depth, init)
+        if not mlr_skips and mlr_levels != 2:
+            raise ValueError(f"mlr_levels={mlr_levels} has no effect without MLR skips (mlr_skips=False)")
         self.dilations, self.levels, self.mlr_skips = tuple(dilations), levels, mlr_skips
         widths = self.widths
         ins = [in_channels, *widths[:-1]]

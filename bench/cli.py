@@ -694,7 +694,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(f"FAILED {status['label']}: {status['error']}")
     if failed:
         raise ValueError(f"{len(failed)} tuning job(s) failed; no configuration chosen (rerun to retry them)")
-    scores = tune.score_points(out, grid)
+    scores = tune.score_points(out, grid, {j.key for j in jobs})
     table = tune.best_table(scores, grid, reference, sel.archs)
     every = scores.drop(columns=["point_index"]).rename(columns={"score": "val_dice", "iou": "val_iou"})
     every.attrs["caption"] = "Every grid point: mean validation Dice/IoU over the fold models"
@@ -712,7 +712,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def add_tune(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", required=True, help="name of the tuned configuration (for bench run --tuned NAME)")
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
-                   help="a setting and the values to try (repeatable), e.g. --grid lr=0.001,0.0001")
+                   help="a setting and the values to try (repeatable), e.g. --grid lr=0.001,0.0001 or "
+                        "--grid optimizer=adam,sgd; arch.NAME sets a constructor argument: --grid arch.dilations=1-3-5,1-2-4")
     p.add_argument("--grid-file", help="YAML mapping of setting -> list of values (--grid entries replace its keys)")
     p.add_argument("--paper-tuning", nargs="?", const="mildnet", metavar="ARCH",
                    help="the paper's protocol: tune only ARCH (default mildnet) and give its best to every "

@@ -35,7 +35,11 @@ class Protocol(str, Enum):
 
 @dataclass(frozen=True, slots=True)
 class TrainConfig:
-    """The training recipe (paper Table 3 and Methods). Everything here changes the numbers."""
+    """The training recipe (paper Table 3 and Methods). Everything here changes the numbers.
+
+    ``beta1`` is Table 3's *momentum*, whatever the ``optimizer``: Adam's first-moment decay (betas =
+    (beta1, 0.999)), SGD's heavy-ball momentum, RMSprop's momentum (smoothing constant alpha 0.99).
+    """
 
     image_size: int = 256
     width: int = 32
@@ -60,6 +64,10 @@ class TrainConfig:
     amp: str = "auto"  # mixed precision: auto (bf16/fp16 on GPU, fp32 on CPU) | off | bf16 | fp16
     channels_last: str = "auto"  # auto (on GPU only) | on | off
     compile: bool = False  # torch.compile the network for training (long jobs: compiling takes tens of seconds)
+    optimizer: str = "adam"  # adam | sgd | rmsprop (Table 3); beta1 is its momentum (bench/train.py make_optimizer)
+    scheduler: str = "plateau"  # plateau | step | multistep | cosine | cyclic | none (Table 3; make_scheduler)
+    lr_gamma: float = 0.1  # step/multistep: lr multiplier at each decay; cyclic: lowest lr as a fraction of lr
+    step_size: int = 30  # step: epochs between decays; cyclic: epochs of a half cycle (lowest to highest lr)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -87,12 +95,15 @@ _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 INIT_CHOICES = ("xavier_uniform", "xavier_normal")
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 _INT_FIELDS = ("image_size", "width", "depth", "batch_size", "epochs", "plateau_patience", "n_folds", "split_seed",
-               "threads", "patch_padding")
-_FLOAT_FIELDS = ("lr", "beta1", "plateau_factor", "test_fraction", "inner_fraction")
+               "threads", "patch_padding", "step_size")
+_FLOAT_FIELDS = ("lr", "beta1", "plateau_factor", "test_fraction", "inner_fraction", "lr_gamma")
 #: Choices of the precision settings (bench/train.py ``PRECISIONS``, bench/devices.py).
 PRECISION_CHOICES = ("fp32", "fp64")
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 CHANNELS_LAST_CHOICES = ("auto", "on", "off")
+#: Optimisers and learning-rate schedulers of Table 3's grid (bench/train.py ``make_optimizer``, ``make_scheduler``).
+OPTIMIZER_CHOICES = ("adam", "sgd", "rmsprop")
+SCHEDULER_CHOICES = ("plateau", "step", "multistep", "cosine", "cyclic", "none")
 #: field -> (rule, description) for values of the right type.
 _RULES: dict[str, tuple[Any, str]] = {
     "image_size": (lambda v: v >= 8, ">= 8"), "width": (lambda v: v >= 1, ">= 1"), "depth": (lambda v: v >= 2, ">= 2"),
@@ -109,6 +120,9 @@ _RULES: dict[str, tuple[Any, str]] = {
     "precision": (lambda v: v in PRECISION_CHOICES, f"one of {', '.join(PRECISION_CHOICES)}"),
     "amp": (lambda v: v in AMP_CHOICES, f"one of {', '.join(AMP_CHOICES)}"),
     "channels_last": (lambda v: v in CHANNELS_LAST_CHOICES, f"one of {', '.join(CHANNELS_LAST_CHOICES)}"),
+    "optimizer": (lambda v: v in OPTIMIZER_CHOICES, f"one of {', '.join(OPTIMIZER_CHOICES)}"),
+    "scheduler": (lambda v: v in SCHEDULER_CHOICES, f"one of {', '.join(SCHEDULER_CHOICES)}"),
+    "lr_gamma": (lambda v: 0 < v < 1, "in (0, 1)"), "step_size": (lambda v: v >= 1, ">= 1"),
 }
 
 
@@ -123,6 +137,8 @@ def _type_problem(name: str, value: Any) -> str | None:
     if name == "augment" and not isinstance(value, bool):
         return "true or false"
     if name in ("init", "device", "precision", "amp", "channels_last") and not isinstance(value, str):
+        return "a string"
+    if name in ("optimizer", "scheduler") and not isinstance(value, str):
         return "a string"
     return None
 

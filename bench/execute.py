@@ -30,7 +30,13 @@ def resolve_device(name: str) -> str:
 
 
 def model_kwargs(job: Job, in_channels: int) -> dict[str, Any]:
-    """The constructor arguments of the job's network (recorded in its checkpoint)."""
+    """The constructor arguments of the job's network (recorded in its checkpoint): the job's ``arch_kwargs``
+    (e.g. tuned ``dilations``) plus what the harness sets; ``arch_kwargs`` may not set those."""
+    own = set(json.loads(job.arch_kwargs)) & {"in_channels", "classes", *(() if ":" in job.arch else
+                                                                          ("width", "depth", "init"))}
+    if own:
+        raise ValueError(f"{job.label}: arch_kwargs may not set {', '.join(sorted(own))} (the harness sets them from "
+                         "the data and the width/depth/init settings)")
     kwargs: dict[str, Any] = {"in_channels": in_channels, "classes": 1, **json.loads(job.arch_kwargs)}
     if ":" not in job.arch:  # the project's own networks take the profile's width/depth/init
         kwargs.update(width=job.train.width, depth=job.train.depth, init=job.train.init)
