@@ -43,7 +43,7 @@ from bench.config import Job, Profile, coerce, load_profile, replace
 
 #: Settings a grid may not change: they decide the split, the data or where the job runs, not the recipe.
 FIXED = ("n_folds", "test_fraction", "split_seed", "inner_fraction", "image_size", "patch_padding", "synthetic_n",
-         "lgg_subset", "device", "threads")
+         "device", "threads")
 
 
 @dataclass(frozen=True)
