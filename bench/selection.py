@@ -173,11 +173,22 @@ def check_like_for_like(rows: pd.DataFrame, what: str = "comparison") -> None:
             if shown.nunique() > 1:
                 per_arch = shown.groupby(jobs["arch"]).agg(lambda s: "/".join(sorted(set(s))))
                 problems.append((str(ds), c, "; ".join(f"{a}: {v}" for a, v in per_arch.items())))
+        problems += _mixed_arch_kwargs(str(ds), jobs)
     if problems:
         listed = "; ".join(f"{ds + ': ' if ds else ''}{c} ({detail})" for ds, c, detail in problems)
         raise ValueError(f"{what}: the jobs compared differ in more than the architecture: {listed}. "
                          f"Compare one configuration at a time: pick it with --where KEY=VALUE (e.g. --where "
                          f"{problems[0][1]}=...; `bench report --table settings` lists the configurations)")
+
+
+def _mixed_arch_kwargs(ds: str, jobs: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """Architectures may take different constructor arguments from each other, but one architecture
+    compared under two sets of arguments (e.g. two tuned dilation rates) is two configurations."""
+    if "arch_kwargs" not in jobs.columns:
+        return []
+    shown = jobs["arch_kwargs"].map(_show).groupby(jobs["arch"]).agg(lambda s: sorted(set(s)))
+    mixed = {a: v for a, v in shown.items() if len(v) > 1}
+    return [(ds, "arch_kwargs", "; ".join(f"{a}: {' / '.join(v)}" for a, v in mixed.items()))] if mixed else []
 
 
 def _attached_settings() -> set[str]:
