@@ -286,9 +286,9 @@ def run_benchmark(results: Path, jobs: int = 1, archs: str | None = None, datase
 
     planned = planned_jobs(results, archs, datasets, overrides)
     statuses = list(run_jobs(planned, results, n_jobs=jobs, force=True, progress=False))
-    failed = [s for s in statuses if s["status"] == "failed"]
+    failed = [s for s in statuses if s.status == "failed"]
     if failed:
-        print("\n".join(f"FAILED {s['label']}: {s['error']}" for s in failed))
+        print("\n".join(f"FAILED {s.label}: {s.error}" for s in failed))
     df = load_all(results)
     keys = {j.key for j in planned}
     df = df[df["job_key"].isin(keys)] if not df.empty else df
@@ -372,8 +372,8 @@ def update(baseline: Path, reason: str, results: Path | None = None, jobs: int =
            datasets: str | None = None, noise_floor: dict[str, Any] | None = None) -> Path:
     """Re-run the benchmark and re-bless the baseline (rows, derived numbers, predictions, references),
     recording ``reason``, the git sha, the environment, the tolerances and the measured noise floor."""
-    from bench.execute import load_job_data
-    from bench.runner import paths
+    from bench.job_data import load_job_data
+    from bench.execute import paths
     from bench.store import sidecars
 
     if not reason.strip():
@@ -412,7 +412,7 @@ def _install(baseline: Path, staging: Path, rows: pd.DataFrame, sides: list[dict
              reason: str, archs: str | None, datasets: str | None, noise_floor: dict[str, Any] | None) -> None:
     import shutil
 
-    from bench.runner import environment as run_environment
+    from bench.provenance import git_sha
 
     baseline.mkdir(parents=True, exist_ok=True)
     for name in ("predictions", "references"):
@@ -422,7 +422,7 @@ def _install(baseline: Path, staging: Path, rows: pd.DataFrame, sides: list[dict
     atomic_write_json(baseline / "sidecars.json", sides)
     atomic_write_json(baseline / "derived.json", derived)
     old = json.loads((baseline / "meta.json").read_text()) if (baseline / "meta.json").exists() else {}
-    sha, date = run_environment()["git_sha"], time.strftime("%Y-%m-%d")
+    sha, date = git_sha(), time.strftime("%Y-%m-%d")
     atomic_write_json(baseline / "meta.json", {
         "profile": PROFILE, "reason": reason, "git_sha": sha, "date": date, "rows": len(rows),
         "history": old.get("history", []) + [{"reason": reason, "git_sha": sha, "date": date}],

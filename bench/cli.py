@@ -171,20 +171,20 @@ def _execute(jobs: list, results: Path, args: argparse.Namespace, profile: str,
     submitted = []
     try:
         with stop_on_signals():
-            for status in run_jobs(jobs, results, n_jobs=n_jobs, force=args.force, progress=not args.quiet,
+            for record in run_jobs(jobs, results, n_jobs=n_jobs, force=args.force, progress=not args.quiet,
                                    engine=engine):
-                if status["status"] == "submitted":
-                    submitted.append(status)
+                if record.status == "submitted":
+                    submitted.append(record)
                 bar.update(1)
-                bar.set_postfix_str(f"{status['label']} {status['status']}")
-                if status["status"] == "failed":
-                    failed.append(status)
-                    tqdm.write(f"FAILED {status['label']}: {status['error']}")
+                bar.set_postfix_str(f"{record.label} {record.status}")
+                if record.status == "failed":
+                    failed.append(record)
+                    tqdm.write(f"FAILED {record.label}: {record.error}")
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the workers are stopped; one line, no traceback
         return _interrupted(exc, jobs, results, bar)
     bar.close()
     if submitted:
-        arrays = sorted({s["task"].split("_")[0] for s in submitted})
+        arrays = sorted({s.task.split("_")[0] for s in submitted})
         print(f"{len(submitted)} jobs are in the SLURM queue (array job {', '.join(arrays)}); follow them with "
               f"`bench status --results {results}`; the same `bench run` without --no-wait waits for them and "
               "summarises.")
@@ -651,13 +651,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
           f"validation folds only | {'paper tuning on ' + reference if reference else 'fair'} | results in {out}")
     statuses = list(run_jobs(jobs, out, n_jobs=engine.n_jobs, force=args.force, progress=not args.quiet,
                              engine=engine))
-    if any(s["status"] == "submitted" for s in statuses):
+    if any(s.status == "submitted" for s in statuses):
         print(f"tuning jobs are in the SLURM queue; `bench status --results {out}` follows them, the same "
               "`bench tune` without --no-wait collects and chooses")
         return 0
-    failed = [s for s in statuses if s["status"] == "failed"]
+    failed = [s for s in statuses if s.status == "failed"]
     for status in failed:
-        print(f"FAILED {status['label']}: {status['error']}")
+        print(f"FAILED {status.label}: {status.error}")
     if failed:
         raise ValueError(f"{len(failed)} tuning job(s) failed; no configuration chosen (rerun to retry them)")
     scores = tune.score_points(out, grid)

@@ -154,7 +154,8 @@ def _same_preprocessing(options: dict[str, Any], meta: CheckpointMeta, root: Pat
 def _internal_cohort(req: EvaluateRequest, stored: StoredModel) -> dict[str, Any]:
     """The job's own val/test images (source images of its patches for patched datasets)."""
     from bench.datasets import open_dataset
-    from bench.execute import fold_ids, load_job_data
+    from bench.execute import fold_ids
+    from bench.job_data import load_job_data
 
     job = stored.job
     data, split = load_job_data(job, Path(req.results) / "cache")

@@ -18,8 +18,9 @@ from bench.config import Job, Profile, Protocol, TrainConfig
 from bench.datasets import DATASETS, PAPER_DATASETS, canonical_name, open_dataset
 from bench.datasets._base import DataError
 from bench.datasets._check import case_of
-from bench.datasets.prepare import PreparedData, prepare
+from bench.datasets.prepare import PreparedData
 from bench.datasets.splits import Split, SplitError, SplitParams, load_or_create_split, make_splits, split_file_name
+from bench.job_data import load_data
 
 
 @dataclass(frozen=True)
@@ -86,13 +87,6 @@ def dataset_root(data_root: Path | None, dataset: str) -> Path | None:
         raise FileNotFoundError(f"{dataset}: expected its native-layout folder at {root}; {data_root} holds: "
                                 f"{', '.join(found) or 'nothing'}")
     return root
-
-
-def load_data(dataset: str, root: Path | None, options: dict[str, Any], cfg: TrainConfig,
-              cache_dir: Path) -> PreparedData:
-    """The dataset preprocessed at the profile's size, through the cache (decoded once per fingerprint)."""
-    ds = open_dataset(dataset, root, **options)
-    return prepare(ds, cfg.image_size, patch_padding=cfg.patch_padding, cache_dir=cache_dir)
 
 
 def split_for(data: PreparedData, protocol: str, profile: Profile, results: Path) -> tuple[Split, Path]:

@@ -109,7 +109,7 @@ def load_grid(results: Path | str, rows: pd.DataFrame, cases: Sequence[str], met
     from bench import store
     from bench.config import Job
     from bench.evaluate import load_predictions
-    from bench.execute import load_job_data
+    from bench.job_data import load_job_data
 
     results = Path(results)
     sides = {s.get("key"): s for s in store.sidecars(results)}

@@ -16,7 +16,7 @@ from bench.config import Job
 def loaded_data(sidecars: list[dict[str, Any]], results: Path, with_splits: bool = False) -> tuple[Any, ...]:
     """Table 1 inputs (one PreparedData per dataset) or, ``with_splits``, Table 2's (data, split) pairs."""
     from bench.datasets.splits import Split
-    from bench.plan import load_data
+    from bench.job_data import load_data
 
     seen: dict[tuple, Any] = {}
     for side in sidecars:

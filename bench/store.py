@@ -17,21 +17,21 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+# the store writes through the project's one atomic writer; its functions are importable from here too
+from bench.atomic import TMP_PREFIX, TMP_SUFFIX, atomic_write, atomic_write_bytes, atomic_write_json  # noqa: F401
+from bench.record import JobRecord
+
 DEFAULT_RESULTS = Path("results")
 
-#: Temporary files are ``.tmp-<target file name>.<random>.tmp``: never matched as results.
-TMP_PREFIX, TMP_SUFFIX = ".tmp-", ".tmp"
 #: A temporary file of no known job (no lock beside it) is stale once it is this old (seconds).
 STALE_AFTER = 3600.0
 
@@ -49,16 +49,6 @@ _STEM = re.compile(r"^(?P<protocol>[A-Za-z0-9]+)_f(?P<fold>\d+)_s(?P<seed>\d+)_(
 
 class ResultWarning(UserWarning):
     """A stored result that cannot be trusted; the message names the file and what is wrong."""
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-#: Permissions of written files: what a plain ``open()`` would give (mkstemp's are owner-only).
-FILE_MODE = 0o666 & ~_umask()
 
 
 # ---------------------------------------------------------------------------------------------- paths
@@ -97,32 +87,6 @@ def job_lock(sidecar: Path) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------- writers
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` atomically: ``write(fh)`` fills a unique temporary file in the same folder, which
-    is then renamed into place; on any error the temporary file is removed and the error re-raised."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TMP_PREFIX}{path.name}.", suffix=TMP_SUFFIX)
-    try:
-        os.chmod(tmp, FILE_MODE)
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda fh: fh.write(data))
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
 def atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
@@ -189,6 +153,20 @@ def read_sidecar(path: Path) -> dict[str, Any] | None:
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
     return side if isinstance(side, dict) else None
+
+
+def read_record(path: Path) -> JobRecord | None:
+    """The job record in the sidecar at ``path``, or None if absent, unreadable or not a job sidecar."""
+    side = read_sidecar(path)
+    try:
+        return None if side is None else JobRecord.from_json(side)
+    except (TypeError, ValueError):
+        return None
+
+
+def write_record(path: Path, record: JobRecord) -> None:
+    """Write ``record`` as the sidecar at ``path`` (atomically)."""
+    atomic_write_json(path, record.to_json())
 
 
 def sidecar_problem(path: Path) -> str | None:

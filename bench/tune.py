@@ -31,6 +31,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from bench.atomic import atomic_write_text
 from bench.config import Job, Profile, coerce, load_profile, replace
 
 #: Settings a grid may not change: they decide the split, the data or where the job runs, not the recipe.
@@ -202,7 +203,7 @@ def write_profile(path: Path, name: str, base: str, grid: Grid, best: Mapping[st
            "mode": f"paper: tuned on {reference} only" if reference else "fair", "grid": grid.to_dict(),
            "chosen": chosen}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False))
     return path
 
 

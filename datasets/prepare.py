@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from bench.atomic import atomic_write, atomic_write_text
 from bench.datasets._base import Case, SegDataset
 
 #: Bump when preprocessing changes its output (part of every fingerprint).
@@ -180,7 +180,7 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 class FileHashes:
     """Content hashes of files, remembered by (path, size, mtime_ns) in ``<cache_dir>/file-hashes.json``
     so an unchanged file is not read again; a touched file is re-hashed (same bytes: same hash).
-    ``save`` writes the cache atomically (unique temporary file, then ``os.replace``)."""
+    ``save`` writes the cache atomically (``bench.atomic``)."""
 
     def __init__(self, cache_dir: Path | None) -> None:
         self.path = None if cache_dir is None else Path(cache_dir) / HASH_CACHE
@@ -207,13 +207,7 @@ class FileHashes:
     def save(self) -> None:
         if self.path is None or not self.changed:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            tmp.write_text(json.dumps(self.known, sort_keys=True))
-            os.replace(tmp, self.path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write_text(self.path, json.dumps(self.known, sort_keys=True))
         self.changed = False
 
 
@@ -381,25 +375,14 @@ def array_path(meta_path: Path, name: str) -> Path:
     return meta_path.with_name(f"{meta_path.name[:-len(META_SUFFIX)]}.{name}.npy")
 
 
-def _atomic(path: Path, write: Any) -> None:
-    """``write(file)`` into a unique temporary file in ``path``'s folder, then ``os.replace`` it onto ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _save_cache(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     """Write the entry ``path`` (``<stem>.meta.json``): every ``.npy`` first, the metadata last, each
     atomically, so a reader never sees a half-written file (concurrent writers write the same bytes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     for name in _ARRAYS:
         array = np.ascontiguousarray(arrays[name], dtype=_DTYPES[name])
-        _atomic(array_path(path, name), lambda f, a=array: np.save(f, a, allow_pickle=False))
-    _atomic(path, lambda f: f.write(json.dumps(meta).encode()))
+        atomic_write(array_path(path, name), lambda f, a=array: np.save(f, a, allow_pickle=False))
+    atomic_write(path, lambda f: f.write(json.dumps(meta).encode()))
 
 
 def _open_array(path: Path, name: str, expected: tuple[int, ...]) -> np.ndarray:

@@ -60,7 +60,7 @@ def test_resume_skips_finished_jobs_and_matches_uninterrupted_run(tmp_path: Path
     prof = tiny_profile()
     jobs = plan(select("unet,resdunet", "dsb2018", False, "holdout", (0,)), prof, tmp_path / "r")
     first = list(run_jobs(jobs[:1], tmp_path / "r", progress=False))
-    assert [s["status"] for s in first] == ["ok"]
+    assert [s.status for s in first] == ["ok"]
     # a job killed mid-write leaves a 'running' sidecar and a temp file: neither is read as a result
     p = paths(jobs[1], tmp_path / "r")
     p["sidecar"].parent.mkdir(parents=True, exist_ok=True)
@@ -68,7 +68,7 @@ def test_resume_skips_finished_jobs_and_matches_uninterrupted_run(tmp_path: Path
     (p["parquet"].parent / ".tmp-half.parquet").write_bytes(b"PAR1 half")
     assert set(store.load_all(tmp_path / "r")["arch"]) == {jobs[0].arch}
     statuses = list(run_jobs(jobs, tmp_path / "r", progress=False))
-    assert sorted(s["status"] for s in statuses) == ["ok", "skipped"]
+    assert sorted(s.status for s in statuses) == ["ok", "skipped"]
     assert all(is_finished(j, tmp_path / "r") for j in jobs)
     list(run_jobs(jobs, tmp_path / "u", progress=False))
     pd.testing.assert_frame_equal(table(tmp_path / "r"), table(tmp_path / "u"))
@@ -144,7 +144,7 @@ def test_a_job_left_running_by_a_dead_worker_becomes_a_failed_row(tmp_path: Path
     p = paths(jobs[0], tmp_path)
     p["sidecar"].parent.mkdir(parents=True, exist_ok=True)
     p["sidecar"].write_text(json.dumps({"key": jobs[0].key, "status": "running", "job": jobs[0].to_dict()}))
-    assert [s["status"] for s in mark_crashed(jobs, tmp_path)] == ["failed"]
+    assert [s.status for s in mark_crashed(jobs, tmp_path)] == ["failed"]
     assert "worker process died" in store.failures(tmp_path)["error"].iloc[0]
 
 
