@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.errors import InvalidInput, NoResults
 from bench.store import atomic_write_bytes, atomic_write_json, atomic_write_parquet, load_all
 
 KEY = ["dataset", "arch", "protocol", "fold", "seed", "split", "case_id"]
@@ -80,7 +81,7 @@ def parse_tolerances(text: str | None, base: dict[str, Tolerance] | None = None)
     for part in filter(None, (text or "").split(",")):
         name, _, value = part.partition("=")
         if name not in out:
-            raise ValueError(f"--tolerance: unknown column {name!r}; choose from {', '.join(out)}")
+            raise InvalidInput(f"--tolerance: unknown column {name!r}; choose from {', '.join(out)}")
         abs_, _, rel = value.partition(":")
         out[name] = Tolerance(float(abs_), float(rel or 0.0))
     return out
@@ -229,7 +230,7 @@ def rescore(baseline: Path, rows: pd.DataFrame) -> pd.DataFrame:
         ids, probs, _ = load_predictions(path)
         missing = [c for c in ids if c not in pos]
         if missing:
-            raise ValueError(f"{path}: case ids {missing[:5]} have no reference mask in references/{dataset}.npz")
+            raise NoResults(f"{path}: case ids {missing[:5]} have no reference mask in references/{dataset}.npz")
         idx = [pos[c] for c in ids]
         scored = score(probs, masks[idx], ids, [groups[i] for i in idx])
         scored = scored.assign(dataset=dataset, arch=arch, protocol=protocol, fold=fold, seed=seed)
@@ -243,7 +244,7 @@ def rescore(baseline: Path, rows: pd.DataFrame) -> pd.DataFrame:
 def _parse_stem(path: Path) -> tuple[str, int, int]:
     protocol, f, s = path.stem.rsplit("_", 2)
     if not (f.startswith("f") and s.startswith("s")):
-        raise ValueError(f"{path}: expected a name <protocol>_f<fold>_s<seed>.npz")
+        raise NoResults(f"{path}: expected a name <protocol>_f<fold>_s<seed>.npz")
     return protocol, int(f[1:]), int(s[1:])
 
 
@@ -377,7 +378,7 @@ def update(baseline: Path, reason: str, results: Path | None = None, jobs: int =
     from bench.store import sidecars
 
     if not reason.strip():
-        raise ValueError("--update needs --reason \"...\": say why the numbers are allowed to change")
+        raise InvalidInput("--update needs --reason \"...\": say why the numbers are allowed to change")
     with tempfile.TemporaryDirectory() as tmp:
         res = results or Path(tmp)
         rows = run_benchmark(res, jobs, archs, datasets)

@@ -1,7 +1,8 @@
 """Command line: ``bench list | data check | run | status | export | report | ttest | check``.
 
 Each sub-command parses its arguments, builds a config object once and calls library functions;
-the work lives in the library modules. Bad input exits with status 2 and a one-line reason.
+the work lives in the library modules. Bad input (``bench.errors.UserError``) exits with status 2 and
+a one-line reason; any other exception is a bug and shows its traceback (status 1).
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ import argparse
 import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from bench.errors import InvalidInput, MissingInput, NoResults, UserError
 
 if TYPE_CHECKING:
     from bench.config import Profile
@@ -28,7 +32,7 @@ def _settings(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise ValueError(f"--set expects key=value, got {pair!r}")
+            raise InvalidInput(f"--set expects key=value, got {pair!r}")
         out[key.strip()] = value.strip()
     return out
 
@@ -77,11 +81,11 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.data_root:
         reports = check_data_root(Path(args.data_root))
         if not reports:
-            raise FileNotFoundError(f"no dataset folder found under {args.data_root}")
+            raise MissingInput(f"no dataset folder found under {args.data_root}")
     elif args.dataset and args.root:
         reports = [check_dataset(open_dataset(canonical_name(args.dataset), Path(args.root)))]
     else:
-        raise ValueError("give DATASET --root DIR (that dataset's own folder) or --data-root DIR")
+        raise InvalidInput("give DATASET --root DIR (that dataset's own folder) or --data-root DIR")
     for report in reports:
         print(format_report(report))
         print()
@@ -141,7 +145,7 @@ def _engine(args: argparse.Namespace, profile: Profile) -> EngineConfig:
         "mem_gb": args.mem_gb, "time_min": args.time_min, "array_parallelism": args.array_parallelism},
         wait=not args.no_wait)
     if args.no_wait and args.engine != "submitit":
-        raise ValueError("--no-wait needs --engine submitit (Dask and loky need the driver for the whole sweep)")
+        raise InvalidInput("--no-wait needs --engine submitit (Dask and loky need the driver for the whole sweep)")
     return EngineConfig(args.engine, n_jobs=_n_jobs(args, profile.train.device), scheduler=args.scheduler,
                         slurm=slurm)
 
@@ -333,12 +337,12 @@ def _results_table(results: str, where: list[str] | None = None) -> tuple:
 
     df = store.load_all(results)
     if df.empty:
-        raise FileNotFoundError(f"no finished jobs under {results}/runs: run `bench run` first "
+        raise MissingInput(f"no finished jobs under {results}/runs: run `bench run` first "
                                 f"(or point --results at the folder it wrote)")
     df, fails, sides, settings = selection.apply_selection(df, store.failures(results), store.sidecars(results),
                                                            _where(where or []))
     if df.empty:
-        raise ValueError(f"no finished job matches --where {' '.join(where or [])}")
+        raise NoResults(f"no finished job matches --where {' '.join(where or [])}")
     from bench.report_data import attach_patients
 
     return attach_patients(selection.attach(df, settings), sides), fails, sides
@@ -361,7 +365,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.table:
         inputs = _table_inputs(args.table, sides, Path(args.results))
         if args.split and args.table not in ("5", "floors"):
-            raise ValueError(f"--split applies to --table 5 and floors, not --table {args.table}")
+            raise InvalidInput(f"--split applies to --table 5 and floors, not --table {args.table}")
         extra = {"unit": args.unit, "protocol": args.protocol} if args.table == "tests" else \
             {"unit": args.unit} if args.table == "ranks" else {}
         extra.update({"split": args.split} if args.split else {})
@@ -375,7 +379,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         for path in report_figure(df, args.figure, out, **extra):
             print(f"wrote {path}")
     if not (args.all or args.table or args.figure):
-        raise ValueError("choose --table N, --figure 8 (or bars, ranking), or --all")
+        raise InvalidInput("choose --table N, --figure 8 (or bars, ranking), or --all")
     return 0
 
 
@@ -466,7 +470,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"bench check: baseline re-blessed in {baseline} ({time.perf_counter() - start:.0f} s): {args.reason}")
         return 0
     if not (baseline / "rows.parquet").exists():
-        raise FileNotFoundError(f"no baseline at {baseline} (expected rows.parquet, derived.json, meta.json); "
+        raise MissingInput(f"no baseline at {baseline} (expected rows.parquet, derived.json, meta.json); "
                                 "create one with `bench check --update --reason \"...\"`")
     layers = ("scoring", "training") if args.layer == "all" else (args.layer,)
     result = check(baseline, args.tolerance, results, args.jobs, layers)
@@ -577,7 +581,7 @@ def cmd_figure(args: argparse.Namespace) -> int:
     from bench.qualitative import qualitative
 
     if not args.qualitative:
-        raise ValueError("choose --qualitative (the paper's tables and figures of numbers: bench report)")
+        raise InvalidInput("choose --qualitative (the paper's tables and figures of numbers: bench report)")
     df, _, _ = _results_table(args.results, args.where)
     archs = [_arch(a) for a in args.arch.split(",")] if args.arch else None
     cases = [c for c in (args.cases or "").split(",") if c] or None
@@ -746,15 +750,26 @@ def _one_line_result_warnings() -> Any:
     return context
 
 
+#: The line after the traceback of an exception that is not a ``UserError``: a bug, not bad input.
+BUG_HINT = ("bench {command}: internal error: this is a bug in bench, not a problem with your input; please "
+            "report it with the command line and the traceback above")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command and return its exit status. Bad input (``bench.errors.UserError``) prints one
+    line, ``bench <command>: error: <message>``, and returns 2; any other exception is a bug: its full
+    traceback is printed, then a line saying so, and 1 is returned."""
     args = build_parser().parse_args(argv)
     context = _one_line_result_warnings()
     try:
         return PARSERS[args.command][1](args)
-    except (KeyError, ValueError, FileNotFoundError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"bench {args.command}: error: {message}", file=sys.stderr)
+    except UserError as exc:
+        print(f"bench {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception:
+        traceback.print_exc()
+        print(BUG_HINT.format(command=args.command), file=sys.stderr)
+        return 1
     finally:
         context.__exit__(None, None, None)
 

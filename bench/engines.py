@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import Job
+from bench.errors import InvalidInput
 from bench.record import JobRecord, Status
 from bench.slurm import SlurmOptions
 
@@ -44,13 +45,13 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         if self.name not in ENGINES:
-            raise ValueError(f"unknown engine {self.name!r}; choose one of {', '.join(ENGINES)}")
+            raise InvalidInput(f"unknown engine {self.name!r}; choose one of {', '.join(ENGINES)}")
         if self.scheduler is not None and self.name != "dask":
-            raise ValueError(f"--scheduler is an address for --engine dask, not for --engine {self.name}")
+            raise InvalidInput(f"--scheduler is an address for --engine dask, not for --engine {self.name}")
         if self.scheduler is not None and "://" not in self.scheduler:
-            raise ValueError(f"--scheduler expects an address like tcp://host:8786, got {self.scheduler!r}")
+            raise InvalidInput(f"--scheduler expects an address like tcp://host:8786, got {self.scheduler!r}")
         if self.n_jobs < 1:
-            raise ValueError(f"n_jobs must be >= 1, got {self.n_jobs}")
+            raise InvalidInput(f"n_jobs must be >= 1, got {self.n_jobs}")
 
 
 def dispatch(todo: list[Job], results: Path, engine: EngineConfig) -> Iterator[JobRecord]:

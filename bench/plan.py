@@ -20,6 +20,7 @@ from bench.datasets._base import DataError
 from bench.datasets._check import case_of
 from bench.datasets.prepare import PreparedData
 from bench.datasets.splits import Split, SplitError, SplitParams, load_or_create_split, make_splits, split_file_name
+from bench.errors import InvalidInput, MissingInput, UnknownName, UserError
 from bench.job_data import load_data
 
 
@@ -38,7 +39,7 @@ def _expand(patterns: list[str], names: list[str], kind: str, resolve: Any) -> l
         if any(ch in pattern for ch in "*?["):
             matched = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
             if not matched:
-                raise KeyError(f"no {kind} matches {pattern!r}; known: {', '.join(names)}")
+                raise UnknownName(f"no {kind} matches {pattern!r}; known: {', '.join(names)}")
             out += matched
         else:
             out.append(resolve(pattern))
@@ -50,7 +51,7 @@ def select(arch: str | None, dataset: str | None, all_: bool, protocol: str, fol
     """Resolve comma-separated names and wildcards; ``--all`` means the paper's eight networks on
     the five datasets (smp entries run only when named)."""
     if not all_ and not (arch and dataset):
-        raise ValueError("choose what to run: --all, or both --arch and --dataset "
+        raise InvalidInput("choose what to run: --all, or both --arch and --dataset "
                          "(names or wildcards, comma-separated)")
     archs = list(PAPER_ARCHS) if all_ and not arch else _expand(
         arch.split(","), ARCHITECTURES.list(), "architecture", ARCHITECTURES.canonical)
@@ -66,7 +67,7 @@ def data_options(dataset: str, profile: Profile, synthetic: bool, skip: tuple[st
     opts: dict[str, Any] = {}
     if skip:
         if synthetic:
-            raise ValueError("--skip names case ids of real data; it needs --data-root")
+            raise InvalidInput("--skip names case ids of real data; it needs --data-root")
         opts["skip"] = sorted(skip)
     if synthetic:  # generated at the profile's scale (majority size x image_size / 256)
         opts["size"] = profile.train.image_size
@@ -167,7 +168,7 @@ class PlanProblem:
         return f"{self.dataset}: {self.what}. Way forward: {self.fix}"
 
 
-class PlanError(ValueError):
+class PlanError(UserError, ValueError):
     """Every planning problem of a selection at once, one line per problem, before any job starts."""
 
     def __init__(self, problems: list[PlanProblem], sel: Selection, data_root: Path | None) -> None:
@@ -204,7 +205,7 @@ def _missing_folders(datasets: tuple[str, ...], data_root: Path | None) -> list[
     if data_root is None:
         return []
     if not Path(data_root).is_dir():
-        raise FileNotFoundError(f"--data-root {data_root} is not a folder (expected one native-layout folder "
+        raise MissingInput(f"--data-root {data_root} is not a folder (expected one native-layout folder "
                                 "per dataset, e.g. <data-root>/lgg_mri)")
     return [PlanProblem(d, f"no folder {Path(data_root) / d} (its native layout: docs/datasets.md)",
                         f"put the dataset there (`bench data check {d} --root {Path(data_root) / d}` validates "

@@ -46,7 +46,7 @@ _MEMORY_ONLY = ("note", "task", "details")
 
 @dataclass(frozen=True, slots=True)
 class JobRecord:
-    """The status of one job. ``seconds``: wall time of the run (0 when nothing ran here); ``error``:
+    """The status of one job. ``seconds``: wall time of the run (None when nothing ran); ``error``:
     ``Type: message`` of a failure, ``traceback`` its full traceback; ``note``: why a job was skipped
     or whose outcome this is; ``task``: the SLURM array task of a submitted job; ``details``: the
     job's own report of a finished run (best epoch, history, compute, learning flags, ...)."""
@@ -54,7 +54,7 @@ class JobRecord:
     job: Mapping[str, Any]
     key: str
     status: Status
-    seconds: float = 0.0
+    seconds: float | None = None
     error: str = ""
     traceback: str = ""
     started: float | None = None

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import Job
+from bench.errors import InvalidInput, MissingInput, UnknownName
 from bench.record import JobRecord, Status
 from bench.store import atomic_write_json, read_record, read_sidecar, write_record
 
@@ -45,12 +46,12 @@ class SlurmOptions:
     def __post_init__(self) -> None:
         for name in ("gpus_per_node", "time_min", "array_parallelism"):
             if getattr(self, name) < (0 if name == "gpus_per_node" else 1):
-                raise ValueError(f"slurm {name} must be {'>= 0' if name == 'gpus_per_node' else '>= 1'}, "
+                raise InvalidInput(f"slurm {name} must be {'>= 0' if name == 'gpus_per_node' else '>= 1'}, "
                                  f"got {getattr(self, name)}")
         if self.cpus_per_task is not None and self.cpus_per_task < 1:
-            raise ValueError(f"slurm cpus_per_task must be >= 1, got {self.cpus_per_task}")
+            raise InvalidInput(f"slurm cpus_per_task must be >= 1, got {self.cpus_per_task}")
         if self.mem_gb is not None and self.mem_gb <= 0:
-            raise ValueError(f"slurm mem_gb must be > 0, got {self.mem_gb}")
+            raise InvalidInput(f"slurm mem_gb must be > 0, got {self.mem_gb}")
 
 
 SLURM_KEYS = ("partition", "gpus_per_node", "cpus_per_task", "mem_gb", "time_min", "array_parallelism")
@@ -61,7 +62,7 @@ def slurm_options(profile_section: dict[str, Any] | None, overrides: dict[str, A
     values = dict(profile_section or {})
     unknown = sorted(set(values) - set(SLURM_KEYS))
     if unknown:
-        raise KeyError(f"unknown key(s) {', '.join(unknown)} in the profile's slurm section; known: "
+        raise UnknownName(f"unknown key(s) {', '.join(unknown)} in the profile's slurm section; known: "
                        f"{', '.join(SLURM_KEYS)}")
     values.update({k: v for k, v in overrides.items() if v is not None})
     return SlurmOptions(**values, wait=wait)
@@ -73,7 +74,7 @@ def slurm_dir(results: Path) -> Path:
 
 def require_slurm() -> None:
     if shutil.which("sbatch") is None or shutil.which("squeue") is None:
-        raise FileNotFoundError("--engine submitit submits to SLURM, but `sbatch`/`squeue` are not on PATH "
+        raise MissingInput("--engine submitit submits to SLURM, but `sbatch`/`squeue` are not on PATH "
                                 "(run on a SLURM login node, or start a local cluster with scripts/slurm-local.sh)")
 
 

@@ -28,6 +28,7 @@ import pyarrow as pa
 
 # the store writes through the project's one atomic writer; its functions are importable from here too
 from bench.atomic import TMP_PREFIX, TMP_SUFFIX, atomic_write, atomic_write_bytes, atomic_write_json  # noqa: F401
+from bench.errors import InvalidInput, MissingInput
 from bench.record import JobRecord
 
 DEFAULT_RESULTS = Path("results")
@@ -358,10 +359,10 @@ def failures(results: Path | str = DEFAULT_RESULTS, include_unreadable: bool = T
 def export(results: Path | str, out: Path | str, fmt: str = "csv") -> Path:
     """Write the tidy table for other tools (csv or parquet); an error if there is nothing to export."""
     if fmt not in ("csv", "parquet"):
-        raise ValueError(f"format must be csv or parquet, got {fmt!r}")
+        raise InvalidInput(f"format must be csv or parquet, got {fmt!r}")
     df, out = load_all(results), Path(out)
     if df.empty:
-        raise FileNotFoundError(f"nothing to export: no finished jobs under {Path(results) / 'runs'} "
+        raise MissingInput(f"nothing to export: no finished jobs under {Path(results) / 'runs'} "
                                 f"(run `bench run` first, or point --results at the folder it wrote)")
     if fmt == "csv":
         df.to_csv(out, index=False)

@@ -33,6 +33,7 @@ import yaml
 
 from bench.atomic import atomic_write_text
 from bench.config import Job, Profile, coerce, load_profile, replace
+from bench.errors import InvalidInput, MissingInput, NoResults
 
 #: Settings a grid may not change: they decide the split, the data or where the job runs, not the recipe.
 FIXED = ("n_folds", "test_fraction", "split_seed", "inner_fraction", "image_size", "patch_padding", "synthetic_n",
@@ -62,25 +63,25 @@ def parse_grid(pairs: Sequence[str] = (), path: Path | None = None) -> Grid:
     if path is not None:
         loaded = yaml.safe_load(Path(path).read_text())
         if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: a tuning grid is a mapping of setting -> list of values, got {type(loaded).__name__}")
+            raise InvalidInput(f"{path}: a tuning grid is a mapping of setting -> list of values, got {type(loaded).__name__}")
         raw.update({str(k): v if isinstance(v, list) else [v] for k, v in loaded.items()})
     for pair in pairs:
         key, sep, values = pair.partition("=")
         if not sep or not values:
-            raise ValueError(f"--grid expects key=v1,v2,..., got {pair!r}")
+            raise InvalidInput(f"--grid expects key=v1,v2,..., got {pair!r}")
         raw[key.strip()] = [v.strip() for v in values.split(",") if v.strip()]
     if not raw:
-        raise ValueError("an empty grid: give --grid key=v1,v2 (repeatable) or --grid-file GRID.yaml")
+        raise InvalidInput("an empty grid: give --grid key=v1,v2 (repeatable) or --grid-file GRID.yaml")
     out = []
     for key, values in raw.items():
         if key in FIXED:
-            raise ValueError(f"grid key {key!r} cannot be tuned (it changes the split, the data or the machine); "
+            raise InvalidInput(f"grid key {key!r} cannot be tuned (it changes the split, the data or the machine); "
                              f"fixed: {', '.join(FIXED)}")
         if not values:
-            raise ValueError(f"grid key {key!r} has no values")
+            raise InvalidInput(f"grid key {key!r} has no values")
         typed = tuple(coerce(key, v) for v in values)  # KeyError for unknown settings, naming the known ones
         if len(set(map(repr, typed))) != len(typed):
-            raise ValueError(f"grid key {key!r} repeats a value: {list(values)}")
+            raise InvalidInput(f"grid key {key!r} repeats a value: {list(values)}")
         out.append((key, typed))
     return Grid(tuple(out))
 
@@ -103,7 +104,7 @@ def without_test(job: Job, out: Path) -> Job:
 
     split = Split.load(Path(job.split_path))
     if split.protocol != "holdout":
-        raise ValueError("bench tune uses the holdout protocol (validation folds); under cv the held-out folds are "
+        raise InvalidInput("bench tune uses the holdout protocol (validation folds); under cv the held-out folds are "
                          "the evaluation, so tuning on them would score the benchmark on its own tuning data")
     tuning = dc_replace(split, test=())
     path = Path(out) / "splits" / f"{Path(job.split_path).stem}.tuning.json"
@@ -140,7 +141,7 @@ def score_points(results: Path, grid: Grid) -> pd.DataFrame:
 
     df = store.load_all(results)
     if df.empty:
-        raise ValueError(f"no finished tuning jobs under {results}")
+        raise NoResults(f"no finished tuning jobs under {results}")
     if (df["split"] != "val").any():
         raise RuntimeError(f"{results}: tuning rows outside the validation folds ({sorted(df['split'].unique())})")
     points = {s["key"]: point_label(job_point(s["job"]["train"], grid)) for s in store.sidecars(results)
@@ -211,11 +212,11 @@ def load_tuned(results: Path, name: str) -> dict[str, Any]:
     path = profile_path(results, name)
     if not path.is_file():
         have = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
-        raise FileNotFoundError(f"no tuned configuration {name!r} ({path}); `bench tune --name {name}` makes it; "
+        raise MissingInput(f"no tuned configuration {name!r} ({path}); `bench tune --name {name}` makes it; "
                                 f"tuned here: {', '.join(have) or 'none'}")
     doc = yaml.safe_load(path.read_text())
     if not isinstance(doc, dict) or not isinstance(doc.get("chosen"), dict) or "base_profile" not in doc:
-        raise ValueError(f"{path}: not a tuned profile (expected name, base_profile, grid, chosen)")
+        raise InvalidInput(f"{path}: not a tuned profile (expected name, base_profile, grid, chosen)")
     return doc
 
 
@@ -231,7 +232,7 @@ def tuned_jobs(results: Path, name: str, archs: Sequence[str], datasets: Sequenc
         for arch in archs:
             chosen = (doc["chosen"].get(dataset) or {}).get(arch)
             if chosen is None:
-                raise ValueError(f"tuned configuration {name!r} has no choice for {dataset}/{arch}; it covers "
+                raise NoResults(f"tuned configuration {name!r} has no choice for {dataset}/{arch}; it covers "
                                  + "; ".join(f"{d}: {', '.join(a)}" for d, a in doc["chosen"].items()))
             profile = load_profile(doc["base_profile"], {**(doc.get("settings") or {}), **chosen, **overrides})
             profile = dc_replace(profile, name=f"tuned-{name}")

@@ -14,6 +14,8 @@ from typing import Any, ClassVar, Iterable
 
 import numpy as np
 
+from bench.errors import UserError
+
 
 @dataclass(frozen=True)
 class Case:
@@ -45,7 +47,7 @@ class Problem:
         return f"{self.kind}: {self.path}: {self.detail}"
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Raised when a dataset folder does not hold what its layout promises; lists every problem."""
 
     def __init__(self, dataset: str, root: Path | None, problems: Iterable[Problem], layout: str = "") -> None:

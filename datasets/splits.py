@@ -31,11 +31,12 @@ from typing import Any
 import numpy as np
 
 from bench.atomic import atomic_write_text
+from bench.errors import UserError
 
 PROTOCOLS = ("holdout", "cv")
 
 
-class SplitError(ValueError):
+class SplitError(UserError, ValueError):
     """A split that breaks a rule (group crossing, missing/duplicate ids, overlap, test leakage)."""
 
 
