@@ -373,8 +373,8 @@ def update(baseline: Path, reason: str, results: Path | None = None, jobs: int =
            datasets: str | None = None, noise_floor: dict[str, Any] | None = None) -> Path:
     """Re-run the benchmark and re-bless the baseline (rows, derived numbers, predictions, references),
     recording ``reason``, the git sha, the environment, the tolerances and the measured noise floor."""
-    from bench.job_data import load_job_data
     from bench.execute import paths
+    from bench.job_data import load_job_data
     from bench.store import sidecars
 
     if not reason.strip():

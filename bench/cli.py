@@ -663,7 +663,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     for status in failed:
         print(f"FAILED {status.label}: {status.error}")
     if failed:
-        raise ValueError(f"{len(failed)} tuning job(s) failed; no configuration chosen (rerun to retry them)")
+        raise NoResults(f"{len(failed)} tuning job(s) failed; no configuration chosen (rerun to retry them)")
     scores = tune.score_points(out, grid)
     table = tune.best_table(scores, grid, reference, sel.archs)
     every = scores.drop(columns=["point_index"]).rename(columns={"score": "val_dice", "iou": "val_iou"})
@@ -766,7 +766,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"bench {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except Exception:
+    except Exception:  # noqa: BLE001  (not swallowed: a bug is shown with its traceback, then named as one)
         traceback.print_exc()
         print(BUG_HINT.format(command=args.command), file=sys.stderr)
         return 1

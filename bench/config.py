@@ -186,7 +186,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(raw, dict):
         kind = type(raw).__name__
-        raise InvalidInput(f"profile {path}: expected a mapping of settings (key: value), got {kind}")  # noqa: TRY004
+        raise InvalidInput(f"profile {path}: expected a mapping of settings (key: value), got {kind}")
     return raw
 
 
@@ -209,14 +209,15 @@ def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None) -> 
         path = PROFILE_DIR / f"{name_or_path}.yaml"
         if not path.exists():
             known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
-            raise UnknownName(f"unknown profile {name_or_path!r}; known: {', '.join(known)} (or a path to a .yaml file)")
+            raise UnknownName(f"unknown profile {name_or_path!r}; known: {', '.join(known)} "
+                              "(or a path to a .yaml file)")
     raw = _read_yaml(path)
     folds = _index_list(raw, "folds", (0, 1, 2, 3, 4), path)
     seeds = _index_list(raw, "seeds", (0,), path)
     description = raw.pop("description", "")
     slurm = raw.pop("slurm", None) or {}
     if not isinstance(slurm, dict):
-        raise InvalidInput(f"profile {path}: slurm must be a mapping of SLURM settings, got {slurm!r}")  # noqa: TRY004
+        raise InvalidInput(f"profile {path}: slurm must be a mapping of SLURM settings, got {slurm!r}")
     try:
         values = {k: coerce(k, v) for k, v in raw.items()}
     except (KeyError, ValueError) as exc:

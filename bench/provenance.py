@@ -17,7 +17,8 @@ def git_sha(where: Path | None = None) -> str:
     or without git (an installed wheel has no repository)."""
     folder = Path(__file__).parent if where is None else Path(where)
     try:
-        proc = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=folder)
+        proc = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=folder,
+                              check=False)
     except (OSError, subprocess.SubprocessError):
         return ""
     return proc.stdout.strip() if proc.returncode == 0 else ""

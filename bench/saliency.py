@@ -138,8 +138,8 @@ def saliency(results: Path | str, dataset: str, archs: Sequence[str], out_dir: P
     ``images``, and per architecture ``<arch>`` N x H x W and ``<arch>__stages`` N x n_stages x H x W)
     under ``out_dir``. The report draws the figure only (``raw=False``); ``bench saliency`` keeps the maps."""
     from bench.checkpoint import load_model
-    from bench.job_data import load_job_data
     from bench.figures import _save
+    from bench.job_data import load_job_data
     from bench.stored import stored_models
     from bench.tables import dataset_label
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from bench.atomic import atomic_write, atomic_write_text
 from bench.datasets._base import Case, SegDataset
+from bench.errors import InvalidInput, MissingInput
 
 #: Bump when preprocessing changes its output (part of every fingerprint).
 CODE_VERSION = 1
@@ -141,10 +142,10 @@ def prepare(ds: SegDataset, size: int, *, patch_size: int | None = None, patch_p
     patching otherwise. ``patch_padding`` (native pixels) is the overlap of neighbouring patches.
     """
     if size < 8:
-        raise ValueError(f"prepare: size must be >= 8, got {size}")
+        raise InvalidInput(f"prepare: size must be >= 8, got {size}")
     cases = ds.cases()
     if not cases:
-        raise ValueError(f"{ds.name}: no cases found under {ds.root}; see its layout:\n{ds.layout}")
+        raise InvalidInput(f"{ds.name}: no cases found under {ds.root}; see its layout:\n{ds.layout}")
     patch = patch_size if patch_size is not None else (PAPER_PATCH if ds.patch_based else None)
     options = {"dataset_options": ds.options(), "size": int(size), "patch_size": patch,
                "patch_padding": int(patch_padding) if patch else None, "normalization": "minmax_per_source"}
@@ -219,7 +220,7 @@ def _source_files(ds: SegDataset, cases: list[Case], hashes: FileHashes) -> list
         try:
             st = os.stat(p)
         except FileNotFoundError as err:
-            raise FileNotFoundError(f"{ds.name}: a case refers to {p}, which does not exist") from err
+            raise MissingInput(f"{ds.name}: a case refers to {p}, which does not exist") from err
         rel = os.path.relpath(p, ds.root) if ds.root is not None else str(p)
         rows.append([rel.replace(os.sep, "/"), st.st_size, hashes.sha256(Path(p), st)])
     hashes.save()
@@ -310,7 +311,7 @@ def _source(ds: SegDataset, case: Case, options: dict[str, Any]) -> _Source:
     image, mask = _resize(image, mask, shape)
     ys, xs = patch_offsets(shape[0], size, step), patch_offsets(shape[1], size, step)
     if not ys or not xs:
-        raise ValueError(f"{ds.name} {case.case_id}: image {native} resized to {shape} is smaller than one "
+        raise InvalidInput(f"{ds.name} {case.case_id}: image {native} resized to {shape} is smaller than one "
                          f"{size} px patch; see {case.image_path or case.case_id}")
     rows = [(f"{case.case_id}_p{k:02d}", image[y:y + size, x:x + size].transpose(2, 0, 1), mask[y:y + size, x:x + size])
             for k, (y, x) in enumerate((y, x) for y in ys for x in xs)]
