@@ -21,6 +21,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+from bench.errors import InvalidInput
 
 #: Prefix of an architecture key in a tuning grid or a tuned profile.
 PREFIX = "arch."
@@ -44,7 +45,7 @@ def parse_value(key: str, value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         items = tuple(parse_value(key, v) for v in value)
         if not items or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
-            raise ValueError(f"grid key {key!r}: a list value must hold integers, got {list(value)!r}")
+            raise InvalidInput(f"grid key {key!r}: a list value must hold integers, got {list(value)!r}")
         return items
     if isinstance(value, (bool, int, float)):
         return value
@@ -58,7 +59,7 @@ def parse_value(key: str, value: Any) -> Any:
             return kind(text)
         except ValueError:
             pass
-    raise ValueError(f"grid key {key!r}: cannot read {text!r}; expected integers joined by '-' (1-3-5), a number, "
+    raise InvalidInput(f"grid key {key!r}: cannot read {text!r}; expected integers joined by '-' (1-3-5), a number, "
                      "true or false")
 
 
@@ -85,9 +86,9 @@ def check_name(key: str) -> None:
     """Refuse an architecture key the harness sets itself (``arch.width``: use ``width``)."""
     name = arg_name(key)
     if not name:
-        raise ValueError(f"grid key {key!r}: name the constructor argument, e.g. arch.dilations")
+        raise InvalidInput(f"grid key {key!r}: name the constructor argument, e.g. arch.dilations")
     if name in HARNESS_ARGS:
-        raise ValueError(f"grid key {key!r}: {name} is set by the harness for every architecture"
+        raise InvalidInput(f"grid key {key!r}: {name} is set by the harness for every architecture"
                          + (f"; tune it as the training setting --grid {name}=..." if name in ("width", "depth", "init")
                             else ""))
 
@@ -114,11 +115,11 @@ def check_value(arch: str, key: str, value: Any) -> None:
     name = arg_name(key)
     expected = _type_problem(tunable_args(arch)[name], value)
     if expected is not None:
-        raise ValueError(f"grid key {key}={format_value(value)} for {arch}: expected {expected}")
+        raise InvalidInput(f"grid key {key}={format_value(value)} for {arch}: expected {expected}")
     try:
         create_model(arch, in_channels=1, classes=1, width=8, depth=2, **{name: value})
     except (ValueError, TypeError) as err:
-        raise ValueError(f"grid key {key}={format_value(value)} is refused by {arch}: {err}") from err
+        raise InvalidInput(f"grid key {key}={format_value(value)} is refused by {arch}: {err}") from err
 
 
 def check_arch_keys(values: Mapping[str, Sequence[Any]], archs: Sequence[str], how: str = "") -> None:
@@ -132,7 +133,7 @@ def check_arch_keys(values: Mapping[str, Sequence[Any]], archs: Sequence[str], h
         missing = [a for a in archs if arg_name(key) not in tunable_args(a)]
         if missing:
             takers = sorted({n for a in missing for n in tunable_args(a)})
-            raise ValueError(f"grid key {key!r}: not a constructor argument of {', '.join(missing)} (it takes "
+            raise InvalidInput(f"grid key {key!r}: not a constructor argument of {', '.join(missing)} (it takes "
                              f"{', '.join(PREFIX + n for n in takers) or 'no architecture keys'}){how}")
         for arch in archs:
             for value in vals:

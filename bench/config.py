@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from bench.errors import InvalidInput, UnknownName
+
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
 
@@ -149,13 +151,13 @@ def validate(cfg: TrainConfig) -> None:
         value = getattr(cfg, name)
         expected = _type_problem(name, value)
         if expected is not None:
-            raise ValueError(f"setting {name}={value!r}: expected {expected}")
+            raise InvalidInput(f"setting {name}={value!r}: expected {expected}")
         rule = _RULES.get(name)
         if rule is not None and not rule[0](value):
-            raise ValueError(f"setting {name}={value!r}: must be {rule[1]}")
+            raise InvalidInput(f"setting {name}={value!r}: must be {rule[1]}")
     factor = 2 ** (cfg.depth - 1)
     if cfg.image_size % factor:
-        raise ValueError(f"setting image_size={cfg.image_size}: must be a multiple of {factor} (2**(depth-1) for "
+        raise InvalidInput(f"setting image_size={cfg.image_size}: must be a multiple of {factor} (2**(depth-1) for "
                          f"depth={cfg.depth}), e.g. {max(factor, cfg.image_size // factor * factor)}")
 
 
@@ -165,7 +167,7 @@ _TRAIN_FIELDS_ORDER = tuple(f.name for f in dataclasses.fields(TrainConfig))
 def coerce(name: str, value: Any) -> Any:
     """Convert a command-line string to the type of TrainConfig field ``name``."""
     if name not in _TRAIN_FIELDS:
-        raise KeyError(f"unknown setting {name!r}; known: {', '.join(sorted(_TRAIN_FIELDS))}")
+        raise UnknownName(f"unknown setting {name!r}; known: {', '.join(sorted(_TRAIN_FIELDS))}")
     default = TrainConfig.__dataclass_fields__[name].default
     if isinstance(default, str) and isinstance(value, bool):  # YAML reads on/off/yes/no as booleans
         return "on" if value else "off"
@@ -175,7 +177,7 @@ def coerce(name: str, value: Any) -> Any:
         return None
     if isinstance(default, bool):
         if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
-            raise ValueError(f"setting {name} expects true/false, got {value!r}")
+            raise InvalidInput(f"setting {name} expects true/false, got {value!r}")
         return value.lower() in ("1", "true", "yes")
     try:
         if isinstance(default, int) or name == "synthetic_n":
@@ -184,7 +186,7 @@ def coerce(name: str, value: Any) -> Any:
             return float(value)
     except ValueError:
         kind = "a number" if isinstance(default, float) else "an integer"
-        raise ValueError(f"setting {name} expects {kind}, got {value!r}") from None
+        raise InvalidInput(f"setting {name} expects {kind}, got {value!r}") from None
     return value
 
 
@@ -196,12 +198,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ValueError(f"profile {path}{where}: not valid YAML ({problem})") from None
+        raise InvalidInput(f"profile {path}{where}: not valid YAML ({problem})") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         kind = type(raw).__name__
-        raise ValueError(f"profile {path}: expected a mapping of settings (key: value), got {kind}")  # noqa: TRY004
+        raise InvalidInput(f"profile {path}: expected a mapping of settings (key: value), got {kind}")
     return raw
 
 
@@ -209,7 +211,7 @@ def _index_list(raw: dict[str, Any], key: str, default: tuple[int, ...], path: P
     values = raw.pop(key, default)
     if not isinstance(values, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
                                                         for v in values):
-        raise ValueError(f"profile {path}: {key} must be a list of integers >= 0, got {values!r}")
+        raise InvalidInput(f"profile {path}: {key} must be a list of integers >= 0, got {values!r}")
     return tuple(values)
 
 
@@ -226,7 +228,8 @@ def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None,
         path = PROFILE_DIR / f"{name_or_path}.yaml"
         if not path.exists():
             known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
-            raise KeyError(f"unknown profile {name_or_path!r}; known: {', '.join(known)} (or a path to a .yaml file)")
+            raise UnknownName(f"unknown profile {name_or_path!r}; known: {', '.join(known)} "
+                              "(or a path to a .yaml file)")
     raw = _read_yaml(path)
     folds = _index_list(raw, "folds", (0, 1, 2, 3, 4), path)
     seeds = _index_list(raw, "seeds", (0,), path)
@@ -234,7 +237,7 @@ def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None,
     slurm = raw.pop("slurm", None) or {}
     raw_options = raw.pop("dataset_options", None) or {}
     if not isinstance(slurm, dict):
-        raise ValueError(f"profile {path}: slurm must be a mapping of SLURM settings, got {slurm!r}")  # noqa: TRY004
+        raise InvalidInput(f"profile {path}: slurm must be a mapping of SLURM settings, got {slurm!r}")
     try:
         values = {k: coerce(k, v) for k, v in raw.items()}
     except (KeyError, ValueError) as exc:
@@ -250,7 +253,7 @@ def _dataset_options(from_profile: Any, from_cli: dict[str, Any], path: Path) ->
     from bench.datasets.options import parse_dataset_options
 
     if not isinstance(from_profile, dict):
-        raise ValueError(f"profile {path}: dataset_options must be a mapping of DATASET.OPTION: value, "  # noqa: TRY004
+        raise InvalidInput(f"profile {path}: dataset_options must be a mapping of DATASET.OPTION: value, "  # noqa: TRY004
                          f"got {from_profile!r}")
     merged = dict(parse_dataset_options(from_profile, f"profile {path}: dataset_options"))
     merged.update(parse_dataset_options(from_cli, "--dataset-option"))

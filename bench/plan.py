@@ -18,9 +18,11 @@ from bench.config import Job, Profile, Protocol, TrainConfig
 from bench.datasets import DATASETS, PAPER_DATASETS, canonical_name, open_dataset
 from bench.datasets.folders import describe_root, find_dataset_folder
 from bench.datasets.options import options_of
-from bench.datasets.prepare import PreparedData, prepare
+from bench.datasets.prepare import PreparedData
 from bench.datasets.problems import DataError, case_of
 from bench.datasets.splits import Split, SplitError, SplitParams, load_or_create_split, make_splits, split_file_name
+from bench.errors import InvalidInput, MissingInput, UnknownName, UserError
+from bench.job_data import load_data
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ def _expand(patterns: list[str], names: list[str], kind: str, resolve: Any) -> l
         if any(ch in pattern for ch in "*?["):
             matched = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
             if not matched:
-                raise KeyError(f"no {kind} matches {pattern!r}; known: {', '.join(names)}")
+                raise UnknownName(f"no {kind} matches {pattern!r}; known: {', '.join(names)}")
             out += matched
         else:
             out.append(resolve(pattern))
@@ -50,7 +52,7 @@ def select(arch: str | None, dataset: str | None, all_: bool, protocol: str, fol
     """Resolve comma-separated names and wildcards; ``--all`` means the paper's eight networks on
     the five datasets (smp entries run only when named)."""
     if not all_ and not (arch and dataset):
-        raise ValueError("choose what to run: --all, or both --arch and --dataset "
+        raise InvalidInput("choose what to run: --all, or both --arch and --dataset "
                          "(names or wildcards, comma-separated)")
     archs = list(PAPER_ARCHS) if all_ and not arch else _expand(
         arch.split(","), ARCHITECTURES.list(), "architecture", ARCHITECTURES.canonical)
@@ -66,7 +68,7 @@ def data_options(dataset: str, profile: Profile, synthetic: bool, skip: tuple[st
     opts: dict[str, Any] = {}
     if skip:
         if synthetic:
-            raise ValueError("--skip names case ids of real data; it needs --data-root")
+            raise InvalidInput("--skip names case ids of real data; it needs --data-root")
         opts["skip"] = sorted(skip)
     if synthetic:  # generated at the profile's scale (majority size x image_size / 256)
         opts["size"] = profile.train.image_size
@@ -84,16 +86,9 @@ def dataset_root(data_root: Path | None, dataset: str) -> Path | None:
         return None
     root = find_dataset_folder(data_root, dataset)
     if root is None:
-        raise FileNotFoundError(f"{dataset}: no folder under {data_root} holds it (named {dataset}, an alias, or in "
+        raise MissingInput(f"{dataset}: no folder under {data_root} holds it (named {dataset}, an alias, or in "
                                 f"its native layout); {data_root} holds: {describe_root(data_root)}")
     return root
-
-
-def load_data(dataset: str, root: Path | None, options: dict[str, Any], cfg: TrainConfig,
-              cache_dir: Path) -> PreparedData:
-    """The dataset preprocessed at the profile's size, through the cache (decoded once per fingerprint)."""
-    ds = open_dataset(dataset, root, **options)
-    return prepare(ds, cfg.image_size, patch_padding=cfg.patch_padding, cache_dir=cache_dir)
 
 
 def split_for(data: PreparedData, protocol: str, profile: Profile, results: Path) -> tuple[Split, Path]:
@@ -174,7 +169,7 @@ class PlanProblem:
         return f"{self.dataset}: {self.what}. Way forward: {self.fix}"
 
 
-class PlanError(ValueError):
+class PlanError(UserError, ValueError):
     """Every planning problem of a selection at once, one line per problem, before any job starts."""
 
     def __init__(self, problems: list[PlanProblem], sel: Selection, data_root: Path | None) -> None:
@@ -219,7 +214,7 @@ def _missing_folders(datasets: tuple[str, ...], data_root: Path | None) -> list[
     if data_root is None:
         return []
     if not Path(data_root).is_dir():
-        raise FileNotFoundError(f"--data-root {data_root} is not a folder (expected one native-layout folder "
+        raise MissingInput(f"--data-root {data_root} is not a folder (expected one native-layout folder "
                                 "per dataset, e.g. <data-root>/lgg_mri)")
     problems = []
     for d in datasets:

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from bench.config import OPTIMIZER_CHOICES, SCHEDULER_CHOICES, TrainConfig
+from bench.errors import InvalidInput
 
 
 class NonFiniteLoss(RuntimeError):
@@ -77,7 +78,7 @@ PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp64": torch.float
 def train_dtype(precision: str) -> torch.dtype:
     """The dtype of ``precision`` (``fp32`` or ``fp64``); a clear error for anything else."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise InvalidInput(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     return PRECISIONS[precision]
 
 
@@ -125,7 +126,7 @@ def make_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.beta1)
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.beta1)
-    raise ValueError(f"setting optimizer={cfg.optimizer!r}: must be one of {', '.join(OPTIMIZER_CHOICES)}")
+    raise InvalidInput(f"setting optimizer={cfg.optimizer!r}: must be one of {', '.join(OPTIMIZER_CHOICES)}")
 
 
 #: Schedulers stepped after every batch (the others step once per epoch).
@@ -153,7 +154,7 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, batches_per_epo
                                  step_size_up=cfg.step_size * max(1, batches_per_epoch), cycle_momentum=False)
     if cfg.scheduler == "none":
         return None
-    raise ValueError(f"setting scheduler={cfg.scheduler!r}: must be one of {', '.join(SCHEDULER_CHOICES)}")
+    raise InvalidInput(f"setting scheduler={cfg.scheduler!r}: must be one of {', '.join(SCHEDULER_CHOICES)}")
 
 
 def step_epoch(sched: Any, scheduler: str, select_loss: float) -> None:

@@ -39,7 +39,9 @@ import pandas as pd
 import yaml
 
 from bench import arch_grid
+from bench.atomic import atomic_write_text
 from bench.config import Job, Profile, coerce, load_profile, replace
+from bench.errors import InvalidInput, MissingInput, NoResults
 
 #: Settings a grid may not change: they decide the split, the data or where the job runs, not the recipe.
 FIXED = ("n_folds", "test_fraction", "split_seed", "inner_fraction", "image_size", "patch_padding", "synthetic_n",
@@ -71,29 +73,29 @@ def parse_grid(pairs: Sequence[str] = (), path: Path | None = None) -> Grid:
     if path is not None:
         loaded = yaml.safe_load(Path(path).read_text())
         if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: a tuning grid is a mapping of setting -> list of values, got {type(loaded).__name__}")
+            raise InvalidInput(f"{path}: a tuning grid is a mapping of setting -> list of values, got {type(loaded).__name__}")
         raw.update({str(k): v if isinstance(v, list) else [v] for k, v in loaded.items()})
     for pair in pairs:
         key, sep, values = pair.partition("=")
         if not sep or not values:
-            raise ValueError(f"--grid expects key=v1,v2,..., got {pair!r}")
+            raise InvalidInput(f"--grid expects key=v1,v2,..., got {pair!r}")
         raw[key.strip()] = [v.strip() for v in values.split(",") if v.strip()]
     if not raw:
-        raise ValueError("an empty grid: give --grid key=v1,v2 (repeatable) or --grid-file GRID.yaml")
+        raise InvalidInput("an empty grid: give --grid key=v1,v2 (repeatable) or --grid-file GRID.yaml")
     out = []
     for key, values in raw.items():
         if key in FIXED:
-            raise ValueError(f"grid key {key!r} cannot be tuned (it changes the split, the data or the machine); "
+            raise InvalidInput(f"grid key {key!r} cannot be tuned (it changes the split, the data or the machine); "
                              f"fixed: {', '.join(FIXED)}")
         if not values:
-            raise ValueError(f"grid key {key!r} has no values")
+            raise InvalidInput(f"grid key {key!r} has no values")
         if arch_grid.is_arch_key(key):
             arch_grid.check_name(key)
             typed = tuple(arch_grid.parse_value(key, v) for v in values)
         else:
             typed = tuple(coerce(key, v) for v in values)  # KeyError for unknown settings, naming the known ones
         if len(set(map(repr, typed))) != len(typed):
-            raise ValueError(f"grid key {key!r} repeats a value: {list(values)}")
+            raise InvalidInput(f"grid key {key!r} repeats a value: {list(values)}")
         out.append((key, typed))
     return Grid(tuple(out))
 
@@ -116,7 +118,7 @@ def without_test(job: Job, out: Path) -> Job:
 
     split = Split.load(Path(job.split_path))
     if split.protocol != "holdout":
-        raise ValueError("bench tune uses the holdout protocol (validation folds); under cv the held-out folds are "
+        raise InvalidInput("bench tune uses the holdout protocol (validation folds); under cv the held-out folds are "
                          "the evaluation, so tuning on them would score the benchmark on its own tuning data")
     tuning = dc_replace(split, test=())
     path = Path(out) / "splits" / f"{Path(job.split_path).stem}.tuning.json"
@@ -165,7 +167,7 @@ def score_points(results: Path, grid: Grid, keys: Collection[str] | None = None)
     if keys is not None and not df.empty:
         df = df[df["job_key"].isin(set(keys))]
     if df.empty:
-        raise ValueError(f"no finished tuning jobs under {results}")
+        raise NoResults(f"no finished tuning jobs under {results}")
     if (df["split"] != "val").any():
         raise RuntimeError(f"{results}: tuning rows outside the validation folds ({sorted(df['split'].unique())})")
     points = {s["key"]: point_label(job_point(s["job"], grid)) for s in store.sidecars(results)
@@ -243,7 +245,7 @@ def write_profile(path: Path, name: str, base: str, grid: Grid, best: Mapping[st
            "mode": f"paper: tuned on {reference} only" if reference else "fair", "grid": grid.to_dict(),
            "chosen": chosen}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False))
     return path
 
 
@@ -251,11 +253,11 @@ def load_tuned(results: Path, name: str) -> dict[str, Any]:
     path = profile_path(results, name)
     if not path.is_file():
         have = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
-        raise FileNotFoundError(f"no tuned configuration {name!r} ({path}); `bench tune --name {name}` makes it; "
+        raise MissingInput(f"no tuned configuration {name!r} ({path}); `bench tune --name {name}` makes it; "
                                 f"tuned here: {', '.join(have) or 'none'}")
     doc = yaml.safe_load(path.read_text())
     if not isinstance(doc, dict) or not isinstance(doc.get("chosen"), dict) or "base_profile" not in doc:
-        raise ValueError(f"{path}: not a tuned profile (expected name, base_profile, grid, chosen)")
+        raise InvalidInput(f"{path}: not a tuned profile (expected name, base_profile, grid, chosen)")
     return doc
 
 
@@ -272,7 +274,7 @@ def tuned_jobs(results: Path, name: str, archs: Sequence[str], datasets: Sequenc
         for arch in archs:
             chosen = (doc["chosen"].get(dataset) or {}).get(arch)
             if chosen is None:
-                raise ValueError(f"tuned configuration {name!r} has no choice for {dataset}/{arch}; it covers "
+                raise NoResults(f"tuned configuration {name!r} has no choice for {dataset}/{arch}; it covers "
                                  + "; ".join(f"{d}: {', '.join(a)}" for d, a in doc["chosen"].items()))
             train, kwargs = arch_grid.split_point({k: arch_grid.parse_value(k, v) if arch_grid.is_arch_key(k) else v
                                                    for k, v in chosen.items()})

@@ -38,6 +38,7 @@ from bench.datasets.decode import as_image, as_mask, load_pixels, where
 from bench.datasets.layout import Case, Scan, apply_skip, flag_duplicates, natural_key, visible_entries
 from bench.datasets.options import DatasetOption, resolve_options
 from bench.datasets.problems import CaseProblem, DataError, Problem, ReadFailure
+from bench.errors import InvalidInput
 
 __all__ = ["Case", "CaseProblem", "DataError", "DatasetOption", "Fixture", "NativeDataset", "PaperFacts", "Problem",
            "ReadFailure", "Scan", "SegDataset"]
@@ -155,7 +156,7 @@ class NativeDataset(SegDataset):
 
     def __init__(self, root: Path | str | None, skip: Iterable[str] = (), **options: Any) -> None:
         if root is None:
-            raise ValueError(f"{self.name}: root is None; open_dataset({self.name!r}, None) gives the synthetic "
+            raise InvalidInput(f"{self.name}: root is None; open_dataset({self.name!r}, None) gives the synthetic "
                              "stand-in, a native reader needs the dataset's own folder")
         if isinstance(skip, str):
             raise TypeError(f"{self.name}: skip must be a list of case ids, not the string {skip!r}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bench.datasets.base import NativeDataset
 from bench.datasets.layout import visible_entries
+from bench.errors import InvalidInput, MissingInput
 
 
 def native_classes() -> dict[str, type[NativeDataset]]:
@@ -48,7 +49,7 @@ def dataset_folders(data_root: Path | str) -> dict[str, list[Path]]:
     Raises FileNotFoundError when ``data_root`` is not a folder."""
     root = Path(data_root)
     if not root.is_dir():
-        raise FileNotFoundError(f"--data-root {root} is not a folder (expected one native-layout folder per "
+        raise MissingInput(f"--data-root {root} is not a folder (expected one native-layout folder per "
                                 "dataset, e.g. <data-root>/lgg_mri)")
     found: dict[str, list[Path]] = {}
     for folder in visible_entries(root):
@@ -66,7 +67,7 @@ def find_dataset_folder(data_root: Path | str, dataset: str) -> Path | None:
         named = [f for f in folders if _by_name(f) == dataset]
         if len(named) == 1:
             return named[0]
-        raise ValueError(f"{dataset}: several folders under {data_root} hold its layout: "
+        raise InvalidInput(f"{dataset}: several folders under {data_root} hold its layout: "
                          f"{', '.join(f.name for f in folders)}; rename the one to use to {dataset} "
                          "(or move the others out)")
     return folders[0] if folders else None

@@ -15,6 +15,7 @@ from bench.datasets.base import Case, Fixture, NativeDataset, PaperFacts, Scan
 from bench.datasets.decode import IMAGE_SUFFIXES
 from bench.datasets.fixtures import H, W, rgb, write
 from bench.datasets.layout import index_by_id, natural_key, pair_files, visible_entries
+from bench.errors import InvalidInput
 
 GRADES = "Grade.csv"
 _NAME_RE = re.compile(r"^(train|testA|testB)_(\d+)(_anno)?\.(?i:bmp|png)$")
@@ -50,7 +51,7 @@ def read_grades(path: Path) -> dict[str, tuple[tuple[str, str], ...]]:
     with path.open(newline="", encoding="utf-8-sig") as fh:
         rows = [[cell.strip() for cell in row] for row in csv.reader(fh) if any(cell.strip() for cell in row)]
     if not rows or _slug(rows[0][0]) != "name":
-        raise ValueError(f"expected a header starting with 'name', found {rows[0] if rows else 'an empty file'}")
+        raise InvalidInput(f"expected a header starting with 'name', found {rows[0] if rows else 'an empty file'}")
     keys = [_slug(col) for col in rows[0]]
     return {row[0]: tuple(zip(keys[1:], row[1:])) for row in rows[1:]}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from bench.errors import InvalidInput
 
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
@@ -34,9 +35,9 @@ class DatasetOption:
         elif kind is int and isinstance(value, str) and value.strip().lstrip("-").isdigit():
             out = int(value)
         if type(out) is not kind:
-            raise ValueError(f"{dataset}: option {self.name}={value!r}: expected {self.allowed()}")
+            raise InvalidInput(f"{dataset}: option {self.name}={value!r}: expected {self.allowed()}")
         if self.choices and out not in self.choices:
-            raise ValueError(f"{dataset}: option {self.name}={value!r}: expected {self.allowed()}")
+            raise InvalidInput(f"{dataset}: option {self.name}={value!r}: expected {self.allowed()}")
         return out
 
     def allowed(self) -> str:
@@ -59,7 +60,7 @@ def resolve_options(dataset: str, declared: tuple[DatasetOption, ...], given: Ma
     unknown = sorted(set(given) - set(by_name))
     if unknown:
         known = "; ".join(o.describe() for o in declared) or "none"
-        raise ValueError(f"{dataset}: no option {', '.join(map(repr, unknown))}; its options: {known}")
+        raise InvalidInput(f"{dataset}: no option {', '.join(map(repr, unknown))}; its options: {known}")
     return {o.name: o.parse(dataset, given[o.name]) if o.name in given else o.default for o in declared}
 
 
@@ -73,16 +74,16 @@ def parse_dataset_options(pairs: Mapping[str, Any], where: str) -> tuple[tuple[s
     for key, value in pairs.items():
         dataset, sep, option = str(key).partition(".")
         if not sep or not dataset or not option:
-            raise ValueError(f"{where}: {key!r}: expected DATASET.OPTION (e.g. lgg_mri.subset)")
+            raise InvalidInput(f"{where}: {key!r}: expected DATASET.OPTION (e.g. lgg_mri.subset)")
         try:
             name = canonical_name(dataset)
         except KeyError as exc:
-            raise ValueError(f"{where}: {key!r}: {exc.args[0]}") from None
+            raise InvalidInput(f"{where}: {key!r}: {exc.args[0]}") from None
         declared = getattr(DATASETS.get(name).factory, "OPTIONS", ())
         try:
             resolved = resolve_options(name, declared, {option: value})
         except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from None
+            raise InvalidInput(f"{where}: {exc}") from None
         out[f"{name}.{option}"] = resolved[option]
     return tuple(sorted(out.items()))
 

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.errors import UserError
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -36,7 +38,7 @@ def case_of(problem: Problem) -> str | None:
     return problem.case_id if isinstance(problem, CaseProblem) else None
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Raised when a dataset folder does not hold what its layout promises; lists every problem."""
 
     def __init__(self, dataset: str, root: Path | None, problems: Iterable[Problem], layout: str = "") -> None:

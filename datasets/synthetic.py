@@ -30,6 +30,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from bench.datasets.base import Case, SegDataset
+from bench.errors import InvalidInput
 
 #: Bump when a generator changes its pixels (part of the data fingerprint).
 SYNTH_VERSION = 2
@@ -284,9 +285,9 @@ class SyntheticDataset(SegDataset):
 
         info = dataset_info(name)  # KeyError naming the known datasets
         if n is not None and n < 1:
-            raise ValueError(f"synthetic {name}: n must be >= 1, got {n}")
+            raise InvalidInput(f"synthetic {name}: n must be >= 1, got {n}")
         if size < 16:
-            raise ValueError(f"synthetic {name}: size must be >= 16, got {size}")
+            raise InvalidInput(f"synthetic {name}: size must be >= 16, got {size}")
         super().__init__(None)
         self.name, self.display_name, self.modality = info.name, info.display_name, info.modality
         self.channels, self.patch_based, self.paper_count = info.channels, info.patch_based, info.paper_count
