@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from bench.errors import MissingInput, UserError
+from bench.evaluate import THRESHOLD
 
 if TYPE_CHECKING:
     from bench.config import Job
@@ -69,7 +70,7 @@ class CheckpointMeta:
     fold: int
     seed: int
     profile: str
-    threshold: float = 0.5
+    threshold: float = THRESHOLD  # the one threshold scoring uses (bench.evaluate)
     bench_version: str = ""
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
