@@ -72,7 +72,7 @@ class MLRBlock(nn.Module):
 
     Two levels; each level is ``BN-ReLU-conv3x3, BN-ReLU-conv3x3`` plus the identity of the level's
     input; an outer identity runs from the block input to its output. Parameters: 4 * (9C^2 + 3C)
-    (architectures.md section 6; 37,248 for C=32).
+    (docs/architectures.md, "MILDNet"; 37,248 for C=32).
     """
 
     def __init__(self, channels: int, levels: int = 2) -> None:
@@ -161,7 +161,7 @@ def count_parameters(model: nn.Module) -> int:
 def count_macs(model: nn.Module, in_channels: int, size: int | tuple[int, int] = 256) -> int:
     """Multiply-accumulates of one 1 x C x H x W forward pass (torch's FlopCounterMode / 2).
 
-    Counts conv, transposed conv and linear layers (architectures.md's convention). The pass runs on
+    Counts conv, transposed conv and linear layers (docs/architectures.md, "Acceptance numbers"). The pass runs on
     the meta device, so it is fast even for the paper-size networks; ``model`` is not modified.
     """
     import copy

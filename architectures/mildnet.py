@@ -1,4 +1,4 @@
-"""MILDNet: multi-level dilated residual U-Net (Gudhe et al., Sci Rep 2021; architectures.md section 6).
+"""MILDNet: multi-level dilated residual U-Net (Gudhe et al., Sci Rep 2021; docs/architectures.md, "MILDNet").
 
 U-Net skeleton (max-pool down, 2x2 transposed conv up halving channels, concat ``[up, skip]``, 1x1 head)
 whose conv blocks are MLDR blocks and whose skips pass through MLR blocks (``mlr_skips=False`` gives
@@ -32,7 +32,7 @@ class DilatedSum(nn.Module):
 
 
 class MLDRBlock(nn.Module):
-    """Multi-level dilated residual block, Cin -> C (architectures.md section 6, recommended reading).
+    """Multi-level dilated residual block, Cin -> C (docs/architectures.md, "MILDNet").
 
     Level 1: ``h = F_1(x) + P(x)`` with ``P`` a shared 1x1 projection (bias on, no BN); level k > 1:
     ``h = F_k(h) + h``; outer residual ``out = h + P(x)`` reusing the same ``P`` (computed once). Each
@@ -75,6 +75,8 @@ class MILDNet(SegmentationNet):
                  init: InitMode = "xavier_uniform", dilations: tuple[int, ...] = (1, 3, 5), levels: int = 2,
                  mlr_skips: bool = True, mlr_levels: int = 2) -> None:
         super().__init__(in_channels, classes, width, depth, init)
+        if not mlr_skips and mlr_levels != 2:
+            raise ValueError(f"mlr_levels={mlr_levels} has no effect without MLR skips (mlr_skips=False)")
         self.dilations, self.levels, self.mlr_skips = tuple(dilations), levels, mlr_skips
         widths = self.widths
         ins = [in_channels, *widths[:-1]]

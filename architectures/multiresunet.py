@@ -1,6 +1,6 @@
 """MultiResUNet (Ibtehaz & Rahman, Neural Networks 2020), official Keras semantics in PyTorch.
 
-architectures.md section 5, row F (nibtehaz/MultiResUNet ``tensorflow/MultiResUNet.py``). Level l has
+docs/architectures.md ("MultiResUNet"; nibtehaz/MultiResUNet ``tensorflow/MultiResUNet.py``). Level l has
 U = ``width * 2**l`` and W = alpha * U; a MultiRes block chains three 3x3 conv units of int(0.167 W),
 int(0.333 W), int(0.5 W) filters (truncation; at least 1 each, which only matters for tiny widths) and
 outputs their concat. Skips go through Res Paths of length depth-1 .. 1; the decoder up-samples with a

@@ -2,7 +2,7 @@
 
 No reference implementation exists; the abstracts (EMBC 2020; IEEE Access 2021, 10.1109/ACCESS.2021.3122256)
 state only: U-Net backbone, residual blocks "enriched with squeeze-and-excitation", and skip connections
-enriched by "cascaded dilation". architectures.md section 3 resolves the rest as follows:
+enriched by "cascaded dilation". docs/architectures.md ("ResDUNet") resolves the rest as follows:
 
 - ``ResSEBlock``: conv3x3-BN-ReLU-conv3x3-BN (no conv bias) -> SE -> + shortcut (conv1x1 no bias + BN when
   Cin != C) -> ReLU.

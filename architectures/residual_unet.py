@@ -1,4 +1,4 @@
-"""ResidualU-Net: U-Net with pre-activation residual blocks (architectures.md section 2, reading 1).
+"""ResidualU-Net: U-Net with pre-activation residual blocks (docs/architectures.md, "ResidualU-Net").
 
 Residual unit of Zhang, Liu & Wang, "Road extraction by deep residual U-Net", IEEE GRSL 2018
 (BN-ReLU-conv3x3 twice, 1x1 conv + BN shortcut when the channel count changes), on the U-Net skeleton

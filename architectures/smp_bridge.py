@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from bench.architectures import ARCHITECTURES
+from bench.errors import UnknownName
 
 
 def smp_architectures() -> dict[str, str]:
@@ -38,12 +39,12 @@ def parse_spec(spec: str) -> tuple[str, str]:
     archs = smp_architectures()
     if arch.lower() not in archs:
         known = ", ".join(sorted(archs.values()))
-        raise KeyError(f"unknown smp architecture {arch!r} in 'smp:{spec}'; smp has: {known}")
+        raise UnknownName(f"unknown smp architecture {arch!r} in 'smp:{spec}'; smp has: {known}")
     encoders = smp.encoders.get_encoder_names()
     if encoder not in encoders:
         close = difflib.get_close_matches(encoder, encoders, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise KeyError(f"unknown smp encoder {encoder!r} in 'smp:{spec}'{hint} "
+        raise UnknownName(f"unknown smp encoder {encoder!r} in 'smp:{spec}'{hint} "
                        f"(see segmentation_models_pytorch.encoders.get_encoder_names())")
     return archs[arch.lower()], encoder
 

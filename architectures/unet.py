@@ -1,8 +1,8 @@
 """U-Net (Ronneberger et al., MICCAI 2015) with jaxony/unet-pytorch semantics, and its MLR-skip ablation.
 
-architectures.md section 1: no BatchNorm, ReLU after every 3x3 conv (bias on), 2x2 max-pool down,
+docs/architectures.md ("U-Net"): no BatchNorm, ReLU after every 3x3 conv (bias on), 2x2 max-pool down,
 2x2/2 transposed conv up (halving channels), decoder input = concat [upsampled, skip]. ``unet_mlr``
-(Table 4 ablation, section 6) puts an ``MLRBlock`` on each of the ``depth - 1`` skips before the concat.
+(Table 4 ablation, see "MILDNet" there) puts an ``MLRBlock`` on each of the ``depth - 1`` skips before the concat.
 
 The encoder-decoder frame is ``UNetSkeleton`` (``_blocks.py``), shared with ``residual_unet``,
 ``resdunet`` and ``multiresunet``.

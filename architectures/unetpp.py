@@ -1,6 +1,6 @@
 """UNet++ (Zhou et al., DLMIA 2018 / TMI 2020), official Keras topology (MrGiovanni/UNetPlusPlus).
 
-architectures.md section 4, row D: a grid of nodes X(i, j), level i (widths ``width * 2**i``), column
+docs/architectures.md ("UNet++"): a grid of nodes X(i, j), level i (widths ``width * 2**i``), column
 j = 0 .. depth-1-i. X(i, 0) is the encoder (standard unit on maxpool(X(i-1, 0))); X(i, j >= 1) runs a
 standard unit on concat[Up(X(i+1, j-1)), X(i, 0), ..., X(i, j-1)] (up-sampled tensor first), where Up is
 each node's own 2x2/2 transposed conv ``widths[i+1] -> widths[i]``. Standard unit (official):

@@ -15,7 +15,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 # (setuptools package-dir). When Python runs from the repository root (`python -m bench.cli`,
 # `python -c ...`), this folder shadows the installed package; let it find the sibling folders too.
 _source_root = Path(__file__).resolve().parent.parent
-if (_source_root / "pyproject.toml").is_file() and (_source_root / "datasets" / "_base.py").is_file():
+if (_source_root / "pyproject.toml").is_file() and (_source_root / "datasets" / "base.py").is_file():
     __path__.append(str(_source_root))  # noqa: F821 (the package's own __path__)
 
 __version__ = "0.1.0"

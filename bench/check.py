@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.errors import InvalidInput, NoResults
 from bench.store import atomic_write_bytes, atomic_write_json, atomic_write_parquet, load_all
 
 KEY = ["dataset", "arch", "protocol", "fold", "seed", "split", "case_id"]
@@ -80,7 +81,7 @@ def parse_tolerances(text: str | None, base: dict[str, Tolerance] | None = None)
     for part in filter(None, (text or "").split(",")):
         name, _, value = part.partition("=")
         if name not in out:
-            raise ValueError(f"--tolerance: unknown column {name!r}; choose from {', '.join(out)}")
+            raise InvalidInput(f"--tolerance: unknown column {name!r}; choose from {', '.join(out)}")
         abs_, _, rel = value.partition(":")
         out[name] = Tolerance(float(abs_), float(rel or 0.0))
     return out
@@ -229,7 +230,7 @@ def rescore(baseline: Path, rows: pd.DataFrame) -> pd.DataFrame:
         ids, probs, _ = load_predictions(path)
         missing = [c for c in ids if c not in pos]
         if missing:
-            raise ValueError(f"{path}: case ids {missing[:5]} have no reference mask in references/{dataset}.npz")
+            raise NoResults(f"{path}: case ids {missing[:5]} have no reference mask in references/{dataset}.npz")
         idx = [pos[c] for c in ids]
         scored = score(probs, masks[idx], ids, [groups[i] for i in idx])
         scored = scored.assign(dataset=dataset, arch=arch, protocol=protocol, fold=fold, seed=seed)
@@ -243,7 +244,7 @@ def rescore(baseline: Path, rows: pd.DataFrame) -> pd.DataFrame:
 def _parse_stem(path: Path) -> tuple[str, int, int]:
     protocol, f, s = path.stem.rsplit("_", 2)
     if not (f.startswith("f") and s.startswith("s")):
-        raise ValueError(f"{path}: expected a name <protocol>_f<fold>_s<seed>.npz")
+        raise NoResults(f"{path}: expected a name <protocol>_f<fold>_s<seed>.npz")
     return protocol, int(f[1:]), int(s[1:])
 
 
@@ -286,9 +287,9 @@ def run_benchmark(results: Path, jobs: int = 1, archs: str | None = None, datase
 
     planned = planned_jobs(results, archs, datasets, overrides)
     statuses = list(run_jobs(planned, results, n_jobs=jobs, force=True, progress=False))
-    failed = [s for s in statuses if s["status"] == "failed"]
+    failed = [s for s in statuses if s.status == "failed"]
     if failed:
-        print("\n".join(f"FAILED {s['label']}: {s['error']}" for s in failed))
+        print("\n".join(f"FAILED {s.label}: {s.error}" for s in failed))
     df = load_all(results)
     keys = {j.key for j in planned}
     df = df[df["job_key"].isin(keys)] if not df.empty else df
@@ -372,12 +373,12 @@ def update(baseline: Path, reason: str, results: Path | None = None, jobs: int =
            datasets: str | None = None, noise_floor: dict[str, Any] | None = None) -> Path:
     """Re-run the benchmark and re-bless the baseline (rows, derived numbers, predictions, references),
     recording ``reason``, the git sha, the environment, the tolerances and the measured noise floor."""
-    from bench.execute import load_job_data
-    from bench.runner import paths
+    from bench.execute import paths
+    from bench.job_data import load_job_data
     from bench.store import sidecars
 
     if not reason.strip():
-        raise ValueError("--update needs --reason \"...\": say why the numbers are allowed to change")
+        raise InvalidInput("--update needs --reason \"...\": say why the numbers are allowed to change")
     with tempfile.TemporaryDirectory() as tmp:
         res = results or Path(tmp)
         rows = run_benchmark(res, jobs, archs, datasets)
@@ -412,7 +413,7 @@ def _install(baseline: Path, staging: Path, rows: pd.DataFrame, sides: list[dict
              reason: str, archs: str | None, datasets: str | None, noise_floor: dict[str, Any] | None) -> None:
     import shutil
 
-    from bench.runner import environment as run_environment
+    from bench.provenance import git_sha
 
     baseline.mkdir(parents=True, exist_ok=True)
     for name in ("predictions", "references"):
@@ -422,7 +423,7 @@ def _install(baseline: Path, staging: Path, rows: pd.DataFrame, sides: list[dict
     atomic_write_json(baseline / "sidecars.json", sides)
     atomic_write_json(baseline / "derived.json", derived)
     old = json.loads((baseline / "meta.json").read_text()) if (baseline / "meta.json").exists() else {}
-    sha, date = run_environment()["git_sha"], time.strftime("%Y-%m-%d")
+    sha, date = git_sha(), time.strftime("%Y-%m-%d")
     atomic_write_json(baseline / "meta.json", {
         "profile": PROFILE, "reason": reason, "git_sha": sha, "date": date, "rows": len(rows),
         "history": old.get("history", []) + [{"reason": reason, "git_sha": sha, "date": date}],

@@ -24,6 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from bench.errors import MissingInput, UserError
+from bench.evaluate import THRESHOLD
+
 if TYPE_CHECKING:
     from bench.config import Job
     from bench.datasets.prepare import PreparedData
@@ -33,7 +36,7 @@ FORMAT = "bench-checkpoint"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be used as asked: old format, other version, other architecture."""
 
 
@@ -67,7 +70,7 @@ class CheckpointMeta:
     fold: int
     seed: int
     profile: str
-    threshold: float = 0.5
+    threshold: float = THRESHOLD  # the one threshold scoring uses (bench.evaluate)
     bench_version: str = ""
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
@@ -119,7 +122,7 @@ def read_checkpoint(path: Path) -> tuple[CheckpointMeta, dict[str, torch.Tensor]
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingInput(f"checkpoint {path} does not exist")
     payload = torch.load(path, map_location="cpu", weights_only=True)
     meta = payload.get("meta") if isinstance(payload, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:

@@ -1,7 +1,8 @@
 """Command line: ``bench list | data check | run | status | export | report | ttest | check``.
 
 Each sub-command parses its arguments, builds a config object once and calls library functions;
-the work lives in the library modules. Bad input exits with status 2 and a one-line reason.
+the work lives in the library modules. Bad input (``bench.errors.UserError``) exits with status 2 and
+a one-line reason; any other exception is a bug and shows its traceback (status 1).
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ import argparse
 import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from bench.errors import InvalidInput, MissingInput, NoResults, UserError
 
 if TYPE_CHECKING:
     from bench.config import Profile
@@ -28,9 +32,25 @@ def _settings(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise ValueError(f"--set expects key=value, got {pair!r}")
+            raise InvalidInput(f"--set expects key=value, got {pair!r}")
         out[key.strip()] = value.strip()
     return out
+
+
+def _dataset_options(pairs: list[str]) -> dict[str, str]:
+    """``--dataset-option DATASET.OPTION=VALUE`` (repeatable) as ``{"DATASET.OPTION": "VALUE"}``."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise InvalidInput(f"--dataset-option expects DATASET.OPTION=VALUE (e.g. lgg_mri.subset=tumour), "
+                             f"got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+DATASET_OPTION_HELP = ("an option of a dataset's reader, e.g. lgg_mri.subset=tumour (repeatable; `bench list` shows "
+                       "each dataset's options); recorded with the results")
 
 
 # ---------------------------------------------------------------- bench list
@@ -59,6 +79,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         aliases = DATASETS.get(name).aliases
         print(f"  {name:<10} {cls.display_name:<12} {cls.modality:<24} channels={cls.channels} "
               f"paper images={cls.paper_count}" + (f"  alias: {', '.join(aliases)}" if aliases else ""))
+        for option in getattr(cls, "OPTIONS", ()):
+            print(f"      --dataset-option {name}.{option.describe()}")
     return 0
 
 
@@ -73,16 +95,22 @@ def add_list(p: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------- bench data check
 def cmd_data(args: argparse.Namespace) -> int:
     from bench.datasets import canonical_name, open_dataset
-    from bench.datasets._check import check_data_root, check_dataset, format_report
+    from bench.datasets.check import check_data_root, check_dataset, format_report
+    from bench.datasets.folders import describe_root
+    from bench.datasets.options import options_of, parse_dataset_options
 
+    given = parse_dataset_options(_dataset_options(args.dataset_option), "--dataset-option")
     if args.data_root:
-        reports = check_data_root(Path(args.data_root))
+        names = {key.split(".")[0] for key, _ in given}
+        reports = check_data_root(Path(args.data_root), {name: options_of(name, given) for name in names})
         if not reports:
-            raise FileNotFoundError(f"no dataset folder found under {args.data_root}")
+            raise MissingInput(f"no dataset folder found under {args.data_root} (a folder is found by its "
+                               f"name, an alias, or its layout); it holds: {describe_root(args.data_root)}")
     elif args.dataset and args.root:
-        reports = [check_dataset(open_dataset(canonical_name(args.dataset), Path(args.root)))]
+        name = canonical_name(args.dataset)
+        reports = [check_dataset(open_dataset(name, Path(args.root), **options_of(name, given)))]
     else:
-        raise ValueError("give DATASET --root DIR (that dataset's own folder) or --data-root DIR")
+        raise InvalidInput("give DATASET --root DIR (that dataset's own folder) or --data-root DIR")
     for report in reports:
         print(format_report(report))
         print()
@@ -94,6 +122,8 @@ def add_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", nargs="?", help="dataset name (with --root)")
     p.add_argument("--root", help="the dataset's own folder, in its native layout")
     p.add_argument("--data-root", help="a folder holding one native-layout folder per dataset")
+    p.add_argument("--dataset-option", action="append", default=[], metavar="DATASET.OPTION=VALUE",
+                   help=DATASET_OPTION_HELP)
 
 
 # ---------------------------------------------------------------- bench run
@@ -107,7 +137,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides["augment"] = "true"
     if args.device:
         overrides["device"] = args.device
-    profile = load_profile(args.profile, overrides)
+    if args.dataset_option and not args.data_root:
+        raise InvalidInput("--dataset-option sets options of the native-layout readers; it needs --data-root")
+    if args.dataset_option and args.tuned:
+        raise InvalidInput("--dataset-option is not applied to --tuned runs (they use the tuned base profile's "
+                         "dataset_options); put it in that profile instead")
+    profile = load_profile(args.profile, overrides, _dataset_options(args.dataset_option))
     engine = _engine(args, profile)  # validates the engine options and the device before planning
     sel = select(args.arch, args.dataset, args.all, args.protocol, args.folds, args.seeds)
     results = Path(args.results)
@@ -142,7 +177,7 @@ def _engine(args: argparse.Namespace, profile: Profile) -> EngineConfig:
         "mem_gb": args.mem_gb, "time_min": args.time_min, "array_parallelism": args.array_parallelism},
         wait=not args.no_wait)
     if args.no_wait and args.engine != "submitit":
-        raise ValueError("--no-wait needs --engine submitit (Dask and loky need the driver for the whole sweep)")
+        raise InvalidInput("--no-wait needs --engine submitit (Dask and loky need the driver for the whole sweep)")
     return EngineConfig(args.engine, n_jobs=_n_jobs(args, profile.train.device), scheduler=args.scheduler,
                         slurm=slurm)
 
@@ -172,20 +207,20 @@ def _execute(jobs: list, results: Path, args: argparse.Namespace, profile: str,
     submitted = []
     try:
         with stop_on_signals():
-            for status in run_jobs(jobs, results, n_jobs=n_jobs, force=args.force, progress=not args.quiet,
+            for record in run_jobs(jobs, results, n_jobs=n_jobs, force=args.force, progress=not args.quiet,
                                    engine=engine):
-                if status["status"] == "submitted":
-                    submitted.append(status)
+                if record.status == "submitted":
+                    submitted.append(record)
                 bar.update(1)
-                bar.set_postfix_str(f"{status['label']} {status['status']}")
-                if status["status"] == "failed":
-                    failed.append(status)
-                    tqdm.write(f"FAILED {status['label']}: {status['error']}")
+                bar.set_postfix_str(f"{record.label} {record.status}")
+                if record.status == "failed":
+                    failed.append(record)
+                    tqdm.write(f"FAILED {record.label}: {record.error}")
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the workers are stopped; one line, no traceback
         return _interrupted(exc, jobs, results, bar)
     bar.close()
     if submitted:
-        arrays = sorted({s["task"].split("_")[0] for s in submitted})
+        arrays = sorted({s.task.split("_")[0] for s in submitted})
         print(f"{len(submitted)} jobs are in the SLURM queue (array job {', '.join(arrays)}); follow them with "
               f"`bench status --results {results}`; the same `bench run` without --no-wait waits for them and "
               "summarises.")
@@ -224,6 +259,8 @@ def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="folder with one native-layout folder per dataset (default: synthetic)")
     p.add_argument("--skip", help="case ids to exclude explicitly, comma-separated (e.g. the bad files "
                                   "`bench data check` lists); recorded with the results")
+    p.add_argument("--dataset-option", action="append", default=[], metavar="DATASET.OPTION=VALUE",
+                   help=DATASET_OPTION_HELP)
     p.add_argument("--results", default="results", help="results folder (default: ./results)")
     p.add_argument("--jobs", type=int, default=0,
                    help="parallel worker processes (joblib/loky); default: one per CPU core. Results do not depend "
@@ -266,7 +303,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         from bench.config import load_profile
         from bench.plan import plan, select
 
-        profile = load_profile(args.profile, _settings(args.set))
+        profile = load_profile(args.profile, _settings(args.set), _dataset_options(args.dataset_option))
         sel = select(args.arch, args.dataset, args.all, args.protocol, args.folds, args.seeds)
         skip = tuple(v for v in (args.skip or "").split(",") if v)
         table = sweep_status(plan(sel, profile, results, Path(args.data_root) if args.data_root else None, skip),
@@ -291,6 +328,7 @@ def add_status(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--data-root")
     p.add_argument("--skip")
+    p.add_argument("--dataset-option", action="append", default=[], metavar="DATASET.OPTION=VALUE")
 
 
 # ---------------------------------------------------------------- bench export
@@ -334,12 +372,12 @@ def _results_table(results: str, where: list[str] | None = None) -> tuple:
 
     df = store.load_all(results)
     if df.empty:
-        raise FileNotFoundError(f"no finished jobs under {results}/runs: run `bench run` first "
+        raise MissingInput(f"no finished jobs under {results}/runs: run `bench run` first "
                                 f"(or point --results at the folder it wrote)")
     df, fails, sides, settings = selection.apply_selection(df, store.failures(results), store.sidecars(results),
                                                            _where(where or []))
     if df.empty:
-        raise ValueError(f"no finished job matches --where {' '.join(where or [])}")
+        raise NoResults(f"no finished job matches --where {' '.join(where or [])}")
     from bench.report_data import attach_patients
 
     return attach_patients(selection.attach(df, settings), sides), fails, sides
@@ -362,7 +400,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.table:
         inputs = _table_inputs(args.table, sides, Path(args.results))
         if args.split and args.table not in ("5", "floors"):
-            raise ValueError(f"--split applies to --table 5 and floors, not --table {args.table}")
+            raise InvalidInput(f"--split applies to --table 5 and floors, not --table {args.table}")
         extra = {"unit": args.unit, "protocol": args.protocol} if args.table == "tests" else \
             {"unit": args.unit} if args.table == "ranks" else {}
         extra.update({"split": args.split} if args.split else {})
@@ -376,7 +414,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         for path in report_figure(df, args.figure, out, **extra):
             print(f"wrote {path}")
     if not (args.all or args.table or args.figure):
-        raise ValueError("choose --table N, --figure 8 (or bars, ranking), or --all")
+        raise InvalidInput("choose --table N, --figure 8 (or bars, ranking), or --all")
     return 0
 
 
@@ -467,7 +505,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"bench check: baseline re-blessed in {baseline} ({time.perf_counter() - start:.0f} s): {args.reason}")
         return 0
     if not (baseline / "rows.parquet").exists():
-        raise FileNotFoundError(f"no baseline at {baseline} (expected rows.parquet, derived.json, meta.json); "
+        raise MissingInput(f"no baseline at {baseline} (expected rows.parquet, derived.json, meta.json); "
                                 "create one with `bench check --update --reason \"...\"`")
     layers = ("scoring", "training") if args.layer == "all" else (args.layer,)
     result = check(baseline, args.tolerance, results, args.jobs, layers)
@@ -578,7 +616,7 @@ def cmd_figure(args: argparse.Namespace) -> int:
     from bench.qualitative import qualitative
 
     if not args.qualitative:
-        raise ValueError("choose --qualitative (the paper's tables and figures of numbers: bench report)")
+        raise InvalidInput("choose --qualitative (the paper's tables and figures of numbers: bench report)")
     df, _, _ = _results_table(args.results, args.where)
     archs = [_arch(a) for a in args.arch.split(",")] if args.arch else None
     cases = [c for c in (args.cases or "").split(",") if c] or None
@@ -652,16 +690,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
           f"validation folds only | {'paper tuning on ' + reference if reference else 'fair'} | results in {out}")
     statuses = list(run_jobs(jobs, out, n_jobs=engine.n_jobs, force=args.force, progress=not args.quiet,
                              engine=engine))
-    if any(s["status"] == "submitted" for s in statuses):
+    if any(s.status == "submitted" for s in statuses):
         print(f"tuning jobs are in the SLURM queue; `bench status --results {out}` follows them, the same "
               "`bench tune` without --no-wait collects and chooses")
         return 0
-    failed = [s for s in statuses if s["status"] == "failed"]
+    failed = [s for s in statuses if s.status == "failed"]
     for status in failed:
-        print(f"FAILED {status['label']}: {status['error']}")
+        print(f"FAILED {status.label}: {status.error}")
     if failed:
-        raise ValueError(f"{len(failed)} tuning job(s) failed; no configuration chosen (rerun to retry them)")
-    scores = tune.score_points(out, grid)
+        raise NoResults(f"{len(failed)} tuning job(s) failed; no configuration chosen (rerun to retry them)")
+    scores = tune.score_points(out, grid, {j.key for j in jobs})
     table = tune.best_table(scores, grid, reference, sel.archs)
     every = scores.drop(columns=["point_index"]).rename(columns={"score": "val_dice", "iou": "val_iou"})
     every.attrs["caption"] = "Every grid point: mean validation Dice/IoU over the fold models"
@@ -679,7 +717,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def add_tune(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", required=True, help="name of the tuned configuration (for bench run --tuned NAME)")
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
-                   help="a setting and the values to try (repeatable), e.g. --grid lr=0.001,0.0001")
+                   help="a setting and the values to try (repeatable), e.g. --grid lr=0.001,0.0001 or "
+                        "--grid optimizer=adam,sgd; arch.NAME sets a constructor argument: --grid arch.dilations=1-3-5,1-2-4")
     p.add_argument("--grid-file", help="YAML mapping of setting -> list of values (--grid entries replace its keys)")
     p.add_argument("--paper-tuning", nargs="?", const="mildnet", metavar="ARCH",
                    help="the paper's protocol: tune only ARCH (default mildnet) and give its best to every "
@@ -747,15 +786,26 @@ def _one_line_result_warnings() -> Any:
     return context
 
 
+#: The line after the traceback of an exception that is not a ``UserError``: a bug, not bad input.
+BUG_HINT = ("bench {command}: internal error: this is a bug in bench, not a problem with your input; please "
+            "report it with the command line and the traceback above")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command and return its exit status. Bad input (``bench.errors.UserError``) prints one
+    line, ``bench <command>: error: <message>``, and returns 2; any other exception is a bug: its full
+    traceback is printed, then a line saying so, and 1 is returned."""
     args = build_parser().parse_args(argv)
     context = _one_line_result_warnings()
     try:
         return PARSERS[args.command][1](args)
-    except (KeyError, ValueError, FileNotFoundError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"bench {args.command}: error: {message}", file=sys.stderr)
+    except UserError as exc:
+        print(f"bench {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception:  # noqa: BLE001  (not swallowed: a bug is shown with its traceback, then named as one)
+        traceback.print_exc()
+        print(BUG_HINT.format(command=args.command), file=sys.stderr)
+        return 1
     finally:
         context.__exit__(None, None, None)
 

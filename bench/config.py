@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from bench.errors import InvalidInput, UnknownName
+
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
 
@@ -35,7 +37,11 @@ class Protocol(str, Enum):
 
 @dataclass(frozen=True, slots=True)
 class TrainConfig:
-    """The training recipe (paper Table 3 and Methods). Everything here changes the numbers."""
+    """The training recipe (paper Table 3 and Methods). Everything here changes the numbers.
+
+    ``beta1`` is Table 3's *momentum*, whatever the ``optimizer``: Adam's first-moment decay (betas =
+    (beta1, 0.999)), SGD's heavy-ball momentum, RMSprop's momentum (smoothing constant alpha 0.99).
+    """
 
     image_size: int = 256
     width: int = 32
@@ -56,11 +62,14 @@ class TrainConfig:
     device: str = "cpu"
     synthetic_n: int | None = None
     patch_padding: int = 16
-    lgg_subset: str = "all"
     precision: str = "fp32"
     amp: str = "auto"  # mixed precision: auto (bf16/fp16 on GPU, fp32 on CPU) | off | bf16 | fp16
     channels_last: str = "auto"  # auto (on GPU only) | on | off
     compile: bool = False  # torch.compile the network for training (long jobs: compiling takes tens of seconds)
+    optimizer: str = "adam"  # adam | sgd | rmsprop (Table 3); beta1 is its momentum (bench/train.py make_optimizer)
+    scheduler: str = "plateau"  # plateau | step | multistep | cosine | cyclic | none (Table 3; make_scheduler)
+    lr_gamma: float = 0.1  # step/multistep: lr multiplier at each decay; cyclic: lowest lr as a fraction of lr
+    step_size: int = 30  # step: epochs between decays; cyclic: epochs of a half cycle (lowest to highest lr)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -77,6 +86,8 @@ class Profile:
     folds: tuple[int, ...]
     seeds: tuple[int, ...]
     slurm: tuple[tuple[str, Any], ...] = ()  # the profile's `slurm:` section (bench.slurm.SLURM_KEYS)
+    #: ``(("lgg_mri.subset", "tumour"), ...)``: checked dataset options (bench.datasets.options), real data only.
+    dataset_options: tuple[tuple[str, Any], ...] = ()
 
 
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -86,12 +97,15 @@ _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 INIT_CHOICES = ("xavier_uniform", "xavier_normal")
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 _INT_FIELDS = ("image_size", "width", "depth", "batch_size", "epochs", "plateau_patience", "n_folds", "split_seed",
-               "threads", "patch_padding")
-_FLOAT_FIELDS = ("lr", "beta1", "plateau_factor", "test_fraction", "inner_fraction")
+               "threads", "patch_padding", "step_size")
+_FLOAT_FIELDS = ("lr", "beta1", "plateau_factor", "test_fraction", "inner_fraction", "lr_gamma")
 #: Choices of the precision settings (bench/train.py ``PRECISIONS``, bench/devices.py).
 PRECISION_CHOICES = ("fp32", "fp64")
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 CHANNELS_LAST_CHOICES = ("auto", "on", "off")
+#: Optimisers and learning-rate schedulers of Table 3's grid (bench/train.py ``make_optimizer``, ``make_scheduler``).
+OPTIMIZER_CHOICES = ("adam", "sgd", "rmsprop")
+SCHEDULER_CHOICES = ("plateau", "step", "multistep", "cosine", "cyclic", "none")
 #: field -> (rule, description) for values of the right type.
 _RULES: dict[str, tuple[Any, str]] = {
     "image_size": (lambda v: v >= 8, ">= 8"), "width": (lambda v: v >= 1, ">= 1"), "depth": (lambda v: v >= 2, ">= 2"),
@@ -108,6 +122,9 @@ _RULES: dict[str, tuple[Any, str]] = {
     "precision": (lambda v: v in PRECISION_CHOICES, f"one of {', '.join(PRECISION_CHOICES)}"),
     "amp": (lambda v: v in AMP_CHOICES, f"one of {', '.join(AMP_CHOICES)}"),
     "channels_last": (lambda v: v in CHANNELS_LAST_CHOICES, f"one of {', '.join(CHANNELS_LAST_CHOICES)}"),
+    "optimizer": (lambda v: v in OPTIMIZER_CHOICES, f"one of {', '.join(OPTIMIZER_CHOICES)}"),
+    "scheduler": (lambda v: v in SCHEDULER_CHOICES, f"one of {', '.join(SCHEDULER_CHOICES)}"),
+    "lr_gamma": (lambda v: 0 < v < 1, "in (0, 1)"), "step_size": (lambda v: v >= 1, ">= 1"),
 }
 
 
@@ -121,7 +138,9 @@ def _type_problem(name: str, value: Any) -> str | None:
         return "a number"
     if name == "augment" and not isinstance(value, bool):
         return "true or false"
-    if name in ("init", "device", "lgg_subset", "precision", "amp", "channels_last") and not isinstance(value, str):
+    if name in ("init", "device", "precision", "amp", "channels_last") and not isinstance(value, str):
+        return "a string"
+    if name in ("optimizer", "scheduler") and not isinstance(value, str):
         return "a string"
     return None
 
@@ -132,13 +151,13 @@ def validate(cfg: TrainConfig) -> None:
         value = getattr(cfg, name)
         expected = _type_problem(name, value)
         if expected is not None:
-            raise ValueError(f"setting {name}={value!r}: expected {expected}")
+            raise InvalidInput(f"setting {name}={value!r}: expected {expected}")
         rule = _RULES.get(name)
         if rule is not None and not rule[0](value):
-            raise ValueError(f"setting {name}={value!r}: must be {rule[1]}")
+            raise InvalidInput(f"setting {name}={value!r}: must be {rule[1]}")
     factor = 2 ** (cfg.depth - 1)
     if cfg.image_size % factor:
-        raise ValueError(f"setting image_size={cfg.image_size}: must be a multiple of {factor} (2**(depth-1) for "
+        raise InvalidInput(f"setting image_size={cfg.image_size}: must be a multiple of {factor} (2**(depth-1) for "
                          f"depth={cfg.depth}), e.g. {max(factor, cfg.image_size // factor * factor)}")
 
 
@@ -148,7 +167,7 @@ _TRAIN_FIELDS_ORDER = tuple(f.name for f in dataclasses.fields(TrainConfig))
 def coerce(name: str, value: Any) -> Any:
     """Convert a command-line string to the type of TrainConfig field ``name``."""
     if name not in _TRAIN_FIELDS:
-        raise KeyError(f"unknown setting {name!r}; known: {', '.join(sorted(_TRAIN_FIELDS))}")
+        raise UnknownName(f"unknown setting {name!r}; known: {', '.join(sorted(_TRAIN_FIELDS))}")
     default = TrainConfig.__dataclass_fields__[name].default
     if isinstance(default, str) and isinstance(value, bool):  # YAML reads on/off/yes/no as booleans
         return "on" if value else "off"
@@ -158,7 +177,7 @@ def coerce(name: str, value: Any) -> Any:
         return None
     if isinstance(default, bool):
         if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
-            raise ValueError(f"setting {name} expects true/false, got {value!r}")
+            raise InvalidInput(f"setting {name} expects true/false, got {value!r}")
         return value.lower() in ("1", "true", "yes")
     try:
         if isinstance(default, int) or name == "synthetic_n":
@@ -167,7 +186,7 @@ def coerce(name: str, value: Any) -> Any:
             return float(value)
     except ValueError:
         kind = "a number" if isinstance(default, float) else "an integer"
-        raise ValueError(f"setting {name} expects {kind}, got {value!r}") from None
+        raise InvalidInput(f"setting {name} expects {kind}, got {value!r}") from None
     return value
 
 
@@ -179,12 +198,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ValueError(f"profile {path}{where}: not valid YAML ({problem})") from None
+        raise InvalidInput(f"profile {path}{where}: not valid YAML ({problem})") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         kind = type(raw).__name__
-        raise ValueError(f"profile {path}: expected a mapping of settings (key: value), got {kind}")  # noqa: TRY004
+        raise InvalidInput(f"profile {path}: expected a mapping of settings (key: value), got {kind}")
     return raw
 
 
@@ -192,12 +211,14 @@ def _index_list(raw: dict[str, Any], key: str, default: tuple[int, ...], path: P
     values = raw.pop(key, default)
     if not isinstance(values, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
                                                         for v in values):
-        raise ValueError(f"profile {path}: {key} must be a list of integers >= 0, got {values!r}")
+        raise InvalidInput(f"profile {path}: {key} must be a list of integers >= 0, got {values!r}")
     return tuple(values)
 
 
-def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None) -> Profile:
-    """Load ``quick``/``paper`` (or a YAML file) and apply ``overrides`` (field -> value or string).
+def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None,
+                 dataset_options: dict[str, Any] | None = None) -> Profile:
+    """Load ``quick``/``paper`` (or a YAML file) and apply ``overrides`` (field -> value or string) and
+    ``dataset_options`` (``"lgg_mri.subset" -> "tumour"``, over the profile's ``dataset_options:``).
 
     Every setting is checked (``validate``) before anything runs: a wrong type, a value out of range
     or an unknown key raises naming the key (and the file, for values from the profile).
@@ -207,20 +228,36 @@ def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None) -> 
         path = PROFILE_DIR / f"{name_or_path}.yaml"
         if not path.exists():
             known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
-            raise KeyError(f"unknown profile {name_or_path!r}; known: {', '.join(known)} (or a path to a .yaml file)")
+            raise UnknownName(f"unknown profile {name_or_path!r}; known: {', '.join(known)} "
+                              "(or a path to a .yaml file)")
     raw = _read_yaml(path)
     folds = _index_list(raw, "folds", (0, 1, 2, 3, 4), path)
     seeds = _index_list(raw, "seeds", (0,), path)
     description = raw.pop("description", "")
     slurm = raw.pop("slurm", None) or {}
+    raw_options = raw.pop("dataset_options", None) or {}
     if not isinstance(slurm, dict):
-        raise ValueError(f"profile {path}: slurm must be a mapping of SLURM settings, got {slurm!r}")  # noqa: TRY004
+        raise InvalidInput(f"profile {path}: slurm must be a mapping of SLURM settings, got {slurm!r}")
     try:
         values = {k: coerce(k, v) for k, v in raw.items()}
     except (KeyError, ValueError) as exc:
         raise type(exc)(f"profile {path}: {exc.args[0]}") from None
     values.update({k: coerce(k, v) for k, v in (overrides or {}).items()})
-    return Profile(path.stem, description, TrainConfig(**values), folds, seeds, tuple(sorted(slurm.items())))
+    options = _dataset_options(raw_options, dataset_options or {}, path)
+    return Profile(path.stem, description, TrainConfig(**values), folds, seeds, tuple(sorted(slurm.items())), options)
+
+
+def _dataset_options(from_profile: Any, from_cli: dict[str, Any], path: Path) -> tuple[tuple[str, Any], ...]:
+    """The profile's ``dataset_options:`` mapping, then the command line's, each checked against the
+    datasets' declarations (an error names the profile file or ``--dataset-option``)."""
+    from bench.datasets.options import parse_dataset_options
+
+    if not isinstance(from_profile, dict):
+        raise InvalidInput(f"profile {path}: dataset_options must be a mapping of DATASET.OPTION: value, "  # noqa: TRY004
+                         f"got {from_profile!r}")
+    merged = dict(parse_dataset_options(from_profile, f"profile {path}: dataset_options"))
+    merged.update(parse_dataset_options(from_cli, "--dataset-option"))
+    return tuple(sorted(merged.items()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +311,10 @@ class Job:
     def from_dict(cls, d: dict[str, Any]) -> Job:
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in d.items() if k in fields}
-        values["train"] = TrainConfig(**values["train"])
+        # Records written before the LGG subset became a dataset option carry `lgg_subset` in `train`; it
+        # only ever acted on real LGG data, whose `data_options` record the subset too, so nothing is lost.
+        train = {k: v for k, v in values["train"].items() if k != "lgg_subset"}
+        values["train"] = TrainConfig(**train)
         return cls(**values)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from bench.errors import NoResults
 from bench.names import arch_label, dataset_label, ordered_archs, ordered_datasets
 
 #: A loss curve is "flat" when its range over the epochs is below this fraction (1%) of its first value.
@@ -49,7 +50,7 @@ def history_table(sidecars: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             rows.append({**meta, "epoch": int(record["epoch"]), "train_loss": float(record["train_loss"]),
                          "select_loss": float(record["select_loss"])})
     if not rows:
-        raise ValueError("no finished job with a training history (sidecar 'history'): run `bench run` first")
+        raise NoResults("no finished job with a training history (sidecar 'history'): run `bench run` first")
     return pd.DataFrame(rows)
 
 

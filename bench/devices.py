@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from bench.errors import InvalidInput, UserError
+
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 CHANNELS_LAST_CHOICES = ("auto", "on", "off")
@@ -26,12 +28,16 @@ CHANNELS_LAST_CHOICES = ("auto", "on", "off")
 
 def validate_device(name: str) -> str:
     if not isinstance(name, str) or not _DEVICE.match(name):
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
+        raise InvalidInput(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
     return name
 
 
 def cuda_devices() -> list[str]:
     return [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+
+class DeviceUnavailable(UserError, RuntimeError):
+    """A CUDA device was asked for that this machine does not have."""
 
 
 def resolve_device(name: str) -> str:
@@ -43,10 +49,10 @@ def resolve_device(name: str) -> str:
     if name.startswith("cuda"):
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if n == 0:
-            raise RuntimeError(f"device {name!r} requested but torch sees no CUDA device "
+            raise DeviceUnavailable(f"device {name!r} requested but torch sees no CUDA device "
                                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'})")
         if ":" in name and int(name.split(":")[1]) >= n:
-            raise RuntimeError(f"device {name!r} requested but only {n} CUDA device(s) are visible")
+            raise DeviceUnavailable(f"device {name!r} requested but only {n} CUDA device(s) are visible")
     return name
 
 
@@ -114,9 +120,9 @@ def precision_for(device: str, amp: str = "auto", channels_last: str = "auto",
     contiguous; on CUDA, bf16 autocast where supported (else fp16 with a gradient scaler) and
     channels-last. An explicit ``bf16``/``fp16``/``on`` applies on any device."""
     if amp not in AMP_CHOICES:
-        raise ValueError(f"amp must be one of {', '.join(AMP_CHOICES)}, got {amp!r}")
+        raise InvalidInput(f"amp must be one of {', '.join(AMP_CHOICES)}, got {amp!r}")
     if channels_last not in CHANNELS_LAST_CHOICES:
-        raise ValueError(f"channels_last must be one of {', '.join(CHANNELS_LAST_CHOICES)}, got {channels_last!r}")
+        raise InvalidInput(f"channels_last must be one of {', '.join(CHANNELS_LAST_CHOICES)}, got {channels_last!r}")
     gpu = torch.device(device).type == "cuda"
     if amp == "auto" and gpu:
         if bf16_supported is None:

@@ -1,7 +1,7 @@
 """Where jobs run: joblib/loky on this machine, a Dask cluster, or SLURM through submitit.
 
-The engine only decides where ``bench.runner.run_job(job, results)`` is called. Every job writes its
-own Parquet file and sidecar into the (shared) results folder and hands back a small status dict, so
+The engine only decides where ``bench.execute.run_job(job, results)`` is called. Every job writes its
+own Parquet file and sidecar into the (shared) results folder and hands back its small ``JobRecord``, so
 the driver never holds results, and a rerun resumes from the files whatever engine wrote them.
 
 - ``loky`` (default): ``bench.runner``'s own worker pool on this machine.
@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import Job
+from bench.errors import InvalidInput
+from bench.record import JobRecord, Status
 from bench.slurm import SlurmOptions
 
 ENGINES = ("loky", "dask", "submitit")
@@ -43,17 +45,17 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         if self.name not in ENGINES:
-            raise ValueError(f"unknown engine {self.name!r}; choose one of {', '.join(ENGINES)}")
+            raise InvalidInput(f"unknown engine {self.name!r}; choose one of {', '.join(ENGINES)}")
         if self.scheduler is not None and self.name != "dask":
-            raise ValueError(f"--scheduler is an address for --engine dask, not for --engine {self.name}")
+            raise InvalidInput(f"--scheduler is an address for --engine dask, not for --engine {self.name}")
         if self.scheduler is not None and "://" not in self.scheduler:
-            raise ValueError(f"--scheduler expects an address like tcp://host:8786, got {self.scheduler!r}")
+            raise InvalidInput(f"--scheduler expects an address like tcp://host:8786, got {self.scheduler!r}")
         if self.n_jobs < 1:
-            raise ValueError(f"n_jobs must be >= 1, got {self.n_jobs}")
+            raise InvalidInput(f"n_jobs must be >= 1, got {self.n_jobs}")
 
 
-def dispatch(todo: list[Job], results: Path, engine: EngineConfig) -> Iterator[dict[str, Any]]:
-    """Run ``todo`` on a non-loky engine, yielding one status dict per job as it ends (or is submitted)."""
+def dispatch(todo: list[Job], results: Path, engine: EngineConfig) -> Iterator[JobRecord]:
+    """Run ``todo`` on a non-loky engine, yielding one ``JobRecord`` per job as it ends (or is submitted)."""
     results = Path(results).resolve()  # workers elsewhere may have another working directory
     if engine.name == "dask":
         yield from run_dask(todo, results, engine)
@@ -82,17 +84,17 @@ def dask_client(scheduler: str | None, n_workers: int) -> Iterator[Any]:
         yield client
 
 
-def run_dask(todo: list[Job], results: Path, engine: EngineConfig) -> Iterator[dict[str, Any]]:
+def run_dask(todo: list[Job], results: Path, engine: EngineConfig) -> Iterator[JobRecord]:
     """Run ``todo`` through joblib's Dask backend; each task is one ``run_job`` call."""
     from joblib import Parallel, delayed, parallel_config
 
-    from bench.runner import run_job
+    from bench.execute import run_job
 
     with dask_client(engine.scheduler, engine.n_jobs), parallel_config(backend="dask"):
         yield from Parallel(n_jobs=-1, return_as="generator_unordered")(delayed(run_job)(job, results) for job in todo)
 
 
-def run_slurm(todo: list[Job], results: Path, opts: SlurmOptions) -> Iterator[dict[str, Any]]:
+def run_slurm(todo: list[Job], results: Path, opts: SlurmOptions) -> Iterator[JobRecord]:
     """Submit the jobs not already waiting or running in SLURM as one array; then (``opts.wait``)
     follow every one of them to its end through the result files, else report them as submitted."""
     from bench import slurm
@@ -106,7 +108,6 @@ def run_slurm(todo: list[Job], results: Path, opts: SlurmOptions) -> Iterator[di
     if not opts.wait:
         for job in todo:
             task = tasks.get(job.key) or subs[job.key][0]
-            yield {"label": job.label, "key": job.key, "status": "submitted", "seconds": 0.0, "error": "",
-                   "task": task}
+            yield JobRecord.of(job, Status.SUBMITTED, task=task)
         return
     yield from slurm.wait_for(todo, results, opts.poll_s)

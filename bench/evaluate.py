@@ -1,4 +1,4 @@
-"""Predict with a trained fold model and score every image (conventions.md, per-image metrics).
+"""Predict with a trained fold model and score every image (docs/conventions.md, "Per-image metrics").
 
 Prediction = sigmoid(logits) > 0.5 (equivalently logits > 0), at the evaluation resolution (the
 profile's image size; the paper's 256). One row per image with the raw counts, the empty flags and

@@ -1,9 +1,24 @@
-"""What one job does, start to finish: data, split, model, training, prediction, per-image rows."""
+"""Run one job: a ``Job`` in, a ``JobRecord`` (``bench.record``) out.
+
+``run_job`` is the unit of work a joblib worker, a Dask worker or a SLURM task executes. It claims
+the job with a file lock (``bench.store.job_lock``), so any number of processes, on one machine or
+on a shared filesystem, can work through the same results folder: a job another process holds is
+not started twice, a finished job is never recomputed (unless forced), and a late failure never
+replaces an ``ok`` result. It writes the job's Parquet rows and sidecar atomically and returns the
+job's record, never a DataFrame, so one failing job never loses another's results. The only broad
+``except`` of the project is here, at the per-job boundary: it records the error with its traceback.
+
+``execute`` is the job itself: data and split (checked against the plan), model, training,
+prediction and the per-image rows, with the checkpoint and predictions written beside the rows.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
+import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +31,104 @@ from bench.checkpoint import checkpoint_meta, save_checkpoint
 from bench.config import Job, replace
 from bench.datasets.prepare import PreparedData
 from bench.datasets.splits import Split
-from bench.plan import load_data
 from bench.evaluate import predict, save_predictions, score
+from bench.job_data import load_job_data
 from bench.learning import COLUMN, assess
+from bench.provenance import environment
+from bench.record import JobRecord, Status
+from bench.store import (
+    atomic_write_parquet,
+    check_done,
+    clean_job_temporaries,
+    confine,
+    is_done,
+    job_dir,
+    job_lock,
+    read_record,
+    verify_result,
+    write_record,
+)
 from bench.train import fit, job_seed, seed_everything
+
+
+def paths(job: Job, results: Path) -> dict[str, Path]:
+    """The job's files (Parquet, sidecar, checkpoint, predictions, lock), all inside ``results``."""
+    folder = job_dir(results, job.dataset, job.arch)
+    base = confine(results, folder / job.stem)
+    if base.parent != folder:
+        raise ValueError(f"job stem {job.stem!r} cannot name a file in {folder}")
+    return {k: base.with_suffix(s) for k, s in
+            (("parquet", ".parquet"), ("sidecar", ".json"), ("checkpoint", ".pt"), ("predictions", ".pred.npz"),
+             ("lock", ".lock"))}
+
+
+def is_finished(job: Job, results: Path) -> bool:
+    """The job's ``ok`` result is stored and verifies (``bench.store.is_done``)."""
+    return is_done(paths(job, results)["sidecar"], job.key)
+
+
+def run_job(job: Job, results: Path | str, progress: bool = False, *, force: bool = False,
+            wait: bool = True) -> JobRecord:
+    """Claim, run and record one job; returns its record.
+
+    Status ``ok`` or ``failed`` (the record written to the sidecar; a failed recomputation of an ``ok``
+    result keeps the stored result and says so in ``error``), ``skipped`` (already finished, perhaps by
+    another process: never recomputed unless ``force``) or ``busy`` (another process holds the job and
+    ``wait`` is False). With ``wait``, a held job is waited for: if its holder finished or failed it,
+    that outcome is returned; if the holder died, the job runs here. Safe from any process on a shared
+    filesystem.
+    """
+    from filelock import Timeout
+
+    results = Path(results)
+    p = paths(job, results)
+    lock = job_lock(p["sidecar"])
+    p["sidecar"].parent.mkdir(parents=True, exist_ok=True)
+    waited, before = False, None  # whether another process held the job; its sidecar meanwhile
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if not wait:
+            return JobRecord.of(job, Status.BUSY)
+        waited, before = True, read_record(p["sidecar"])
+        lock.acquire()
+    try:
+        if not force and is_finished(job, results):
+            return JobRecord.of(job, Status.SKIPPED, note="finished by another process" if waited else "")
+        now = read_record(p["sidecar"])
+        if waited and now is not None and now != before and now.status is Status.FAILED and now.key == job.key:
+            return now.replace(error=f"{now.error} (recorded by another process)")
+        clean_job_temporaries(p["sidecar"].parent, job.stem)
+        return _run_claimed(job, results, p, progress)
+    finally:
+        lock.release()
+
+
+def _run_claimed(job: Job, results: Path, p: dict[str, Path], progress: bool) -> JobRecord:
+    """Run ``job`` while holding its lock; a failure never replaces a verified ``ok`` result."""
+    start = time.perf_counter()
+    previous = read_record(p["sidecar"]) if check_done(p["sidecar"], job.key)[0] else None
+    started = time.time()
+    write_record(p["sidecar"], JobRecord.of(job, Status.RUNNING, started=started, pid=os.getpid(),
+                                            host=socket.gethostname()))
+    try:
+        rows, info = execute(job, results, p, progress=progress)
+        atomic_write_parquet(p["parquet"], rows)
+        record = JobRecord.of(job, Status.OK, seconds=time.perf_counter() - start, n_written=len(rows),
+                              started=started, environment=environment(), details=info)
+        write_record(p["sidecar"], record)
+        return record
+    except Exception as exc:  # the per-job boundary: record, never lose the sweep
+        failed = JobRecord.of(job, Status.FAILED, seconds=time.perf_counter() - start,
+                              error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(),
+                              environment=environment())
+        if previous is not None and verify_result(p["sidecar"], previous.to_json())[1] is None:
+            # a recomputation (--force) failed: keep the verified result, note the failure in it
+            last = {k: failed.to_json()[k] for k in ("error", "traceback", "seconds", "environment")}
+            write_record(p["sidecar"], previous.replace(last_failure={**last, "at": time.time()}))
+            return failed.replace(error=f"{failed.error} (the earlier ok result is kept)")
+        write_record(p["sidecar"], failed)
+        return failed
 
 
 def resolve_device(name: str) -> str:
@@ -30,7 +139,13 @@ def resolve_device(name: str) -> str:
 
 
 def model_kwargs(job: Job, in_channels: int) -> dict[str, Any]:
-    """The constructor arguments of the job's network (recorded in its checkpoint)."""
+    """The constructor arguments of the job's network (recorded in its checkpoint): the job's ``arch_kwargs``
+    (e.g. tuned ``dilations``) plus what the harness sets; ``arch_kwargs`` may not set those."""
+    own = set(json.loads(job.arch_kwargs)) & {"in_channels", "classes", *(() if ":" in job.arch else
+                                                                          ("width", "depth", "init"))}
+    if own:
+        raise ValueError(f"{job.label}: arch_kwargs may not set {', '.join(sorted(own))} (the harness sets them from "
+                         "the data and the width/depth/init settings)")
     kwargs: dict[str, Any] = {"in_channels": in_channels, "classes": 1, **json.loads(job.arch_kwargs)}
     if ":" not in job.arch:  # the project's own networks take the profile's width/depth/init
         kwargs.update(width=job.train.width, depth=job.train.depth, init=job.train.init)
@@ -39,19 +154,6 @@ def model_kwargs(job: Job, in_channels: int) -> dict[str, Any]:
 
 def build_model(job: Job, in_channels: int) -> torch.nn.Module:
     return create_model(job.arch, **model_kwargs(job, in_channels))
-
-
-def load_job_data(job: Job, cache_dir: Path) -> tuple[PreparedData, Split]:
-    """The job's prepared data (from the cache) and split, refusing either if it changed since planning."""
-    root = None if job.data_root is None else Path(job.data_root)
-    data = load_data(job.dataset, root, json.loads(job.data_options), job.train, cache_dir)
-    if data.fingerprint != job.data_fingerprint:
-        raise RuntimeError(f"{job.dataset}: the data changed since planning (fingerprint {data.fingerprint} != "
-                           f"{job.data_fingerprint}); run `bench run` again to re-plan")
-    split = Split.load(Path(job.split_path))
-    if split.hash != job.split_hash:
-        raise RuntimeError(f"split file {job.split_path} changed since planning ({split.hash} != {job.split_hash})")
-    return data, split
 
 
 def fold_ids(split: Split, protocol: str, fold: int) -> dict[str, list[str]]:

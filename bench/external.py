@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 
 from bench.checkpoint import CheckpointError, CheckpointMeta, load_model
+from bench.errors import InvalidInput
 from bench.evaluate import predict as predict_batches
 from bench.evaluate import score
 from bench.metrics import image_metrics
@@ -61,9 +62,9 @@ def evaluate_stored(req: EvaluateRequest) -> Iterator[dict[str, Any]]:
     """Score each stored model; yields {label, status (ok | skipped), path, n_rows} per (model, resolution)."""
     bad = [r for r in req.resolutions if r not in RESOLUTIONS]
     if bad:
-        raise ValueError(f"resolution must be input or native, got {bad}")
+        raise InvalidInput(f"resolution must be input or native, got {bad}")
     if req.data_root is None and "input" in req.resolutions:
-        raise ValueError("input-resolution rows of the internal cohort are the job's own rows; give --data-root "
+        raise InvalidInput("input-resolution rows of the internal cohort are the job's own rows; give --data-root "
                          "for an external cohort, or --resolution native")
     for model in stored_models(req.results, req.dataset, req.arch, protocol=req.protocol, folds=req.folds,
                                profile=req.profile):
@@ -154,7 +155,8 @@ def _same_preprocessing(options: dict[str, Any], meta: CheckpointMeta, root: Pat
 def _internal_cohort(req: EvaluateRequest, stored: StoredModel) -> dict[str, Any]:
     """The job's own val/test images (source images of its patches for patched datasets)."""
     from bench.datasets import open_dataset
-    from bench.execute import fold_ids, load_job_data
+    from bench.execute import fold_ids
+    from bench.job_data import load_job_data
 
     job = stored.job
     data, split = load_job_data(job, Path(req.results) / "cache")

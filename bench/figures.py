@@ -25,6 +25,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from scipy import stats as sps
 
+from bench.errors import NoResults
 from bench.learning import figure_note
 from bench.metrics import axis_label, higher_is_better
 from bench.names import arch_label, dataset_label, ordered_archs, ordered_datasets
@@ -134,7 +135,7 @@ def fig8_figure(df: pd.DataFrame, *, reference: str = "mildnet", metric: str = "
     protocol, note = resolve_protocol(df, None, protocol)
     names = list(datasets) if datasets is not None else _datasets(df, protocol)
     if not names:
-        raise ValueError(f"no {protocol} results to plot")
+        raise NoResults(f"no {protocol} results to plot")
     ncols = min(3, len(names))
     nrows = -(-len(names) // ncols)
     fig = Figure(figsize=(5.0 * ncols, 4.3 * nrows), layout="constrained")

@@ -29,7 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.datasets._check import ReadFailure, as_image, load_pixels, natural_key, tiff_page_count
+from bench.datasets.decode import as_image, load_pixels, tiff_page_count
+from bench.datasets.layout import natural_key
+from bench.datasets.problems import ReadFailure
+from bench.errors import InvalidInput, MissingInput
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _MASK_STEMS = ("_mask", "_segmentation", "_anno")
@@ -60,7 +63,7 @@ def find_images(folder: Path) -> list[InputImage]:
     """The images under ``folder`` (natural path order); raises FileNotFoundError when there are none."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"--images {folder}: not a folder")
+        raise MissingInput(f"--images {folder}: not a folder")
     files = sorted((p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
                     and not p.name.startswith(".")), key=lambda p: natural_key(p.relative_to(folder).as_posix()))
     out = []
@@ -71,7 +74,7 @@ def find_images(folder: Path) -> list[InputImage]:
         pages = tiff_page_count(path) if path.suffix.lower() in (".tif", ".tiff") else 1
         out += [InputImage(path, rel, page if pages > 1 else None) for page in range(pages)]
     if not out:
-        raise FileNotFoundError(f"--images {folder}: no image files ({', '.join(IMAGE_SUFFIXES)}) that are not masks")
+        raise MissingInput(f"--images {folder}: no image files ({', '.join(IMAGE_SUFFIXES)}) that are not masks")
     return out
 
 
@@ -81,7 +84,7 @@ def read_input(item: InputImage, channels: int) -> np.ndarray:
     try:
         return as_image(load_pixels(item.path, item.page, "image"), channels, origin)
     except ReadFailure as fail:
-        raise ValueError(f"cannot predict {fail}") from fail
+        raise InvalidInput(f"cannot predict {fail}") from fail
 
 
 def write_masks(out: Path, dataset: str, items: Sequence[InputImage], masks: Sequence[np.ndarray]) -> list[Path]:

@@ -5,7 +5,7 @@ reference, ``pred`` the prediction, already thresholded: prediction = sigmoid(lo
 dtype or shape raises a ValueError naming it, a non-array a TypeError. Pixel ``(r, c)`` is the point
 ``(r, c)``: unit spacing, distances in pixels, Euclidean, float64.
 
-Conventions (design/conventions.md, "Per-image metrics"):
+Conventions (docs/conventions.md, "Per-image metrics"):
 
 - Counts: ``tp, fp, fn, tn, n_ref, n_pred`` (ints) and ``empty_ref, empty_pred`` (bools) are stored
   with every row so that any overlap metric or empty-mask rule can be re-derived later

@@ -55,16 +55,6 @@ def dataset_label(name: str) -> str:
         return name
 
 
-def dataset_modality(name: str) -> str:
-    """The dataset's ``modality`` class attribute ("brain MRI"); "" for a name no dataset has."""
-    from bench.datasets import DATASETS
-
-    try:
-        return str(getattr(DATASETS.get(name).factory, "modality", ""))
-    except KeyError:
-        return ""
-
-
 def arch_label(name: str) -> str:
     """The architecture's display name ("UNet++", "MILDNet (without MLR)"); a name no registered
     architecture has is shown as it is."""

@@ -16,10 +16,13 @@ from typing import Any
 from bench.architectures import ARCHITECTURES, PAPER_ARCHS
 from bench.config import Job, Profile, Protocol, TrainConfig
 from bench.datasets import DATASETS, PAPER_DATASETS, canonical_name, open_dataset
-from bench.datasets._base import DataError
-from bench.datasets._check import case_of
-from bench.datasets.prepare import PreparedData, prepare
+from bench.datasets.folders import describe_root, find_dataset_folder
+from bench.datasets.options import options_of
+from bench.datasets.prepare import PreparedData
+from bench.datasets.problems import DataError, case_of
 from bench.datasets.splits import Split, SplitError, SplitParams, load_or_create_split, make_splits, split_file_name
+from bench.errors import InvalidInput, MissingInput, UnknownName, UserError
+from bench.job_data import load_data
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ def _expand(patterns: list[str], names: list[str], kind: str, resolve: Any) -> l
         if any(ch in pattern for ch in "*?["):
             matched = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
             if not matched:
-                raise KeyError(f"no {kind} matches {pattern!r}; known: {', '.join(names)}")
+                raise UnknownName(f"no {kind} matches {pattern!r}; known: {', '.join(names)}")
             out += matched
         else:
             out.append(resolve(pattern))
@@ -49,7 +52,7 @@ def select(arch: str | None, dataset: str | None, all_: bool, protocol: str, fol
     """Resolve comma-separated names and wildcards; ``--all`` means the paper's eight networks on
     the five datasets (smp entries run only when named)."""
     if not all_ and not (arch and dataset):
-        raise ValueError("choose what to run: --all, or both --arch and --dataset "
+        raise InvalidInput("choose what to run: --all, or both --arch and --dataset "
                          "(names or wildcards, comma-separated)")
     archs = list(PAPER_ARCHS) if all_ and not arch else _expand(
         arch.split(","), ARCHITECTURES.list(), "architecture", ARCHITECTURES.canonical)
@@ -65,34 +68,27 @@ def data_options(dataset: str, profile: Profile, synthetic: bool, skip: tuple[st
     opts: dict[str, Any] = {}
     if skip:
         if synthetic:
-            raise ValueError("--skip names case ids of real data; it needs --data-root")
+            raise InvalidInput("--skip names case ids of real data; it needs --data-root")
         opts["skip"] = sorted(skip)
     if synthetic:  # generated at the profile's scale (majority size x image_size / 256)
         opts["size"] = profile.train.image_size
         if profile.train.synthetic_n is not None:
             opts["n"] = profile.train.synthetic_n
-    if dataset == "lgg_mri" and not synthetic:
-        opts["subset"] = profile.train.lgg_subset
+    if not synthetic:  # every option the dataset declares (--dataset-option / dataset_options:), defaults included
+        opts.update(options_of(dataset, profile.dataset_options))
     return opts
 
 
 def dataset_root(data_root: Path | None, dataset: str) -> Path | None:
-    """``<data-root>/<dataset>`` (the dataset's own folder), or None for the synthetic stand-in."""
+    """The dataset's own folder under ``data_root`` (``bench.datasets.folders``: named after it or an
+    alias, or holding its layout), or None for the synthetic stand-in."""
     if data_root is None:
         return None
-    root = Path(data_root) / dataset
-    if not root.is_dir():
-        found = sorted(p.name for p in Path(data_root).iterdir() if p.is_dir()) if Path(data_root).is_dir() else []
-        raise FileNotFoundError(f"{dataset}: expected its native-layout folder at {root}; {data_root} holds: "
-                                f"{', '.join(found) or 'nothing'}")
+    root = find_dataset_folder(data_root, dataset)
+    if root is None:
+        raise MissingInput(f"{dataset}: no folder under {data_root} holds it (named {dataset}, an alias, or in "
+                                f"its native layout); {data_root} holds: {describe_root(data_root)}")
     return root
-
-
-def load_data(dataset: str, root: Path | None, options: dict[str, Any], cfg: TrainConfig,
-              cache_dir: Path) -> PreparedData:
-    """The dataset preprocessed at the profile's size, through the cache (decoded once per fingerprint)."""
-    ds = open_dataset(dataset, root, **options)
-    return prepare(ds, cfg.image_size, patch_padding=cfg.patch_padding, cache_dir=cache_dir)
 
 
 def split_for(data: PreparedData, protocol: str, profile: Profile, results: Path) -> tuple[Split, Path]:
@@ -173,7 +169,7 @@ class PlanProblem:
         return f"{self.dataset}: {self.what}. Way forward: {self.fix}"
 
 
-class PlanError(ValueError):
+class PlanError(UserError, ValueError):
     """Every planning problem of a selection at once, one line per problem, before any job starts."""
 
     def __init__(self, problems: list[PlanProblem], sel: Selection, data_root: Path | None) -> None:
@@ -198,24 +194,39 @@ def held_ids(dataset: str, root: Path, options: dict[str, Any], ids: tuple[str, 
 
 
 def _presence_line(datasets: tuple[str, ...], data_root: Path) -> str:
-    present = [d for d in datasets if (data_root / d).is_dir()]
+    present = [d for d in datasets if _folder_or_none(data_root, d) is not None]
     missing = [d for d in datasets if d not in present]
-    others = sorted(p.name for p in data_root.iterdir() if p.is_dir() and p.name not in datasets) \
+    used = {_folder_or_none(data_root, d) for d in present}
+    others = sorted(p.name for p in data_root.iterdir() if p.is_dir() and p not in used) \
         if data_root.is_dir() else []
     line = f"Under {data_root}: present {', '.join(present) or 'none'}; missing {', '.join(missing) or 'none'}"
-    return line + (f"; other folders (not selected dataset names): {', '.join(others)}" if others else "")
+    return line + (f"; other folders (not selected datasets): {', '.join(others)}" if others else "")
+
+
+def _folder_or_none(data_root: Path, dataset: str) -> Path | None:
+    try:
+        return find_dataset_folder(data_root, dataset)
+    except ValueError:
+        return None
 
 
 def _missing_folders(datasets: tuple[str, ...], data_root: Path | None) -> list[PlanProblem]:
     if data_root is None:
         return []
     if not Path(data_root).is_dir():
-        raise FileNotFoundError(f"--data-root {data_root} is not a folder (expected one native-layout folder "
+        raise MissingInput(f"--data-root {data_root} is not a folder (expected one native-layout folder "
                                 "per dataset, e.g. <data-root>/lgg_mri)")
-    return [PlanProblem(d, f"no folder {Path(data_root) / d} (its native layout: docs/datasets.md)",
-                        f"put the dataset there (`bench data check {d} --root {Path(data_root) / d}` validates "
-                        "it), or leave it out of --dataset")
-            for d in datasets if not (Path(data_root) / d).is_dir()]
+    problems = []
+    for d in datasets:
+        try:
+            if find_dataset_folder(data_root, d) is None:
+                problems.append(PlanProblem(d, f"no folder {Path(data_root) / d}, and no folder there named by an "
+                                               "alias or holding its layout (its native layout: docs/datasets.md)",
+                                            f"put the dataset there (`bench data check {d} --root "
+                                            f"{Path(data_root) / d}` validates it), or leave it out of --dataset"))
+        except ValueError as err:
+            problems.append(PlanProblem(d, str(err), "keep one folder per dataset under the data root"))
+    return problems
 
 
 def _data_problem(dataset: str, root: Path | None, err: DataError) -> PlanProblem:

@@ -26,6 +26,7 @@ from torch import nn
 
 from bench.checkpoint import CheckpointError, CheckpointMeta, Preprocessing, load_model
 from bench.datasets.prepare import normalize, patch_geometry, patch_offsets, resize_image
+from bench.errors import InvalidInput
 from bench.evaluate import predict as predict_batches
 
 
@@ -61,7 +62,7 @@ def tiling(native_shape: tuple[int, int], prep: Preprocessing) -> Tiling:
                                  prep.native_scale)
     ys, xs = covering_offsets(shape[0], size, step), covering_offsets(shape[1], size, step)
     if not ys or not xs:
-        raise ValueError(f"an image of {native_shape[1]}x{native_shape[0]} (W x H) resized to {shape[1]}x{shape[0]} "
+        raise InvalidInput(f"an image of {native_shape[1]}x{native_shape[0]} (W x H) resized to {shape[1]}x{shape[0]} "
                          f"is smaller than one {size} px tile")
     return Tiling(shape, tuple(ys), tuple(xs), size)
 
@@ -69,7 +70,7 @@ def tiling(native_shape: tuple[int, int], prep: Preprocessing) -> Tiling:
 def network_input(image: np.ndarray, prep: Preprocessing) -> tuple[np.ndarray, Tiling]:
     """(tiles N x C x S x S float32 in [0, 1], tiling) of one H x W x C uint8 image."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != prep.channels:
-        raise ValueError(f"expected an H x W x {prep.channels} uint8 image, got {image.dtype} {image.shape}")
+        raise InvalidInput(f"expected an H x W x {prep.channels} uint8 image, got {image.dtype} {image.shape}")
     if prep.normalization != "minmax_per_source":
         raise CheckpointError(f"unknown normalisation {prep.normalization!r} in the checkpoint")
     tiles = tiling(image.shape[:2], prep)

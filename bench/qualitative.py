@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from bench.errors import MissingInput, NoResults
 from bench.metrics import higher_is_better, metric_name
 from bench.names import arch_label, dataset_label, ordered_archs
 
@@ -42,32 +43,32 @@ def scored_rows(df: pd.DataFrame, dataset: str, *, archs: Sequence[str] | None =
     rows = rows[rows["split"].isin(["val", "test"])]
     if rows.empty:
         have = sorted(df["dataset"].unique()) if len(df) else []
-        raise ValueError(f"no scored rows of {dataset!r} in the results; datasets with results: {have or 'none'}")
+        raise NoResults(f"no scored rows of {dataset!r} in the results; datasets with results: {have or 'none'}")
     if protocol is None:
         protocol = "holdout" if ((rows["protocol"] == "holdout") & (rows["split"] == "test")).any() else "cv"
     rows = rows[(rows["protocol"] == protocol) & (rows["split"] == ("test" if protocol == "holdout" else "val"))]
     if archs is not None:
         missing = sorted(set(archs) - set(rows["arch"]))
         if missing:
-            raise ValueError(f"{dataset}/{protocol}: no results for {', '.join(missing)}; "
+            raise NoResults(f"{dataset}/{protocol}: no results for {', '.join(missing)}; "
                              f"have {', '.join(sorted(rows['arch'].unique())) or 'none'}")
         rows = rows[rows["arch"].isin(archs)]
     if rows.empty:
-        raise ValueError(f"{dataset}: no {protocol} results")
+        raise NoResults(f"{dataset}: no {protocol} results")
     rows = rows[rows["seed"] == rows["seed"].min()]
     if protocol == "holdout":
         common = set.intersection(*(set(g["fold"]) for _, g in rows.groupby("arch")))
         if fold is None:
             if not common:
-                raise ValueError(f"{dataset}: the architectures share no fold model; choose one with --fold")
+                raise NoResults(f"{dataset}: the architectures share no fold model; choose one with --fold")
             fold = min(common)
         elif fold not in common:
-            raise ValueError(f"{dataset}: fold {fold} is not finished for every architecture (common: "
+            raise NoResults(f"{dataset}: fold {fold} is not finished for every architecture (common: "
                              f"{sorted(common) or 'none'})")
         rows = rows[rows["fold"] == fold]
     dup = rows.duplicated(["arch", "case_id"])
     if dup.any():
-        raise ValueError(f"{dataset}: several stored rows for the same image and architecture (e.g. "
+        raise NoResults(f"{dataset}: several stored rows for the same image and architecture (e.g. "
                          f"{rows.loc[dup, 'case_id'].iloc[0]}: jobs of different settings); choose one with --where")
     return rows.reset_index(drop=True)
 
@@ -84,7 +85,7 @@ def worst_cases(rows: pd.DataFrame, arch: str, metric: str = "dice", n: int = 3)
     """``arch``'s ``n`` worst images by ``metric`` (lowest Dice/IoU, highest HD); ties by case id."""
     own = rows[rows["arch"] == arch]
     if own.empty:
-        raise ValueError(f"no rows of {arch!r}; have {', '.join(sorted(rows['arch'].unique()))}")
+        raise NoResults(f"no rows of {arch!r}; have {', '.join(sorted(rows['arch'].unique()))}")
     best_high = higher_is_better(metric)
     return own.sort_values([metric, "case_id"], ascending=[best_high, True])["case_id"].head(n).tolist()
 
@@ -108,7 +109,7 @@ def load_grid(results: Path | str, rows: pd.DataFrame, cases: Sequence[str], met
     from bench import store
     from bench.config import Job
     from bench.evaluate import load_predictions
-    from bench.execute import load_job_data
+    from bench.job_data import load_job_data
 
     results = Path(results)
     sides = {s.get("key"): s for s in store.sidecars(results)}
@@ -118,7 +119,7 @@ def load_grid(results: Path | str, rows: pd.DataFrame, cases: Sequence[str], met
         own = rows[rows["arch"] == arch].set_index("case_id")
         missing = [c for c in cases if c not in own.index]
         if missing:
-            raise ValueError(f"{arch} has no stored score for {missing[:5]} (cases must come from the scored split: "
+            raise NoResults(f"{arch} has no stored score for {missing[:5]} (cases must come from the scored split: "
                              f"{', '.join(sorted(own.index)[:5])}, ...)")
         by_job: dict[str, list[str]] = {}
         for case in cases:
@@ -127,15 +128,15 @@ def load_grid(results: Path | str, rows: pd.DataFrame, cases: Sequence[str], met
         for key, job_cases in by_job.items():
             side = sides.get(key)
             if side is None or side.get("status") != "ok":
-                raise ValueError(f"{arch}: job {key} of the rows has no finished sidecar under {results}/runs")
+                raise NoResults(f"{arch}: job {key} of the rows has no finished sidecar under {results}/runs")
             pred_path = Path(side["_path"]).with_suffix(".pred.npz")
             if not pred_path.is_file():
-                raise FileNotFoundError(f"{pred_path}: the job's stored predictions are missing")
+                raise MissingInput(f"{pred_path}: the job's stored predictions are missing")
             ids, _, stored = load_predictions(pred_path)
             where = {c: i for i, c in enumerate(ids)}
             for case in job_cases:
                 if case not in where:
-                    raise ValueError(f"{pred_path} holds no prediction for {case}")
+                    raise NoResults(f"{pred_path} holds no prediction for {case}")
                 masks[case] = stored[where[case]]
             if data is None:
                 data, _ = load_job_data(Job.from_dict(side["job"]), results / "cache")

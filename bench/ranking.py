@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from bench.errors import InvalidInput, NoResults
 from bench.metrics import higher_is_better
 from bench.stats import canonical_dataset, default_split, per_image
 
@@ -36,7 +37,7 @@ def unit_table(df: pd.DataFrame, dataset: str, *, metric: str, protocol: str, un
     data = per_image(df, dataset=dataset, metric=metric, protocol=protocol, unit=unit)
     values = data.unit_values().dropna()
     if values.empty:
-        raise ValueError(f"{dataset}: no unit scored by every architecture")
+        raise NoResults(f"{dataset}: no unit scored by every architecture")
     return values, data.unit
 
 
@@ -46,13 +47,13 @@ def rank_distributions(df: pd.DataFrame, *, metric: str = "dice", protocol: str 
     """Per dataset (and ``ALL`` when there are several): (observed means per arch as a one-row frame,
     observed ranks, bootstrap ranks of shape ``n_boot x archs``, unit text)."""
     if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+        raise InvalidInput(f"n_boot must be >= 1, got {n_boot}")
     higher = higher_is_better(metric)
     split = default_split(protocol)
     names = sorted(canonical_dataset(d) for d in datasets) if datasets else sorted(
         df.loc[(df["protocol"] == protocol) & (df["split"] == split), "dataset"].unique())
     if not names:
-        raise ValueError(f"no {protocol}/{split} results to rank")
+        raise NoResults(f"no {protocol}/{split} results to rank")
     rng = np.random.default_rng(seed)
     out: dict[str, tuple[pd.DataFrame, np.ndarray, np.ndarray, str]] = {}
     for ds in names:
@@ -71,7 +72,7 @@ def _consensus(per: dict[str, tuple[pd.DataFrame, np.ndarray, np.ndarray, str]],
                names: list[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, str]:
     common = [a for a in per[names[0]][0].columns if all(a in per[d][0].columns for d in names)]
     if len(common) < 2:
-        raise ValueError("fewer than two architectures have results on every dataset: no ranking across datasets")
+        raise NoResults("fewer than two architectures have results on every dataset: no ranking across datasets")
     pos = {d: [list(per[d][0].columns).index(a) for a in common] for d in names}
     observed = np.mean([per[d][1][pos[d]] for d in names], axis=0)  # observed mean rank over datasets
     boot = np.mean([per[d][2][:, pos[d]] for d in names], axis=0)  # mean rank over datasets per replicate

@@ -5,7 +5,7 @@ with close matches; listing takes fnmatch wildcards (timm). An entry may carry d
 arguments, so one class can back several names (``mildnet_no_mlr`` is ``MILDNet`` with
 ``mlr_skips=False``). A *prefix* resolves open-ended names such as ``smp:Unet:resnet34``.
 
-This module imports nothing else from the project.
+This module imports nothing else from the project but ``bench.errors``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import fnmatch
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
+
+from bench.errors import UnknownName
 
 T = TypeVar("T")
 
@@ -129,7 +131,7 @@ class Registry(Generic[T]):
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         prefixes = f" (or a prefixed name: {', '.join(p + ':...' for p in self._prefixes)})" if self._prefixes else ""
-        raise KeyError(f"unknown {self.kind} {name!r}{hint} Known: {', '.join(sorted(self._entries))}{prefixes}")
+        raise UnknownName(f"unknown {self.kind} {name!r}{hint} Known: {', '.join(sorted(self._entries))}{prefixes}")
 
     def get(self, name: str) -> Entry[T]:
         key = self.canonical(name)

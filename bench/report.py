@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from bench import figures, learning, ranking, selection, stats, tables
+from bench.errors import InvalidInput, NoResults
 from bench.names import arch_label, dataset_label, ordered_archs, ordered_datasets
 from bench.table_render import render
 
@@ -96,7 +97,7 @@ def build_table(df: pd.DataFrame, n: int | str, vs_paper: bool = False, *, failu
         "ranks": lambda: ranking.rank_table(df, **{"protocol": _ranking_protocol(df), **kwargs}),
     }
     if key not in builders:
-        raise ValueError(f"unknown table {n!r}; expected 1, 2, 3, 4, 5, floors, sensitivity, tests, folds, ranks or "
+        raise InvalidInput(f"unknown table {n!r}; expected 1, 2, 3, 4, 5, floors, sensitivity, tests, folds, ranks or "
                          "settings")
     return builders[key]()
 
@@ -111,7 +112,7 @@ def _tests_table(df: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
         kwargs["protocol"] = stats.resolve_protocol(df, None, None)[0]
     full = stats.paired_tests(df, **kwargs)
     if full.empty:
-        raise ValueError(f"no {kwargs.get('protocol', 'cv')} results to test")
+        raise NoResults(f"no {kwargs.get('protocol', 'cv')} results to test")
     out = full[["dataset", "other", "n", "n_images", "mean_ref", "mean_other", "mean_diff", "ci_low", "ci_high",
                 "d_z", "p_raw", "p_adj", "significant"]].rename(columns={"other": "arch", "n": "n_units"})
     settings = sorted({f"{r.test} test of {r.metric}, {r.reference} vs each model, {r.correction} correction per "
@@ -127,7 +128,7 @@ def _fold_tests_table(df: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
     kwargs.pop("unit", None)
     names = sorted(df.loc[(df["protocol"] == "cv") & (df["split"] == "val"), "dataset"].unique())
     if not names:
-        raise ValueError(f"no cv results: {stats.run_command(None, 'cv')} makes them")
+        raise NoResults(f"no cv results: {stats.run_command(None, 'cv')} makes them")
     full = pd.concat([stats.fold_level_test(df, dataset=d, **kwargs) for d in names], ignore_index=True)
     out = full[["dataset", "other", "n_folds", "mean_diff", "ci_low", "ci_high", "statistic", "p_raw", "p_adj",
                 "significant"]].rename(columns={"other": "arch"})
@@ -140,7 +141,7 @@ def _fold_tests_table(df: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
 
 def _render_fmt(fmt: str) -> str:
     if fmt not in _RENDER_FMT:
-        raise ValueError(f"fmt must be one of {', '.join(_RENDER_FMT)}; got {fmt!r}")
+        raise InvalidInput(f"fmt must be one of {', '.join(_RENDER_FMT)}; got {fmt!r}")
     return _RENDER_FMT[fmt]
 
 
@@ -154,7 +155,7 @@ def report_figure(df: pd.DataFrame, n: int | str, out_dir: Path | str, **kwargs:
 
         return learning_curves(kwargs["sidecars"], Path(out_dir))
     if str(n) not in makers:
-        raise ValueError(f"unknown figure {n!r}; expected 8, bars, ranking, ranks or curves")
+        raise InvalidInput(f"unknown figure {n!r}; expected 8, bars, ranking, ranks or curves")
     return makers[str(n)](df, Path(out_dir), **kwargs)
 
 
@@ -175,7 +176,7 @@ def build_report(df: pd.DataFrame, out_dir: Path | str, *, sidecars: Sequence[di
     (qualitative grids, failure galleries, saliency maps; ``picture_items``) are added.
     """
     if df.empty:
-        raise ValueError("no results to report (the results table is empty)")
+        raise NoResults("no results to report (the results table is empty)")
     out_dir = Path(out_dir)
     (out_dir / "tables").mkdir(parents=True, exist_ok=True)
     items: list[tuple[str, list[Path] | str]] = []

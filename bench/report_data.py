@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import Job
+from bench.errors import NoResults
 
 
 def loaded_data(sidecars: list[dict[str, Any]], results: Path, with_splits: bool = False) -> tuple[Any, ...]:
     """Table 1 inputs (one PreparedData per dataset) or, ``with_splits``, Table 2's (data, split) pairs."""
     from bench.datasets.splits import Split
-    from bench.plan import load_data
+    from bench.job_data import load_data
 
     seen: dict[tuple, Any] = {}
     for side in sidecars:
@@ -31,7 +32,7 @@ def loaded_data(sidecars: list[dict[str, Any]], results: Path, with_splits: bool
         data = load_data(job.dataset, root, json.loads(job.data_options), job.train, results / "cache")
         seen[key] = (data, Split.load(Path(job.split_path))) if with_splits else data
     if not seen:
-        raise ValueError("no finished jobs: Tables 1 and 2 describe the data of finished runs")
+        raise NoResults("no finished jobs: Tables 1 and 2 describe the data of finished runs")
     return tuple(seen.values())
 
 

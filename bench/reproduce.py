@@ -3,7 +3,7 @@
 A report states how its numbers were made: each job's sidecar records its dataset, architecture,
 protocol, fold, seed, profile, training settings, data folder and data options, so the equivalent
 command line can be written back: settings that differ from the named profile become ``--set``,
-excluded case ids become ``--skip``. Jobs that share everything but (dataset, arch, fold, seed) and
+dataset options that differ from it ``--dataset-option``, excluded case ids become ``--skip``. Jobs that share everything but (dataset, arch, fold, seed) and
 form a full grid make one command; otherwise there is one command per dataset (per dataset and
 architecture if needed).
 """
@@ -47,7 +47,7 @@ def run_commands(sidecars: Sequence[Mapping[str, Any]]) -> list[str]:
         job = side["job"]
         options = json.loads(job.get("data_options") or "{}")
         common = (job["profile"], job["protocol"], _data_root(job), tuple(_overrides(job["profile"], job["train"])),
-                  tuple(options.get("skip", ())))
+                  tuple(options.get("skip", ())), _dataset_options(job, options))
         groups.setdefault(common, set()).add((job["dataset"], job["arch"], int(job["fold"]), int(job["seed"])))
     lines = []
     for common, cells in groups.items():
@@ -72,8 +72,22 @@ def _is_grid(cells: set[tuple]) -> bool:
     return set(product(*axes)) == cells
 
 
+def _dataset_options(job: Mapping[str, Any], options: Mapping[str, Any]) -> tuple[str, ...]:
+    """``--dataset-option DATASET.OPTION=VALUE`` for every reader option that differs from the profile's."""
+    if job.get("data_root") is None:
+        return ()
+    from bench.datasets.options import options_of
+
+    try:
+        base = options_of(job["dataset"], load_profile(job["profile"]).dataset_options)
+    except KeyError:
+        base = {}
+    return tuple(f"--dataset-option {job['dataset']}.{k}={str(v).lower() if isinstance(v, bool) else v}"
+                 for k, v in sorted(options.items()) if k != "skip" and (k not in base or base[k] != v))
+
+
 def _command(common: tuple, cells: set[tuple]) -> str:
-    profile, protocol, data_root, sets, skip = common
+    profile, protocol, data_root, sets, skip, dataset_options = common
     datasets, archs, folds, seeds = (sorted({c[i] for c in cells}) for i in range(4))
     words = ["bench", "run", "--dataset", ",".join(datasets), "--arch", ",".join(archs), "--protocol", protocol,
              "--folds", ",".join(map(str, folds)), "--seeds", ",".join(map(str, seeds)), "--profile", profile]
@@ -82,7 +96,7 @@ def _command(common: tuple, cells: set[tuple]) -> str:
     if skip:
         words += ["--skip", ",".join(skip)]
     line = shlex.join(words)
-    return " ".join([line, *sets])
+    return " ".join([line, *sets, *dataset_options])
 
 
 def report_commands(sidecars: Sequence[Mapping[str, Any]], out: Path | str, results: Path | str) -> list[str]:

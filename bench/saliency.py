@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
+from bench.errors import InvalidInput, NoResults
+
 
 def decoder_stages(model: nn.Module) -> list[nn.Module]:
     """The decoder stages of ``model`` whose inputs the saliency is taken with respect to (module docstring)."""
@@ -37,7 +39,7 @@ def decoder_stages(model: nn.Module) -> list[nn.Module]:
     blocks = getattr(decoder, "blocks", None)
     if isinstance(blocks, (nn.ModuleList, nn.ModuleDict)) and len(blocks):
         return list(blocks.values()) if isinstance(blocks, nn.ModuleDict) else list(blocks)
-    raise ValueError(f"{type(model).__name__}: no decoder stages found (expected model.decoder as a ModuleList, "
+    raise InvalidInput(f"{type(model).__name__}: no decoder stages found (expected model.decoder as a ModuleList, "
                      "UNet++ nodes, or an smp decoder with .blocks); saliency is not defined for it here")
 
 
@@ -136,8 +138,8 @@ def saliency(results: Path | str, dataset: str, archs: Sequence[str], out_dir: P
     ``images``, and per architecture ``<arch>`` N x H x W and ``<arch>__stages`` N x n_stages x H x W)
     under ``out_dir``. The report draws the figure only (``raw=False``); ``bench saliency`` keeps the maps."""
     from bench.checkpoint import load_model
-    from bench.execute import load_job_data
     from bench.figures import _save
+    from bench.job_data import load_job_data
     from bench.names import dataset_label
     from bench.stored import stored_models
 
@@ -146,10 +148,10 @@ def saliency(results: Path | str, dataset: str, archs: Sequence[str], out_dir: P
     common = set.intersection(*({m.job.fold for m in ms} for ms in found.values()))
     if fold is None:
         if not common:
-            raise ValueError(f"{dataset}: {', '.join(archs)} share no finished fold model; choose one with --fold")
+            raise NoResults(f"{dataset}: {', '.join(archs)} share no finished fold model; choose one with --fold")
         fold = min(common)
     elif fold not in common:
-        raise ValueError(f"{dataset}: fold {fold} is not finished for every architecture (common: {sorted(common)})")
+        raise NoResults(f"{dataset}: fold {fold} is not finished for every architecture (common: {sorted(common)})")
     chosen = {a: next(m for m in ms if m.job.fold == fold and m.job.seed == min(x.job.seed for x in ms))
               for a, ms in found.items()}
     first = chosen[archs[0]]
@@ -163,7 +165,7 @@ def saliency(results: Path | str, dataset: str, archs: Sequence[str], out_dir: P
     for arch, stored in chosen.items():
         model, meta = load_model(stored.checkpoint, arch)
         if meta.data_fingerprint != first.job.data_fingerprint:
-            raise ValueError(f"{arch}: its model was trained on other data than {archs[0]}'s "
+            raise NoResults(f"{arch}: its model was trained on other data than {archs[0]}'s "
                              f"({meta.data_fingerprint[:12]} != {first.job.data_fingerprint[:12]})")
         maps[arch], stages = saliency_maps(model.to(device), images.to(device))
         arrays[arch.replace(":", "_")], arrays[f"{arch.replace(':', '_')}__stages"] = maps[arch], stages

@@ -22,6 +22,8 @@ from typing import Any
 
 import pandas as pd
 
+from bench.errors import InvalidInput, MissingInput, NoResults, UnknownName
+
 #: Job fields copied into the settings table (besides the training recipe).
 JOB_FIELDS = ("dataset", "arch", "protocol", "fold", "seed", "profile", "source", "data_options", "split_hash",
               "data_fingerprint", "arch_kwargs")
@@ -58,7 +60,7 @@ def parse_where(pairs: Sequence[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--where expects key=value (e.g. --where epochs=20), got {pair!r}")
+            raise InvalidInput(f"--where expects key=value (e.g. --where epochs=20), got {pair!r}")
         out[key.strip()] = value.strip()
     return out
 
@@ -85,11 +87,11 @@ def where(settings: pd.DataFrame, conditions: Mapping[str, str]) -> pd.DataFrame
     for key, wanted in conditions.items():
         if key not in settings.columns:
             known = ", ".join(c for c in settings.columns if c != "status")
-            raise KeyError(f"--where {key}={wanted}: no recorded setting {key!r}; known settings: {known}")
+            raise UnknownName(f"--where {key}={wanted}: no recorded setting {key!r}; known settings: {known}")
         hit = settings[key].map(lambda v, w=wanted: matches(v, w))
         if not (keep & hit).any():
             values = ", ".join(sorted({_show(v) for v in settings.loc[keep, key]}))
-            raise ValueError(f"--where {key}={wanted} matches no job; recorded values of {key}: {values}")
+            raise NoResults(f"--where {key}={wanted} matches no job; recorded values of {key}: {values}")
         keep &= hit
     return settings[keep]
 
@@ -173,11 +175,22 @@ def check_like_for_like(rows: pd.DataFrame, what: str = "comparison") -> None:
             if shown.nunique() > 1:
                 per_arch = shown.groupby(jobs["arch"]).agg(lambda s: "/".join(sorted(set(s))))
                 problems.append((str(ds), c, "; ".join(f"{a}: {v}" for a, v in per_arch.items())))
+        problems += _mixed_arch_kwargs(str(ds), jobs)
     if problems:
         listed = "; ".join(f"{ds + ': ' if ds else ''}{c} ({detail})" for ds, c, detail in problems)
-        raise ValueError(f"{what}: the jobs compared differ in more than the architecture: {listed}. "
+        raise NoResults(f"{what}: the jobs compared differ in more than the architecture: {listed}. "
                          f"Compare one configuration at a time: pick it with --where KEY=VALUE (e.g. --where "
                          f"{problems[0][1]}=...; `bench report --table settings` lists the configurations)")
+
+
+def _mixed_arch_kwargs(ds: str, jobs: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """Architectures may take different constructor arguments from each other, but one architecture
+    compared under two sets of arguments (e.g. two tuned dilation rates) is two configurations."""
+    if "arch_kwargs" not in jobs.columns:
+        return []
+    shown = jobs["arch_kwargs"].map(_show).groupby(jobs["arch"]).agg(lambda s: sorted(set(s)))
+    mixed = {a: v for a, v in shown.items() if len(v) > 1}
+    return [(ds, "arch_kwargs", "; ".join(f"{a}: {' / '.join(v)}" for a, v in mixed.items()))] if mixed else []
 
 
 def _attached_settings() -> set[str]:
@@ -211,13 +224,13 @@ def export_selected(results: Any, out: Any, fmt: str, conditions: Mapping[str, s
     from bench import store
 
     if fmt not in ("csv", "parquet"):
-        raise ValueError(f"format must be csv or parquet, got {fmt!r}")
+        raise InvalidInput(f"format must be csv or parquet, got {fmt!r}")
     df = store.load_all(results)
     if df.empty:
-        raise FileNotFoundError(f"no finished jobs under {results}/runs: nothing to export")
+        raise MissingInput(f"no finished jobs under {results}/runs: nothing to export")
     rows, _, _, _ = apply_selection(df, None, store.sidecars(results), conditions)
     if rows.empty:
-        raise ValueError(f"no finished job matches --where {' '.join(f'{k}={v}' for k, v in conditions.items())}")
+        raise NoResults(f"no finished job matches --where {' '.join(f'{k}={v}' for k, v in conditions.items())}")
     out = Path(out)
     rows.to_csv(out, index=False) if fmt == "csv" else rows.to_parquet(out, index=False)
     return out

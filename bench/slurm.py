@@ -1,6 +1,6 @@
 """SLURM through submitit: submit jobs as one job array, remember the task ids, ask the queue.
 
-Each array task runs ``bench.runner.run_job(job, results)`` in a fresh process on a compute node,
+Each array task runs ``bench.execute.run_job(job, results)`` in a fresh process on a compute node,
 with the submitting process's Python (``sys.executable``) and ``PYTHONPATH``, so the results folder
 must be on a filesystem the nodes share. Nothing comes back through submitit: the result files are
 the truth. Every submission is recorded in ``<results>/slurm/array-<id>.json`` (job key -> array task
@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import Job
-from bench.store import atomic_write_json, read_sidecar
+from bench.errors import InvalidInput, MissingInput, UnknownName
+from bench.record import JobRecord, Status
+from bench.store import atomic_write_json, read_record, read_sidecar, write_record
 
 #: squeue states that mean "not started yet" and "started"; anything else listed is on its way out.
 QUEUED_STATES = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED"})
@@ -44,12 +46,12 @@ class SlurmOptions:
     def __post_init__(self) -> None:
         for name in ("gpus_per_node", "time_min", "array_parallelism"):
             if getattr(self, name) < (0 if name == "gpus_per_node" else 1):
-                raise ValueError(f"slurm {name} must be {'>= 0' if name == 'gpus_per_node' else '>= 1'}, "
+                raise InvalidInput(f"slurm {name} must be {'>= 0' if name == 'gpus_per_node' else '>= 1'}, "
                                  f"got {getattr(self, name)}")
         if self.cpus_per_task is not None and self.cpus_per_task < 1:
-            raise ValueError(f"slurm cpus_per_task must be >= 1, got {self.cpus_per_task}")
+            raise InvalidInput(f"slurm cpus_per_task must be >= 1, got {self.cpus_per_task}")
         if self.mem_gb is not None and self.mem_gb <= 0:
-            raise ValueError(f"slurm mem_gb must be > 0, got {self.mem_gb}")
+            raise InvalidInput(f"slurm mem_gb must be > 0, got {self.mem_gb}")
 
 
 SLURM_KEYS = ("partition", "gpus_per_node", "cpus_per_task", "mem_gb", "time_min", "array_parallelism")
@@ -60,7 +62,7 @@ def slurm_options(profile_section: dict[str, Any] | None, overrides: dict[str, A
     values = dict(profile_section or {})
     unknown = sorted(set(values) - set(SLURM_KEYS))
     if unknown:
-        raise KeyError(f"unknown key(s) {', '.join(unknown)} in the profile's slurm section; known: "
+        raise UnknownName(f"unknown key(s) {', '.join(unknown)} in the profile's slurm section; known: "
                        f"{', '.join(SLURM_KEYS)}")
     values.update({k: v for k, v in overrides.items() if v is not None})
     return SlurmOptions(**values, wait=wait)
@@ -72,7 +74,7 @@ def slurm_dir(results: Path) -> Path:
 
 def require_slurm() -> None:
     if shutil.which("sbatch") is None or shutil.which("squeue") is None:
-        raise FileNotFoundError("--engine submitit submits to SLURM, but `sbatch`/`squeue` are not on PATH "
+        raise MissingInput("--engine submitit submits to SLURM, but `sbatch`/`squeue` are not on PATH "
                                 "(run on a SLURM login node, or start a local cluster with scripts/slurm-local.sh)")
 
 
@@ -94,7 +96,7 @@ def submit(todo: list[Job], results: Path, opts: SlurmOptions) -> dict[str, str]
     """Submit ``todo`` as one SLURM array running ``run_job``; record and return {job key: task id}."""
     import submitit
 
-    from bench.runner import run_job
+    from bench.execute import run_job
 
     require_slurm()
     results = Path(results).resolve()
@@ -169,13 +171,13 @@ def task_log_tail(results: Path, task: str) -> str:
     return lines[-1] if lines else ""
 
 
-def wait_for(jobs: list[Job], results: Path, poll_s: float = 5.0) -> Iterator[dict[str, Any]]:
-    """Yield one status dict per job as its SLURM task ends, from the result files and squeue alone.
+def wait_for(jobs: list[Job], results: Path, poll_s: float = 5.0) -> Iterator[JobRecord]:
+    """Yield one ``JobRecord`` per job as its SLURM task ends, from the result files and squeue alone.
 
     A task that left the queue without a final sidecar (killed for time or memory, node failure) is
     recorded as failed, with the last line of its SLURM log as the reason.
     """
-    from bench.runner import _sidecar, paths
+    from bench.execute import paths
 
     results = Path(results).resolve()
     subs = submissions(results)
@@ -186,20 +188,20 @@ def wait_for(jobs: list[Job], results: Path, poll_s: float = 5.0) -> Iterator[di
         queue = queue_states() or {}
         for key, job in list(left.items()):
             side_path = paths(job, results)["sidecar"]
-            side = read_sidecar(side_path) or {}
-            final = side.get("key") == key and side.get("status") in ("ok", "failed") \
+            record = read_record(side_path)
+            final = record is not None and record.key == key and record.status in (Status.OK, Status.FAILED) \
                 and side_path.stat().st_mtime >= subs.get(key, ("", 0.0))[1]  # not a result from before
-            if final and (side["status"] == "failed" or paths(job, results)["parquet"].exists()):
+            if final and (record.status is Status.FAILED or paths(job, results)["parquet"].exists()):
                 del left[key]
-                yield {"label": job.label, "key": key, "status": side["status"], "seconds": side.get("seconds", 0.0),
-                       "error": side.get("error", "")}
+                yield record
             elif tasks.get(key) not in queue:
                 if key in gone_once:  # out of the queue on two polls in a row and still no result
                     reason = task_log_tail(results, tasks.get(key, "")) or "no log line"
                     error = f"SLURM task {tasks.get(key)} ended without a result: {reason}"
-                    atomic_write_json(paths(job, results)["sidecar"], _sidecar(job, "failed", error=error))
+                    record = JobRecord.of(job, Status.FAILED, error=error)
+                    write_record(paths(job, results)["sidecar"], record)
                     del left[key]
-                    yield {"label": job.label, "key": key, "status": "failed", "seconds": 0.0, "error": error}
+                    yield record
                 gone_once.add(key)
         if left:
             time.sleep(poll_s)

@@ -1,6 +1,6 @@
 """Paired significance tests on the tidy per-image results table (paper Fig. 8: t-test on IoU, p <= 0.05).
 
-Conventions (design notes, "Statistics"):
+Conventions (docs/protocols.md, "Units of analysis and paired tests"):
 
 - Pairing is strictly by ``case_id``: the two architectures must have scored exactly the same images,
   otherwise a ValueError lists the ids found for only one of them.
@@ -33,6 +33,7 @@ import pandas as pd
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
+from bench.errors import InvalidInput, NoResults, UnknownName
 from bench.metrics import higher_is_better
 from bench.selection import check_like_for_like
 
@@ -65,7 +66,7 @@ def default_split(protocol: str, split: str | None = None) -> str:
     if split is not None:
         return split
     if protocol not in DEFAULT_SPLIT:
-        raise ValueError(f"protocol must be one of {sorted(DEFAULT_SPLIT)}, got {protocol!r}")
+        raise InvalidInput(f"protocol must be one of {sorted(DEFAULT_SPLIT)}, got {protocol!r}")
     return DEFAULT_SPLIT[protocol]
 
 
@@ -118,7 +119,7 @@ def resolve_protocol(df: pd.DataFrame, dataset: str | None = None, protocol: str
     if has["holdout"]:
         return "holdout", (f"protocol holdout (test set): no cv results for {what}; the paper's Fig. 8 used cv "
                            f"({run_command(dataset, 'cv')})")
-    raise ValueError(f"no cv or holdout results for {what}: {run_command(dataset, 'cv')} makes them")
+    raise NoResults(f"no cv or holdout results for {what}: {run_command(dataset, 'cv')} makes them")
 
 
 def run_command(dataset: str | None, protocol: str) -> str:
@@ -135,7 +136,7 @@ def check_unique(df: pd.DataFrame) -> None:
     if len(dup):
         cells = sorted({f"{r.dataset}/{r.arch}/{r.protocol}/fold{r.fold}/seed{r.seed}" for r in dup.itertuples()})
         jobs = sorted(dup["job_key"].astype(str).unique()) if "job_key" in dup else []
-        raise ValueError(f"{len(dup)} duplicate result rows for {', '.join(cells[:10])} (job_keys {jobs[:10]}): "
+        raise NoResults(f"{len(dup)} duplicate result rows for {', '.join(cells[:10])} (job_keys {jobs[:10]}): "
                          "results of more than one configuration are loaded; filter by profile or job_key first")
 
 
@@ -158,7 +159,7 @@ def select(df: pd.DataFrame, *, dataset: str | None = None, protocol: str, split
         if col in out.columns:
             for ds, values in out.groupby("dataset")[col].unique().items():
                 if len(values) > 1:
-                    raise ValueError(f"{ds}: results mix {col} values {sorted(map(str, values))}; filter first "
+                    raise NoResults(f"{ds}: results mix {col} values {sorted(map(str, values))}; filter first "
                                      "(--where KEY=VALUE)")
     check_like_for_like(out, f"{protocol}/{split} comparison")
     check_unique(out)
@@ -207,18 +208,18 @@ def per_image(df: pd.DataFrame, *, dataset: str, metric: str = "iou", protocol: 
               split: str | None = None, unit: str = "group") -> PerImage:
     """The paired values: see ``PerImage`` and the module docstring."""
     if unit not in UNITS:
-        raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+        raise InvalidInput(f"unit must be one of {UNITS}, got {unit!r}")
     sel = select(df, dataset=dataset, protocol=protocol, split=split)
     if metric not in sel.columns:
-        raise KeyError(f"no metric column {metric!r}; columns: {', '.join(df.columns)}")
+        raise UnknownName(f"no metric column {metric!r}; columns: {', '.join(df.columns)}")
     if sel.empty:
-        raise ValueError(f"no {protocol}/{default_split(protocol, split)} results for dataset {dataset!r}: "
+        raise NoResults(f"no {protocol}/{default_split(protocol, split)} results for dataset {dataset!r}: "
                          f"{run_command(dataset, protocol)} makes them")
     values = sel.groupby(["case_id", "arch"])[metric].mean().unstack("arch")
     scored = sel.groupby(["case_id", "arch"]).size().unstack("arch").reindex_like(values).notna()
     n_models = sel.drop_duplicates(["arch", *_MODEL_KEYS]).groupby("arch").size()
     if unit == "patient" and ("patient" not in sel.columns or sel["patient"].isna().any()):
-        raise ValueError(f"--unit patient needs each image's patient (GlaS: the 'patient ID' of Grade.csv, real "
+        raise InvalidInput(f"--unit patient needs each image's patient (GlaS: the 'patient ID' of Grade.csv, real "
                          f"data only); {canonical_dataset(dataset)} has none: use --unit group")
     groups = _groups(sel, "patient" if unit == "patient" else "group").reindex(values.index)
     grouped = bool(groups.duplicated().any())
@@ -235,7 +236,7 @@ def _groups(sel: pd.DataFrame, column: str = "group") -> pd.Series:
     pairs = sel[["case_id", column]].drop_duplicates()
     dup = pairs[pairs["case_id"].duplicated(keep=False)]
     if len(dup):
-        raise ValueError(f"cases recorded in more than one {column}: {_ids(sorted(dup['case_id'].unique()))}")
+        raise NoResults(f"cases recorded in more than one {column}: {_ids(sorted(dup['case_id'].unique()))}")
     return pairs.set_index("case_id")[column].astype(str)
 
 
@@ -247,7 +248,7 @@ def paired_vectors(data: PerImage, ref: str, other: str) -> tuple[np.ndarray, np
     has_other = set(data.scored.index[data.scored[other]])
     if has_ref != has_other:
         only_ref, only_other = sorted(has_ref - has_other), sorted(has_other - has_ref)
-        raise ValueError(f"unmatched images between {ref!r} and {other!r}: {len(only_ref)} only in {ref} "
+        raise NoResults(f"unmatched images between {ref!r} and {other!r}: {len(only_ref)} only in {ref} "
                          f"{_ids(only_ref)}, {len(only_other)} only in {other} {_ids(only_other)}")
     ids = sorted(has_ref)
     a, b = data.values.loc[ids, ref].to_numpy(float), data.values.loc[ids, other].to_numpy(float)
@@ -288,7 +289,7 @@ def _mean(x: np.ndarray) -> float:
 def adjust(p: Sequence[float], correction: str = "holm", alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
     """(adjusted p, significant) with statsmodels' ``multipletests``; NaN p-values stay NaN and not significant."""
     if correction not in CORRECTIONS:
-        raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
+        raise InvalidInput(f"correction must be one of {CORRECTIONS}, got {correction!r}")
     p = np.asarray(p, dtype=float)
     p_adj, sig = p.copy(), np.zeros(len(p), dtype=bool)
     ok = ~np.isnan(p)
@@ -309,7 +310,7 @@ def paired_test(df: pd.DataFrame, *, dataset: str, metric: str = "iou", referenc
     positive difference favours the reference for dice/iou and the other arch for hd/hd95.
     """
     if test not in TESTS:
-        raise ValueError(f"test must be one of {TESTS}, got {test!r}")
+        raise InvalidInput(f"test must be one of {TESTS}, got {test!r}")
     data = per_image(df, dataset=dataset, metric=metric, protocol=protocol, split=split, unit=unit)
     rows = []
     for other in _others(data.values.columns, reference, against):
@@ -329,16 +330,16 @@ def paired_test(df: pd.DataFrame, *, dataset: str, metric: str = "iou", referenc
 
 def _others(present: pd.Index, reference: str, against: str | Sequence[str] | None) -> list[str]:
     if reference not in present:
-        raise ValueError(f"reference arch {reference!r} has no results here; present: {', '.join(present)}")
+        raise NoResults(f"reference arch {reference!r} has no results here; present: {', '.join(present)}")
     if against is None:
         against = [a for a in present if a != reference]
     wanted = [against] if isinstance(against, str) else list(against)
     missing = [a for a in wanted if a not in present]
     if missing:
-        raise ValueError(f"no results for {', '.join(missing)}; present: {', '.join(present)}")
+        raise NoResults(f"no results for {', '.join(missing)}; present: {', '.join(present)}")
     others = [a for a in wanted if a != reference]
     if not others:
-        raise ValueError(f"nothing to compare {reference!r} against (against={against!r})")
+        raise InvalidInput(f"nothing to compare {reference!r} against (against={against!r})")
     return others
 
 
@@ -377,7 +378,7 @@ def fold_level_test(df: pd.DataFrame, *, dataset: str, metric: str = "iou", refe
     """
     sel = select(df, dataset=dataset, protocol="cv")
     if sel.empty:
-        raise ValueError(f"no cv results for dataset {dataset!r}: {run_command(dataset, 'cv')} makes them")
+        raise NoResults(f"no cv results for dataset {dataset!r}: {run_command(dataset, 'cv')} makes them")
     per_model = sel.groupby(["arch", *_MODEL_KEYS])[metric].mean().unstack("arch")
     n_test = sel.drop_duplicates([*_MODEL_KEYS, "case_id"]).groupby(_MODEL_KEYS).size().reindex(per_model.index)
     n_total = sel["case_id"].nunique()
@@ -420,7 +421,7 @@ def format_tests(df: pd.DataFrame, fmt: str = "text") -> str:
     if fmt == "csv":
         return df.to_csv(index=False)
     if fmt not in ("text", "md", "latex"):
-        raise ValueError(f"fmt must be text, csv, md or latex, got {fmt!r}")
+        raise InvalidInput(f"fmt must be text, csv, md or latex, got {fmt!r}")
     fold = "n_folds" in df.columns
     shown = pd.DataFrame({
         "dataset": df["dataset"], "metric": df["metric"], "comparison": df["reference"] + " vs " + df["other"],

@@ -17,21 +17,22 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+# the store writes through the project's one atomic writer; its functions are importable from here too
+from bench.atomic import TMP_PREFIX, TMP_SUFFIX, atomic_write, atomic_write_bytes, atomic_write_json  # noqa: F401
+from bench.errors import InvalidInput, MissingInput
+from bench.record import JobRecord
+
 DEFAULT_RESULTS = Path("results")
 
-#: Temporary files are ``.tmp-<target file name>.<random>.tmp``: never matched as results.
-TMP_PREFIX, TMP_SUFFIX = ".tmp-", ".tmp"
 #: A temporary file of no known job (no lock beside it) is stale once it is this old (seconds).
 STALE_AFTER = 3600.0
 
@@ -49,16 +50,6 @@ _STEM = re.compile(r"^(?P<protocol>[A-Za-z0-9]+)_f(?P<fold>\d+)_s(?P<seed>\d+)_(
 
 class ResultWarning(UserWarning):
     """A stored result that cannot be trusted; the message names the file and what is wrong."""
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-#: Permissions of written files: what a plain ``open()`` would give (mkstemp's are owner-only).
-FILE_MODE = 0o666 & ~_umask()
 
 
 # ---------------------------------------------------------------------------------------------- paths
@@ -97,32 +88,6 @@ def job_lock(sidecar: Path) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------- writers
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` atomically: ``write(fh)`` fills a unique temporary file in the same folder, which
-    is then renamed into place; on any error the temporary file is removed and the error re-raised."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TMP_PREFIX}{path.name}.", suffix=TMP_SUFFIX)
-    try:
-        os.chmod(tmp, FILE_MODE)
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda fh: fh.write(data))
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
 def atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
@@ -189,6 +154,20 @@ def read_sidecar(path: Path) -> dict[str, Any] | None:
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
     return side if isinstance(side, dict) else None
+
+
+def read_record(path: Path) -> JobRecord | None:
+    """The job record in the sidecar at ``path``, or None if absent, unreadable or not a job sidecar."""
+    side = read_sidecar(path)
+    try:
+        return None if side is None else JobRecord.from_json(side)
+    except (TypeError, ValueError):
+        return None
+
+
+def write_record(path: Path, record: JobRecord) -> None:
+    """Write ``record`` as the sidecar at ``path`` (atomically)."""
+    atomic_write_json(path, record.to_json())
 
 
 def sidecar_problem(path: Path) -> str | None:
@@ -380,10 +359,10 @@ def failures(results: Path | str = DEFAULT_RESULTS, include_unreadable: bool = T
 def export(results: Path | str, out: Path | str, fmt: str = "csv") -> Path:
     """Write the tidy table for other tools (csv or parquet); an error if there is nothing to export."""
     if fmt not in ("csv", "parquet"):
-        raise ValueError(f"format must be csv or parquet, got {fmt!r}")
+        raise InvalidInput(f"format must be csv or parquet, got {fmt!r}")
     df, out = load_all(results), Path(out)
     if df.empty:
-        raise FileNotFoundError(f"nothing to export: no finished jobs under {Path(results) / 'runs'} "
+        raise MissingInput(f"nothing to export: no finished jobs under {Path(results) / 'runs'} "
                                 f"(run `bench run` first, or point --results at the folder it wrote)")
     if fmt == "csv":
         df.to_csv(out, index=False)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.config import Job
+from bench.errors import MissingInput, NoResults
 from bench.store import sidecars
 
 
@@ -46,11 +47,11 @@ def stored_models(results: Path | str, dataset: str, arch: str | None = None, *,
         have = sorted({f"{s['job']['dataset']}/{s['job']['arch']}" for s in sidecars(results)
                        if s.get("status") == "ok" and "job" in s})
         want = "/".join(v for v in (dataset, arch, protocol, profile) if v) + (f" folds {list(folds)}" if folds else "")
-        raise FileNotFoundError(f"no finished job for {want} under {results}/runs; finished: {', '.join(have) or 'none'}")
+        raise MissingInput(f"no finished job for {want} under {results}/runs; finished: {', '.join(have) or 'none'}")
     _refuse_duplicates(found)
     missing = [str(m.checkpoint) for m in found if not m.checkpoint.is_file()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} finished job(s) lack their checkpoint: {missing[:5]}")
+        raise MissingInput(f"{len(missing)} finished job(s) lack their checkpoint: {missing[:5]}")
     return sorted(found, key=lambda m: (m.job.arch, m.job.protocol, m.job.fold, m.job.seed))
 
 
@@ -59,6 +60,6 @@ def _refuse_duplicates(found: list[StoredModel]) -> None:
     for m in found:
         cell = (m.job.arch, m.job.protocol, m.job.fold, m.job.seed)
         if cell in seen:
-            raise ValueError(f"two finished jobs for {'/'.join(map(str, cell))}: {seen[cell].sidecar} and {m.sidecar} "
+            raise NoResults(f"two finished jobs for {'/'.join(map(str, cell))}: {seen[cell].sidecar} and {m.sidecar} "
                              "(different settings); choose one with --profile or a separate --from folder")
         seen[cell] = m

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.errors import InvalidInput
 from bench.metrics import METRIC_LABELS, higher_is_better
 from bench.names import arch_label, dataset_label
 
@@ -42,7 +43,7 @@ def render(df: pd.DataFrame, fmt: str = "md", *, bold: Iterable[tuple[int, str]]
         raw = df[[c for c in df.columns if not str(c).startswith("_")]]
         return (f"# {caption}\n" if caption else "") + raw.to_csv(index=False)
     if fmt not in _RENDERERS:
-        raise ValueError(f"fmt must be one of md, latex, html, csv; got {fmt!r}")
+        raise InvalidInput(f"fmt must be one of md, latex, html, csv; got {fmt!r}")
     cells, headers = display_cells(df, {**DIGITS, **(digits or {})})
     marks = {(i, c) for i, c in (df.attrs.get("bold", []) if bold is None else bold)}
     return _RENDERERS[fmt](cells, headers, marks, caption)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.errors import InvalidInput, NoResults
 from bench.learning import caption_note
 from bench.metrics import dice_from_counts, higher_is_better, iou_from_counts
 from bench.names import dataset_label, ordered, ordered_datasets, paper_archs
@@ -126,7 +127,7 @@ def floor_rows(df: pd.DataFrame, *, protocol: str = "holdout", split: str | None
     """
     sel = select(df, protocol=protocol, split=split)
     if sel.empty:
-        raise ValueError(f"no {protocol}/{default_split(protocol, split)} results: "
+        raise NoResults(f"no {protocol}/{default_split(protocol, split)} results: "
                          f"{run_command(None, protocol)} makes them")
     images = sel.drop_duplicates(["dataset", *_MODEL, "case_id"])
     rows = []
@@ -159,7 +160,7 @@ def trivial_scores(g: pd.DataFrame, floor: str) -> dict[str, np.ndarray]:
         tp, fp, fn = np.zeros_like(n_ref), np.zeros_like(n_ref), n_ref
         hd = np.where(empty, 0.0, diag)
     else:
-        raise ValueError(f"floor must be one of {FLOORS}, got {floor!r}")
+        raise InvalidInput(f"floor must be one of {FLOORS}, got {floor!r}")
     return {"dice": dice_from_counts(tp, fp, fn), "iou": iou_from_counts(tp, fp, fn), "hd": hd, "hd95": hd}
 
 
@@ -332,7 +333,7 @@ def table3(configs: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """Hyper-parameters the runs used (from job sidecars, job dicts or TrainConfig dicts) beside the paper's
     Table 3 optimum. Several distinct values across jobs are listed together; bold marks a difference."""
     if not configs:
-        raise ValueError("table3 needs at least one config (job sidecars from bench.store.sidecars())")
+        raise NoResults("table3 needs at least one config (job sidecars from bench.store.sidecars())")
     values: dict[str, set[str]] = {}
     for cfg in configs:
         for k, v in _train_dict(cfg).items():

@@ -3,7 +3,11 @@
 Adam (lr 1e-3, beta1 = the paper's momentum 0.9), ReduceLROnPlateau on the selection loss,
 BCEWithLogits (summed over the heads of a deep-supervised model), batch 4, a fixed number of epochs,
 and the best epoch chosen on a held-out selection set. Seeded and deterministic on CPU: the same
-job with the same thread count gives identical weights (execution.md section 6).
+job with the same thread count gives identical weights (docs/execution.md, "Determinism").
+
+The optimiser and the learning-rate scheduler are settings (``optimizer``, ``scheduler``: the other
+entries of Table 3's grid), built by ``make_optimizer`` and ``make_scheduler``; the defaults are the
+paper's optimum above.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bench.config import TrainConfig
+from bench.config import OPTIMIZER_CHOICES, SCHEDULER_CHOICES, TrainConfig
+from bench.errors import InvalidInput
 
 
 class NonFiniteLoss(RuntimeError):
@@ -73,7 +78,7 @@ PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp64": torch.float
 def train_dtype(precision: str) -> torch.dtype:
     """The dtype of ``precision`` (``fp32`` or ``fp64``); a clear error for anything else."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise InvalidInput(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     return PRECISIONS[precision]
 
 
@@ -112,6 +117,56 @@ def compiled(model: nn.Module, on: bool) -> nn.Module:
     return torch.compile(model)
 
 
+def make_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The ``cfg.optimizer`` over ``params`` at ``cfg.lr``; ``cfg.beta1`` is its momentum (Table 3): Adam's
+    beta1 (betas = (beta1, 0.999)), SGD's heavy-ball momentum, RMSprop's momentum (alpha 0.99, torch's default)."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.beta1)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.beta1)
+    raise InvalidInput(f"setting optimizer={cfg.optimizer!r}: must be one of {', '.join(OPTIMIZER_CHOICES)}")
+
+
+#: Schedulers stepped after every batch (the others step once per epoch).
+PER_BATCH = ("cyclic",)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, batches_per_epoch: int) -> Any:
+    """The ``cfg.scheduler`` of ``opt`` (None for ``none``). Per epoch: ``plateau`` (ReduceLROnPlateau on the
+    selection loss, ``plateau_factor``, ``plateau_patience``), ``step`` (x ``lr_gamma`` every ``step_size``
+    epochs), ``multistep`` (x ``lr_gamma`` after 50% and 75% of ``epochs``), ``cosine`` (cosine annealing from
+    ``lr`` to 0 over ``epochs``). Per batch: ``cyclic`` (triangular between ``lr * lr_gamma`` and ``lr``, a
+    half cycle of ``step_size`` epochs of ``batches_per_epoch`` batches; momentum is not cycled)."""
+    lr_sched = torch.optim.lr_scheduler
+    if cfg.scheduler == "plateau":
+        return lr_sched.ReduceLROnPlateau(opt, factor=cfg.plateau_factor, patience=cfg.plateau_patience)
+    if cfg.scheduler == "step":
+        return lr_sched.StepLR(opt, step_size=cfg.step_size, gamma=cfg.lr_gamma)
+    if cfg.scheduler == "multistep":
+        milestones = sorted({max(1, round(cfg.epochs * f)) for f in (0.5, 0.75)})
+        return lr_sched.MultiStepLR(opt, milestones=milestones, gamma=cfg.lr_gamma)
+    if cfg.scheduler == "cosine":
+        return lr_sched.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    if cfg.scheduler == "cyclic":
+        return lr_sched.CyclicLR(opt, base_lr=cfg.lr * cfg.lr_gamma, max_lr=cfg.lr,
+                                 step_size_up=cfg.step_size * max(1, batches_per_epoch), cycle_momentum=False)
+    if cfg.scheduler == "none":
+        return None
+    raise InvalidInput(f"setting scheduler={cfg.scheduler!r}: must be one of {', '.join(SCHEDULER_CHOICES)}")
+
+
+def step_epoch(sched: Any, scheduler: str, select_loss: float) -> None:
+    """The end-of-epoch step of a per-epoch scheduler (``plateau`` reads the selection loss)."""
+    if sched is None or scheduler in PER_BATCH:
+        return
+    if scheduler == "plateau":
+        sched.step(select_loss)
+    else:
+        sched.step()
+
+
 def fit(model: nn.Module, cfg: TrainConfig, train: tuple[Batches, Batches], select: tuple[Batches, Batches], *,
         seed: int, augment: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
         on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> FitResult:
@@ -128,8 +183,8 @@ def fit(model: nn.Module, cfg: TrainConfig, train: tuple[Batches, Batches], sele
     net = compiled(model, cfg.compile)  # shares the parameters: the state dicts below are ``model``'s
     scaler = torch.amp.GradScaler(device.type) if prec.scaler else None
     criterion = nn.BCEWithLogitsLoss()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.plateau_factor, patience=cfg.plateau_patience)
+    opt = make_optimizer(model.parameters(), cfg)
+    sched = make_scheduler(opt, cfg, math.ceil(len(train[0]) / cfg.batch_size))
     gen = torch.Generator().manual_seed(seed)
     best = FitResult(copy.deepcopy(model.state_dict()), -1, math.inf)
     history, start = [], time.perf_counter()
@@ -159,11 +214,13 @@ def fit(model: nn.Module, cfg: TrainConfig, train: tuple[Batches, Batches], sele
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
+            if cfg.scheduler in PER_BATCH:
+                sched.step()
             losses.append(loss.detach().item())
         sel = mean_loss(net, select[0], select[1], cfg.batch_size, criterion, device, dtype)
         if not math.isfinite(sel):
             raise NonFiniteLoss(f"non-finite selection loss at epoch {epoch}")
-        sched.step(sel)
+        step_epoch(sched, cfg.scheduler, sel)
         record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "select_loss": sel,
                   "lr": opt.param_groups[0]["lr"]}
         history.append(record)

@@ -107,7 +107,7 @@ def sweep(root: Path) -> None:
         start = time.perf_counter()
         statuses = list(run_jobs(jobs, results, n_jobs=2, progress=False, engine=engine))
         wall = time.perf_counter() - start
-        assert all(s["status"] == "ok" for s in statuses), statuses
+        assert all(s.status == "ok" for s in statuses), statuses
         tables[name] = load_all(results).sort_values(["dataset", "fold", "split", "case_id"]).reset_index(drop=True)
         print(f"(2) {name:<8} 4 tiny jobs: {wall:.1f} s wall")
     ref = tables["loky"].drop(columns="profile")

@@ -1,8 +1,9 @@
 """Dataset registry: every non-underscore module in this package registers its datasets.
 
-``create_dataset("lgg_mri", root=Path(...))`` reads a native layout; ``root=None`` gives the
-built-in synthetic stand-in of the same dataset id. Adding a dataset is one file with one
-``@register_dataset`` decorator.
+``create_dataset("lgg_mri", root=Path(...))`` reads a native layout; ``open_dataset(name, None)`` gives
+the built-in synthetic stand-in of the same dataset id. Adding a dataset is one file with one
+``@register_dataset`` decorator on a ``bench.datasets.base.NativeDataset`` subclass (the contract is
+described there and in docs/datasets.md); ``dataset_info(name)`` gives its facts.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ def create_dataset(name: str, **kwargs: Any) -> Any:
 
 def list_datasets(pattern: str | list[str] = "*") -> list[str]:
     return DATASETS.list(pattern)
+
+
+def dataset_info(name: str) -> Any:
+    """The registered class of dataset ``name`` (an alias is resolved): its facts are class attributes,
+    ``name``, ``display_name``, ``modality``, ``channels``, ``patch_based``, ``paper`` (``PaperFacts`` or
+    None), ``paper_count``, ``layout``, ``OPTIONS``. Raises KeyError with suggestions."""
+    return DATASETS.get(canonical_name(name)).factory
 
 
 def canonical_name(name: str) -> str:

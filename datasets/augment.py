@@ -1,6 +1,6 @@
 """The paper's training augmentation (Methods) in albumentations 2.x argument names.
 
-Paper (albumentations 1.x wording) -> here (execution.md section 2):
+Paper (albumentations 1.x wording) -> here (docs/protocols.md, "Augmentation"):
 - rotations (0, 60, 120, 180, 270 degrees) -> ``OneOf`` of ``Affine(rotate=(a, a))``, one angle per image;
 - horizontal and vertical flips -> ``HorizontalFlip``, ``VerticalFlip``;
 - random scale (limit 0.1, interpolation 1) and shear (-45, 45) -> ``Affine(scale=(0.9, 1.1),

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
+import numpy as np
+
 from bench.datasets import register_dataset
-from bench.datasets._base import Case
-from bench.datasets._check import IMAGE_SUFFIXES, NativeDataset, Scan, visible_entries
+from bench.datasets.base import Case, Fixture, NativeDataset, PaperFacts, Scan
+from bench.datasets.decode import IMAGE_SUFFIXES
+from bench.datasets.fixtures import H, W, grey, rgb, write
+from bench.datasets.layout import visible_entries
 
 BASE = "stage1_train"
+#: Image ids of the fixture (``make_fixture``).
+FIXTURE_IDS = ("0a1b2c", "3d4e5f", "6a7b8c")
 
 
 @register_dataset("dsb2018")
@@ -26,7 +33,7 @@ class DSB2018(NativeDataset):
     display_name = "DSB-2018"
     modality = "cell nuclei microscopy"
     channels = 3
-    paper_count = 670
+    paper = PaperFacts("DSB-2018", "Cell nuclei microscopy", 670, (320, 256), "image", (94, 94, 94, 94, 93), 201)
     layout = (f"{BASE}/<id>/images/<id>.png   (RGBA, alpha dropped)\n"
               f"{BASE}/<id>/masks/<hash>.png   (one per nucleus, 0 or 255; the target is their union)")
 
@@ -91,3 +98,22 @@ class DSB2018(NativeDataset):
             scan.add(folder / "masks", "missing_mask", "image without nucleus masks (masks/ missing or empty)",
                      folder.name)
         return masks
+
+    @classmethod
+    def make_fixture(cls, root: Path, nuclei: int = 3) -> Fixture:
+        """Three image folders: RGBA PNG images (the first grey stored as RGBA, the others colour), one
+        {0, 255} PNG per nucleus (hash-like names)."""
+        out = Fixture(root)
+        for i, cid in enumerate(FIXTURE_IDS):
+            colour = rgb(i) if i else np.repeat(grey(i)[..., None], 3, axis=2)
+            rgba = np.concatenate([colour, np.full((H, W, 1), 255, np.uint8)], axis=2)
+            image = write(root / BASE / cid / "images" / f"{cid}.png", rgba)
+            masks, union = [], np.zeros((H, W), bool)
+            for k in range(nuclei):
+                nucleus = np.zeros((H, W), np.uint8)
+                nucleus[4 + 8 * k: 9 + 8 * k, 3 + 10 * i: 9 + 10 * i] = 255
+                name = hashlib.sha1(f"{cid}{k}".encode()).hexdigest()[:16]
+                masks.append(write(root / BASE / cid / "masks" / f"{name}.png", nucleus))
+                union |= nucleus > 0
+            out.add(cid, image, tuple(masks), union)
+        return out

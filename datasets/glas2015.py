@@ -5,20 +5,17 @@ from __future__ import annotations
 import csv
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from bench.datasets import register_dataset
-from bench.datasets._base import Case
-from bench.datasets._check import (
-    IMAGE_SUFFIXES,
-    NativeDataset,
-    Scan,
-    index_by_id,
-    natural_key,
-    pair_files,
-    visible_entries,
-)
+from bench.datasets.base import Case, Fixture, NativeDataset, PaperFacts, Scan
+from bench.datasets.decode import IMAGE_SUFFIXES
+from bench.datasets.fixtures import H, W, rgb, write
+from bench.datasets.layout import index_by_id, natural_key, pair_files, visible_entries
+from bench.errors import InvalidInput
 
 GRADES = "Grade.csv"
 _NAME_RE = re.compile(r"^(train|testA|testB)_(\d+)(_anno)?\.(?i:bmp|png)$")
@@ -35,6 +32,15 @@ def _key(anno: bool) -> Callable[[Path], str | None]:
     return key
 
 
+#: The fixture's images (``make_fixture``) and its Grade.csv as released: CRLF, leading spaces in the
+#: header and values, plus a row without an image.
+FIXTURE_NAMES = ("train_1", "train_2", "testA_1", "testB_1")
+FIXTURE_GRADES = {"train_1": (" benign", " healthy"), "train_2": (" malignant", " adenocarcinoma"),
+                  "testA_1": (" benign", " adenomatous"), "testB_1": (" malignant", " adenocarcinoma"),
+                  "testB_20": (" benign", " healthy")}
+GRADE_HEADER = "name,patient ID, grade (GlaS), grade (Sirinukunwattana et al. 2015)"
+
+
 def _slug(column: str) -> str:
     return _COLUMNS.get(column, re.sub(r"[^a-z0-9]+", "_", column.lower()).strip("_"))
 
@@ -45,7 +51,7 @@ def read_grades(path: Path) -> dict[str, tuple[tuple[str, str], ...]]:
     with path.open(newline="", encoding="utf-8-sig") as fh:
         rows = [[cell.strip() for cell in row] for row in csv.reader(fh) if any(cell.strip() for cell in row)]
     if not rows or _slug(rows[0][0]) != "name":
-        raise ValueError(f"expected a header starting with 'name', found {rows[0] if rows else 'an empty file'}")
+        raise InvalidInput(f"expected a header starting with 'name', found {rows[0] if rows else 'an empty file'}")
     keys = [_slug(col) for col in rows[0]]
     return {row[0]: tuple(zip(keys[1:], row[1:])) for row in rows[1:]}
 
@@ -68,16 +74,14 @@ class GlaS2015(NativeDataset):
     display_name = "GlaS-2015"
     modality = "histopathology"
     channels = 3
-    paper_count = 165
+    paper = PaperFacts("GlaS-2015", "Histopathology", 165, (775, 522), "patch", (253, 253, 253, 253, 253), 550,
+                       patches_per_image=11)
     patch_based = True
     mask_kind = "instance"
     layout = ("train_N.bmp + train_N_anno.bmp, testA_N.bmp + testA_N_anno.bmp, testB_N.bmp + testB_N_anno.bmp\n"
               "  (annotation = instance labels, 0 = background; .png copies accepted; directly in the folder "
               "or one sub-folder down)\n"
               f"{GRADES}   (optional: name, patient ID, grade (GlaS), grade (Sirinukunwattana et al. 2015))")
-
-    def __init__(self, root: Path | str, skip: Iterable[str] = ()) -> None:
-        super().__init__(root, skip)
 
     @classmethod
     def looks_like(cls, folder: Path) -> bool:
@@ -140,3 +144,20 @@ class GlaS2015(NativeDataset):
         unknown = sorted(images - set(grades), key=natural_key)
         if unknown:
             scan.counts["images_without_grade_row"] = unknown
+
+    @classmethod
+    def make_fixture(cls, root: Path, ext: str = "bmp", grades: bool = True, rgb_anno: bool = False) -> Fixture:
+        """Four images as released (BMP, instance labels 0..3 in the annotation) and Grade.csv; ``ext="png"``
+        like the one real sample, whose annotation is R=G=B labels (``rgb_anno``)."""
+        out = Fixture(root)
+        for i, cid in enumerate(FIXTURE_NAMES):
+            labels = np.zeros((H, W), np.uint8)
+            labels[2:10, 3:12], labels[15:25, 20:30] = 1, 3  # two glands with instance labels 1 and 3
+            labels[0, 0] = 2 if i % 2 else 0
+            stored = np.repeat(labels[..., None], 3, axis=2) if rgb_anno else labels
+            out.add(cid, write(root / f"{cid}.{ext}", rgb(i)), (write(root / f"{cid}_anno.{ext}", stored),), labels)
+        if grades:
+            grades_ = enumerate(FIXTURE_GRADES.items())
+            rows = [GRADE_HEADER] + [f"{name},{i + 1},{g},{s}" for i, (name, (g, s)) in grades_]
+            (root / GRADES).write_bytes(("\r\n".join(rows) + "\r\n").encode())
+        return out

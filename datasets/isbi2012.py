@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.datasets import register_dataset
-from bench.datasets._base import Case
-from bench.datasets._check import (
-    NativeDataset,
-    ReadFailure,
-    Scan,
-    image_files,
-    index_by_id,
-    pair_files,
-    tiff_page_count,
-)
+from bench.datasets.base import Case, DatasetOption, Fixture, NativeDataset, PaperFacts, ReadFailure, Scan
+from bench.datasets.decode import tiff_page_count
+from bench.datasets.fixtures import blob, grey, write
+from bench.datasets.layout import image_files, index_by_id, pair_files
 
 VOLUME = "train-volume.tif"
 LABELS = "train-labels.tif"
@@ -62,16 +57,17 @@ class ISBI2012(NativeDataset):
     display_name = "ISBI-2012"
     modality = "electron microscopy"
     channels = 1
-    paper_count = 30
+    paper = PaperFacts("ISBI-2012", "Electron microscopy", 30, (512, 512), "patch", (16, 16, 16, 16, 20), 36,
+                       patches_per_image=4)
     patch_based = True
     layout = (f"{VOLUME} + {LABELS}   (multi-page TIFF stacks, one page per slice), or\n"
               f"{PNG_IMAGES}/N.png + {PNG_LABELS}/N.png   (N = 0, 1, ...; labels 255 = cell interior, 0 = membrane)")
+    OPTIONS = (DatasetOption("variant", "auto", VARIANTS, "which copy of the slices to read: the TIFF stacks, the "
+                                                         "PNG slices, or auto (the stacks when present)"),)
 
-    def __init__(self, root: Path | str, skip: Iterable[str] = (), variant: str = "auto") -> None:
-        if variant not in VARIANTS:
-            raise ValueError(f"isbi2012: variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
-        super().__init__(root, skip)
-        self.variant = variant
+    @property
+    def variant(self) -> str:
+        return str(self.option("variant"))
 
     @classmethod
     def looks_like(cls, folder: Path) -> bool:
@@ -138,3 +134,20 @@ class ISBI2012(NativeDataset):
         for cid, image, label in pair_files(by_image, by_label, scan):
             scan.cases.append(Case(cid, cid, image, (label,)))
         scan.counts.update(images=len(images), masks=len(labels))
+
+    @classmethod
+    def make_fixture(cls, root: Path, variant: str = "png", n: int = 4) -> Fixture:
+        """``n`` slices as PNG files (``variant="png"``) or as the two TIFF stacks (``"tiff"``); the same
+        pixels and case ids either way. Label 255 = cell interior (the majority)."""
+        out = Fixture(root)
+        pairs = [(grey(i), 255 - blob(i)) for i in range(n)]
+        if variant == "tiff":
+            volume = write(root / VOLUME, np.stack([p[0] for p in pairs]), stack=True)
+            labels = write(root / LABELS, np.stack([p[1] for p in pairs]), stack=True)
+            for i, (_, label) in enumerate(pairs):
+                out.add(slice_id(i), volume, (labels,), label)
+            return out
+        for i, (image, label) in enumerate(pairs):
+            label_file = write(root / PNG_LABELS / f"{i}.png", label)
+            out.add(slice_id(i), write(root / PNG_IMAGES / f"{i}.png", image), (label_file,), label)
+        return out

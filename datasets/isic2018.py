@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.datasets import register_dataset
-from bench.datasets._base import Case
-from bench.datasets._check import NativeDataset, Scan, image_files, index_by_id, pair_files
+from bench.datasets.base import Case, Fixture, NativeDataset, PaperFacts, Scan
+from bench.datasets.fixtures import blob, rgb, write
+from bench.datasets.layout import image_files, index_by_id, pair_files
 
 INPUT_DIR = "ISIC2018_Task1-2_Training_Input"
 TRUTH_DIR = "ISIC2018_Task1_Training_GroundTruth"
@@ -34,7 +35,7 @@ class ISIC2018(NativeDataset):
     display_name = "ISIC-2018"
     modality = "dermoscopy"
     channels = 3
-    paper_count = 2594
+    paper = PaperFacts("ISIC-2018", "Dermoscopy", 2594, (1022, 767), "image", (363, 363, 363, 363, 364), 778)
     layout = (f"{INPUT_DIR}/ISIC_<id>.jpg\n"
               f"{TRUTH_DIR}/ISIC_<id>{MASK_SUFFIX}.png   (8-bit grey, 0 = skin, 255 = lesion)")
 
@@ -54,3 +55,16 @@ class ISIC2018(NativeDataset):
             scan.cases.append(Case(cid, cid, image, (mask,)))
         scan.counts.update(images=len(images), masks=len(masks))
         return scan
+
+    @classmethod
+    def make_fixture(cls, root: Path, ids: tuple[str, ...] = ("ISIC_0000001", "ISIC_0000002", "ISIC_0000010")
+                     ) -> Fixture:
+        """JPEG images with PNG masks (by default three, ids with a gap: 1, 2, 10) and a non-image file to
+        ignore."""
+        out = Fixture(root)
+        for i, cid in enumerate(ids):
+            image = write(root / INPUT_DIR / f"{cid}.jpg", rgb(i))
+            mask = blob(i)
+            out.add(cid, image, (write(root / TRUTH_DIR / f"{cid}{MASK_SUFFIX}.png", mask),), mask)
+        (root / INPUT_DIR / "ATTRIBUTION.txt").write_text("ISIC\n")
+        return out

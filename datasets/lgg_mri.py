@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from bench.datasets import register_dataset
-from bench.datasets._base import Case
-from bench.datasets._check import (
-    IMAGE_SUFFIXES,
-    NativeDataset,
-    ReadFailure,
-    Scan,
-    as_mask,
-    index_by_id,
-    load_pixels,
-    natural_key,
-    pair_files,
-    visible_entries,
-)
+from bench.datasets.base import Case, DatasetOption, Fixture, NativeDataset, PaperFacts, ReadFailure, Scan
+from bench.datasets.decode import IMAGE_SUFFIXES
+from bench.datasets.fixtures import blob, rgb, write
+from bench.datasets.layout import index_by_id, natural_key, pair_files, visible_entries
 
 BASE = "kaggle_3m"
 CSV = "data.csv"
@@ -30,6 +20,11 @@ SUBSETS: dict[str, str] = {
     "all": "every slice of every patient (3929 slices of 110 patients in the full release)",
     "tumour": "only slices whose mask is not empty (1373 of the 3929 in the full release)",
 }
+#: The fixture's patients and slices (``make_fixture``): slice numbers are not zero-padded (a lexical sort
+#: would put 10 before 2) and slice 1 of each patient has an empty mask.
+FIXTURE_PATIENTS = ("TCGA_CS_4941_19960909", "TCGA_HT_7602_19951103")
+FIXTURE_SLICES = (1, 2, 10)
+FIXTURE_TUMOUR = (2, 10)
 _PATIENT_RE = re.compile(r"^(TCGA_[A-Za-z0-9]+_[A-Za-z0-9]+)_\d{8}$")
 
 
@@ -62,7 +57,7 @@ class LGGMRI(NativeDataset):
     patient's slices cross a split. Slices sort numerically (``_2`` before ``_10``); ``*_mask.tif`` files
     are masks, never images. Most slices have an empty mask (no tumour).
 
-    ``subset`` (recorded by ``options()``; the paper does not say which it used):
+    Option ``subset`` (``--dataset-option lgg_mri.subset=tumour``; the paper does not say which it used):
 
     - ``"all"`` (default): every slice, 3929 in the full release.
     - ``"tumour"``: only slices with a non-empty mask, 1373 in the full release. Listing decodes every mask.
@@ -82,21 +77,17 @@ class LGGMRI(NativeDataset):
     display_name = "MRI"
     modality = "brain MRI"
     channels = 3
-    paper_count = 1144
+    paper = PaperFacts("MRI", "MRI", 1144, (256, 256), "image", (160, 160, 160, 160, 161), 343)
     layout = (f"{BASE}/TCGA_<inst>_<pid>_<date>/TCGA_<inst>_<pid>_<date>_<N>.tif   (RGB: pre-contrast, FLAIR, "
               "post-contrast)\n"
               f"{BASE}/TCGA_<inst>_<pid>_<date>/TCGA_<inst>_<pid>_<date>_<N>_mask.tif   (grey, 0 or 255)\n"
               f"{BASE}/{CSV}   (optional: genomic clusters per patient)")
 
-    def __init__(self, root: Path | str, skip: Iterable[str] = (), subset: str = "all") -> None:
-        if subset not in SUBSETS:
-            choices = "; ".join(f"{k!r}: {v}" for k, v in SUBSETS.items())
-            raise ValueError(f"lgg_mri: unknown subset {subset!r}; choices: {choices}")
-        super().__init__(root, skip)
-        self.subset = subset
+    OPTIONS = (DatasetOption("subset", "all", tuple(SUBSETS), "; ".join(f"{k}: {v}" for k, v in SUBSETS.items())),)
 
-    def options(self) -> dict[str, Any]:
-        return {"subset": self.subset}
+    @property
+    def subset(self) -> str:
+        return str(self.option("subset"))
 
     @classmethod
     def looks_like(cls, folder: Path) -> bool:
@@ -171,7 +162,7 @@ class LGGMRI(NativeDataset):
         kept = []
         for case in scan.cases:
             try:
-                mask = as_mask(load_pixels(case.mask_paths[0], role="mask"), True, str(case.mask_paths[0]))
+                mask = self.decode_mask(case.mask_paths[0])
             except ReadFailure as fail:
                 scan.problems.append(fail.problem(case.case_id))
                 continue
@@ -181,3 +172,19 @@ class LGGMRI(NativeDataset):
                 scan.excluded.add(case.case_id)
         scan.counts["tumour_slices"] = len(kept)
         scan.cases = kept
+
+    @classmethod
+    def make_fixture(cls, root: Path) -> Fixture:
+        """Two patients of three slices (RGB TIFF, {0, 255} TIFF masks; slice 1 empty) and a data.csv with
+        CRLF endings and a row for a patient without a folder."""
+        out = Fixture(root)
+        base = root / BASE
+        for p, folder in enumerate(FIXTURE_PATIENTS):
+            for n in FIXTURE_SLICES:
+                cid = f"{folder}_{n}"
+                mask = blob(10 * p + n, empty=n not in FIXTURE_TUMOUR)
+                image = write(base / folder / f"{cid}.tif", rgb(10 * p + n))
+                out.add(cid, image, (write(base / folder / f"{cid}_mask.tif", mask),), mask, folder)
+        rows = ["Patient,RNASeqCluster,MethylationCluster", "TCGA_CS_4941,2,4", "TCGA_HT_7602,1,5", "TCGA_XX_0000,,1"]
+        (base / CSV).write_bytes(("\r\n".join(rows) + "\r\n").encode())
+        return out

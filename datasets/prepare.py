@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,7 +35,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from bench.datasets._base import Case, SegDataset
+from bench.atomic import atomic_write, atomic_write_text
+from bench.datasets.base import Case, SegDataset
+from bench.errors import InvalidInput, MissingInput
 
 #: Bump when preprocessing changes its output (part of every fingerprint).
 CODE_VERSION = 1
@@ -141,10 +142,10 @@ def prepare(ds: SegDataset, size: int, *, patch_size: int | None = None, patch_p
     patching otherwise. ``patch_padding`` (native pixels) is the overlap of neighbouring patches.
     """
     if size < 8:
-        raise ValueError(f"prepare: size must be >= 8, got {size}")
+        raise InvalidInput(f"prepare: size must be >= 8, got {size}")
     cases = ds.cases()
     if not cases:
-        raise ValueError(f"{ds.name}: no cases found under {ds.root}; see its layout:\n{ds.layout}")
+        raise InvalidInput(f"{ds.name}: no cases found under {ds.root}; see its layout:\n{ds.layout}")
     patch = patch_size if patch_size is not None else (PAPER_PATCH if ds.patch_based else None)
     options = {"dataset_options": ds.options(), "size": int(size), "patch_size": patch,
                "patch_padding": int(patch_padding) if patch else None, "normalization": "minmax_per_source"}
@@ -180,7 +181,7 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 class FileHashes:
     """Content hashes of files, remembered by (path, size, mtime_ns) in ``<cache_dir>/file-hashes.json``
     so an unchanged file is not read again; a touched file is re-hashed (same bytes: same hash).
-    ``save`` writes the cache atomically (unique temporary file, then ``os.replace``)."""
+    ``save`` writes the cache atomically (``bench.atomic``)."""
 
     def __init__(self, cache_dir: Path | None) -> None:
         self.path = None if cache_dir is None else Path(cache_dir) / HASH_CACHE
@@ -207,13 +208,7 @@ class FileHashes:
     def save(self) -> None:
         if self.path is None or not self.changed:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            tmp.write_text(json.dumps(self.known, sort_keys=True))
-            os.replace(tmp, self.path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write_text(self.path, json.dumps(self.known, sort_keys=True))
         self.changed = False
 
 
@@ -225,7 +220,7 @@ def _source_files(ds: SegDataset, cases: list[Case], hashes: FileHashes) -> list
         try:
             st = os.stat(p)
         except FileNotFoundError as err:
-            raise FileNotFoundError(f"{ds.name}: a case refers to {p}, which does not exist") from err
+            raise MissingInput(f"{ds.name}: a case refers to {p}, which does not exist") from err
         rel = os.path.relpath(p, ds.root) if ds.root is not None else str(p)
         rows.append([rel.replace(os.sep, "/"), st.st_size, hashes.sha256(Path(p), st)])
     hashes.save()
@@ -316,7 +311,7 @@ def _source(ds: SegDataset, case: Case, options: dict[str, Any]) -> _Source:
     image, mask = _resize(image, mask, shape)
     ys, xs = patch_offsets(shape[0], size, step), patch_offsets(shape[1], size, step)
     if not ys or not xs:
-        raise ValueError(f"{ds.name} {case.case_id}: image {native} resized to {shape} is smaller than one "
+        raise InvalidInput(f"{ds.name} {case.case_id}: image {native} resized to {shape} is smaller than one "
                          f"{size} px patch; see {case.image_path or case.case_id}")
     rows = [(f"{case.case_id}_p{k:02d}", image[y:y + size, x:x + size].transpose(2, 0, 1), mask[y:y + size, x:x + size])
             for k, (y, x) in enumerate((y, x) for y in ys for x in xs)]
@@ -381,25 +376,14 @@ def array_path(meta_path: Path, name: str) -> Path:
     return meta_path.with_name(f"{meta_path.name[:-len(META_SUFFIX)]}.{name}.npy")
 
 
-def _atomic(path: Path, write: Any) -> None:
-    """``write(file)`` into a unique temporary file in ``path``'s folder, then ``os.replace`` it onto ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _save_cache(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     """Write the entry ``path`` (``<stem>.meta.json``): every ``.npy`` first, the metadata last, each
     atomically, so a reader never sees a half-written file (concurrent writers write the same bytes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     for name in _ARRAYS:
         array = np.ascontiguousarray(arrays[name], dtype=_DTYPES[name])
-        _atomic(array_path(path, name), lambda f, a=array: np.save(f, a, allow_pickle=False))
-    _atomic(path, lambda f: f.write(json.dumps(meta).encode()))
+        atomic_write(array_path(path, name), lambda f, a=array: np.save(f, a, allow_pickle=False))
+    atomic_write(path, lambda f: f.write(json.dumps(meta).encode()))
 
 
 def _open_array(path: Path, name: str, expected: tuple[int, ...]) -> np.ndarray:

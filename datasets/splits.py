@@ -1,4 +1,4 @@
-"""Group-aware, seeded splits (conventions.md "Splits"; paper Table 2 and Fig. 8).
+"""Group-aware, seeded splits (docs/protocols.md, "Splits"; paper Table 2 and Fig. 8).
 
 ``holdout``: about ``test_fraction`` of the cases (whole groups) form the test set; the rest is
 divided into ``n_folds`` folds; fold model k trains on the other folds and chooses its epoch on fold k.
@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,10 +30,13 @@ from typing import Any
 
 import numpy as np
 
+from bench.atomic import atomic_write_text
+from bench.errors import UserError
+
 PROTOCOLS = ("holdout", "cv")
 
 
-class SplitError(ValueError):
+class SplitError(UserError, ValueError):
     """A split that breaks a rule (group crossing, missing/duplicate ids, overlap, test leakage)."""
 
 
@@ -130,15 +131,8 @@ class Split:
             raise SplitError(f"{path}: not a split file ({err})") from err
 
     def save(self, path: Path) -> None:
-        """Write atomically (temporary file in the same folder, then ``os.replace``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            tmp.write_text(self.to_json(indent=1) + "\n")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        """Write atomically (``bench.atomic``)."""
+        atomic_write_text(path, self.to_json(indent=1) + "\n")
 
     def fold_ids(self, k: int) -> dict[str, list[str]]:
         """Ids of fold model ``k``: ``train`` (fitted on), ``select`` (chooses the epoch), ``val`` (fold k,

@@ -1,28 +1,40 @@
 """Builders of the paper's Table 1 (datasets) and Table 2 (split sizes) from the data actually loaded,
-with the published numbers (``bench/data/paper_counts.json``) beside them. Pure: DataFrames out,
+with the published numbers (each dataset's ``paper`` facts) beside them. Pure: DataFrames out,
 no rounding or formatting (that happens in the report code).
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 import pandas as pd
 
-from bench.datasets._base import SegDataset
+from bench.datasets.base import SegDataset
 from bench.datasets.prepare import PreparedData
 from bench.datasets.splits import Split
-from bench.names import dataset_modality
+
+PAPER_SOURCE = ("Gudhe et al., Sci Rep 11, 14105 (2021), doi:10.1038/s41598-021-93169-w: Table 1 (datasets) and "
+                "Table 2 (splitting protocol), as published")
 
 
-@lru_cache(maxsize=1)
 def paper_counts() -> dict[str, Any]:
-    """The paper's Table 1 and Table 2 numbers (package data ``bench/data/paper_counts.json``)."""
-    return json.loads(resources.files("bench").joinpath("data/paper_counts.json").read_text())
+    """The paper's Table 1 and Table 2 numbers, gathered from the registered datasets' ``paper`` facts:
+    ``{"source": ..., "table1": {name: {name, modality, images, majority_size (W, H)}},
+    "table2": {name: {unit, folds, test}}, "patches": {name: {per_image, total}}}``."""
+    from bench.datasets import DATASETS, list_datasets
+
+    out: dict[str, Any] = {"source": PAPER_SOURCE, "table1": {}, "table2": {}, "patches": {}}
+    for name in list_datasets():
+        pub = getattr(DATASETS.get(name).factory, "paper", None)
+        if pub is None:
+            continue
+        out["table1"][name] = {"name": pub.name, "modality": pub.modality, "images": pub.images,
+                               "majority_size": list(pub.majority_size)}
+        out["table2"][name] = {"unit": pub.unit, "folds": list(pub.folds), "test": pub.test}
+        if pub.patches_per_image is not None:
+            out["patches"][name] = {"per_image": pub.patches_per_image, "total": pub.patches_per_image * pub.images}
+    return out
 
 
 def _wxh(size: Any) -> str | None:
@@ -40,6 +52,13 @@ def _native_sizes(item: PreparedData | SegDataset) -> tuple[str, str, int, list[
     return item.name, item.source, int(item.channels), [(int(h), int(w)) for h, w in shapes]
 
 
+def _modality(name: str) -> str:
+    """The registered dataset's own ``modality`` ("" for a name not registered)."""
+    from bench.datasets import DATASETS, dataset_info
+
+    return str(dataset_info(name).modality) if name in DATASETS else ""
+
+
 def table1(*items: PreparedData | SegDataset) -> pd.DataFrame:
     """One row per dataset: what was found (images = source images, rows = images or patches after
     preprocessing) and the paper's Table 1. Sizes are ``"WxH"`` like the paper's; ``majority_share``
@@ -51,7 +70,7 @@ def table1(*items: PreparedData | SegDataset) -> pd.DataFrame:
         (h, w), n_major = Counter(shapes).most_common(1)[0] if shapes else ((0, 0), 0)
         pub = paper.get(name, {})
         rows.append({
-            "dataset": name, "source": source, "modality": pub.get("modality", dataset_modality(name)),
+            "dataset": name, "source": source, "modality": pub.get("modality", _modality(name)),
             "images": len(shapes), "majority_size": _wxh((w, h)) if shapes else None,
             "majority_share": n_major / len(shapes) if shapes else float("nan"), "channels": channels,
             "rows": len(item) if isinstance(item, PreparedData) else len(shapes),

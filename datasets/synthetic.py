@@ -1,12 +1,16 @@
-"""Synthetic stand-ins for the paper's five datasets (no download needed).
+"""Synthetic stand-ins for every registered dataset (no download needed).
 
-Each dataset id has a generator that mimics what makes the real modality hard (datasets.md):
+The stand-in takes its name, display name, modality, channels and patching from the dataset's registry
+entry (``bench.datasets.dataset_info``) and its image size from the dataset's ``native_shape()``. The
+paper's five datasets have their own generator that mimics what makes the real modality hard
+(docs/datasets.md):
 ISBI-2012-like EM membranes (foreground = cell interior, about 78 % of pixels, faint membranes and
 dark organelles inside cells); LGG-like 3-sequence MRI slices grouped by patient with about 60 %
 empty masks and bright non-tumour spots; DSB-like small nuclei with bright (fluorescence) or dark
 (bright-field) outlier particles that are *not* foreground; ISIC-like lesions with irregular, fuzzy
 borders, uneven lighting, vignetting and hairs; GlaS-like gland rings (epithelium + lumen) on stained
-stroma with lumen-like tears that are not glands.
+stroma with lumen-like tears that are not glands. Any other dataset gets ``_generic``: one to four
+irregular blobs on a smooth textured background, in the dataset's channels.
 
 Images have the real majority size scaled by ``size / 256`` (``native_scale``): at ``size=256`` an
 ISBI-like source is 512 x 512 like the real one, at the default 128 it is 256 x 256. Everything is
@@ -19,14 +23,14 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
-from bench.datasets._base import Case, SegDataset
+from bench.datasets.base import Case, SegDataset
+from bench.errors import InvalidInput
 
 #: Bump when a generator changes its pixels (part of the data fingerprint).
 SYNTH_VERSION = 2
@@ -34,26 +38,8 @@ SYNTH_VERSION = 2
 Generated = tuple[np.ndarray, np.ndarray]  # (H x W x C float32 in [0, 1], H x W bool)
 
 
-@dataclass(frozen=True)
-class _Spec:
-    """What the stand-in copies from the real dataset: channels, patching, majority size (H, W)."""
-
-    display_name: str
-    modality: str
-    channels: int
-    patch_based: bool
-    shape: tuple[int, int]
-    paper_count: int
-    default_n: int
-
-
-SPECS: dict[str, _Spec] = {
-    "isbi2012": _Spec("ISBI-2012", "electron microscopy", 1, True, (512, 512), 30, 10),
-    "isic2018": _Spec("ISIC-2018", "dermoscopy", 3, False, (767, 1022), 2594, 32),
-    "lgg_mri": _Spec("MRI", "brain MRI", 3, False, (256, 256), 1144, 40),
-    "glas2015": _Spec("GlaS-2015", "histopathology", 3, True, (522, 775), 165, 8),
-    "dsb2018": _Spec("DSB-2018", "nuclei microscopy", 3, False, (256, 320), 670, 32),
-}
+#: Images per stand-in by default (source images for the patch-based ones); a dataset not listed gets 32.
+DEFAULT_N: dict[str, int] = {"isbi2012": 10, "isic2018": 32, "lgg_mri": 40, "glas2015": 8, "dsb2018": 32}
 
 
 def _rng(*parts: object) -> np.random.Generator:
@@ -261,7 +247,25 @@ def _glas(rng: np.random.Generator, shape: tuple[int, int], info: dict[str, str]
     return _finish(rng, img, 0.05, 1.2 * s), mask
 
 
-GENERATORS: dict[str, Callable[[np.random.Generator, tuple[int, int], dict[str, str]], Generated]] = {
+def _generic(rng: np.random.Generator, shape: tuple[int, int], info: dict[str, str]) -> Generated:
+    """One to four irregular blobs, brighter or darker than a smooth textured background (any channels)."""
+    h, w = shape
+    channels = int(info["channels"])
+    mask = np.zeros(shape, bool)
+    for _ in range(int(rng.integers(1, 5))):
+        centre = (h * rng.uniform(0.2, 0.8), w * rng.uniform(0.2, 0.8))
+        mask |= _blob(rng, shape, centre, min(h, w) * rng.uniform(0.06, 0.2), rng.uniform(0.08, 0.25))
+    base = rng.uniform(0.25, 0.6, channels).astype(np.float32)
+    shift = rng.choice([-1.0, 1.0]) * rng.uniform(0.15, 0.3, channels).astype(np.float32)
+    texture = 0.08 * np.stack([_field(rng, shape, 16) for _ in range(channels)], -1)
+    soft = _blur(mask.astype(np.float32), 1.5 * h / 256)
+    img = base + texture + soft[..., None] * shift
+    return _finish(rng, img, 0.04, 0.8 * h / 256), mask
+
+
+Generator = Callable[[np.random.Generator, tuple[int, int], dict[str, str]], Generated]
+#: The paper's datasets' own generators; every other dataset uses ``_generic``.
+GENERATORS: dict[str, Generator] = {
     "isbi2012": _isbi, "isic2018": _isic, "lgg_mri": _lgg, "glas2015": _glas, "dsb2018": _dsb,
 }
 
@@ -269,7 +273,7 @@ GENERATORS: dict[str, Callable[[np.random.Generator, tuple[int, int], dict[str, 
 class SyntheticDataset(SegDataset):
     """Deterministic synthetic stand-in for dataset ``name`` (``source = "synthetic"``).
 
-    ``n`` images (sources for the patch-based ISBI/GlaS stand-ins; default per dataset, ``SPECS``),
+    ``n`` images (sources for the patch-based ISBI/GlaS stand-ins; default per dataset, ``DEFAULT_N``),
     ``size`` sets the scale (majority size x size / 256), ``seed`` the content. Cases carry their
     generator inputs in ``meta``; ``read`` regenerates the pixels.
     """
@@ -277,17 +281,18 @@ class SyntheticDataset(SegDataset):
     source = "synthetic"
 
     def __init__(self, name: str, n: int | None = None, size: int = 128, seed: int = 0) -> None:
-        if name not in SPECS:
-            raise KeyError(f"no synthetic stand-in for {name!r}; known: {', '.join(sorted(SPECS))}")
+        from bench.datasets import dataset_info
+
+        info = dataset_info(name)  # KeyError naming the known datasets
         if n is not None and n < 1:
-            raise ValueError(f"synthetic {name}: n must be >= 1, got {n}")
+            raise InvalidInput(f"synthetic {name}: n must be >= 1, got {n}")
         if size < 16:
-            raise ValueError(f"synthetic {name}: size must be >= 16, got {size}")
+            raise InvalidInput(f"synthetic {name}: size must be >= 16, got {size}")
         super().__init__(None)
-        spec = SPECS[name]
-        self.name, self.display_name, self.modality = name, spec.display_name, spec.modality
-        self.channels, self.patch_based, self.paper_count = spec.channels, spec.patch_based, spec.paper_count
-        self.n, self.size, self.seed = spec.default_n if n is None else int(n), int(size), int(seed)
+        self.name, self.display_name, self.modality = info.name, info.display_name, info.modality
+        self.channels, self.patch_based, self.paper_count = info.channels, info.patch_based, info.paper_count
+        self._shape: tuple[int, int] = info.native_shape()
+        self.n, self.size, self.seed = DEFAULT_N.get(self.name, 32) if n is None else int(n), int(size), int(seed)
         #: Source pixels per native pixel of the real dataset (prepare() scales patches by it).
         self.native_scale = self.size / 256
         self.layout = f"synthetic stand-in of {name} (n={self.n}, size={self.size}, seed={self.seed})"
@@ -327,7 +332,7 @@ class SyntheticDataset(SegDataset):
 
     def shape_of(self, index: int) -> tuple[int, int]:
         """(H, W) of image ``index``: the real majority size scaled; every 5th DSB image is square."""
-        h, w = SPECS[self.name].shape
+        h, w = self._shape
         if self.name == "dsb2018" and index % 5 == 4:
             w = h
         return max(16, round(h * self.native_scale)), max(16, round(w * self.native_scale))
@@ -336,5 +341,6 @@ class SyntheticDataset(SegDataset):
         info = dict(case.meta)
         index = int(info["index"])
         rng = _rng(self.name, self.seed, index, SYNTH_VERSION)
-        image, mask = GENERATORS[self.name](rng, self.shape_of(index), info)
+        info["channels"] = str(self.channels)
+        image, mask = GENERATORS.get(self.name, _generic)(rng, self.shape_of(index), info)
         return np.round(image * 255).astype(np.uint8), mask

@@ -15,5 +15,5 @@ SETTINGS = {"epochs": "2", "image_size": "32", "width": "4", "depth": "3"}
 def train_tiny(results: Path, archs: str = "unet,mildnet", folds: tuple[int, ...] = (0,)) -> Path:
     jobs = plan(select(archs, "dsb2018", False, "holdout", folds), load_profile("quick", SETTINGS), results)
     statuses = list(run_jobs(jobs, results, n_jobs=1, progress=False))
-    assert all(s["status"] == "ok" for s in statuses), statuses
+    assert all(s.status == "ok" for s in statuses), statuses
     return results

@@ -8,7 +8,7 @@ import torch
 from bench.architectures import ARCHITECTURES, PAPER_ARCHS, create_model, list_models
 from bench.architectures._blocks import count_macs, count_parameters
 
-# architectures.md, section 0: (params in=3, params in=1, GMACs) at width 32, depth 5, 256x256.
+# docs/architectures.md, "Acceptance numbers": (params in=3, params in=1, GMACs) at width 32, depth 5, 256x256.
 SPEC = {
     "unet": (7_760_097, 7_759_521, 12.071),
     "residual_unet": (8_118_599, 8_117_955, 12.749),

@@ -89,3 +89,48 @@ def test_run_then_report_and_ttest(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_report_without_results_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["report", "--table", "5", "--results", str(tmp_path)]) == 2
     assert "bench run" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------- errors: input vs bug
+
+
+@pytest.mark.parametrize("args, says", [
+    (["run", "--arch", "unet", "--dataset", "dsb2018", "--set", "epochs=many", "--dry-run"], "epochs"),
+    (["run", "--arch", "unet", "--dataset", "nosuchdata", "--dry-run"], "unknown dataset 'nosuchdata'"),
+    (["run", "--arch", "unet", "--dataset", "dsb2018", "--set", "epochs", "--dry-run"], "--set expects key=value"),
+    (["run", "--arch", "unet", "--dataset", "dsb2018", "--set", "nosuchkey=1", "--dry-run"], "unknown setting"),
+    (["run", "--arch", "unet", "--dataset", "dsb2018", "--data-root", "/nonexistent/data", "--dry-run"],
+     "--data-root /nonexistent/data is not a folder"),
+])
+def test_bad_input_is_one_clear_line_and_status_2(args: list[str], says: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    assert main([*args, "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench run: error: ") and says in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err and "bug" not in err
+
+
+@pytest.mark.parametrize("exc", [KeyError("internal_key"), ValueError("internal value"), FileNotFoundError("x.bin")])
+def test_an_internal_error_shows_its_traceback_and_says_it_is_a_bug(exc: Exception, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    import bench.plan
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise exc
+
+    monkeypatch.setattr(bench.plan, "select", broken)
+    assert main(["run", "--arch", "unet", "--dataset", "dsb2018", "--dry-run", "--results", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and f"{type(exc).__name__}: " in err
+    assert "in broken" in err  # the frame that raised, not just the message
+    assert err.strip().splitlines()[-1].startswith("bench run: internal error: this is a bug in bench")
+
+
+def test_user_errors_keep_the_builtin_types_callers_catch() -> None:
+    from bench.errors import InvalidInput, MissingInput, NoResults, UnknownName, UserError
+
+    assert issubclass(InvalidInput, ValueError) and issubclass(NoResults, ValueError)
+    assert issubclass(UnknownName, KeyError) and issubclass(MissingInput, FileNotFoundError)
+    assert all(issubclass(c, UserError) for c in (InvalidInput, MissingInput, NoResults, UnknownName))
+    assert str(UnknownName("unknown dataset 'x'")) == "unknown dataset 'x'"  # not quoted like a KeyError

@@ -97,3 +97,20 @@ def test_a_bad_value_in_a_profile_names_the_file(tmp_path: Path, text: str, mess
         load_profile(str(path))
     if "epochs=0" not in message:
         assert str(path) in str(info.value)
+
+
+def test_optimizer_and_scheduler_settings_from_the_command_line() -> None:
+    import torch
+
+    from bench.config import OPTIMIZER_CHOICES, SCHEDULER_CHOICES
+    from bench.train import make_optimizer, make_scheduler
+
+    cfg = load_profile("quick", {"optimizer": "sgd", "scheduler": "step", "step_size": "5", "lr_gamma": "0.5"}).train
+    assert (cfg.optimizer, cfg.scheduler, cfg.step_size, cfg.lr_gamma) == ("sgd", "step", 5, 0.5)
+    param = [torch.nn.Parameter(torch.zeros(1))]
+    for name in OPTIMIZER_CHOICES:  # every accepted choice builds
+        make_optimizer(param, TrainConfig(optimizer=name))
+    for name in SCHEDULER_CHOICES:
+        make_scheduler(make_optimizer(param, cfg), TrainConfig(scheduler=name), 3)
+    with pytest.raises(ValueError, match="setting optimizer='adagrad'"):
+        load_profile("quick", {"optimizer": "adagrad"})

@@ -1,7 +1,9 @@
-"""The five native-layout readers and their validation (``bench.datasets._check``).
+"""The native-layout readers and their validation (``bench.datasets.check``), over every registered
+native dataset: each writes its own tiny fixture (``make_fixture`` in its file), so a new dataset gets
+these tests with nothing edited here, and a dataset without a fixture maker fails them.
 
-Tiny fake layouts come from ``native_layouts``; the real samples in ``../shared/data`` are read when
-present (skipped otherwise).
+Dataset-specific quirks are tested on the fixtures from ``native_layouts``; the real samples in
+``../shared/data`` are read when present (skipped otherwise).
 """
 
 from __future__ import annotations
@@ -31,23 +33,26 @@ from native_layouts import (
     write,
 )
 
-from bench.datasets import DATASETS, canonical_name, create_dataset, list_datasets, open_dataset
-from bench.datasets._base import CheckReport, DataError, SegDataset
-from bench.datasets._check import check_data_root, check_dataset, format_report
+from bench.datasets import DATASETS, PAPER_DATASETS, canonical_name, create_dataset, list_datasets, open_dataset
+from bench.datasets.base import DataError, NativeDataset, SegDataset
+from bench.datasets.check import CheckReport, check_data_root, check_dataset, format_report
+from bench.datasets.folders import native_classes
 
-NATIVE = ("dsb2018", "glas2015", "isbi2012", "isic2018", "lgg_mri")
-MAKERS: dict[str, Callable[[Path], Layout]] = {
-    "isic2018": make_isic, "isbi2012": make_isbi_png, "lgg_mri": make_lgg, "glas2015": make_glas, "dsb2018": make_dsb,
-}
+#: Every registered dataset with a native-layout reader (all of them: the stand-ins are not registered).
+NATIVE = tuple(native_classes())
+MAKERS: dict[str, Callable[[Path], Layout]] = {name: cls.make_fixture for name, cls in native_classes().items()}
+#: Each dataset's default fixture, plus the other variants some layouts ship in.
 VARIANTS: dict[str, tuple[str, Callable[[Path], Layout]]] = {
-    "isic2018": ("isic2018", make_isic),
-    "isbi2012-png": ("isbi2012", make_isbi_png),
+    **{name: (name, make) for name, make in MAKERS.items()},
     "isbi2012-tiff": ("isbi2012", make_isbi_tiff),
-    "lgg_mri": ("lgg_mri", make_lgg),
-    "glas2015-bmp": ("glas2015", make_glas),
     "glas2015-png": ("glas2015", lambda root: make_glas(root, ext="png", rgb_anno=True)),
-    "dsb2018": ("dsb2018", make_dsb),
 }
+
+
+def strict_binary_masks(name: str) -> bool:
+    """True when ``name`` decodes masks with the default strict {0, 255} rule."""
+    cls = native_classes()[name]
+    return cls.mask_kind == "binary" and cls.decode_mask is NativeDataset.decode_mask
 
 
 def read_all(ds: SegDataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -60,12 +65,21 @@ def has_problem(report: CheckReport, kind: str, path: Path) -> bool:
 
 
 # ---------------------------------------------------------------- registry
+@pytest.mark.parametrize("name", list_datasets())
+def test_every_registered_dataset_is_native_and_writes_a_fixture(name: str) -> None:
+    cls = DATASETS.get(name).factory
+    assert isinstance(cls, type) and issubclass(cls, NativeDataset), f"{name}: not a NativeDataset reader"
+    assert cls.make_fixture.__func__ is not NativeDataset.make_fixture.__func__, (
+        f"{name}: no make_fixture; every native dataset writes a tiny copy of its layout (datasets/base.py)")
+    assert cls.name == name and cls.display_name and cls.modality and cls.channels in (1, 3) and cls.layout
+
+
 def test_registry_names_and_attributes() -> None:
-    assert set(NATIVE) <= set(list_datasets())
+    assert set(PAPER_DATASETS) <= set(NATIVE)
     assert canonical_name("mri") == "lgg_mri"
-    patch = {name for name in NATIVE if DATASETS.get(name).factory.patch_based}
+    patch = {name for name in PAPER_DATASETS if DATASETS.get(name).factory.patch_based}
     assert patch == {"isbi2012", "glas2015"}
-    channels = {name: DATASETS.get(name).factory.channels for name in NATIVE}
+    channels = {name: DATASETS.get(name).factory.channels for name in PAPER_DATASETS}
     assert channels == {"dsb2018": 3, "glas2015": 3, "isbi2012": 1, "isic2018": 3, "lgg_mri": 3}
     assert DATASETS.get("isbi2012").factory.__doc__ and "cell interior" in DATASETS.get("isbi2012").factory.__doc__
 
@@ -223,7 +237,7 @@ DEFECTS = ("truncated_image", "truncated_mask", "size_mismatch", "non_binary", "
            "duplicate")
 READ_TIME = {"truncated_image", "truncated_mask", "size_mismatch", "non_binary"}
 BAD = [(n, d) for n in MAKERS for d in DEFECTS
-       if not (d == "non_binary" and n == "glas2015") and not (d == "duplicate" and n == "dsb2018")]
+       if not (d == "non_binary" and not strict_binary_masks(n)) and not (d == "duplicate" and n == "dsb2018")]
 
 
 @pytest.mark.parametrize(("name", "defect"), BAD, ids=[f"{n}-{d}" for n, d in BAD])
@@ -383,3 +397,175 @@ def test_real_lgg_groups_tumour_subset_and_glas_grades() -> None:
     glas = open_dataset("glas2015", REAL / "glas2015").cases()
     assert dict(glas[0].meta)["grade_glas"] == "benign"
     assert real_report("glas2015").counts["grade_rows_without_images"] == 164
+
+
+# ---------------------------------------------------------------- the contract: masks, options, folders
+def test_kvasir_jpeg_masks_are_thresholded_not_refused_nor_noisy(tmp_path: Path) -> None:
+    from bench.datasets.decode import as_mask, load_pixels
+    from bench.datasets.problems import ReadFailure
+
+    layout = MAKERS["kvasir_seg"](tmp_path / "kvasir_seg")
+    ds = open_dataset("kvasir-seg", layout.root)
+    for cid, expected in layout.masks_expected.items():
+        stored = load_pixels(layout.mask(cid), role="mask")
+        assert set(np.unique(stored)) - {0, 255}  # the fixture's JPEG masks carry compression noise
+        with pytest.raises(ReadFailure, match="expected values"):  # the strict default would refuse them
+            as_mask(stored, True, str(layout.mask(cid)))
+        assert as_mask(stored, False, "").sum() > expected.sum()  # and `> 0` would count the noise as polyp
+        np.testing.assert_array_equal(ds.decode_mask(layout.mask(cid)), expected)
+
+
+def test_grey_levels_average_channels_that_differ() -> None:
+    from bench.datasets.decode import grey_levels
+
+    arr = np.zeros((2, 2, 4), np.uint8)
+    arr[0, 0, :3] = (250, 255, 254)
+    arr[..., 3] = 255  # alpha is dropped
+    np.testing.assert_array_equal(grey_levels(arr, "m.jpg"), [[253, 0], [0, 0]])
+    with pytest.raises(Exception, match="8-bit"):
+        grey_levels(arr.astype(np.uint16), "m.png")
+
+
+def test_dataset_options_are_declared_parsed_and_named_in_errors() -> None:
+    from bench.datasets.options import DatasetOption, options_of, parse_dataset_options
+
+    assert parse_dataset_options({"mri.subset": "tumour"}, "--dataset-option") == (("lgg_mri.subset", "tumour"),)
+    assert options_of("lgg_mri", ()) == {"subset": "all"} and options_of("dsb2018", ()) == {}
+    with pytest.raises(ValueError, match=r"--dataset-option: lgg_mri: option subset='paper': expected one of all, "):
+        parse_dataset_options({"lgg_mri.subset": "paper"}, "--dataset-option")
+    with pytest.raises(ValueError, match=r"lgg_mri: no option 'subst'; its options: subset \(all\|tumour"):
+        parse_dataset_options({"lgg_mri.subst": "tumour"}, "--dataset-option")
+    with pytest.raises(ValueError, match="dsb2018: no option 'size'; its options: none"):
+        parse_dataset_options({"dsb2018.size": "3"}, "x")
+    with pytest.raises(ValueError, match="nope"):
+        parse_dataset_options({"nope.subset": "all"}, "x")
+    with pytest.raises(ValueError, match="expected DATASET.OPTION"):
+        parse_dataset_options({"subset": "all"}, "x")
+    flag, count = DatasetOption("flag", False), DatasetOption("count", 2)
+    assert (flag.parse("d", "yes"), flag.parse("d", True), count.parse("d", "7")) == (True, True, 7)
+    with pytest.raises(ValueError, match="d: option count='x': expected an integer"):
+        count.parse("d", "x")
+
+
+def test_profile_yaml_and_command_line_dataset_options(tmp_path: Path) -> None:
+    from bench.config import TrainConfig, load_profile
+    from bench.plan import data_options
+
+    assert "lgg_subset" not in TrainConfig.__dataclass_fields__
+    paper = load_profile("paper")
+    assert paper.dataset_options == (("lgg_mri.subset", "tumour"),)
+    assert data_options("lgg_mri", paper, False) == {"subset": "tumour"}
+    assert data_options("lgg_mri", paper, True) == {"size": 256}  # the stand-in has no reader options
+    assert data_options("lgg_mri", load_profile("quick"), False) == {"subset": "all"}  # defaults are recorded
+    assert load_profile("paper", None, {"lgg_mri.subset": "all"}).dataset_options == (("lgg_mri.subset", "all"),)
+    from bench.config import Job
+
+    old = Job("lgg_mri", "unet", "holdout", 0, 0, "paper", paper.train, "d/lgg_mri", data_options='{"subset": "tumour"}')
+    record = old.to_dict() | {"train": {**paper.train.to_dict(), "lgg_subset": "tumour"}}  # written before the move
+    assert Job.from_dict(record) == old
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: 1\ndataset_options:\n  lgg_mri.subset: paper\n")
+    with pytest.raises(ValueError, match=f"profile {bad}: dataset_options: lgg_mri: option subset='paper'"):
+        load_profile(str(bad))
+
+
+def test_one_rule_finds_dataset_folders(tmp_path: Path) -> None:
+    from bench.datasets.folders import dataset_folders, find_dataset_folder
+    from bench.plan import dataset_root
+
+    make_lgg(tmp_path / "MRI")  # an alias, any case
+    make_dsb(tmp_path / "kaggle-nuclei")  # by layout
+    MAKERS["kvasir_seg"](tmp_path / "Kvasir-SEG")  # the release's folder name is an alias
+    (tmp_path / "notes").mkdir()
+    assert {k: [p.name for p in v] for k, v in dataset_folders(tmp_path).items()} == {
+        "dsb2018": ["kaggle-nuclei"], "kvasir_seg": ["Kvasir-SEG"], "lgg_mri": ["MRI"]}
+    assert dataset_root(tmp_path, "dsb2018") == tmp_path / "kaggle-nuclei"
+    assert find_dataset_folder(tmp_path, "isic2018") is None
+    with pytest.raises(FileNotFoundError, match=r"isic2018: no folder under .* holds it .* kaggle-nuclei \(dsb2018\)"):
+        dataset_root(tmp_path, "isic2018")
+    make_dsb(tmp_path / "dsb2018")  # named after it: preferred over a folder found by layout
+    assert dataset_root(tmp_path, "dsb2018") == tmp_path / "dsb2018"
+    make_lgg(tmp_path / "brain")
+    make_lgg(tmp_path / "brain2")
+    shutil.rmtree(tmp_path / "MRI")
+    with pytest.raises(ValueError, match="several folders .* brain, brain2"):
+        find_dataset_folder(tmp_path, "lgg_mri")
+
+
+def test_run_and_data_check_find_the_same_folders(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from bench.cli import main
+
+    data = tmp_path / "data"
+    make_dsb(data / "kaggle-nuclei")
+    assert main(["data", "check", "--data-root", str(data)]) == 0
+    assert f"== dsb2018 at {data / 'kaggle-nuclei'}" in capsys.readouterr().out
+    run = ["run", "--results", str(tmp_path / "r"), "--data-root", str(data), "--arch", "unet", "--set", "n_folds=2",
+           "--folds", "0", "--dry-run"]
+    assert main([*run, "--dataset", "dsb2018"]) == 0
+    assert "1 jobs" in capsys.readouterr().out
+    assert main([*run, "--dataset", "isic2018"]) == 2
+    err = capsys.readouterr().err
+    assert f"no folder {data / 'isic2018'}" in err and "present none; missing isic2018" in err
+    empty = tmp_path / "empty"
+    (empty / "notes").mkdir(parents=True)
+    assert main(["data", "check", "--data-root", str(empty)]) == 2
+    assert "notes (no dataset layout recognised)" in capsys.readouterr().err
+
+
+def test_data_check_takes_dataset_options(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from bench.cli import main
+
+    make_lgg(tmp_path / "lgg_mri")
+    assert main(["data", "check", "--data-root", str(tmp_path), "--dataset-option", "lgg_mri.subset=tumour"]) == 0
+    out = capsys.readouterr().out
+    assert "subset='tumour'" in out and "found: 4 cases in 2 groups" in out
+    assert main(["data", "check", "mri", "--root", str(tmp_path / "lgg_mri"), "--dataset-option", "mri.subset=x"]) == 2
+    assert "lgg_mri: option subset='x'" in capsys.readouterr().err
+    assert main(["run", "--dataset", "mri", "--arch", "unet", "--dataset-option", "lgg_mri.subset=tumour",
+                 "--dry-run", "--results", str(tmp_path / "r")]) == 2
+    assert "needs --data-root" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- Kvasir-SEG end to end
+def test_kvasir_is_not_in_all_but_runs_by_name() -> None:
+    from bench.plan import select
+
+    assert "kvasir_seg" not in select(None, None, True, "holdout").datasets
+    assert select("unet", "kvasir-seg", False, "holdout").datasets == ("kvasir_seg",)
+
+
+@pytest.mark.slow
+def test_kvasir_checks_runs_and_reports_with_its_own_labels(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from bench.cli import main
+    from bench.names import dataset_label
+
+    data = tmp_path / "data"
+    layout = MAKERS["kvasir_seg"](data / "Kvasir-SEG")
+    for k, cid in enumerate(sorted(layout.files)):  # 6 images: enough for holdout with 2 folds
+        for folder, path in (("images", layout.image(cid)), ("masks", layout.mask(cid))):
+            shutil.copy(path, data / "Kvasir-SEG" / folder / f"copy{k}{path.suffix}")
+    assert main(["data", "check", "--data-root", str(data)]) == 0
+    assert "verdict: OK, 6 cases readable" in capsys.readouterr().out
+    res = str(tmp_path / "r")
+    assert main(["run", "--results", res, "--data-root", str(data), "--dataset", "kvasir_seg", "--arch", "unet",
+                 "--folds", "0", "--set", "n_folds=2", "--set", "epochs=1", "--set", "image_size=32", "--set",
+                 "width=4", "--set", "depth=3", "--quiet", "--jobs", "1"]) == 0
+    capsys.readouterr()
+    assert dataset_label("kvasir_seg") == "Kvasir-SEG"
+    assert main(["report", "--table", "1", "--results", res]) == 0
+    table1 = capsys.readouterr().out
+    assert "Kvasir-SEG" in table1 and "colonoscopy" in table1 and "kvasir_seg" not in table1
+    assert main(["report", "--table", "5", "--results", res]) == 0
+    assert "Kvasir-SEG" in capsys.readouterr().out
+
+
+def test_reproduce_commands_carry_dataset_options_that_differ_from_the_profile() -> None:
+    from bench.reproduce import run_commands
+
+    def side(profile: str, options: str) -> dict:
+        job = {"dataset": "lgg_mri", "arch": "unet", "fold": 0, "seed": 0, "profile": profile, "protocol": "holdout",
+               "data_root": "d/lgg_mri", "data_options": options, "train": {}}
+        return {"status": "ok", "job": job}
+
+    assert run_commands([side("quick", '{"subset": "tumour"}')])[0].endswith(" --dataset-option lgg_mri.subset=tumour")
+    assert "--dataset-option" not in run_commands([side("paper", '{"subset": "tumour"}')])[0]

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 def loky_table(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     results = tmp_path_factory.mktemp("loky")
     statuses = list(run_jobs(tiny_jobs(results), results, n_jobs=2, progress=False))
-    assert [s["status"] for s in statuses] == ["ok", "ok"]
+    assert [s.status for s in statuses] == ["ok", "ok"]
     return per_image(results)
 
 
@@ -41,7 +41,7 @@ def loky_table(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
 def test_dask_local_cluster_gives_the_loky_table(tmp_path: Path, loky_table: pd.DataFrame) -> None:
     engine = EngineConfig("dask", n_jobs=2)
     statuses = list(run_jobs(tiny_jobs(tmp_path), tmp_path, engine=engine, progress=False))
-    assert sorted(s["status"] for s in statuses) == ["ok", "ok"]
+    assert sorted(s.status for s in statuses) == ["ok", "ok"]
     pd.testing.assert_frame_equal(per_image(tmp_path), loky_table)
 
 
@@ -84,7 +84,7 @@ def test_separate_scheduler_and_worker_processes_give_the_loky_table(tmp_path: P
             (worker_env,) = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()
             assert worker_env is None  # scripts/dask-worker.yaml unsets dask's default
         statuses = list(run_jobs(tiny_jobs(results), results, engine=engine, progress=False))
-        assert sorted(s["status"] for s in statuses) == ["ok", "ok"]
+        assert sorted(s.status for s in statuses) == ["ok", "ok"]
         pd.testing.assert_frame_equal(per_image(results), loky_table)
     finally:
         for proc in reversed(procs):
@@ -197,7 +197,7 @@ def test_device_pool_runs_one_job_per_gpu_at_a_time(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ compute beside accuracy
 def test_each_job_records_its_compute_and_the_report_shows_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     jobs = tiny_jobs(tmp_path, folds=(0,))
-    assert [s["status"] for s in run_jobs(jobs, tmp_path, progress=False)] == ["ok"]
+    assert [s.status for s in run_jobs(jobs, tmp_path, progress=False)] == ["ok"]
     (side,) = store.sidecars(tmp_path)
     c = side["compute"]
     from bench.architectures._blocks import count_macs

@@ -175,7 +175,7 @@ def test_a_run_stores_the_flag_in_rows_and_sidecar(tmp_path: Path) -> None:
 
     prof = load_profile("quick", {"epochs": "2", "image_size": "32", "width": "4", "depth": "3"})
     jobs = plan(select("unet", "dsb2018", False, "holdout", (0,)), prof, tmp_path)
-    assert [s["status"] for s in run_jobs(jobs, tmp_path, progress=False)] == ["ok"]
+    assert [s.status for s in run_jobs(jobs, tmp_path, progress=False)] == ["ok"]
     side = store.sidecars(tmp_path)[0]
     rows = store.load_all(tmp_path)
     assert set(side["learning"]) == {"did_not_learn", "reasons"}

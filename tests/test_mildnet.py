@@ -12,7 +12,7 @@ from bench.architectures.mildnet import MILDNet, MLDRBlock
 
 
 def mldr_params(cin: int, c: int, n_dil: int = 3, levels: int = 2) -> int:
-    """architectures.md section 6 formula, generalised to n dilation rates and L levels."""
+    """The MLDR formula of docs/architectures.md ("MILDNet"), generalised to n dilation rates and L levels."""
     first = 2 * cin + n_dil * (9 * cin * c + c)
     later = 2 * c + n_dil * (9 * c * c + c)
     return first + (cin * c + c) + (levels - 1) * later
@@ -95,3 +95,20 @@ def test_three_training_steps_lower_the_loss_on_a_toy_problem() -> None:
         loss.backward()
         opt.step()
     assert losses[-1] < losses[0]
+
+
+def test_tuned_constructor_arguments_from_a_job_build_the_same_network() -> None:
+    """A job's arch_kwargs come back from JSON with lists: the network is the one the tuple builds."""
+    import json
+
+    from_json = tiny(**json.loads('{"dilations": [1, 2, 4], "levels": 1}'))
+    assert from_json.dilations == (1, 2, 4) and len(from_json.encoder[0].levels) == 1
+    direct = tiny(dilations=(1, 2, 4), levels=1)
+    assert all(torch.equal(a, b) for a, b in zip(from_json.state_dict().values(), direct.state_dict().values()))
+    assert [m.dilation for m in from_json.encoder[0].levels[0].branches] == [(1, 1), (2, 2), (4, 4)]
+
+
+def test_mlr_levels_without_mlr_skips_is_refused() -> None:
+    with pytest.raises(ValueError, match="mlr_levels=1 has no effect without MLR skips"):
+        create_model("mildnet_no_mlr", in_channels=1, width=4, depth=3, mlr_levels=1)
+    assert tiny(mlr_levels=1) is not None and create_model("mildnet_no_mlr", width=4, depth=3) is not None

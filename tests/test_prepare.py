@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bench.datasets._base import Case, SegDataset
+from bench.datasets.base import Case, SegDataset
 from bench.datasets.prepare import PreparedData, load_cache, patch_geometry, patch_offsets, prepare
 from bench.datasets.synthetic import SyntheticDataset
 

@@ -60,7 +60,7 @@ def test_resume_skips_finished_jobs_and_matches_uninterrupted_run(tmp_path: Path
     prof = tiny_profile()
     jobs = plan(select("unet,resdunet", "dsb2018", False, "holdout", (0,)), prof, tmp_path / "r")
     first = list(run_jobs(jobs[:1], tmp_path / "r", progress=False))
-    assert [s["status"] for s in first] == ["ok"]
+    assert [s.status for s in first] == ["ok"]
     # a job killed mid-write leaves a 'running' sidecar and a temp file: neither is read as a result
     p = paths(jobs[1], tmp_path / "r")
     p["sidecar"].parent.mkdir(parents=True, exist_ok=True)
@@ -68,7 +68,7 @@ def test_resume_skips_finished_jobs_and_matches_uninterrupted_run(tmp_path: Path
     (p["parquet"].parent / ".tmp-half.parquet").write_bytes(b"PAR1 half")
     assert set(store.load_all(tmp_path / "r")["arch"]) == {jobs[0].arch}
     statuses = list(run_jobs(jobs, tmp_path / "r", progress=False))
-    assert sorted(s["status"] for s in statuses) == ["ok", "skipped"]
+    assert sorted(s.status for s in statuses) == ["ok", "skipped"]
     assert all(is_finished(j, tmp_path / "r") for j in jobs)
     list(run_jobs(jobs, tmp_path / "u", progress=False))
     pd.testing.assert_frame_equal(table(tmp_path / "r"), table(tmp_path / "u"))
@@ -144,7 +144,7 @@ def test_a_job_left_running_by_a_dead_worker_becomes_a_failed_row(tmp_path: Path
     p = paths(jobs[0], tmp_path)
     p["sidecar"].parent.mkdir(parents=True, exist_ok=True)
     p["sidecar"].write_text(json.dumps({"key": jobs[0].key, "status": "running", "job": jobs[0].to_dict()}))
-    assert [s["status"] for s in mark_crashed(jobs, tmp_path)] == ["failed"]
+    assert [s.status for s in mark_crashed(jobs, tmp_path)] == ["failed"]
     assert "worker process died" in store.failures(tmp_path)["error"].iloc[0]
 
 
@@ -169,3 +169,65 @@ def test_a_bad_file_stops_the_run_until_skipped_explicitly(tmp_path: Path, capsy
     assert run_cli(tmp_path / "r", *args, "--skip", ids[3]) == 0
     df = store.load_all(tmp_path / "r")
     assert ids[3] not in set(df["case_id"]) and json.loads(df["data_options"].iloc[0])["skip"] == [ids[3]]
+
+
+# ------------------------------------------------------------------------------ one job: a Job in, a record out
+
+
+def test_a_failed_job_returns_the_record_its_sidecar_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.execute
+    from bench.record import JobRecord, Status
+    from bench.runner import run_job
+
+    def broken(job, results, out, progress=False):
+        raise ZeroDivisionError("in the job body")
+
+    monkeypatch.setattr(bench.execute, "execute", broken)
+    [job] = plan(select("unet", "dsb2018", False, "holdout", (0,)), tiny_profile(), tmp_path)
+    record = run_job(job, tmp_path)
+    assert isinstance(record, JobRecord) and record.status is Status.FAILED and not record.crashed
+    assert record.label == job.label and record.key == job.key and record.seconds > 0
+    assert record.error == "ZeroDivisionError: in the job body" and "in broken" in record.traceback
+    side = json.loads(paths(job, tmp_path)["sidecar"].read_text())
+    assert JobRecord.from_json(side) == record and side["status"] == "failed" and side["job"] == job.to_dict()
+    assert {"error", "traceback", "seconds", "environment"} <= set(side) and side["environment"]["versions"]
+    assert store.failures(tmp_path)["error"].tolist() == [record.error]
+
+
+def test_a_finished_job_returns_its_ok_record_and_is_then_skipped(tmp_path: Path) -> None:
+    from bench.record import Status
+    from bench.runner import run_job
+
+    [job] = plan(select("unet", "dsb2018", False, "holdout", (0,)), tiny_profile(epochs="1"), tmp_path)
+    record = run_job(job, tmp_path)
+    assert record.status is Status.OK and record.n_written == len(store.load_all(tmp_path))
+    assert record == store.read_record(paths(job, tmp_path)["sidecar"])
+    assert {"best_epoch", "history", "compute", "learning"} <= set(record.details)
+    assert record.environment and record.started and record.seconds > 0
+    again = run_job(job, tmp_path)
+    assert again.status is Status.SKIPPED and again.key == job.key and not again.to_json().get("error")
+
+
+def test_a_crashed_job_is_a_failed_record_that_says_so(tmp_path: Path) -> None:
+    from bench.runner import mark_crashed
+
+    [job] = plan(select("unet", "dsb2018", False, "holdout", (0,)), tiny_profile(), tmp_path)
+    p = paths(job, tmp_path)
+    p["sidecar"].parent.mkdir(parents=True, exist_ok=True)
+    p["sidecar"].write_text(json.dumps({"key": job.key, "status": "running", "job": job.to_dict(), "pid": 4242}))
+    [record] = mark_crashed([job], tmp_path)
+    assert record.crashed and record.crashed_pid == 4242 and record == store.read_record(p["sidecar"])
+    assert json.loads(p["sidecar"].read_text())["crashed_pid"] == 4242
+
+
+def test_a_job_refuses_data_or_a_split_that_changed_since_planning(tmp_path: Path) -> None:
+    from bench.config import replace
+    from bench.job_data import load_job_data
+
+    [job] = plan(select("unet", "dsb2018", False, "holdout", (0,)), tiny_profile(), tmp_path)
+    data, split = load_job_data(job, tmp_path / "cache")
+    assert data.fingerprint == job.data_fingerprint and split.hash == job.split_hash
+    with pytest.raises(RuntimeError, match="the data changed since planning"):
+        load_job_data(replace(job, data_fingerprint="0" * 16), tmp_path / "cache")
+    with pytest.raises(RuntimeError, match="changed since planning"):
+        load_job_data(replace(job, split_hash="0" * 16), tmp_path / "cache")

@@ -57,7 +57,7 @@ def test_a_job_held_by_another_process_is_not_started(tmp_path: Path) -> None:
         status = run_job(job, tmp_path, wait=False)
     finally:
         lock.release()
-    assert status["status"] == "busy" and not paths(job, tmp_path)["sidecar"].exists()
+    assert status.status == "busy" and not paths(job, tmp_path)["sidecar"].exists()
 
 
 def test_a_held_job_is_waited_for_and_its_outcome_read(tmp_path: Path) -> None:
@@ -82,7 +82,7 @@ def test_a_held_job_is_waited_for_and_its_outcome_read(tmp_path: Path) -> None:
     held.wait()
     status = run_job(job, tmp_path)  # waits, then reads the outcome instead of training again
     thread.join()
-    assert status["status"] == "failed" and "elsewhere" in status["error"] and "another process" in status["error"]
+    assert status.status == "failed" and "elsewhere" in status.error and "another process" in status.error
 
 
 def test_a_running_job_of_a_live_process_is_not_marked_crashed(tmp_path: Path) -> None:
@@ -95,7 +95,7 @@ def test_a_running_job_of_a_live_process_is_not_marked_crashed(tmp_path: Path) -
         assert mark_crashed([job], tmp_path) == []
     finally:
         lock.release()
-    assert [s["status"] for s in mark_crashed([job], tmp_path)] == ["failed"]
+    assert [s.status for s in mark_crashed([job], tmp_path)] == ["failed"]
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -110,7 +110,7 @@ results = Path(sys.argv[1])
 profile = load_profile("quick", {"epochs": "2", "image_size": "32", "width": "4", "depth": "3"})
 jobs = plan(select("unet,residual_unet", "dsb2018", False, "holdout", (0, 1)), profile, results)
 for status in run_jobs(jobs, results, n_jobs=1, progress=False):
-    print(json.dumps(status), flush=True)
+    print(json.dumps(status.to_json()), flush=True)
 """
 
 
@@ -179,9 +179,9 @@ def test_a_dead_worker_fails_only_its_own_job(tmp_path: Path) -> None:
     good, bad = (CrashJob(**{**fields, "arch": arch, "arch_kwargs": json.dumps(
         {"wait_for": str(store.job_dir(tmp_path, job.dataset, other) / "*.json")})})
         for arch, other in (("wait_test", "crash_test"), ("crash_test", "wait_test")))
-    statuses = {s["key"]: s for s in run_jobs([good, bad], tmp_path, n_jobs=2, progress=False)}
-    assert statuses[bad.key]["status"] == "failed" and statuses[bad.key]["error"] == CRASHED
-    assert statuses[good.key]["status"] == "ok" and is_finished(good, tmp_path)
+    statuses = {s.key: s for s in run_jobs([good, bad], tmp_path, n_jobs=2, progress=False)}
+    assert statuses[bad.key].status == "failed" and statuses[bad.key].error == CRASHED
+    assert statuses[good.key].status == "ok" and is_finished(good, tmp_path)
     fails = store.failures(tmp_path)
     assert list(fails["arch"]) == ["crash_test"] and list(store.load_all(tmp_path)["arch"].unique()) == ["wait_test"]
 
@@ -191,7 +191,7 @@ def test_a_failed_recomputation_keeps_the_ok_result(tmp_path: Path, monkeypatch:
     import bench.execute
 
     jobs = planned(tmp_path)
-    assert [s["status"] for s in run_jobs(jobs, tmp_path, progress=False)] == ["ok"]
+    assert [s.status for s in run_jobs(jobs, tmp_path, progress=False)] == ["ok"]
     before = store.load_all(tmp_path)
 
     def broken(job, in_channels):
@@ -199,7 +199,7 @@ def test_a_failed_recomputation_keeps_the_ok_result(tmp_path: Path, monkeypatch:
 
     monkeypatch.setattr(bench.execute, "build_model", broken)
     [status] = run_jobs(jobs, tmp_path, force=True, progress=False)
-    assert status["status"] == "failed" and "late boom" in status["error"] and "kept" in status["error"]
+    assert status.status == "failed" and "late boom" in status.error and "kept" in status.error
     assert is_finished(jobs[0], tmp_path)
     pd.testing.assert_frame_equal(store.load_all(tmp_path), before)
     side = store.read_sidecar(paths(jobs[0], tmp_path)["sidecar"])
@@ -218,7 +218,7 @@ def test_a_damaged_result_is_recomputed_by_the_next_run(tmp_path: Path) -> None:
     assert list(dry_run_table(jobs, tmp_path)["state"]) == ["damaged"]
     with pytest.warns(ResultWarning, match=str(p["parquet"])):
         statuses = list(run_jobs(jobs, tmp_path, progress=False))
-    assert [s["status"] for s in statuses] == ["ok"] and not leftover.exists()
+    assert [s.status for s in statuses] == ["ok"] and not leftover.exists()
     pd.testing.assert_frame_equal(store.load_all(tmp_path), expected)
 
 
@@ -247,7 +247,7 @@ def test_non_finite_predictions_fail_the_job(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(bench.execute, "fit", fit_then_poison)
     jobs = planned(tmp_path)
     [status] = run_jobs(jobs, tmp_path, progress=False)
-    assert status["status"] == "failed" and "NonFinitePrediction" in status["error"]
+    assert status.status == "failed" and "NonFinitePrediction" in status.error
     assert store.load_all(tmp_path).empty and "non-finite" in store.failures(tmp_path)["error"].iloc[0]
 
 

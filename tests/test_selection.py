@@ -129,3 +129,23 @@ def test_export_where_writes_only_the_selection(tmp_path: Path) -> None:
     assert set(pd.read_csv(out)["job_key"]) == set(base["job_key"])
     with pytest.raises(ValueError, match="matches no job"):
         selection.export_selected(tmp_path, tmp_path / "y.csv", "csv", {"epochs": "5"})
+
+
+def test_one_architecture_under_two_sets_of_constructor_arguments_is_refused() -> None:
+    """Different archs may take different arguments; the same arch twice (e.g. two dilation rates) may not."""
+    base = make_results(datasets=("lgg_mri",), archs=("unet", "mildnet"), n_cases=20, protocols=("holdout",))
+    sides = make_sidecars(base, epochs=20)
+    for side in sides:
+        if side["job"]["arch"] == "mildnet":
+            side["job"]["arch_kwargs"] = '{"dilations": [1, 3, 5]}'
+    other = make_results(datasets=("lgg_mri",), archs=("mildnet",), n_cases=20, rng_seed=1, protocols=("holdout",))
+    other["job_key"] = "x" + other["job_key"].str[1:]
+    other["fold"] += 10
+    more = make_sidecars(other, epochs=20)
+    for side in more:
+        side["job"]["arch_kwargs"] = '{"dilations": [1, 2, 4]}'
+    ok = selection.attach(base, selection.settings_table(sides))
+    selection.check_like_for_like(ok)  # unet {} vs mildnet dilations: different archs, allowed
+    mixed = selection.attach(pd.concat([base, other], ignore_index=True), selection.settings_table(sides + more))
+    with pytest.raises(ValueError, match=r"arch_kwargs \(mildnet: .*1, 2, 4.* / .*1, 3, 5"):
+        selection.check_like_for_like(mixed)

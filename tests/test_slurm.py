@@ -48,7 +48,7 @@ def cluster() -> None:
 @pytest.fixture(scope="module")
 def loky_table(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     results = tmp_path_factory.mktemp("loky")
-    assert [s["status"] for s in run_jobs(tiny_jobs(results), results, n_jobs=2, progress=False)] == ["ok", "ok"]
+    assert [s.status for s in run_jobs(tiny_jobs(results), results, n_jobs=2, progress=False)] == ["ok", "ok"]
     return per_image(results)
 
 
@@ -62,7 +62,7 @@ def _wait_until_out_of_queue(tasks: list[str], seconds: float = 120) -> None:
 def test_slurm_array_gives_the_loky_table(tmp_path: Path, loky_table: pd.DataFrame) -> None:
     engine = EngineConfig("submitit", slurm=SlurmOptions(time_min=10, poll_s=1))
     statuses = list(run_jobs(tiny_jobs(tmp_path), tmp_path, engine=engine, progress=False))
-    assert sorted(s["status"] for s in statuses) == ["ok", "ok"], statuses
+    assert sorted(s.status for s in statuses) == ["ok", "ok"], statuses
     pd.testing.assert_frame_equal(per_image(tmp_path), loky_table)
     (record,) = [store.read_sidecar(p) for p in (tmp_path / "slurm").glob("array-*.json")]
     assert sorted(record["tasks"].values()) == [f"{record['array_job_id']}_0", f"{record['array_job_id']}_1"]
@@ -78,13 +78,13 @@ def test_no_wait_then_status_then_a_second_run_collects_without_resubmitting(tmp
     jobs = tiny_jobs(tmp_path)
     opts = SlurmOptions(time_min=10, poll_s=1, wait=False)
     statuses = list(run_jobs(jobs, tmp_path, engine=EngineConfig("submitit", slurm=opts), progress=False))
-    assert [s["status"] for s in statuses] == ["submitted", "submitted"]
+    assert [s.status for s in statuses] == ["submitted", "submitted"]
     first = sweep_status(jobs, tmp_path)
     assert set(first["state"]) <= {"queued", "running", "done"} and first["slurm_task"].str.contains("_").all()
     # a later run (a new driver) follows the same tasks to their end and submits nothing new
     again = list(run_jobs(jobs, tmp_path, engine=EngineConfig("submitit", slurm=SlurmOptions(poll_s=1)),
                           progress=False))
-    assert sorted(s["status"] for s in again) in (["ok", "ok"], ["ok", "skipped"], ["skipped", "skipped"])
+    assert sorted(s.status for s in again) in (["ok", "ok"], ["ok", "skipped"], ["skipped", "skipped"])
     assert len(list((tmp_path / "slurm").glob("array-*.json"))) == 1
     assert counts(sweep_status(jobs, tmp_path))["done"] == 2
     pd.testing.assert_frame_equal(per_image(tmp_path), loky_table)
@@ -103,7 +103,7 @@ def test_cancelled_tasks_are_failed_jobs_with_the_slurm_reason(tmp_path: Path) -
     assert table["reason"].iloc[0].startswith(f"SLURM task {task} ended without a result")
     # following it (a `bench run` that waits) records the failure in the job's sidecar
     statuses = list(slurm.wait_for(jobs, tmp_path, poll_s=0.2))
-    assert statuses[0]["status"] == "failed" and "ended without a result" in statuses[0]["error"]
+    assert statuses[0].status == "failed" and "ended without a result" in statuses[0].error
     assert store.failures(tmp_path)["error"].str.contains("ended without a result").all()
 
 

@@ -215,7 +215,7 @@ def newcomers() -> Iterator[tuple[str, str]]:
     Their names sort before every paper name, so the tables must put the paper's items first on purpose."""
     from bench.architectures import ARCHITECTURES
     from bench.datasets import DATASETS
-    from bench.datasets._base import Case, SegDataset
+    from bench.datasets.base import Case, SegDataset
 
     class Polyps(SegDataset):
         name, display_name, modality, channels, source = "aaa_polyps", "Polyp-Test", "colonoscopy", 3, "synthetic"
@@ -286,11 +286,13 @@ def test_the_papers_order_is_read_from_the_registries() -> None:
 
 
 def _name_lists(tree: ast.AST, names: frozenset[str]) -> list[int]:
-    """Lines of tuple/list/set literals, and of dicts keyed by plain strings, naming two or more of ``names``."""
+    """Lines of tuple/list/set literals naming two or more of ``names``, and of name -> text dicts (label
+    tables) keyed by two or more of them."""
     lines = []
     for node in ast.walk(tree):
-        items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else (
-            node.keys if isinstance(node, ast.Dict) and all(isinstance(v, ast.Constant) for v in node.values) else [])
+        labels = isinstance(node, ast.Dict) and all(isinstance(v, ast.Constant) and isinstance(v.value, str)
+                                                    for v in node.values)
+        items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else (node.keys if labels else [])
         found = {i.value for i in items if isinstance(i, ast.Constant) and i.value in names}
         if len(found) >= 2:
             lines.append(node.lineno)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from bench import store
 from bench.cli import main
+from bench.config import load_profile
 from bench.datasets.splits import Split
-from bench.tune import Grid, best_points, best_table, parse_grid, tuned_jobs
+from bench.tune import Grid, best_points, best_table, parse_grid, point_label, tuned_jobs, tuning_jobs, write_profile
 
 TINY = ["--set", "epochs=1", "--set", "image_size=32", "--set", "width=4", "--set", "depth=3"]
 
@@ -103,3 +106,130 @@ def test_two_point_grid_on_validation_folds_only(tmp_path: Path, capsys: pytest.
     assert main(["run", "--tuned", "two", "--arch", "unetpp", "--dataset", "dsb2018", "--results", str(results),
                  "--dry-run"]) == 2
     assert "no choice for dsb2018/unetpp" in capsys.readouterr().err
+
+
+def test_arch_keys_in_the_grid(tmp_path: Path) -> None:
+    grid = parse_grid(["arch.dilations=1-3-5,1-2-4", "arch.levels=1,2"])
+    assert grid.points()[1] == {"arch.dilations": (1, 3, 5), "arch.levels": 2}
+    assert grid.to_dict() == {"arch.dilations": [[1, 3, 5], [1, 2, 4]], "arch.levels": [1, 2]}
+    path = tmp_path / "grid.yaml"
+    path.write_text("arch.dilations: [[1, 2, 6], [2, 4, 8]]\noptimizer: [adam, sgd, rmsprop]\n"
+                    "scheduler: [plateau, cosine]\n")
+    from_file = parse_grid([], path)
+    assert from_file.points()[0] == {"arch.dilations": (1, 2, 6), "optimizer": "adam", "scheduler": "plateau"}
+    assert len(from_file.points()) == 12
+    assert point_label(grid.points()[0]) == "arch.dilations=1-3-5, arch.levels=1"
+
+
+@pytest.mark.parametrize("pairs,archs,reference,match", [
+    (["arch.dilations=1-3-5,1-2-4"], ["mildnet", "unet"], None,
+     r"grid key 'arch.dilations': not a constructor argument of unet .*--paper-tuning"),
+    (["arch.levels=1,2"], ["mildnet", "resdunet", "unetpp"], None, "not a constructor argument of resdunet, unetpp"),
+    (["arch.dilations=1-3-5,1-2-4"], ["mildnet"], "unet", "not a constructor argument of unet"),
+    (["arch.mlr_skips=true,false"], ["mildnet"], None, "not a constructor argument of mildnet"),
+    (["arch.levels=0,1"], ["mildnet"], None, "arch.levels=0 is refused by mildnet: MLDRBlock needs levels >= 1"),
+    (["arch.dilations=3,1-2-4"], ["mildnet"], None, "arch.dilations=3 for mildnet: expected integers joined by '-'"),
+    (["arch.mlr_levels=1,2"], ["mildnet", "mildnet_no_mlr"], None, "has no effect without MLR skips"),
+    (["arch.dilations=1-3-5"], ["smp:Unet:resnet18"], None, "not a constructor argument of smp:Unet:resnet18"),
+])
+def test_an_arch_key_an_architecture_does_not_take_is_refused(tmp_path: Path, pairs: list[str], archs: list[str],
+                                                              reference: str | None, match: str) -> None:
+    """Refused before anything is planned or trained (no data is prepared, no job folder made)."""
+    with pytest.raises(ValueError, match=match):
+        tuning_jobs(parse_grid(pairs), load_profile("quick"), archs, ["dsb2018"], tmp_path, "x", reference=reference)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("pair", ["arch.width=4,8", "arch.in_channels=1", "arch.=1", "arch.levels=two"])
+def test_arch_keys_the_harness_sets_or_cannot_read(pair: str) -> None:
+    with pytest.raises(ValueError, match=r"set by the harness|name the constructor argument|cannot read 'two'"):
+        parse_grid([pair])
+
+
+def test_the_cli_refuses_an_arch_key_that_not_every_architecture_takes(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    assert main(["tune", "--name", "d", "--grid", "arch.dilations=1-3-5,1-2-4", "--arch", "mildnet,unet,unetpp",
+                 "--dataset", "dsb2018", "--results", str(tmp_path / "r"), "--quiet", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "not a constructor argument of unet, unetpp" in err and "Traceback" not in err
+
+
+def test_paper_tuning_passes_arch_values_only_to_the_references_own_class(tmp_path: Path) -> None:
+    grid = Grid((("lr", (0.01, 0.001)), ("arch.dilations", ((1, 3, 5), (1, 2, 4)))))
+    labels = [point_label(p) for p in grid.points()]
+    scores = pd.DataFrame([{"dataset": "dsb2018", "arch": "mildnet", "point": label, "point_index": i,
+                            "score": s, "iou": s, "n_models": 1, "n_images": 5}
+                           for i, (label, s) in enumerate(zip(labels, (0.5, 0.9, 0.6, 0.7)))])
+    archs = ["unet", "mildnet_no_mlr", "resdunet", "mildnet"]
+    best = best_points(scores, grid)
+    assert best["dsb2018"]["mildnet"] == {"lr": 0.01, "arch.dilations": (1, 2, 4)}
+    table = best_table(scores, grid, reference="mildnet", archs=archs).set_index("arch")
+    assert table.loc["mildnet_no_mlr", "best"] == "lr=0.01, arch.dilations=1-2-4"
+    assert table.loc["unet", "best"] == table.loc["resdunet", "best"] == "lr=0.01"  # ResDUNet's rates mean other things
+    assert "same constructor" in table.attrs["caption"]
+    path = write_profile(tmp_path / "p.yaml", "p", "quick", grid, best, "mildnet", archs)
+    chosen = yaml.safe_load(path.read_text())["chosen"]["dsb2018"]
+    assert chosen["mildnet"] == chosen["mildnet_no_mlr"] == {"lr": 0.01, "arch.dilations": [1, 2, 4]}
+    assert chosen["unet"] == chosen["resdunet"] == {"lr": 0.01}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key, values", [("optimizer", ("adam", "sgd")),
+                                         ("arch.dilations", ((1, 3, 5), (1, 2, 4)))])
+def test_two_point_grid_over_optimizer_and_over_mildnet_dilations(tmp_path: Path, key: str, values: tuple,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    """Both points trained and scored on the validation fold only; the better chosen; bench run --tuned
+    rebuilds the chosen point (training setting or constructor argument) in its jobs."""
+    results = tmp_path / "results"
+    text = ",".join("-".join(map(str, v)) if isinstance(v, tuple) else v for v in values)
+    assert main(["tune", "--name", "two", "--grid", f"{key}={text}", "--arch", "mildnet", "--dataset", "dsb2018",
+                 "--folds", "0", "--results", str(results), "--jobs", "1", "--quiet", *TINY]) == 0
+    out = results / "tuning" / "two"
+    sides = [s for s in store.sidecars(out) if s["status"] == "ok"]
+
+    def point(job: dict) -> object:
+        return job["train"][key] if key == "optimizer" else tuple(json.loads(job["arch_kwargs"])["dilations"])
+
+    assert sorted(map(point, (s["job"] for s in sides)), key=str) == sorted(values, key=str)
+    rows = store.load_all(out)
+    assert set(rows["split"]) == {"val"} and rows["job_key"].nunique() == 2
+    for side in sides:  # never the test set; the constructor argument reached the network
+        split = Split.load(Path(side["job"]["split_path"]))
+        assert split.test == ()
+        with np.load(Path(side["_path"]).with_suffix(".pred.npz")) as z:
+            assert set(z["case_ids"]) == set(split.folds[0][1])
+        if key != "optimizer":
+            meta = torch.load(Path(side["_path"]).with_suffix(".pt"), weights_only=True)["meta"]
+            assert tuple(meta["model_kwargs"]["dilations"]) == point(side["job"])
+    dice = rows.groupby("job_key")["dice"].mean()
+    by_point = {point(s["job"]): dice[s["key"]] for s in sides}
+    better = values[0] if by_point[values[0]] >= by_point[values[1]] else values[1]  # ties: the earlier point
+    doc = yaml.safe_load((results / "tuned" / "two.yaml").read_text())
+    chosen = doc["chosen"]["dsb2018"]["mildnet"]
+    assert (chosen[key] if key == "optimizer" else tuple(chosen[key])) == better
+    best_row = pd.read_csv(results / "tuned" / "two.csv")
+    assert len(best_row) == 2 and f"{key}=" in best_row["point"].iloc[0]
+    assert f"{key}=" in (results / "tuned" / "two.md").read_text().split("Table 3 (tuning)")[1]
+    jobs = list(tuned_jobs(results, "two", ["mildnet"], ["dsb2018"], "holdout", {}, (0,), None, None))
+    assert len(jobs) == 1
+    if key == "optimizer":
+        assert jobs[0].train.optimizer == better and jobs[0].arch_kwargs == "{}"
+    else:
+        assert json.loads(jobs[0].arch_kwargs) == {"dilations": list(better)}
+    capsys.readouterr()
+    assert main(["run", "--tuned", "two", "--arch", "mildnet", "--dataset", "dsb2018", "--folds", "0", "--results",
+                 str(results), "--dry-run"]) == 0
+    assert jobs[0].key[:16] in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_second_tuning_of_the_same_name_scores_only_its_own_jobs(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    for grid in ("lr=0.01", "arch.dilations=1-2-4"):  # the second grid's key is not in the first's jobs
+        assert main(["tune", "--name", "again", "--grid", grid, "--arch", "mildnet", "--dataset", "dsb2018",
+                     "--folds", "0", "--results", str(results), "--jobs", "1", "--quiet", *TINY]) == 0
+    assert len(store.sidecars(results / "tuning" / "again")) == 2  # the earlier job is still there
+    every = pd.read_csv(results / "tuned" / "again.csv")
+    assert list(every["point"]) == ["arch.dilations=1-2-4"] and list(every["n_models"]) == [1]
+    chosen = yaml.safe_load((results / "tuned" / "again.yaml").read_text())["chosen"]["dsb2018"]["mildnet"]
+    assert chosen == {"arch.dilations": [1, 2, 4]}
