@@ -41,9 +41,6 @@ TESTS = ("t", "wilcoxon")
 UNITS = ("group", "image", "patient")  # patient: GlaS patients of Grade.csv (column ``patient``)
 NADEAU_BENGIO = ("corrected resampled t (Nadeau C. & Bengio Y. 2003, Inference for the generalization error, "
                  "Machine Learning 52:239-281)")
-#: (group noun, image noun) per dataset: what one independent unit and one scored image are.
-UNIT_NOUNS = {"lgg_mri": ("patients", "slices"), "isbi2012": ("source images", "patches"),
-              "glas2015": ("source images", "patches")}
 CORRECTIONS = ("holm", "bonferroni", "none")
 MIN_UNITS = 5  # n <= MIN_UNITS warns
 DEFAULT_SPLIT = {"cv": "val", "holdout": "test"}
@@ -71,11 +68,16 @@ def default_split(protocol: str, split: str | None = None) -> str:
 
 
 def unit_nouns(dataset: str, grouped: bool) -> tuple[str, str]:
-    """(independent unit, scored image) nouns of ``dataset``: ("patients", "slices") for LGG, ("source
-    images", "patches") for ISBI/GlaS, ("images", "images") where every image is its own group."""
-    if not grouped:
-        return ("images", "images") if dataset not in UNIT_NOUNS else (UNIT_NOUNS[dataset][1],) * 2
-    return UNIT_NOUNS.get(dataset, ("groups", "images"))
+    """(independent unit, scored image) nouns of ``dataset``, its class attribute ``unit_nouns``: ("patients",
+    "slices") for LGG, ("source images", "patches") for ISBI/GlaS; the image noun twice where every image is
+    its own group (``grouped`` False). A name no registered dataset has: ("groups", "images")."""
+    from bench.datasets import dataset_info
+
+    try:
+        group, image = dataset_info(dataset).unit_nouns
+    except KeyError:
+        group, image = "groups", "images"
+    return (group, image) if grouped else (image, image)
 
 
 def unit_of_analysis(protocol: str, split: str, n_seeds: int = 1, *, dataset: str = "", unit: str = "image",

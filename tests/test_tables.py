@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import io
 import math
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -219,6 +220,7 @@ def newcomers() -> Iterator[tuple[str, str]]:
 
     class Polyps(SegDataset):
         name, display_name, modality, channels, source = "aaa_polyps", "Polyp-Test", "colonoscopy", 3, "synthetic"
+        unit_nouns = ("patients", "frames")
 
         def list_cases(self) -> list[Case]:
             return [Case(f"polyp{i}", f"polyp{i}") for i in range(3)]
@@ -249,7 +251,7 @@ def test_table5_shows_a_new_dataset_and_architecture_by_their_own_names_after_th
         assert list(models["arch"]) == [*paper5, arch]  # every Table 5 network (not run: a note), then the newcomer
     md = table_render.render(t5, "md")
     assert "| Polyp-Test | U-Net |" in md and "| AAA-Net (test) |" in md
-    assert "Polyp-Test: " in t5.attrs["caption"]  # the unit note names the dataset too
+    assert re.search(r"Polyp-Test: \d+ test frames\)", t5.attrs["caption"])  # its name and image noun (ungrouped)
     assert dataset not in md.replace(dataset + "-", "") and "| aaa_net" not in md
 
 
