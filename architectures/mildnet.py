@@ -61,7 +61,7 @@ class MLDRBlock(nn.Module):
         return h + shortcut
 
 
-@register_arch("mildnet")
+@register_arch("mildnet", paper_rows={"table4": 3, "table5": 5})
 class MILDNet(SegmentationNet):
     """MILDNet with ``depth`` levels of widths ``width * 2**i``; MLDR blocks everywhere, MLR skips.
 
@@ -102,4 +102,5 @@ class MILDNet(SegmentationNet):
         return self.head(x)
 
 
-register_arch("mildnet_no_mlr", MILDNet, mlr_skips=False, display_name="MILDNet (without MLR)")
+register_arch("mildnet_no_mlr", MILDNet, mlr_skips=False, display_name="MILDNet (without MLR)",
+              paper_rows={"table4": 2})

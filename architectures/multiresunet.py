@@ -99,7 +99,7 @@ def res_path(in_channels: int, channels: int, length: int) -> nn.Sequential:
     return nn.Sequential(*(ResPathUnit(in_channels if k == 0 else channels, channels) for k in range(length)))
 
 
-@register_arch("multiresunet")
+@register_arch("multiresunet", paper_rows={"table5": 4})
 class MultiResUNet(UNetSkeleton):
     """MultiResUNet; ``alpha`` scales every MultiRes block's width (official 1.67).
 

@@ -88,7 +88,7 @@ class CascadedDilatedSkip(nn.Module):
         return out
 
 
-@register_arch("resdunet")
+@register_arch("resdunet", paper_rows={"table5": 3})
 class ResDUNet(UNetSkeleton):
     """ResDUNet, our reconstruction (see the module docstring for what is assumed).
 

@@ -33,7 +33,7 @@ class PreActResBlock(nn.Module):
         return self.body(x) + self.shortcut(x)
 
 
-@register_arch("residual_unet")
+@register_arch("residual_unet", paper_rows={"table5": 2})
 class ResidualUNet(UNetSkeleton):
     """U-Net whose double-conv blocks are pre-activation residual blocks.
 

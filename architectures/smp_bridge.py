@@ -49,6 +49,12 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return archs[arch.lower()], encoder
 
 
+def display_name(spec: str) -> str:
+    """How reports name ``smp:<spec>``: "smp Unet (resnet34)"."""
+    arch, encoder = parse_spec(spec)
+    return f"smp {arch} ({encoder})"
+
+
 def build_smp(spec: str, in_channels: int = 3, classes: int = 1, **kwargs: Any) -> nn.Module:
     """Build ``smp.<Arch>`` with encoder ``<encoder>`` from ``spec = "Arch:encoder"``."""
     import segmentation_models_pytorch as smp
@@ -56,8 +62,8 @@ def build_smp(spec: str, in_channels: int = 3, classes: int = 1, **kwargs: Any) 
     arch, encoder = parse_spec(spec)
     model = getattr(smp, arch)(encoder_name=encoder, encoder_weights=None, in_channels=in_channels, classes=classes,
                                **kwargs)
-    model.display_name = f"smp {arch} ({encoder})"
+    model.display_name = display_name(spec)
     return model
 
 
-ARCHITECTURES.register_prefix("smp", build_smp, check=parse_spec)
+ARCHITECTURES.register_prefix("smp", build_smp, check=parse_spec, display_name=display_name)

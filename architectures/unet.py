@@ -21,7 +21,7 @@ def double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(conv3x3(in_channels, out_channels), nn.ReLU(), conv3x3(out_channels, out_channels), nn.ReLU())
 
 
-@register_arch("unet")
+@register_arch("unet", paper_rows={"table4": 0, "table5": 0})
 class UNet(UNetSkeleton):
     """Classical U-Net; ``mlr_skips=True`` adds an ``MLRBlock`` on every skip (the ``unet_mlr`` entry).
 
@@ -46,4 +46,4 @@ class UNet(UNetSkeleton):
         self.reset_parameters()
 
 
-register_arch("unet_mlr", UNet, mlr_skips=True, display_name="U-Net (with MLR)")
+register_arch("unet_mlr", UNet, mlr_skips=True, display_name="U-Net (with MLR)", paper_rows={"table4": 1})

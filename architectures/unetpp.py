@@ -42,7 +42,7 @@ class NestedNode(nn.Module):
         return self.unit(torch.cat([self.up(below), *same_level], dim=1))
 
 
-@register_arch("unetpp")
+@register_arch("unetpp", paper_rows={"table5": 1})
 class UNetPlusPlus(SegmentationNet):
     """UNet++ with the official Keras topology; ``deep_supervision`` adds the ``depth - 2`` extra heads.
 

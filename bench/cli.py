@@ -63,14 +63,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     print(f"Architectures (in_channels={args.in_channels}, width={args.width}, depth={args.depth}, "
           f"{args.size}x{args.size} input):")
-    print(f"  {'name':<16} {'display name':<24} {'params':>12} {'GMACs':>9} {'GFLOPs':>9}")
+    print(f"  {'name':<16} {'display name':<24} {'params':>12} {'GMACs':>9} {'GFLOPs':>9}  in the paper")
     for name in list_models(args.pattern):
         with torch.device("meta"):
             model = ARCHITECTURES.create(name, in_channels=args.in_channels, classes=1, width=args.width,
                                          depth=args.depth)
         macs = count_macs(model, args.in_channels, args.size) / 1e9
+        paper = ", ".join(f"Table {t.removeprefix('table')}" for t in sorted(ARCHITECTURES.get(name).paper_rows))
         print(f"  {name:<16} {ARCHITECTURES.display_name(name):<24} {count_parameters(model):>12,} "
-              f"{macs:>9.3f} {2 * macs:>9.2f}")
+              f"{macs:>9.3f} {2 * macs:>9.2f}  {paper}".rstrip())
     print("  (also: smp:<Arch>:<encoder>, any segmentation-models-pytorch model, e.g. smp:Unet:resnet34)")
     print("\nDatasets:")
     for name in list_datasets():
@@ -567,7 +568,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from bench.datasets import canonical_name
     from bench.external import EvaluateRequest, evaluate_stored, external_drop
     from bench.report import report_table
-    from bench.tables import render
+    from bench.table_render import render
 
     resolutions = ("input", "native") if args.resolution == "both" else (args.resolution,)
     req = EvaluateRequest(results=Path(args.from_), dataset=canonical_name(args.dataset),
@@ -673,7 +674,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from bench.config import load_profile
     from bench.plan import select
     from bench.runner import run_jobs
-    from bench.tables import render
+    from bench.table_render import render
 
     base = load_profile(args.profile, _settings(args.set))
     engine = _engine(args, base)

@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bench.errors import NoResults
-from bench.tables import PAPER_ARCHS, PAPER_DATASETS, _ordered, arch_label, dataset_label
+from bench.names import arch_label, dataset_label, ordered_archs, ordered_datasets
 
 #: A loss curve is "flat" when its range over the epochs is below this fraction (1%) of its first value.
 FLAT_TOLERANCE = 0.01
@@ -64,7 +64,7 @@ def is_flat(losses: np.ndarray, tolerance: float = FLAT_TOLERANCE) -> bool:
 
 def _panels(hist: pd.DataFrame) -> list[tuple[str, str]]:
     protocols = sorted(hist["protocol"].unique())
-    return [(d, p) for d in _ordered(hist["dataset"].unique(), PAPER_DATASETS) for p in protocols
+    return [(d, p) for d in ordered_datasets(hist["dataset"].unique()) for p in protocols
             if ((hist["dataset"] == d) & (hist["protocol"] == p)).any()]
 
 
@@ -77,11 +77,11 @@ def curves_figure(hist: pd.DataFrame) -> Figure:
     ncols = min(3, len(panels))
     nrows = -(-len(panels) // ncols)
     fig = Figure(figsize=(5.2 * ncols, 3.8 * nrows), layout="constrained")
-    colors = {a: f"C{i % 10}" for i, a in enumerate(_ordered(hist["arch"].unique(), PAPER_ARCHS))}
+    colors = {a: f"C{i % 10}" for i, a in enumerate(ordered_archs(hist["arch"].unique()))}
     for i, (dataset, protocol) in enumerate(panels):
         ax = fig.add_subplot(nrows, ncols, i + 1)
         part = hist[(hist["dataset"] == dataset) & (hist["protocol"] == protocol)]
-        for arch in _ordered(part["arch"].unique(), PAPER_ARCHS):
+        for arch in ordered_archs(part["arch"].unique()):
             _draw_arch(ax, part[part["arch"] == arch], f"{dataset}:{protocol}:{arch}", colors[arch])
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss (BCE with logits)")

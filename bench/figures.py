@@ -27,10 +27,10 @@ from scipy import stats as sps
 
 from bench.errors import NoResults
 from bench.learning import figure_note
+from bench.metrics import axis_label, higher_is_better
+from bench.names import arch_label, dataset_label, ordered_archs, ordered_datasets
 from bench.stats import default_split, paired_test, per_image, ranks, resolve_protocol, select, stars
-from bench.tables import PAPER_ARCHS, PAPER_DATASETS, _ordered, arch_label, dataset_label, higher_is_better
 
-METRIC_LABELS = {"dice": "Dice (DC)", "iou": "IoU", "hd": "HD (pixels)", "hd95": "HD95 (pixels)"}
 FORMATS = ("png", "pdf")
 _REF_COLOR, _OTHER_COLOR = "#f4a261", "#a8c5e6"
 
@@ -41,7 +41,7 @@ def _synthetic_tag(df: pd.DataFrame) -> str:
 
 def _datasets(df: pd.DataFrame, protocol: str, split: str | None = None) -> list[str]:
     sel = df[(df["protocol"] == protocol) & (df["split"] == default_split(protocol, split))]
-    return _ordered(sel["dataset"].unique(), PAPER_DATASETS)
+    return ordered_datasets(sel["dataset"].unique())
 
 
 def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
@@ -59,7 +59,7 @@ def draw_fig8(ax: Axes, df: pd.DataFrame, dataset: str, *, reference: str = "mil
               protocol: str = "cv", unit: str = "group") -> pd.DataFrame:
     """One Fig. 8 panel on ``ax``: boxes + per-unit points + p/stars vs ``reference``. Returns the tests."""
     data = per_image(df, dataset=dataset, metric=metric, protocol=protocol, unit=unit)
-    archs = _ordered(data.values.columns, PAPER_ARCHS)
+    archs = ordered_archs(data.values.columns)
     long = data.unit_values()[archs].melt(var_name="arch", value_name=metric, ignore_index=False).dropna()
     palette = {a: _REF_COLOR if a == reference else _OTHER_COLOR for a in archs}
     with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11's deprecated ``vert``
@@ -71,7 +71,7 @@ def draw_fig8(ax: Axes, df: pd.DataFrame, dataset: str, *, reference: str = "mil
     _annotate(ax, long, archs, metric, tests, reference)
     ax.set_xticks(range(len(archs)), [arch_label(a) for a in archs], rotation=30, ha="right", fontsize=8)
     ax.set_xlabel("")
-    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.set_ylabel(axis_label(metric))
     n_units = len(data.unit_values())
     ax.set_title(f"{dataset_label(dataset)}: n = {n_units} {data.unit}", fontsize=8, wrap=True)
     return tests
@@ -107,9 +107,9 @@ def _p(p: float) -> str:
 def fig8_caption(tests: pd.DataFrame, metric: str, protocol: str, reference: str, note: str = "") -> str:
     """The caption line of a Fig. 8 figure: what was tested, over which unit, and the protocol."""
     if tests.empty:
-        return f"{METRIC_LABELS.get(metric, metric)}, {protocol}; no paired tests"
+        return f"{axis_label(metric)}, {protocol}; no paired tests"
     units = sorted(set(tests["unit"]))
-    return (f"{METRIC_LABELS.get(metric, metric)}, {protocol}: paired {tests['test'].iloc[0]}-test vs "
+    return (f"{axis_label(metric)}, {protocol}: paired {tests['test'].iloc[0]}-test vs "
             f"{arch_label(reference)}, {tests['correction'].iloc[0]}-corrected; unit: {'; '.join(units)}"
             + (f". {note}" if note else ""))
 
@@ -144,7 +144,7 @@ def fig8_figure(df: pd.DataFrame, *, reference: str = "mildnet", metric: str = "
         draw_fig8(ax, df, ds, reference=reference, metric=metric, protocol=protocol, unit=unit)
         ax.set_title(f"({chr(97 + i)}) " + ax.get_title(), fontsize=8, wrap=True)
     level = "independent units (patients, source images)" if unit == "group" else "images (not independent)"
-    fig.suptitle(f"Fig. 8: {METRIC_LABELS.get(metric, metric)} per unit of analysis ({level}), {protocol}, paired "
+    fig.suptitle(f"Fig. 8: {axis_label(metric)} per unit of analysis ({level}), {protocol}, paired "
                  f"tests vs {arch_label(reference)} (Holm)" + (f". {note}" if protocol != "cv" else "")
                  + _synthetic_tag(df) + figure_note(df[df["protocol"] == protocol]), fontsize=9, wrap=True)
     return fig
@@ -206,12 +206,12 @@ def _bars(ax: Axes, df: pd.DataFrame, dataset: str, protocol: str, metrics: Sequ
     text = ""
     for j, m in enumerate(metrics):
         data = per_image(df, dataset=dataset, metric=m, protocol=protocol, unit=unit)
-        archs, text = _ordered(data.values.columns, PAPER_ARCHS), data.unit
+        archs, text = ordered_archs(data.values.columns), data.unit
         values = data.unit_values()
         stats = np.array([mean_ci(values[a].to_numpy(float)) for a in archs])
         x = np.arange(len(archs)) + (j - (len(metrics) - 1) / 2) * width
         err = np.abs(stats[:, 1:].T - stats[:, 0])
-        ax.bar(x, stats[:, 0], width, yerr=err, capsize=2, label=METRIC_LABELS.get(m, m))
+        ax.bar(x, stats[:, 0], width, yerr=err, capsize=2, label=axis_label(m))
         ax.set_xticks(range(len(archs)), [arch_label(a) for a in archs], rotation=30, ha="right", fontsize=8)
     ax.set_title(f"{dataset_label(dataset)}: {text}", fontsize=8)
     ax.legend(fontsize=7, loc="lower right")
@@ -235,7 +235,7 @@ def ranking(df: pd.DataFrame, out_dir: Path | str, *, metric: str = "dice", prot
     ax = fig.add_subplot()
     ax.barh([arch_label(a) for a in table["arch"]], table["mean_rank"], color=_OTHER_COLOR)
     ax.invert_yaxis()
-    ax.set_xlabel(f"mean rank by {METRIC_LABELS.get(metric, metric)} "
+    ax.set_xlabel(f"mean rank by {axis_label(metric)} "
                   f"({'higher' if higher_is_better(metric) else 'lower'} is better; 1 = best)")
     n = int(table["n_datasets"].max()) if len(table) else 0
     ax.set_title(f"Mean rank over {n} dataset(s), {_default_protocol(df, protocol)}{_synthetic_tag(df)}", fontsize=9)
@@ -266,7 +266,7 @@ def rank_figure(df: pd.DataFrame, *, metric: str = "dice", protocol: str | None 
         ax.set_yticks(range(k), [arch_label(means.columns[j]) for j in order], fontsize=7)
         ax.set_xlabel("rank (1 = best)", fontsize=7)
         ax.set_title(f"{ds if ds == 'all datasets' else dataset_label(ds)}: {text}", fontsize=7, wrap=True)
-    fig.suptitle(f"P(rank) by mean {METRIC_LABELS.get(metric, metric)}, {protocol}: {n_boot} bootstrap resamples of "
+    fig.suptitle(f"P(rank) by mean {axis_label(metric)}, {protocol}: {n_boot} bootstrap resamples of "
                  f"the units, seed {seed}{_synthetic_tag(df)}", fontsize=9, wrap=True)
     return fig
 

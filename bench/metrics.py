@@ -51,15 +51,20 @@ import cv2
 import numpy as np
 
 __all__ = [
+    "METRIC_LABELS",
+    "MetricLabel",
+    "axis_label",
     "counts",
     "dice",
     "dice_from_counts",
     "hausdorff",
     "hd95",
     "hd95_pooled",
+    "higher_is_better",
     "image_metrics",
     "iou",
     "iou_from_counts",
+    "metric_name",
 ]
 
 PERCENTILE = 95.0
@@ -270,3 +275,40 @@ def image_metrics(ref: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     row["iou"] = iou_from_counts(row["tp"], row["fp"], row["fn"])
     row.update(_distance_metrics(ref, pred, row["n_ref"], row["n_pred"]))
     return row
+
+
+# ----------------------------------------------------------------------------- how reports name the metrics
+
+
+@dataclass(frozen=True)
+class MetricLabel:
+    """How reports spell one metric: ``short`` in table headers (followed by ↑ or ↓), ``name`` in
+    figure titles, ``axis`` on plot axes (with the unit); ``digits`` after the point in tables."""
+
+    short: str
+    name: str
+    axis: str
+    digits: int
+
+
+METRIC_LABELS: dict[str, MetricLabel] = {
+    "dice": MetricLabel("DC", "Dice", "Dice (DC)", 3),
+    "iou": MetricLabel("IoU", "IoU", "IoU", 3),
+    "hd": MetricLabel("HD", "HD", "HD (pixels)", 2),
+    "hd95": MetricLabel("HD95", "HD95", "HD95 (pixels)", 2),
+}
+
+
+def higher_is_better(metric: str) -> bool:
+    """False for the distances (``hd``, ``hd95``, any ``hd*`` column), True for overlaps (Dice, IoU)."""
+    return not metric.startswith("hd")
+
+
+def axis_label(metric: str) -> str:
+    """"Dice (DC)", "HD (pixels)"; a column without a label (``dice_excl``) is shown as it is."""
+    return METRIC_LABELS[metric].axis if metric in METRIC_LABELS else metric
+
+
+def metric_name(metric: str) -> str:
+    """"Dice", "HD95"; a column without a label is shown as it is."""
+    return METRIC_LABELS[metric].name if metric in METRIC_LABELS else metric

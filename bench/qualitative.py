@@ -27,9 +27,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bench.errors import MissingInput, NoResults
-from bench.tables import PAPER_ARCHS, _ordered, arch_label, dataset_label, higher_is_better
-
-METRIC_NAMES = {"dice": "Dice", "iou": "IoU", "hd": "HD", "hd95": "HD95"}
+from bench.metrics import higher_is_better, metric_name
+from bench.names import arch_label, dataset_label, ordered_archs
 
 
 def scored_rows(df: pd.DataFrame, dataset: str, *, archs: Sequence[str] | None = None, protocol: str | None = None,
@@ -114,7 +113,7 @@ def load_grid(results: Path | str, rows: pd.DataFrame, cases: Sequence[str], met
 
     results = Path(results)
     sides = {s.get("key"): s for s in store.sidecars(results)}
-    archs = _ordered(rows["arch"].unique(), PAPER_ARCHS)
+    archs = ordered_archs(rows["arch"].unique())
     predictions, scores, data = {}, {}, None
     for arch in archs:
         own = rows[rows["arch"] == arch].set_index("case_id")
@@ -162,7 +161,7 @@ def grid_figure(grid: CaseGrid, title: str) -> Figure:
     archs = list(grid.predictions)
     ncols, nrows = 2 + len(archs), len(grid.cases)
     fig = Figure(figsize=(1.9 * ncols, 2.1 * nrows + 0.6), layout="constrained")
-    name = METRIC_NAMES.get(grid.metric, grid.metric)
+    name = metric_name(grid.metric)
     for r, case in enumerate(grid.cases):
         axes = [fig.add_subplot(nrows, ncols, r * ncols + c + 1) for c in range(ncols)]
         img, kw = _display(grid.images[r])
@@ -200,14 +199,14 @@ def qualitative(df: pd.DataFrame, results: Path | str, dataset: str, out_dir: Pa
     out_dir, paths = Path(out_dir), []
     chosen = list(cases) if cases else disagreement_cases(rows, metric, n)
     how = "chosen cases" if cases else f"the {len(chosen)} images where the architectures disagree most " \
-                                       f"(std of {METRIC_NAMES.get(metric, metric)})"
+                                       f"(std of {metric_name(metric)})"
     grid = load_grid(results, rows, chosen, metric)
     paths += _save(grid_figure(grid, f"{dataset_label(dataset)}: {how}; {where}{source}"), out_dir,
                    f"qualitative_{dataset}")
-    for arch in (_ordered(rows["arch"].unique(), PAPER_ARCHS) if worst > 0 else []):
+    for arch in (ordered_archs(rows["arch"].unique()) if worst > 0 else []):
         bad = worst_cases(rows, arch, metric, worst)
         title = (f"Failure gallery, {dataset_label(dataset)}: the {len(bad)} worst images of {arch_label(arch)} by "
-                 f"{METRIC_NAMES.get(metric, metric)}, beside every architecture; {where}{source}")
+                 f"{metric_name(metric)}, beside every architecture; {where}{source}")
         paths += _save(grid_figure(load_grid(results, rows, bad, metric), title), out_dir,
                        f"failures_{dataset}_{arch.replace(':', '_')}")
     return paths

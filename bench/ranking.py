@@ -20,6 +20,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from bench.errors import InvalidInput, NoResults
+from bench.metrics import higher_is_better
 from bench.stats import canonical_dataset, default_split, per_image
 
 ALL = "all datasets"
@@ -47,7 +48,7 @@ def rank_distributions(df: pd.DataFrame, *, metric: str = "dice", protocol: str 
     observed ranks, bootstrap ranks of shape ``n_boot x archs``, unit text)."""
     if n_boot < 1:
         raise InvalidInput(f"n_boot must be >= 1, got {n_boot}")
-    higher = not metric.startswith("hd")
+    higher = higher_is_better(metric)
     split = default_split(protocol)
     names = sorted(canonical_dataset(d) for d in datasets) if datasets else sorted(
         df.loc[(df["protocol"] == protocol) & (df["split"] == split), "dataset"].unique())

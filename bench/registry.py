@@ -23,7 +23,11 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Entry(Generic[T]):
-    """One registered name: the factory, its default kwargs and where it was registered."""
+    """One registered name: the factory, its default kwargs and where it was registered.
+
+    ``paper_rows`` places the entry in the tables of the reproduced paper: table key -> row position
+    (``{"table4": 0, "table5": 0}``); empty for anything the paper does not report.
+    """
 
     name: str
     factory: Callable[..., T]
@@ -31,6 +35,7 @@ class Entry(Generic[T]):
     origin: str = ""
     aliases: tuple[str, ...] = ()
     display_name: str | None = None
+    paper_rows: dict[str, int] = field(default_factory=dict)
 
     def create(self, **kwargs: Any) -> T:
         return self.factory(**{**self.defaults, **kwargs})
@@ -52,31 +57,39 @@ class Registry(Generic[T]):
         self._aliases: dict[str, str] = {}
         self._prefixes: dict[str, tuple[Callable[..., T], str]] = {}
         self._prefix_checks: dict[str, Callable[[str], Any]] = {}
+        self._prefix_names: dict[str, Callable[[str], str]] = {}
 
     def register(self, name: str, factory: Callable[..., T] | None = None, *, aliases: tuple[str, ...] = (),
-                 display_name: str | None = None, **defaults: Any) -> Any:
+                 display_name: str | None = None, paper_rows: dict[str, int] | None = None,
+                 **defaults: Any) -> Any:
         """Register ``factory`` under ``name`` with default kwargs; without ``factory`` return a decorator.
 
         ``display_name`` is the spelling reports use ("UNet++"); it defaults to the factory's
-        ``display_name`` attribute, then to ``name``.
+        ``display_name`` attribute, then to ``name``. ``paper_rows``: see ``Entry``.
         """
         if factory is None:
             def decorator(obj: Callable[..., T]) -> Callable[..., T]:
-                self._add(Entry(name, obj, dict(defaults), _origin(obj), tuple(aliases), display_name))
+                self._add(Entry(name, obj, dict(defaults), _origin(obj), tuple(aliases), display_name,
+                                dict(paper_rows or {})))
                 return obj
             return decorator
-        self._add(Entry(name, factory, dict(defaults), _origin(factory), tuple(aliases), display_name))
+        self._add(Entry(name, factory, dict(defaults), _origin(factory), tuple(aliases), display_name,
+                        dict(paper_rows or {})))
         return factory
 
     def register_prefix(self, prefix: str, resolver: Callable[..., T],
-                        check: Callable[[str], Any] | None = None) -> None:
+                        check: Callable[[str], Any] | None = None,
+                        display_name: Callable[[str], str] | None = None) -> None:
         """Names ``prefix:rest`` are built by ``resolver(rest, **kwargs)``; ``check(rest)``, if given,
-        raises KeyError for a ``rest`` that names nothing (``canonical`` calls it)."""
+        raises KeyError for a ``rest`` that names nothing (``canonical`` calls it); ``display_name(rest)``,
+        if given, is the spelling reports use."""
         if prefix in self._prefixes:
             raise ValueError(f"{self.kind} prefix {prefix!r} already registered at {self._prefixes[prefix][1]}")
         self._prefixes[prefix] = (resolver, _origin(resolver))
         if check is not None:
             self._prefix_checks[prefix] = check
+        if display_name is not None:
+            self._prefix_names[prefix] = display_name
 
     def _add(self, entry: Entry[T]) -> None:
         for key in (entry.name, *entry.aliases):
@@ -91,6 +104,17 @@ class Registry(Generic[T]):
     def display_name(self, name: str) -> str:
         entry = self.get(name)
         return entry.display_name or getattr(entry.factory, "display_name", None) or entry.name
+
+    def unregister(self, name: str) -> None:
+        """Remove entry ``name`` and its aliases (for entries registered on the fly, e.g. in tests)."""
+        entry = self._entries.pop(self.canonical(name))
+        for alias in entry.aliases:
+            del self._aliases[alias]
+
+    def in_paper(self, table: str) -> tuple[str, ...]:
+        """Names of the entries in the paper's ``table`` (e.g. ``"table5"``), in that table's row order."""
+        rows = {n: e.paper_rows[table] for n, e in self._entries.items() if table in e.paper_rows}
+        return tuple(sorted(rows, key=lambda n: (rows[n], n)))
 
     def canonical(self, name: str) -> str:
         """The registered name for ``name`` (resolving aliases); raises KeyError with suggestions."""
@@ -115,7 +139,8 @@ class Registry(Generic[T]):
             return self._entries[key]
         prefix, rest = key.split(":", 1)
         resolver = self._prefixes[prefix][0]
-        return Entry(key, lambda **kw: resolver(rest, **kw), {}, self._prefixes[prefix][1])
+        shown = self._prefix_names[prefix](rest) if prefix in self._prefix_names else None
+        return Entry(key, lambda **kw: resolver(rest, **kw), {}, self._prefixes[prefix][1], display_name=shown)
 
     def create(self, name: str, **kwargs: Any) -> T:
         """Build the entry ``name`` with its defaults overridden by ``kwargs``."""

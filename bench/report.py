@@ -17,6 +17,8 @@ import pandas as pd
 
 from bench import figures, learning, ranking, selection, stats, tables
 from bench.errors import InvalidInput, NoResults
+from bench.names import arch_label, dataset_label, ordered_archs, ordered_datasets
+from bench.table_render import render
 
 FORMATS = ("md", "tex", "csv", "html")
 _RENDER_FMT = {"md": "md", "tex": "latex", "latex": "latex", "csv": "csv", "html": "html"}
@@ -61,7 +63,7 @@ def report_table(df: pd.DataFrame, n: int | str, fmt: str = "md", vs_paper: bool
     split) pairs).
     """
     table = build_table(df, n, vs_paper, failures=failures, sidecars=sidecars, inputs=inputs, **kwargs)
-    return tables.render(table, _render_fmt(fmt))
+    return render(table, _render_fmt(fmt))
 
 
 def build_table(df: pd.DataFrame, n: int | str, vs_paper: bool = False, *, failures: pd.DataFrame | None = None,
@@ -115,7 +117,7 @@ def _tests_table(df: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
                 "d_z", "p_raw", "p_adj", "significant"]].rename(columns={"other": "arch", "n": "n_units"})
     settings = sorted({f"{r.test} test of {r.metric}, {r.reference} vs each model, {r.correction} correction per "
                        f"dataset, alpha {r.alpha:g}" for r in full.itertuples()})
-    units = sorted({f"{tables.dataset_label(r.dataset)}: {r.unit}" for r in full.itertuples()})
+    units = sorted({f"{dataset_label(r.dataset)}: {r.unit}" for r in full.itertuples()})
     out.attrs["caption"] = tables.tests_caption("; ".join(settings), units, df)
     return out
 
@@ -226,8 +228,8 @@ def picture_items(df: pd.DataFrame, results: Path, out_dir: Path, n: int = 3) ->
     from bench.saliency import saliency
 
     items: list[tuple[str, list[Path] | str]] = []
-    for ds in tables._ordered(df["dataset"].unique(), tables.PAPER_DATASETS):
-        label = tables.dataset_label(ds)
+    for ds in ordered_datasets(df["dataset"].unique()):
+        label = dataset_label(ds)
         made = _try_pictures(lambda ds=ds: qualitative(df, results, ds, out_dir, worst=n, n=n))
         if isinstance(made, str):
             items.append((f"Qualitative: {label}", made))
@@ -236,9 +238,9 @@ def picture_items(df: pd.DataFrame, results: Path, out_dir: Path, n: int = 3) ->
             for stem in stems:
                 arch = stem.removeprefix(f"failures_{ds}_")
                 name = f"Qualitative: {label}, where the architectures disagree most" if stem.startswith(
-                    "qualitative") else f"Failure gallery: {label}, {tables.arch_label(arch)}'s {n} worst images"
+                    "qualitative") else f"Failure gallery: {label}, {arch_label(arch)}'s {n} worst images"
                 items.append((name, [p for p in made if p.stem == stem]))
-        archs = tables._ordered(df.loc[df["dataset"] == ds, "arch"].unique(), tables.PAPER_ARCHS)
+        archs = ordered_archs(df.loc[df["dataset"] == ds, "arch"].unique())
         protocol = "holdout" if (df.loc[df["dataset"] == ds, "protocol"] == "holdout").any() else "cv"
         items.append((f"Saliency: {label} (gradient per decoder stage, averaged)",
                       _try_pictures(lambda ds=ds, archs=archs, protocol=protocol: saliency(
@@ -289,7 +291,7 @@ def _write_table(df: pd.DataFrame, n: int | str, out_dir: Path, fmts: Sequence[s
     paths = []
     for f in fmts:
         path = out_dir / "tables" / f"{stem}.{f}"
-        path.write_text(tables.render(table, _render_fmt(f)))
+        path.write_text(render(table, _render_fmt(f)))
         paths.append(path)
     return paths
 
@@ -304,8 +306,8 @@ def provenance(df: pd.DataFrame, sidecars: Sequence[dict[str, Any]], failures: p
     return {
         "source": tables.source_note(df),
         "profiles": sorted(map(str, df["profile"].unique())) if "profile" in df else [],
-        "datasets": [tables.dataset_label(d) for d in tables._ordered(df["dataset"].unique(), tables.PAPER_DATASETS)],
-        "archs": [tables.arch_label(a) for a in tables._ordered(df["arch"].unique(), tables.PAPER_ARCHS)],
+        "datasets": [dataset_label(d) for d in ordered_datasets(df["dataset"].unique())],
+        "archs": [arch_label(a) for a in ordered_archs(df["arch"].unique())],
         "eval_sizes": sorted(int(s) for s in df["eval_size"].unique()) if "eval_size" in df else [],
         "jobs": {"results in table": int(df["job_key"].nunique()) if "job_key" in df else 0,
                  "sidecars": len(sidecars), **{f"status {k}": int(v) for k, v in statuses.items()},

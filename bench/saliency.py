@@ -103,8 +103,8 @@ def _stage_map(grad: Tensor, size: torch.Size) -> Tensor:
 def saliency_figure(images: np.ndarray, maps: dict[str, np.ndarray], cases: Sequence[str], title: str) -> Figure:
     """One row per case: the image, then each architecture's saliency map drawn over it (``jet``, alpha 0.5).
     ``images``: N x C x H x W in [0, 1]; ``maps``: architecture -> N x H x W."""
+    from bench.names import arch_label
     from bench.qualitative import _display
-    from bench.tables import arch_label
 
     archs = list(maps)
     ncols, nrows = 1 + len(archs), len(cases)
@@ -140,8 +140,8 @@ def saliency(results: Path | str, dataset: str, archs: Sequence[str], out_dir: P
     from bench.checkpoint import load_model
     from bench.figures import _save
     from bench.job_data import load_job_data
+    from bench.names import dataset_label
     from bench.stored import stored_models
-    from bench.tables import dataset_label
 
     results, out_dir = Path(results), Path(out_dir)
     found = {a: stored_models(results, dataset, a, protocol=protocol) for a in archs}

@@ -34,15 +34,13 @@ from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
 from bench.errors import InvalidInput, NoResults, UnknownName
+from bench.metrics import higher_is_better
 from bench.selection import check_like_for_like
 
 TESTS = ("t", "wilcoxon")
 UNITS = ("group", "image", "patient")  # patient: GlaS patients of Grade.csv (column ``patient``)
 NADEAU_BENGIO = ("corrected resampled t (Nadeau C. & Bengio Y. 2003, Inference for the generalization error, "
                  "Machine Learning 52:239-281)")
-#: (group noun, image noun) per dataset: what one independent unit and one scored image are.
-UNIT_NOUNS = {"lgg_mri": ("patients", "slices"), "isbi2012": ("source images", "patches"),
-              "glas2015": ("source images", "patches")}
 CORRECTIONS = ("holm", "bonferroni", "none")
 MIN_UNITS = 5  # n <= MIN_UNITS warns
 DEFAULT_SPLIT = {"cv": "val", "holdout": "test"}
@@ -51,9 +49,6 @@ RESULT_COLUMNS = [
     "d_z", "statistic", "p_raw", "p_adj", "significant", "test", "correction", "alpha", "n_excluded",
     "models_ref", "models_other", "unit", "unit_level", "n_images",
 ]
-#: The paper's datasets and their aliases, used when the dataset registry does not (yet) know a name.
-PAPER_DATASET_NAMES = {"isbi2012": "isbi2012", "isic2018": "isic2018", "lgg_mri": "lgg_mri", "mri": "lgg_mri",
-                       "glas2015": "glas2015", "dsb2018": "dsb2018"}
 _MODEL_KEYS = ["fold", "seed"]  # one fold model = one (fold, seed) pair within (dataset, arch, protocol)
 
 
@@ -61,12 +56,7 @@ def canonical_dataset(name: str) -> str:
     """Registry name of dataset ``name`` (``mri`` -> ``lgg_mri``); unknown names raise KeyError with suggestions."""
     from bench.datasets import canonical_name
 
-    try:
-        return canonical_name(name)
-    except KeyError:
-        if name in PAPER_DATASET_NAMES:  # the paper's datasets, before their modules are registered
-            return PAPER_DATASET_NAMES[name]
-        raise
+    return canonical_name(name)
 
 
 def default_split(protocol: str, split: str | None = None) -> str:
@@ -78,11 +68,16 @@ def default_split(protocol: str, split: str | None = None) -> str:
 
 
 def unit_nouns(dataset: str, grouped: bool) -> tuple[str, str]:
-    """(independent unit, scored image) nouns of ``dataset``: ("patients", "slices") for LGG, ("source
-    images", "patches") for ISBI/GlaS, ("images", "images") where every image is its own group."""
-    if not grouped:
-        return ("images", "images") if dataset not in UNIT_NOUNS else (UNIT_NOUNS[dataset][1],) * 2
-    return UNIT_NOUNS.get(dataset, ("groups", "images"))
+    """(independent unit, scored image) nouns of ``dataset``, its class attribute ``unit_nouns``: ("patients",
+    "slices") for LGG, ("source images", "patches") for ISBI/GlaS; the image noun twice where every image is
+    its own group (``grouped`` False). A name no registered dataset has: ("groups", "images")."""
+    from bench.datasets import dataset_info
+
+    try:
+        group, image = dataset_info(dataset).unit_nouns
+    except KeyError:
+        group, image = "groups", "images"
+    return (group, image) if grouped else (image, image)
 
 
 def unit_of_analysis(protocol: str, split: str, n_seeds: int = 1, *, dataset: str = "", unit: str = "image",
@@ -450,7 +445,7 @@ def format_tests(df: pd.DataFrame, fmt: str = "text") -> str:
     if excluded:
         notes.append(f"{excluded} image pairs excluded for a NaN value (empty-mask exclusion rule)")
     if fmt == "latex":
-        from bench.tables import render
+        from bench.table_render import render
 
         return render(shown.rename(columns={"": "sig."}), "latex", caption="; ".join(notes), bold=[])
     if fmt == "md":
@@ -469,7 +464,7 @@ def ranks(means: pd.DataFrame, metric: str) -> pd.DataFrame:
 
     ``means`` has columns dataset, arch and ``metric``; ties share the average rank.
     """
-    ascending = metric.startswith("hd")
+    ascending = not higher_is_better(metric)
     out = means.copy()
     out["rank"] = out.groupby("dataset")[metric].rank(ascending=ascending, method="average")
     return out

@@ -5,8 +5,10 @@ Builders return DataFrames of raw floats, one row per (dataset, model): ``<metri
 ``n_models``, ``n_images`` and a ``note`` with the reason for anything missing ("not run",
 "failed: <error>"), never a zero. Table captions and the cells to bold travel in ``df.attrs``
 (``caption``, ``bold``: ``(row position, column)`` pairs). Formatting (rounding, ±, ↑/↓, bold, display
-names) happens only in ``render``, which works on any DataFrame (Tables 1-2 come from
-``bench.datasets.summary``).
+names) happens only in ``bench.table_render.render``, which works on any DataFrame (Tables 1-2 come
+from ``bench.datasets.summary``). Which networks a paper table lists, and the order of datasets and
+networks, come from the registries (``bench.names``); anything the paper does not report follows the
+paper's items.
 
 Floor rows (``floor_rows``) show what trivial predictions (all foreground, all background) score on
 the same images, derived from the ground-truth counts alone with the project's conventions.
@@ -15,9 +17,7 @@ the same images, derived from the ground-truth counts alone with the project's c
 from __future__ import annotations
 
 import json
-import math
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,19 +27,14 @@ import pandas as pd
 
 from bench.errors import InvalidInput, NoResults
 from bench.learning import caption_note
-from bench.metrics import dice_from_counts, iou_from_counts
+from bench.metrics import dice_from_counts, higher_is_better, iou_from_counts
+from bench.names import dataset_label, ordered, ordered_datasets, paper_archs
 from bench.stats import canonical_dataset, default_split, ranks, run_command, select
 
 PAPER_RESULTS = Path(__file__).parent / "data" / "paper_results.json"
-PAPER_DATASETS = ("isbi2012", "isic2018", "lgg_mri", "glas2015", "dsb2018")
-PAPER_ARCHS = ("unet", "unetpp", "residual_unet", "resdunet", "multiresunet", "mildnet", "unet_mlr", "mildnet_no_mlr")
-TABLE4_ARCHS = ("unet", "unet_mlr", "mildnet_no_mlr", "mildnet")
-TABLE5_ARCHS = ("unet", "unetpp", "residual_unet", "resdunet", "multiresunet", "mildnet")
 METRICS = ("dice", "iou", "hd")
 FLOORS = ("all_foreground", "all_background")
 _MODEL = ["fold", "seed"]
-_CONVENTIONS = ("Both masks empty: Dice = IoU = 1, HD = 0; exactly one empty: Dice = IoU = 0, HD = image diagonal. "
-                "HD: symmetric Hausdorff over all foreground pixels, in pixels at the evaluation size.")
 
 
 # ----------------------------------------------------------------------------- model rows
@@ -107,19 +102,15 @@ def _datasets(sel: pd.DataFrame, fails: pd.DataFrame, datasets: Sequence[str] | 
     if datasets is not None:
         return [canonical_dataset(d) for d in datasets]
     present = set(sel["dataset"]) if len(sel) else set()
-    return _ordered(present | set(fails["dataset"]), PAPER_DATASETS)
+    return ordered_datasets(present | set(fails["dataset"]))
 
 
 def _archs(sel: pd.DataFrame, fails: pd.DataFrame, ds: str, archs: Sequence[str] | None) -> list[str]:
     if archs is not None:
         return list(archs)
     present = set(sel.loc[sel["dataset"] == ds, "arch"]) if len(sel) else set()
-    return _ordered(present | set(fails.loc[fails["dataset"] == ds, "arch"]) | set(TABLE5_ARCHS), PAPER_ARCHS)
-
-
-def _ordered(names: Iterable[str], order: Sequence[str]) -> list[str]:
-    names = set(names)
-    return [n for n in order if n in names] + sorted(names - set(order))
+    listed = present | set(fails.loc[fails["dataset"] == ds, "arch"])
+    return ordered(listed | set(paper_archs("table5")), paper_archs())
 
 
 # ----------------------------------------------------------------------------- floors
@@ -150,7 +141,7 @@ def floor_rows(df: pd.DataFrame, *, protocol: str = "holdout", split: str | None
                     row["note"] = "HD not derivable from counts (needs the masks)"
             rows.append(row)
     out = pd.DataFrame(rows)
-    order = {d: i for i, d in enumerate(_ordered(out["dataset"], PAPER_DATASETS))} if len(out) else {}
+    order = {d: i for i, d in enumerate(ordered_datasets(out["dataset"]))} if len(out) else {}
     return out.sort_values("dataset", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
 
 
@@ -177,11 +168,13 @@ def trivial_scores(g: pd.DataFrame, floor: str) -> dict[str, np.ndarray]:
 
 
 def table4(df: pd.DataFrame, *, failures: pd.DataFrame | None = None, vs_paper: bool = False,
-           archs: Sequence[str] = TABLE4_ARCHS, datasets: Sequence[str] | None = None, floors: bool = True,
+           archs: Sequence[str] | None = None, datasets: Sequence[str] | None = None, floors: bool = True,
            metrics: Sequence[str] = METRICS) -> pd.DataFrame:
-    """Table 4 (MLR ablation) on the VALIDATION folds of the holdout protocol."""
+    """Table 4 (MLR ablation) on the VALIDATION folds of the holdout protocol; ``archs`` default: the
+    paper's Table 4 rows."""
     title = ("Table 4. Impact of the MLR skip connections, on the validation folds of the holdout protocol: "
              "mean ± std over fold models of each fold model's mean over its validation images.")
+    archs = paper_archs("table4") if archs is None else archs
     return _results_table(df, "table4", title, protocol="holdout", split="val", archs=archs, datasets=datasets,
                           failures=failures, vs_paper=vs_paper, floors=floors, metrics=metrics)
 
@@ -222,7 +215,7 @@ def _results_table(df: pd.DataFrame, key: str, title: str, *, protocol: str, spl
 def _sort_by_dataset(out: pd.DataFrame) -> pd.DataFrame:
     if out.empty:
         return out
-    order = {d: i for i, d in enumerate(_ordered(out["dataset"], PAPER_DATASETS))}
+    order = {d: i for i, d in enumerate(ordered_datasets(out["dataset"]))}
     return out.sort_values("dataset", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
 
 
@@ -237,10 +230,6 @@ def best_cells(out: pd.DataFrame, metrics: Sequence[str]) -> list[tuple[int, str
                 best = vals.max() if higher_is_better(m) else vals.min()
                 cells += [(out.index.get_loc(i), m) for i in vals.index[vals == best]]
     return sorted(cells)
-
-
-def higher_is_better(metric: str) -> bool:
-    return not metric.startswith("hd")
 
 
 @cache
@@ -395,7 +384,7 @@ def sensitivity(df: pd.DataFrame, *, protocol: str = "holdout", split: str | Non
     means = sel.groupby(["dataset", "arch", *_MODEL])[["dice", "dice_excl", "hd", "hd95"]].mean()
     means = means.groupby(["dataset", "arch"]).mean().reset_index()
     rows = []
-    for ds in _ordered(means["dataset"], PAPER_DATASETS):
+    for ds in ordered_datasets(means["dataset"]):
         g, d = means[means["dataset"] == ds], sel[sel["dataset"] == ds]
         order = {m: _ranking(g, m) for m in ("dice", "dice_excl", "hd", "hd95")}
         rows.append({"dataset": ds, "n_both_empty": int((d["empty_ref"] & d["empty_pred"]).sum()),
@@ -421,195 +410,3 @@ def _sensitivity_line(out: pd.DataFrame) -> str:
     return (f"Excluding both-empty images changes the Dice ranking in {len(empty)}/{n} datasets"
             f"{' (' + ', '.join(empty) + ')' if empty else ''}; HD95 instead of HD changes the ranking in "
             f"{len(hd)}/{n}{' (' + ', '.join(hd) + ')' if hd else ''}.")
-
-
-# ----------------------------------------------------------------------------- display names
-
-
-DATASET_LABELS = {"isbi2012": "ISBI-2012", "isic2018": "ISIC-2018", "lgg_mri": "MRI", "glas2015": "GlaS-2015",
-                  "dsb2018": "DSB-2018"}
-#: The paper's spellings, used only while an architecture module is not registered (e.g. multiresunet).
-ARCH_LABELS = {"unet": "U-Net", "unetpp": "UNet++", "residual_unet": "ResidualU-Net", "resdunet": "ResDUNet",
-               "multiresunet": "MultiResUNet", "mildnet": "MILDNet", "unet_mlr": "U-Net (with MLR)",
-               "mildnet_no_mlr": "MILDNet (without MLR)",
-               "all_foreground": "All foreground (trivial)", "all_background": "All background (trivial)"}
-METRIC_HEADERS = {"dice": "DC ↑", "iou": "IoU ↑", "hd": "HD ↓", "hd95": "HD95 ↓"}
-COLUMN_HEADERS = {"dataset": "Dataset", "arch": "Model", "n_models": "Fold models", "n_images": "Images",
-                  "note": "Note", "setting": "Setting", "key": "Key", "value": "This run", "paper": "Paper"}
-DIGITS = {"dice": 3, "iou": 3, "hd": 2, "hd95": 2}
-MISSING = "–"
-
-
-def dataset_label(name: str) -> str:
-    """"ISBI-2012", "MRI", ...; an unregistered name is shown as it is."""
-    try:
-        key = canonical_dataset(name)
-    except KeyError:
-        return name
-    from bench.datasets import DATASETS  # a dataset outside the paper's five: its own display name
-
-    return DATASET_LABELS.get(key) or DATASETS.display_name(key)
-
-
-def arch_label(name: str) -> str:
-    """``bench.architectures.display_name``; the paper's spelling for a paper arch not registered yet; else the name."""
-    if name in FLOORS:
-        return ARCH_LABELS[name]
-    from bench.architectures import display_name
-
-    try:
-        return display_name(name)
-    except KeyError:
-        return ARCH_LABELS.get(name, name)
-
-
-# ----------------------------------------------------------------------------- rendering
-
-
-def render(df: pd.DataFrame, fmt: str = "md", *, bold: Iterable[tuple[int, str]] | None = None,
-           caption: str | None = None, digits: dict[str, int] | None = None) -> str:
-    """Render any table as ``md``, ``latex``, ``html`` or ``csv``.
-
-    ``<x>_mean`` + ``<x>_std`` (or ``_pm``) become one "mean ± spread" column; ``dataset``/``arch``
-    values get display names; NaN shows as "–" (the ``note`` column says why); columns starting with
-    ``_`` and ``kind`` are hidden. ``bold`` holds (row position, column) pairs, column being the base
-    name (``dice``); default ``df.attrs["bold"]``. ``caption`` defaults to ``df.attrs["caption"]``.
-    CSV keeps the raw floats, with the caption as a leading ``# `` comment line.
-    """
-    caption = df.attrs.get("caption") if caption is None else caption
-    if fmt == "csv":
-        raw = df[[c for c in df.columns if not str(c).startswith("_")]]
-        return (f"# {caption}\n" if caption else "") + raw.to_csv(index=False)
-    if fmt not in _RENDERERS:
-        raise InvalidInput(f"fmt must be one of md, latex, html, csv; got {fmt!r}")
-    cells, headers = display_cells(df, {**DIGITS, **(digits or {})})
-    marks = {(i, c) for i, c in (df.attrs.get("bold", []) if bold is None else bold)}
-    return _RENDERERS[fmt](cells, headers, marks, caption)
-
-
-def display_cells(df: pd.DataFrame, digits: dict[str, int]) -> tuple[pd.DataFrame, dict[str, str]]:
-    """(string cells keyed by base column, base column -> header)."""
-    cols = [c for c in map(str, df.columns) if not c.startswith("_") and c != "kind"]
-    out, headers = {}, {}
-    for c in cols:
-        base, spread = _split_pair(c, cols)
-        if spread == "consumed":
-            continue
-        if spread:
-            out[base] = [_pair(m, s, _digits(base, digits)) for m, s in zip(df[c], df[spread])]
-        else:
-            out[base] = [_cell(c, v) for v in df[c]]
-        headers[base] = _header(base)
-    cells = pd.DataFrame(out, index=range(len(df)))
-    if "note" in cells and not any(cells["note"].replace(MISSING, "")):
-        cells, headers = cells.drop(columns="note"), {k: v for k, v in headers.items() if k != "note"}
-    if "dataset" in cells:
-        cells["dataset"] = cells["dataset"].where(cells["dataset"] != cells["dataset"].shift(), "")
-    return cells, headers
-
-
-def _split_pair(col: str, cols: list[str]) -> tuple[str, str | None]:
-    for suffix in ("_std", "_pm"):
-        if col.endswith(suffix) and col[: -len(suffix)] + "_mean" in cols:
-            return col, "consumed"
-    if col.endswith("_mean"):
-        base = col[: -len("_mean")]
-        for suffix in ("_std", "_pm"):
-            if base + suffix in cols:
-                return base, base + suffix
-        return base, None
-    return col, None
-
-
-def _digits(base: str, digits: dict[str, int]) -> int:
-    return digits.get(base.removeprefix("paper_"), 3)
-
-
-def _header(base: str) -> str:
-    if base.startswith("paper_"):
-        return _header(base.removeprefix("paper_")) + " (paper)"
-    return METRIC_HEADERS.get(base, COLUMN_HEADERS.get(base, base))
-
-
-def _pair(mean: float, spread: float, digits: int) -> str:
-    if pd.isna(mean):
-        return MISSING
-    return f"{mean:.{digits}f}" + ("" if pd.isna(spread) else f" ± {spread:.2g}")
-
-
-def _cell(col: str, v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return MISSING
-    if col == "dataset":
-        return dataset_label(str(v))
-    if col == "arch":
-        return arch_label(str(v))
-    if isinstance(v, (bool, np.bool_)):
-        return "yes" if v else "no"
-    if isinstance(v, (float, np.floating)):
-        return f"{v:.1f}" if abs(v) >= 100 else f"{v:.4g}"
-    return str(v)
-
-
-def _md(cells: pd.DataFrame, headers: dict[str, str], bold: set[tuple[int, str]], caption: str | None) -> str:
-    def cell(i: int, c: str) -> str:
-        text = str(cells.at[i, c]).replace("|", "\\|")
-        return f"**{text}**" if (i, c) in bold and text not in ("", MISSING) else text
-
-    lines = ["| " + " | ".join(headers[c] for c in cells.columns) + " |", "|" + "---|" * len(cells.columns)]
-    lines += ["| " + " | ".join(cell(i, c) for c in cells.columns) + " |" for i in cells.index]
-    return (f"{caption}\n\n" if caption else "") + "\n".join(lines) + "\n"
-
-
-_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "–": "--", "≤": r"$\leq$",
-                  "×": r"$\times$"}
-
-
-_NUMERIC = re.compile(r"^([-+]?\d[\d.]*(e[-+]?\d+)?( ± .*)?|–|)$")
-
-
-def latex_escape(text: str) -> str:
-    """Escape LaTeX specials (one pass, so replacements are never re-escaped) and map ±, ↑, ↓, – to LaTeX."""
-    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
-
-
-def _latex(cells: pd.DataFrame, headers: dict[str, str], bold: set[tuple[int, str]], caption: str | None) -> str:
-    def cell(i: int, c: str) -> str:
-        text = latex_escape(cells.at[i, c])
-        return f"\\textbf{{{text}}}" if (i, c) in bold and cells.at[i, c] not in ("", MISSING) else text
-
-    align = "".join("r" if cells[c].map(lambda v: bool(_NUMERIC.match(str(v)))).all() else "l" for c in cells.columns)
-    lines = ["\\begin{table}[ht]", "\\centering"]
-    if caption:
-        lines.append(f"\\caption{{{latex_escape(caption)}}}")
-    lines += [f"\\begin{{tabular}}{{{align}}}", "\\toprule",
-              " & ".join(latex_escape(headers[c]) for c in cells.columns) + " \\\\", "\\midrule"]
-    for i in cells.index:
-        if i > 0 and "dataset" in cells and cells.at[i, "dataset"]:
-            lines.append("\\midrule")
-        lines.append(" & ".join(cell(i, c) for c in cells.columns) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
-    return "\n".join(lines) + "\n"
-
-
-def _html(cells: pd.DataFrame, headers: dict[str, str], bold: set[tuple[int, str]], caption: str | None) -> str:
-    import html
-
-    def cell(i: int, c: str) -> str:
-        text = html.escape(str(cells.at[i, c]))
-        return f"<td><b>{text}</b></td>" if (i, c) in bold and text not in ("", MISSING) else f"<td>{text}</td>"
-
-    lines = ["<table>"]
-    if caption:
-        lines.append(f"<caption>{html.escape(caption)}</caption>")
-    head = "".join(f"<th>{html.escape(headers[c])}</th>" for c in cells.columns)
-    lines.append(f"<thead><tr>{head}</tr></thead>")
-    lines.append("<tbody>")
-    lines += ["<tr>" + "".join(cell(i, c) for c in cells.columns) + "</tr>" for i in cells.index]
-    lines += ["</tbody>", "</table>"]
-    return "\n".join(lines) + "\n"
-
-
-_RENDERERS = {"md": _md, "latex": _latex, "tex": _latex, "html": _html}

@@ -94,6 +94,9 @@ class SegDataset:
     name: ClassVar[str] = ""
     display_name: ClassVar[str] = ""
     modality: ClassVar[str] = ""
+    #: (independent unit, scored image) nouns, plural, for captions and test outputs: ("patients", "slices")
+    #: for LGG; the image noun alone where every image is its own group.
+    unit_nouns: ClassVar[tuple[str, str]] = ("groups", "images")
     channels: ClassVar[int] = 3
     #: The paper's Table 1 / Table 2 numbers, or None for a dataset the paper did not use.
     paper: ClassVar[PaperFacts | None] = None

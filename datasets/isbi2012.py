@@ -56,6 +56,7 @@ class ISBI2012(NativeDataset):
     name = "isbi2012"
     display_name = "ISBI-2012"
     modality = "electron microscopy"
+    unit_nouns = ("source images", "patches")
     channels = 1
     paper = PaperFacts("ISBI-2012", "Electron microscopy", 30, (512, 512), "patch", (16, 16, 16, 16, 20), 36,
                        patches_per_image=4)

@@ -76,6 +76,7 @@ class LGGMRI(NativeDataset):
     name = "lgg_mri"
     display_name = "MRI"
     modality = "brain MRI"
+    unit_nouns = ("patients", "slices")
     channels = 3
     paper = PaperFacts("MRI", "MRI", 1144, (256, 256), "image", (160, 160, 160, 160, 161), 343)
     layout = (f"{BASE}/TCGA_<inst>_<pid>_<date>/TCGA_<inst>_<pid>_<date>_<N>.tif   (RGB: pre-contrast, FLAIR, "

@@ -23,6 +23,8 @@ def test_bench_list_prints_the_eight_entries_with_spec_parameter_counts(capsys: 
                          ("unet_mlr", "10,899,297"), ("mildnet_no_mlr", "22,242,183")]:
         line = next(ln for ln in out.splitlines() if ln.split()[:1] == [name])
         assert params in line
+        assert line.endswith({"unet": "Table 4, Table 5", "mildnet": "Table 4, Table 5", "unet_mlr": "Table 4",
+                              "mildnet_no_mlr": "Table 4"}.get(name, "Table 5"))
     for dataset in ["isic2018", "isbi2012", "lgg_mri", "glas2015", "dsb2018"]:
         assert dataset in out
 

@@ -536,8 +536,8 @@ def test_kvasir_is_not_in_all_but_runs_by_name() -> None:
 
 @pytest.mark.slow
 def test_kvasir_checks_runs_and_reports_with_its_own_labels(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from bench import tables
     from bench.cli import main
+    from bench.names import dataset_label
 
     data = tmp_path / "data"
     layout = MAKERS["kvasir_seg"](data / "Kvasir-SEG")
@@ -551,7 +551,7 @@ def test_kvasir_checks_runs_and_reports_with_its_own_labels(tmp_path: Path, caps
                  "--folds", "0", "--set", "n_folds=2", "--set", "epochs=1", "--set", "image_size=32", "--set",
                  "width=4", "--set", "depth=3", "--quiet", "--jobs", "1"]) == 0
     capsys.readouterr()
-    assert tables.dataset_label("kvasir_seg") == "Kvasir-SEG"
+    assert dataset_label("kvasir_seg") == "Kvasir-SEG"
     assert main(["report", "--table", "1", "--results", res]) == 0
     table1 = capsys.readouterr().out
     assert "Kvasir-SEG" in table1 and "colonoscopy" in table1 and "kvasir_seg" not in table1
