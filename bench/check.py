@@ -33,12 +33,13 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import InvalidInput, NoResults
+from bench.metrics import METRICS as ALL_METRICS
 from bench.store import atomic_write_bytes, atomic_write_json, atomic_write_parquet, load_all
 
 KEY = ["dataset", "arch", "protocol", "fold", "seed", "split", "case_id"]
 COUNTS = ["tp", "fp", "fn", "tn", "n_ref", "n_pred"]
 FLAGS = ["empty_ref", "empty_pred"]
-METRICS = ["dice", "iou", "hd", "hd95"]
+METRICS = list(ALL_METRICS)
 DEFAULT_BASELINE = Path("results/baseline")
 PROFILE = "check"
 #: The scoring layer's bar: re-scoring identical predictions must give identical numbers.
@@ -121,14 +122,14 @@ class CheckResult:
 def derive(df: pd.DataFrame) -> dict[str, Any]:
     """Everything the baseline derives from its rows: per (dataset, arch) test means and the paired
     tests of MILDNet against every other network per dataset (IoU, Holm)."""
-    from bench.stats import paired_test
+    from bench.stats import REFERENCE, paired_test
 
     means = df[df["split"] == "test"].groupby(["dataset", "arch"])[METRICS].mean().reset_index()
     tests = []
     for dataset in sorted(df["dataset"].unique()):
         with warnings.catch_warnings():  # the check compares numbers; "too few units" is for readers of a report
             warnings.simplefilter("ignore", UserWarning)
-            res = paired_test(df, dataset=dataset, metric="iou", reference="mildnet", protocol="holdout")
+            res = paired_test(df, dataset=dataset, metric="iou", reference=REFERENCE, protocol="holdout")
         tests += res[["dataset", "reference", "other", "p_raw", "p_adj", "significant"]].to_dict("records")
     return {"means": means.to_dict("records"), "tests": tests}
 

@@ -457,27 +457,35 @@ def add_report(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_ttest(args: argparse.Namespace) -> int:
-    from bench.stats import fold_level_test, format_tests, paired_test, resolve_protocol
+    from bench.stats import REFERENCE, fold_level_test, format_tests, paired_test, resolve_protocol
 
     df, _, _ = _results_table(args.results, args.where)
     protocol, note = resolve_protocol(df, args.dataset, args.protocol)
     if note and args.format == "text":
         print(note)
     against = args.against.split(",") if args.against else None
-    res = paired_test(df, dataset=args.dataset, metric=args.metric, reference=args.reference, against=against,
+    reference = args.reference or REFERENCE
+    res = paired_test(df, dataset=args.dataset, metric=args.metric, reference=reference, against=against,
                       protocol=protocol, test=args.test, correction=args.correction, alpha=args.alpha, unit=args.unit)
     print(format_tests(res, args.format))
     if protocol == "cv" and args.format != "csv":
-        folds = fold_level_test(df, dataset=args.dataset, metric=args.metric, reference=args.reference,
+        folds = fold_level_test(df, dataset=args.dataset, metric=args.metric, reference=reference,
                                 against=against, correction=args.correction, alpha=args.alpha)
         print(("Fold level:\n" if args.format == "text" else "") + format_tests(folds, args.format))
     return 0
 
 
+def _metrics() -> tuple[str, ...]:
+    from bench.metrics import METRICS
+
+    return METRICS
+
+
 def add_ttest(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True)
-    p.add_argument("--metric", default="iou", choices=["dice", "iou", "hd", "hd95"])
-    p.add_argument("--reference", default="mildnet")
+    p.add_argument("--metric", default="iou", choices=_metrics())
+    p.add_argument("--reference", help="the network the others are tested against (default: the paper's "
+                   "proposed network, MILDNet)")
     p.add_argument("--against", help="comma-separated architectures (default: every other one with results)")
     p.add_argument("--protocol", choices=["cv", "holdout"],
                    help="default: cv if it has results for the dataset, else holdout (said in the output)")
@@ -636,7 +644,7 @@ def add_figure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=3, help="how many cases to choose automatically (default 3)")
     p.add_argument("--worst", type=int, default=0,
                    help="also a failure gallery per architecture: its N worst images beside every architecture")
-    p.add_argument("--metric", default="dice", choices=["dice", "iou", "hd", "hd95"])
+    p.add_argument("--metric", default="dice", choices=_metrics())
     p.add_argument("--protocol", choices=["holdout", "cv"], help="default: holdout if it has test results, else cv")
     p.add_argument("--fold", type=int, help="holdout fold model to show (default: the lowest every architecture has)")
     p.add_argument("--out", default="reports/figures", help="output folder (default reports/figures)")

@@ -29,7 +29,7 @@ from bench.errors import NoResults
 from bench.learning import figure_note
 from bench.metrics import axis_label, higher_is_better
 from bench.names import arch_label, dataset_label, ordered_archs, ordered_datasets
-from bench.stats import default_split, paired_test, per_image, ranks, resolve_protocol, select, stars
+from bench.stats import REFERENCE, default_split, paired_test, per_image, ranks, resolve_protocol, select, stars
 
 FORMATS = ("png", "pdf")
 _REF_COLOR, _OTHER_COLOR = "#f4a261", "#a8c5e6"
@@ -55,7 +55,7 @@ def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
 # ----------------------------------------------------------------------------- Fig. 8
 
 
-def draw_fig8(ax: Axes, df: pd.DataFrame, dataset: str, *, reference: str = "mildnet", metric: str = "iou",
+def draw_fig8(ax: Axes, df: pd.DataFrame, dataset: str, *, reference: str = REFERENCE, metric: str = "iou",
               protocol: str = "cv", unit: str = "group") -> pd.DataFrame:
     """One Fig. 8 panel on ``ax``: boxes + per-unit points + p/stars vs ``reference``. Returns the tests."""
     data = per_image(df, dataset=dataset, metric=metric, protocol=protocol, unit=unit)
@@ -114,7 +114,7 @@ def fig8_caption(tests: pd.DataFrame, metric: str, protocol: str, reference: str
             + (f". {note}" if note else ""))
 
 
-def boxplot_fig8(df: pd.DataFrame, dataset: str, reference: str = "mildnet", metric: str = "iou",
+def boxplot_fig8(df: pd.DataFrame, dataset: str, reference: str = REFERENCE, metric: str = "iou",
                  protocol: str | None = "cv", unit: str = "group") -> Figure:
     """Fig. 8 panel for one dataset as its own Figure (one axes); ``protocol=None``: the one with results."""
     protocol, note = resolve_protocol(df, dataset, protocol)
@@ -128,7 +128,7 @@ def boxplot_fig8(df: pd.DataFrame, dataset: str, reference: str = "mildnet", met
     return fig
 
 
-def fig8_figure(df: pd.DataFrame, *, reference: str = "mildnet", metric: str = "iou", protocol: str | None = "cv",
+def fig8_figure(df: pd.DataFrame, *, reference: str = REFERENCE, metric: str = "iou", protocol: str | None = "cv",
                 datasets: Sequence[str] | None = None, unit: str = "group") -> Figure:
     """All Fig. 8 panels, (a), (b), ... one per dataset, in one Figure; ``protocol=None``: cv if it has
     results, else holdout (said in the title)."""
@@ -150,7 +150,7 @@ def fig8_figure(df: pd.DataFrame, *, reference: str = "mildnet", metric: str = "
     return fig
 
 
-def fig8(df: pd.DataFrame, out_dir: Path | str, *, reference: str = "mildnet", metric: str = "iou",
+def fig8(df: pd.DataFrame, out_dir: Path | str, *, reference: str = REFERENCE, metric: str = "iou",
          protocol: str | None = "cv", unit: str = "group") -> list[Path]:
     """Save one panel per dataset (``fig8_<dataset>.png/.pdf``) and the combined ``fig8.png/.pdf``."""
     protocol, _ = resolve_protocol(df, None, protocol)

@@ -51,6 +51,7 @@ import cv2
 import numpy as np
 
 __all__ = [
+    "METRICS",
     "METRIC_LABELS",
     "MetricLabel",
     "axis_label",
@@ -297,6 +298,8 @@ METRIC_LABELS: dict[str, MetricLabel] = {
     "hd": MetricLabel("HD", "HD", "HD (pixels)", 2),
     "hd95": MetricLabel("HD95", "HD95", "HD95 (pixels)", 2),
 }
+#: The per-image metric columns of every result row (``image_metrics``), in report order.
+METRICS: tuple[str, ...] = tuple(METRIC_LABELS)
 
 
 def higher_is_better(metric: str) -> bool:

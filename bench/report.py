@@ -164,7 +164,7 @@ def report_figure(df: pd.DataFrame, n: int | str, out_dir: Path | str, **kwargs:
 
 def build_report(df: pd.DataFrame, out_dir: Path | str, *, sidecars: Sequence[dict[str, Any]],
                  failures: pd.DataFrame | None = None, fmt: Sequence[str] = FORMATS, vs_paper: bool = True,
-                 reference: str = "mildnet", metric: str = "iou",
+                 reference: str = stats.REFERENCE, metric: str = "iou",
                  data_inputs: dict[int, Sequence[Any]] | None = None, commands: Sequence[str] = (),
                  results: Path | str | None = None) -> Path:
     """Write every table and figure under ``out_dir`` plus ``index.md`` and ``index.html``; returns index.md.

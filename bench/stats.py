@@ -37,6 +37,8 @@ from bench.errors import InvalidInput, NoResults, UnknownName
 from bench.metrics import higher_is_better
 from bench.selection import check_like_for_like
 
+#: The paper's proposed network: the default reference of the paired tests and of Fig. 8.
+REFERENCE = "mildnet"
 TESTS = ("t", "wilcoxon")
 UNITS = ("group", "image", "patient")  # patient: GlaS patients of Grade.csv (column ``patient``)
 NADEAU_BENGIO = ("corrected resampled t (Nadeau C. & Bengio Y. 2003, Inference for the generalization error, "
@@ -302,7 +304,7 @@ def adjust(p: Sequence[float], correction: str = "holm", alpha: float = 0.05) ->
     return p_adj, sig
 
 
-def paired_test(df: pd.DataFrame, *, dataset: str, metric: str = "iou", reference: str = "mildnet",
+def paired_test(df: pd.DataFrame, *, dataset: str, metric: str = "iou", reference: str = REFERENCE,
                 against: str | Sequence[str] | None = None, protocol: str = "cv", split: str | None = None,
                 test: str = "t", correction: str = "holm", alpha: float = 0.05, unit: str = "group") -> pd.DataFrame:
     """Paired tests of ``reference`` against each arch in ``against`` (default: every other arch present),
@@ -366,7 +368,7 @@ FOLD_COLUMNS = ["dataset", "metric", "reference", "other", "n_folds", "mean_diff
                 "p_raw", "p_adj", "significant", "test_train_ratio", "test", "correction", "alpha", "unit"]
 
 
-def fold_level_test(df: pd.DataFrame, *, dataset: str, metric: str = "iou", reference: str = "mildnet",
+def fold_level_test(df: pd.DataFrame, *, dataset: str, metric: str = "iou", reference: str = REFERENCE,
                     against: str | Sequence[str] | None = None, correction: str = "holm",
                     alpha: float = 0.05) -> pd.DataFrame:
     """Corrected resampled t-test (Nadeau and Bengio 2003) over the ``cv`` fold models.

@@ -29,6 +29,7 @@ import pyarrow as pa
 # the store writes through the project's one atomic writer; its functions are importable from here too
 from bench.atomic import TMP_PREFIX, TMP_SUFFIX, atomic_write, atomic_write_bytes, atomic_write_json  # noqa: F401
 from bench.errors import InvalidInput, MissingInput
+from bench.metrics import METRICS
 from bench.record import JobRecord
 
 DEFAULT_RESULTS = Path("results")
@@ -41,7 +42,7 @@ REQUIRED_COLUMNS = ("dataset", "source", "arch", "protocol", "fold", "seed", "pr
                     "eval_size", "tp", "fp", "fn", "tn", "n_ref", "n_pred", "empty_ref", "empty_pred", "dice", "iou",
                     "hd", "hd95", "split_hash", "job_key")
 #: Metrics that are finite in every stored row (both-empty and one-empty masks have defined values).
-FINITE_METRICS = ("dice", "iou", "hd", "hd95")
+FINITE_METRICS = METRICS
 #: Counts: integer columns.
 COUNT_COLUMNS = ("fold", "seed", "eval_size", "tp", "fp", "fn", "tn", "n_ref", "n_pred")
 
