@@ -318,7 +318,11 @@ def source_note(df: pd.DataFrame) -> str:
 #: setting -> (label, the paper's value or None when the paper does not state it)
 TABLE3_ROWS: dict[str, tuple[str, Any]] = {
     "batch_size": ("Batch size", 4), "lr": ("Learning rate", 0.001), "beta1": ("Momentum (Adam beta1)", 0.9),
-    "depth": ("Depth", 5), "dilations": ("Dilation rates", "(1, 3, 5)"), "epochs": ("Epochs", 100),
+    "optimizer": ("Optimizer", "adam"), "scheduler": ("Learning-rate scheduler", "plateau"),
+    "lr_gamma": ("Scheduler decay factor (step, multistep, cyclic)", None),
+    "step_size": ("Scheduler step (epochs; step)", None),
+    "depth": ("Depth", 5), "dilations": ("Dilation rates", "(1, 3, 5)"), "levels": ("Levels (MLDR block)", 2),
+    "mlr_levels": ("Levels (MLR block)", 2), "epochs": ("Epochs", 100),
     "plateau_factor": ("ReduceLROnPlateau factor", None), "plateau_patience": ("ReduceLROnPlateau patience", None),
     "width": ("Base width", 32), "image_size": ("Image size", 256), "n_folds": ("Folds", 5),
     "test_fraction": ("Test fraction", 0.3), "inner_fraction": ("Inner validation fraction (cv)", None),
@@ -360,8 +364,8 @@ def _train_dict(cfg: dict[str, Any]) -> dict[str, Any]:
     kwargs = job.get("arch_kwargs")
     if isinstance(kwargs, str) and kwargs.strip():
         kwargs = json.loads(kwargs)
-    if isinstance(kwargs, dict) and "dilations" in kwargs:
-        train["dilations"] = tuple(kwargs["dilations"])
+    if isinstance(kwargs, dict):  # tuned architecture arguments (bench tune --grid arch.KEY=...)
+        train.update({k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
     return {k: v for k, v in train.items() if k not in ("device", "threads")}
 
 

@@ -182,6 +182,20 @@ def test_table3_paper_column_and_citation(df: pd.DataFrame) -> None:
     assert "Sci Rep 11, 14105 (2021)" in paper_counts()["source"]
 
 
+def test_table3_shows_the_optimizer_scheduler_and_tuned_architecture_arguments(df: pd.DataFrame) -> None:
+    """Table 3's grid names the optimizer, the scheduler, the levels and the dilation rates: each is a row
+    beside the paper's optimum, from the recipe or from the tuned architecture arguments."""
+    sides = make_sidecars(df[df["arch"] == "mildnet"], optimizer="sgd")
+    for side in sides:
+        side["job"]["arch_kwargs"] = '{"dilations": [1, 2, 4], "levels": 1}'
+    t3 = tables.table3(sides).set_index("key")
+    assert t3.loc["optimizer", ["setting", "value", "paper"]].tolist() == ["Optimizer", "sgd", "adam"]
+    assert t3.loc["scheduler", "paper"] == "plateau" and t3.loc["scheduler", "value"] == "plateau"
+    assert t3.loc["dilations", "value"] == "(1, 2, 4)" and t3.loc["levels", ["value", "paper"]].tolist() == ["1", "2"]
+    bold = {tables.table3(sides).at[i, "key"] for i, _ in tables.table3(sides).attrs["bold"]}
+    assert {"optimizer", "dilations", "levels"} <= bold and "scheduler" not in bold
+
+
 def test_sensitivity_detects_a_ranking_flip() -> None:
     # only the ranking logic matters: A wins on Dice thanks to a both-empty image, B wins once it is excluded;
     # A wins on HD, B on HD95.
