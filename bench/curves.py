@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench.errors import NoResults
+from bench.errors import InvalidInput, NoResults
 from bench.names import arch_label, dataset_label, ordered_archs, ordered_datasets
 
 #: A loss curve is "flat" when its range over the epochs is below this fraction (1%) of its first value.
@@ -39,7 +39,7 @@ def history_table(sidecars: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             continue
         job = side.get("job") or {}
         if "best_epoch" not in side:
-            raise ValueError(f"{side.get('_path', job)}: a finished job's sidecar without best_epoch")
+            raise InvalidInput(f"{side.get('_path', job)}: a finished job's sidecar without best_epoch")
         learning = side.get("learning")
         meta = {"dataset": job.get("dataset"), "arch": job.get("arch"), "protocol": job.get("protocol"),
                 "fold": int(job.get("fold", 0)), "seed": int(job.get("seed", 0)), "job_key": side.get("key"),
@@ -111,7 +111,7 @@ def _draw_arch(ax: Any, rows: pd.DataFrame, gid: str, color: str) -> None:
     for job in jobs.itertuples():
         chosen = rows[(rows["job_key"] == job.job_key) & (rows["epoch"] == job.best_epoch)]["select_loss"]
         if chosen.empty:
-            raise ValueError(f"job {job.job_key}: best_epoch {job.best_epoch} is not in its history")
+            raise InvalidInput(f"job {job.job_key}: best_epoch {job.best_epoch} is not in its history")
         ax.plot([job.best_epoch], [float(chosen.iloc[0])], marker="o", ms=5, mfc="white", mec=color, ls="none",
                 gid=f"chosen:{job.job_key}")
 

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from bench import figures, learning, ranking, selection, stats, tables
-from bench.errors import InvalidInput, NoResults
+from bench.errors import InvalidInput, NoResults, UserError
 from bench.names import arch_label, dataset_label, ordered_archs, ordered_datasets
 from bench.table_render import render
 
@@ -269,15 +269,16 @@ def _try_pictures(make: Callable[[], Any]) -> Any:
     partial results folder) also becomes the reason shown in the index."""
     try:
         return make()
-    except (ValueError, FileNotFoundError, KeyError) as exc:
+    except UserError as exc:  # bad input or results that cannot answer; a bug keeps its traceback
         return f"not built: {exc}"
 
 
 def _try(make: Callable[[], Any]) -> Any:
-    """Run ``make``; a ValueError (no data for this part) becomes the reason shown in the index."""
+    """Run ``make``; a ``UserError`` (no data for this part, results that may not be compared) becomes the
+    reason shown in the index. Anything else is a bug and keeps its traceback."""
     try:
         return make()
-    except ValueError as exc:
+    except UserError as exc:
         return f"not built: {exc}"
 
 
