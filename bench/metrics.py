@@ -290,20 +290,24 @@ class MetricLabel:
     name: str
     axis: str
     digits: int
+    higher_is_better: bool = True
 
 
 METRIC_LABELS: dict[str, MetricLabel] = {
     "dice": MetricLabel("DC", "Dice", "Dice (DC)", 3),
     "iou": MetricLabel("IoU", "IoU", "IoU", 3),
-    "hd": MetricLabel("HD", "HD", "HD (pixels)", 2),
-    "hd95": MetricLabel("HD95", "HD95", "HD95 (pixels)", 2),
+    "hd": MetricLabel("HD", "HD", "HD (pixels)", 2, higher_is_better=False),
+    "hd95": MetricLabel("HD95", "HD95", "HD95 (pixels)", 2, higher_is_better=False),
 }
 #: The per-image metric columns of every result row (``image_metrics``), in report order.
 METRICS: tuple[str, ...] = tuple(METRIC_LABELS)
 
 
 def higher_is_better(metric: str) -> bool:
-    """False for the distances (``hd``, ``hd95``, any ``hd*`` column), True for overlaps (Dice, IoU)."""
+    """From the metric's entry in ``METRIC_LABELS`` (False for the distances HD, HD95; True for Dice, IoU);
+    a derived column without an entry (``dice_excl``, ``hd95_pooled``) follows its base: ``hd*`` is a distance."""
+    if metric in METRIC_LABELS:
+        return METRIC_LABELS[metric].higher_is_better
     return not metric.startswith("hd")
 
 

@@ -346,3 +346,24 @@ def test_hd95_pooled_equals_medpy() -> None:
     binary = pytest.importorskip("medpy.metric.binary")
     for a, b in random_pairs("blobs", 4, seed=5):
         assert hd95_pooled(a, b) == binary.hd95(b, a)
+
+
+def test_every_part_reads_the_metric_list_and_direction_from_one_entry() -> None:
+    """Adding a metric is one entry in ``METRIC_LABELS``: the CLI choices, the stored-row check and
+    the drift check read ``METRICS``; the direction comes from the entry, not from the name."""
+    from bench import check, store
+    from bench.cli import build_parser
+    from bench.metrics import METRIC_LABELS, METRICS, MetricLabel, higher_is_better
+
+    assert METRICS == tuple(METRIC_LABELS) == ("dice", "iou", "hd", "hd95")
+    assert tuple(check.METRICS) == METRICS and store.FINITE_METRICS == METRICS
+    for command in ("ttest", "figure"):
+        args = build_parser().parse_args([command, "--dataset", "x", "--metric", "hd95"])
+        assert args.metric == "hd95"
+    assert [higher_is_better(m) for m in METRICS] == [True, True, False, False]
+    assert not higher_is_better("hd95_pooled") and higher_is_better("dice_excl")
+    METRIC_LABELS["hausdorff_like"] = MetricLabel("X", "X", "X (pixels)", 2, higher_is_better=False)
+    try:
+        assert not higher_is_better("hausdorff_like")
+    finally:
+        del METRIC_LABELS["hausdorff_like"]
