@@ -111,13 +111,21 @@ def run_job(results: Path, index: int) -> dict[str, float]:
     return peaks
 
 
+#: What a job imports, in the order it does (the job's imports beyond ``bench.execute`` happen inside it:
+#: torch.optim's first ``add_param_group`` imports ``torch._dynamo``, scoring ``bench.tables``, etc.).
+PRELOAD = ("bench.config", "bench.execute", "bench.compute", "bench.devices", "bench.store", "torch._dynamo",
+           "bench.tables", "torch.utils.flop_counter", "pyarrow.parquet", "tqdm.auto")
+
+
 def fork_pair(results: Path) -> None:
-    """Import what a worker imports, then fork two children that run jobs 0 and 1 at the same time (as
+    """Import what a job imports (``PRELOAD``), then fork two children that run jobs 0 and 1 at the same time (as
     workers forked from one parent that already imported torch would); prints the peak over time of the
     memory summed over the parent and both children (the parent's share of the pages they share
     counts too)."""
-    import bench.config
-    import bench.execute  # noqa: F401  (imported for its side effect: torch and the job's modules)
+    import importlib
+
+    for module in PRELOAD:
+        importlib.import_module(module)
 
     children: list[str] = []
     sampler = Sampler(lambda: [str(os.getpid()), *children])
