@@ -49,11 +49,14 @@ THRESHOLD = 0.5
 
 def score(probs: np.ndarray, masks: np.ndarray, case_ids: list[str], groups: list[str]) -> pd.DataFrame:
     """Per-image metric rows for predictions ``probs > THRESHOLD`` against boolean ``masks`` (N x H x W)."""
-    rows = []
-    for prob, ref, case_id, group in zip(probs, masks, case_ids, groups):
-        rows.append({"case_id": case_id, "group": group, "eval_size": int(ref.shape[0]),
-                     **image_metrics(ref.astype(bool), prob > THRESHOLD)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(score_rows(probs, masks, case_ids, groups))
+
+
+def score_rows(probs: np.ndarray, masks: np.ndarray, case_ids: Sequence[str], groups: Sequence[str]) -> list[dict]:
+    """The rows of ``score`` as dicts (one per image), to be gathered over batches and framed once."""
+    return [{"case_id": case_id, "group": group, "eval_size": int(ref.shape[0]),
+             **image_metrics(ref.astype(bool), prob > THRESHOLD)}
+            for prob, ref, case_id, group in zip(probs, masks, case_ids, groups)]
 
 
 def save_predictions(path: Path, probs: np.ndarray, case_ids: list[str]) -> None:
@@ -161,8 +164,8 @@ def predict_and_score(model: nn.Module, parts: Sequence[Part], batch_size: int, 
                     bad += int((~finite).sum())
                     bad_images += int((~finite).reshape(len(probs), -1).any(axis=1).sum())
                 elif not bad:
-                    rows.append(score(probs, _as_bool(part.masks[start:stop]), part.case_ids[start:stop],
-                                      part.groups[start:stop]))
+                    rows += score_rows(probs, _as_bool(part.masks[start:stop]), part.case_ids[start:stop],
+                                       part.groups[start:stop])
                     yield probs
                 start = stop
             if bad:
@@ -171,7 +174,7 @@ def predict_and_score(model: nn.Module, parts: Sequence[Part], batch_size: int, 
             if start != len(part.case_ids):
                 raise ValueError(f"{part.split}: {start} predictions for {len(part.case_ids)} case ids")
             if rows:
-                frames.append(pd.concat(rows, ignore_index=True).assign(split=part.split))
+                frames.append(pd.DataFrame(rows).assign(split=part.split))
 
     ids = [case for part in parts for case in part.case_ids]
     shape = (len(ids), *parts[0].images.shape[-2:])
