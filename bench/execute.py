@@ -37,23 +37,6 @@ def model_kwargs(job: Job, in_channels: int) -> dict[str, Any]:
     return kwargs
 
 
-#: ``model_cost`` records already computed in this process (``job_model_cost``).
-_COSTS: dict[str, dict[str, float]] = {}
-
-
-def job_model_cost(job: Job, model: torch.nn.Module, in_channels: int) -> dict[str, float]:
-    """``bench.compute.model_cost`` of the job's network, counted once per process for each architecture,
-    constructor arguments, precision and image size (FLOP counting takes about 0.85 s of CPU per job at
-    the quick profile, 5% of a sweep; the value depends on nothing else)."""
-    from bench.compute import model_cost
-
-    key = json.dumps([job.arch, model_kwargs(job, in_channels), job.train.precision, job.train.image_size],
-                     sort_keys=True)
-    if key not in _COSTS:
-        _COSTS[key] = model_cost(model, in_channels, job.train.image_size)
-    return dict(_COSTS[key])
-
-
 def build_model(job: Job, in_channels: int) -> torch.nn.Module:
     return create_model(job.arch, **model_kwargs(job, in_channels))
 
@@ -146,7 +129,7 @@ def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = Fals
 
 def _execute_on(device: str, job: Job, results: Path, out: dict[str, Path],
                 progress: bool) -> tuple[pd.DataFrame, dict]:
-    from bench.compute import PeakMemory, compute_info
+    from bench.compute import PeakMemory, compute_info, model_cost
     from bench.devices import precision_for
 
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -178,7 +161,7 @@ def _execute_on(device: str, job: Job, results: Path, out: dict[str, Path],
     rows[COLUMN], info["learning"] = learning.did_not_learn, learning.to_dict()
     memory.stop()
     info["compute"] = compute_info(
-        job_model_cost(job, model, data.channels), result.seconds, len(result.history), infer_s,
+        model_cost(model, data.channels, job.train.image_size), result.seconds, len(result.history), infer_s,
         len(ids["val"]) + len(ids["test"]), memory, device=device, threads=job.train.threads,
         **precision_for(device, cfg.amp, cfg.channels_last).to_dict())
     return rows, info

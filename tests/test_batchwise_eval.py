@@ -157,27 +157,3 @@ def test_positional_reads_leave_the_mapped_cache_out_of_resident_memory(tmp_path
     assert _mapped_kib(data.pixels.filename) == 0 and _mapped_kib(data.masks.filename) == 0
     np.asarray(data.pixels)[::2].sum()  # reading through the mapping makes its pages resident
     assert _mapped_kib(data.pixels.filename) > 0
-
-
-def test_model_cost_is_counted_once_per_network_and_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tiny_sweep import tiny_jobs
-
-    import bench.compute
-    import bench.execute
-
-    calls = []
-    real = bench.compute.model_cost
-
-    def counting(model, in_channels, image_size):
-        calls.append((type(model).__name__, in_channels, image_size))
-        return real(model, in_channels, image_size)
-
-    monkeypatch.setattr(bench.compute, "model_cost", counting)
-    monkeypatch.setattr(bench.execute, "_COSTS", {})
-    jobs = tiny_jobs(tmp_path, archs="unet,mildnet")  # folds 0 and 1 of each
-    costs = [bench.execute.job_model_cost(job, bench.execute.build_model(job, 3), 3) for job in jobs]
-    assert len(calls) == 2 and len(jobs) == 4
-    for job, cost in zip(jobs, costs):
-        assert cost == real(bench.execute.build_model(job, 3), 3, job.train.image_size)
-    costs[0]["gmacs"] = -1.0  # a caller's copy: the remembered record is not changed
-    assert bench.execute.job_model_cost(jobs[0], bench.execute.build_model(jobs[0], 3), 3)["gmacs"] > 0
