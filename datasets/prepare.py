@@ -16,8 +16,9 @@ scale). Patch ``k`` of case ``c`` is ``f"{c}_p{k:02d}"`` (row-major), group = th
 Cache: one set of files per (dataset, options, size, patch settings, code version, source files),
 keyed by ``fingerprint``: ``<stem>.meta.json`` plus one uncompressed ``<stem>.<array>.npy`` per array
 (uint8 images, bool masks, per-row source min/max), each written atomically. Jobs open the ``.npy``
-files memory-mapped, so every worker on a machine shares the operating system's page cache instead of
-holding its own copy, and images are normalised only for the rows a batch gathers.
+files memory-mapped and gather a batch's rows with positional reads (``take_rows``), so every worker on
+a machine shares the operating system's page cache instead of holding its own copy, no read page stays
+in a worker's resident memory, and images are normalised only for the rows a batch gathers.
 """
 
 from __future__ import annotations
