@@ -29,9 +29,9 @@ import torch
 from bench.architectures import create_model
 from bench.checkpoint import checkpoint_meta, save_checkpoint
 from bench.config import Job, replace
-from bench.datasets.prepare import PreparedData
+from bench.datasets.prepare import PreparedData, take_rows
 from bench.datasets.splits import Split
-from bench.evaluate import predict, save_predictions, score
+from bench.evaluate import Part, predict_and_score
 from bench.job_data import load_job_data
 from bench.learning import COLUMN, assess
 from bench.provenance import environment
@@ -194,7 +194,7 @@ class Rows:
         rows = self.rows[key]
         if self.kind == "images":
             return torch.from_numpy(self.data.images[rows])
-        return torch.from_numpy(self.data.masks[rows][:, None].astype(np.float32))
+        return torch.from_numpy(take_rows(self.data.masks, rows)[:, None].astype(np.float32))
 
 
 def tensors(data: PreparedData, ids: list[str]) -> tuple[Rows, Rows]:
@@ -231,7 +231,7 @@ def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = Fals
 
 def _execute_on(device: str, job: Job, results: Path, out: dict[str, Path],
                 progress: bool) -> tuple[pd.DataFrame, dict]:
-    from bench.compute import PeakMemory, compute_info, model_cost, timed
+    from bench.compute import PeakMemory, compute_info, model_cost
     from bench.devices import precision_for
 
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -246,20 +246,12 @@ def _execute_on(device: str, job: Job, results: Path, out: dict[str, Path],
     result = fit(model, cfg, tensors(data, ids["train"]), tensors(data, ids["select"]), seed=seed,
                  augment=make_augment(job, seed), on_epoch=bar)
     save_checkpoint(out["checkpoint"], result.model, checkpoint_meta(job, data, model_kwargs(job, data.channels)))
-    frames, kept, infer_s = [], {}, 0.0
-    for split_name in ("val", "test"):
-        if ids[split_name]:
-            idx = data.index(ids[split_name])
-            with timed() as t:
-                probs = predict(result.model, Rows(data, idx, "images"), cfg.batch_size, device)
-            infer_s += t[0]
-            frames.append(score(probs, data.masks[idx], ids[split_name], [data.groups[i] for i in idx])
-                          .assign(split=split_name))
-            kept[split_name] = (probs, ids[split_name])
-    # every scored image (val and test: their case ids are disjoint), so each stored row can be re-scored
-    save_predictions(out["predictions"], np.concatenate([p for p, _ in kept.values()]),
-                     [case for _, ids in kept.values() for case in ids])
-    rows = pd.concat(frames, ignore_index=True).assign(
+    # every scored image (val and test: their case ids are disjoint) is stored, so each row can be re-scored;
+    # predicted, scored and written batch by batch (no whole split of probabilities is held)
+    parts = [Part(name, *tensors(data, ids[name]), ids[name], [data.groups[i] for i in data.index(ids[name])])
+             for name in ("val", "test") if ids[name]]
+    scored, infer_s = predict_and_score(result.model, parts, cfg.batch_size, device, out["predictions"])
+    rows = scored.assign(
         dataset=job.dataset, source=job.source, data_options=job.data_options, arch=job.arch,
         protocol=job.protocol, fold=job.fold, seed=job.seed, profile=job.profile, split_hash=job.split_hash,
         job_key=job.key, eval_resolution="input")

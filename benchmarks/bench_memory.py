@@ -1,6 +1,6 @@
 """Memory of one job against dataset size, one worker and two workers on the same data.
 
-    python benchmarks/bench_memory.py [--sizes 32,64,128,256,512] [--image-size 256] [--code DIR]
+    python benchmarks/bench_memory.py [--sizes 32,64,128,256,512] [--image-size 256] [--code DIR] [--fork]
 
 For each dataset size n (``synthetic_n``: the synthetic DSB-2018 stand-in, n whole images at
 ``--image-size``), the job U-Net (width 4, depth 3, 1 epoch: the network is kept small so the data
@@ -9,8 +9,11 @@ as two processes at the same time (folds 0 and 1: the same prepared data). Each 
 memory every 20 ms from /proc: resident set (RSS; with a memory-mapped cache it includes file pages
 shared with the page cache and other workers), anonymous (private) resident memory, and PSS (shared
 pages divided among the processes mapping them: the sum over processes is what they use together).
-``--code DIR`` runs the workers on another checkout of the project (a before/after comparison).
-Linux only (/proc).
+The orchestrating process also samples both workers and records the peak of their *summed* memory
+(RSS, PSS, USS = private pages). ``--fork`` adds a third run: one parent imports what a worker imports
+(torch included) and forks the two workers, as a fork-based pool would; its column is the peak of the
+PSS summed over that parent and both children. ``--code DIR`` runs the workers on another checkout
+of the project (a before/after comparison). Linux only (/proc).
 """
 
 from __future__ import annotations
@@ -23,36 +26,62 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
 
 
-def _status() -> dict[str, float]:
-    """Current RSS, anonymous RSS and PSS of this process, MiB."""
+def _status(pid: str = "self") -> dict[str, float]:
+    """Current RSS, anonymous RSS, PSS and USS (private pages: ``Private_Clean + Private_Dirty``) of
+    process ``pid``, MiB."""
     out = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
         if key in ("VmRSS", "RssAnon", "RssFile"):
             out[key] = int(value.split()[0]) / 1024
-    for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            out["Pss"] = int(line.split()[1]) / 1024
+    rollup = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, _, value = line.partition(":")
+        rollup[key] = int(value.split()[0]) / 1024
+    out["Pss"] = rollup["Pss"]
+    out["Uss"] = rollup["Private_Clean"] + rollup["Private_Dirty"]
     return out
 
 
 class Sampler(threading.Thread):
-    """Peak of every ``_status`` value, sampled every ``period`` seconds."""
+    """Peaks, sampled every ``period`` seconds, of every ``_status`` value of this process (``peak``)
+    and of each value summed over the processes ``pids()`` names (``peak_sum``: the peak of the total,
+    not the total of the peaks; a process that has exited counts 0)."""
 
-    def __init__(self, period: float = 0.02) -> None:
+    def __init__(self, pids: Callable[[], list[str]] = lambda: ["self"], period: float = 0.02) -> None:
         super().__init__(daemon=True)
-        self.period, self.peak, self.done = period, {}, threading.Event()
+        self.pids, self.period, self.done = pids, period, threading.Event()
+        self.peak: dict[str, float] = {}
+        self.peak_sum: dict[str, float] = {}
+
+    def sample(self) -> None:
+        total: dict[str, float] = {}
+        for i, pid in enumerate(self.pids()):
+            try:
+                status = _status(pid)
+            except (FileNotFoundError, ProcessLookupError, KeyError):  # exited (or a zombie) meanwhile
+                continue
+            for k, v in status.items():
+                total[k] = total.get(k, 0.0) + v
+                if i == 0:
+                    self.peak[k] = max(self.peak.get(k, 0.0), v)
+        for k, v in total.items():
+            self.peak_sum[k] = max(self.peak_sum.get(k, 0.0), v)
 
     def run(self) -> None:
         while not self.done.is_set():
-            for k, v in _status().items():
-                self.peak[k] = max(self.peak.get(k, 0.0), v)
+            self.sample()
             time.sleep(self.period)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
 
 
 def plan_jobs(results: Path, n: int, size: int) -> None:
@@ -64,7 +93,8 @@ def plan_jobs(results: Path, n: int, size: int) -> None:
     (results / "jobs.json").write_text(json.dumps([j.to_dict() for j in jobs]))
 
 
-def run_job(results: Path, index: int) -> None:
+def run_job(results: Path, index: int) -> dict[str, float]:
+    """Run job ``index`` of ``jobs.json`` in this process, sampling its memory; prints and returns the peaks."""
     sampler = Sampler()
     sampler.start()
     from bench.config import Job
@@ -75,9 +105,48 @@ def run_job(results: Path, index: int) -> None:
     start = time.perf_counter()
     execute(job, results, out)
     seconds = time.perf_counter() - start
-    sampler.done.set()
-    sampler.join()
-    print(json.dumps({**{f"peak_{k}": round(v, 1) for k, v in sampler.peak.items()}, "seconds": round(seconds, 1)}))
+    sampler.stop()
+    peaks = {**{f"peak_{k}": round(v, 1) for k, v in sampler.peak.items()}, "seconds": round(seconds, 1)}
+    print(json.dumps(peaks), flush=True)
+    return peaks
+
+
+#: What a job imports, in the order it does (the job's imports beyond ``bench.execute`` happen inside it:
+#: torch.optim's first ``add_param_group`` imports ``torch._dynamo``, scoring ``bench.tables``, etc.).
+PRELOAD = ("bench.config", "bench.execute", "bench.compute", "bench.devices", "bench.store", "torch._dynamo",
+           "bench.tables", "torch.utils.flop_counter", "pyarrow.parquet", "tqdm.auto")
+
+
+def fork_pair(results: Path) -> None:
+    """Import what a job imports (``PRELOAD``), then fork two children that run jobs 0 and 1 at the same time (as
+    workers forked from one parent that already imported torch would); prints the peak over time of the
+    memory summed over the parent and both children (the parent's share of the pages they share
+    counts too)."""
+    import importlib
+
+    for module in PRELOAD:
+        importlib.import_module(module)
+
+    children: list[str] = []
+    sampler = Sampler(lambda: [str(os.getpid()), *children])
+    sampler.sample()
+    for index in (0, 1):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                with open(results / f"fork{index}.json", "w") as fh:
+                    fh.write(json.dumps(run_job(results, index)))
+                code = 0
+            finally:
+                os._exit(code)
+        children.append(str(pid))
+    sampler.start()
+    codes = [os.waitpid(int(pid), 0)[1] for pid in children]
+    sampler.stop()
+    if any(codes):
+        raise RuntimeError(f"a forked worker failed (wait status {codes})")
+    print(json.dumps({f"sum_{k}": round(v, 1) for k, v in sampler.peak_sum.items()}), flush=True)
 
 
 def _worker(code: Path, *args: str) -> subprocess.Popen:
@@ -97,7 +166,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="32,64,128,256,512")
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--code", type=Path, default=HERE.parent.parent, help="project checkout the workers run")
-    parser.add_argument("--worker", choices=("plan", "run"), help=argparse.SUPPRESS)
+    parser.add_argument("--fork", action="store_true",
+                        help="also run the pair as two children forked from one parent that imported torch")
+    parser.add_argument("--worker", choices=("plan", "run", "fork-pair"), help=argparse.SUPPRESS)
     parser.add_argument("--results", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
@@ -105,11 +176,15 @@ def main() -> None:
     if args.worker == "plan":
         return plan_jobs(args.results, args.n, args.image_size)
     if args.worker == "run":
-        return run_job(args.results, args.index)
-    print(f"# code: {args.code}; U-Net width 4 depth 3, 1 epoch, {args.image_size} px, synthetic DSB-2018; MiB")
-    print("| images | one: peak RSS | one: peak anon | one: peak PSS | two: peak RSS each | two: sum of peak PSS "
-          "| two / one (PSS) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+        run_job(args.results, args.index)
+        return None
+    if args.worker == "fork-pair":
+        return fork_pair(args.results)
+    print(f"# code: {args.code}; U-Net width 4 depth 3, 1 epoch, {args.image_size} px, synthetic DSB-2018; MiB; "
+          f"peaks over the job")
+    print("| images | one: RSS | one: anon | one: PSS | one: USS | two: RSS each | two: sum RSS | two: sum PSS "
+          "| two: sum USS | two / one (PSS) | two / one (RSS) | forked two: sum PSS | forked two / one (PSS) |")
+    print("|---:|" + "---:|" * 12)
     for n in map(int, args.sizes.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             results = Path(tmp)
@@ -121,12 +196,21 @@ def main() -> None:
             for f in results.glob("out*"):
                 f.unlink()
             pair = [_worker(args.code, "--worker", "run", "--results", tmp, "--index", str(i)) for i in (0, 1)]
+            pids = [str(p.pid) for p in pair]
+            sampler = Sampler(lambda pids=pids: pids)
+            sampler.start()
             two = [_result(p) for p in pair]
-        both = two[0]["peak_Pss"] + two[1]["peak_Pss"]
+            sampler.stop()
+            for f in results.glob("out*"):
+                f.unlink()
+            forked = _result(_worker(args.code, "--worker", "fork-pair", "--results", tmp)) if args.fork else {}
+        both = sampler.peak_sum
+        fork_pss = forked.get("sum_Pss")
+        fork_cols = f"{fork_pss:.0f} | {fork_pss / one['peak_Pss']:.2f}" if fork_pss else "- | -"
         print(f"| {n} | {one['peak_VmRSS']:.0f} | {one['peak_RssAnon']:.0f} | {one['peak_Pss']:.0f} | "
-              f"{two[0]['peak_VmRSS']:.0f} / {two[1]['peak_VmRSS']:.0f} | {both:.0f} | {both / one['peak_Pss']:.2f} |",
-              flush=True)
-
+              f"{one['peak_Uss']:.0f} | {two[0]['peak_VmRSS']:.0f} / {two[1]['peak_VmRSS']:.0f} | "
+              f"{both['VmRSS']:.0f} | {both['Pss']:.0f} | {both['Uss']:.0f} | {both['Pss'] / one['peak_Pss']:.2f} | "
+              f"{both['VmRSS'] / one['peak_VmRSS']:.2f} | {fork_cols} |", flush=True)
 
 if __name__ == "__main__":
     main()

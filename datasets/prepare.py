@@ -16,8 +16,9 @@ scale). Patch ``k`` of case ``c`` is ``f"{c}_p{k:02d}"`` (row-major), group = th
 Cache: one set of files per (dataset, options, size, patch settings, code version, source files),
 keyed by ``fingerprint``: ``<stem>.meta.json`` plus one uncompressed ``<stem>.<array>.npy`` per array
 (uint8 images, bool masks, per-row source min/max), each written atomically. Jobs open the ``.npy``
-files memory-mapped, so every worker on a machine shares the operating system's page cache instead of
-holding its own copy, and images are normalised only for the rows a batch gathers.
+files memory-mapped and gather a batch's rows with positional reads (``take_rows``), so every worker on
+a machine shares the operating system's page cache instead of holding its own copy, no read page stays
+in a worker's resident memory, and images are normalised only for the rows a batch gathers.
 """
 
 from __future__ import annotations
@@ -73,11 +74,49 @@ class NormalizedImages:
         if isinstance(key, (int, np.integer)):
             return self[np.array([key])][0]
         rows = np.arange(len(self))[key]
-        return normalize(self._pixels[rows], self._lo[rows], self._hi[rows])
+        return normalize(take_rows(self._pixels, rows), self._lo[rows], self._hi[rows])
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self[:]
         return out if dtype is None else out.astype(dtype, copy=False)
+
+
+def take_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``array[rows]`` (``rows``: 1-D integer positions) as a new array. A whole ``.npy`` file opened
+    memory-mapped (the cache) is read with positional reads (``os.preadv``, one per row) instead of
+    through the mapping: the bytes come from the operating system's page cache, shared by every
+    worker, but are not mapped into this process, so a job's resident memory does not grow with the
+    pages of the cache it has read (pages touched through a mapping stay in its RSS until it exits)."""
+    rows = np.asarray(rows, np.int64)
+    if not _whole_file(array):
+        return np.asarray(array[rows])
+    out = np.empty((len(rows), *array.shape[1:]), array.dtype)
+    if not out.size:
+        return out
+    row_bytes = out[:1].nbytes
+    fd = os.open(array.filename, os.O_RDONLY)
+    try:
+        for k, r in enumerate(rows.tolist()):
+            if not -len(array) <= r < len(array):
+                raise IndexError(f"row {r} is out of bounds for {len(array)} rows of {array.filename}")
+            offset = array.offset + (r % len(array)) * row_bytes
+            if os.preadv(fd, [memoryview(out[k:k + 1]).cast("B")], offset) != row_bytes:
+                raise DamagedCache(f"cache file {array.filename} is shorter than its header says (row {r})")
+    finally:
+        os.close(fd)
+    return out
+
+
+def _whole_file(array: np.ndarray) -> bool:
+    """Whether ``array`` is a C-contiguous memory map of the rest of its file from ``array.offset`` on
+    (what ``np.load(mmap_mode="r")`` of a cache ``.npy`` returns; not a slice or view of one)."""
+    if (not hasattr(os, "preadv") or not isinstance(array, np.memmap) or not array.filename
+            or not array.flags.c_contiguous or not array.ndim):
+        return False
+    try:
+        return array.offset + array.nbytes == os.path.getsize(array.filename)
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True, eq=False)
