@@ -107,8 +107,9 @@ class SegmentationNet(nn.Module):
 
     def check_input(self, x: Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"{type(self).__name__} expects input N x {self.in_channels} x H x W, "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"{type(self).__name__} expects input N x {self.in_channels} x H x W, got {tuple(x.shape)}"
+            )
         check_input_size(x, self.depth)
 
 

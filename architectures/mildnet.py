@@ -41,8 +41,9 @@ class MLDRBlock(nn.Module):
     ``2Cin + 3(9 Cin C + C) + (Cin C + C) + 2C + 3(9C^2 + C)`` with three dilation rates.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, dilations: tuple[int, ...] = (1, 3, 5),
-                 levels: int = 2) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, dilations: tuple[int, ...] = (1, 3, 5), levels: int = 2
+    ) -> None:
         super().__init__()
         if levels < 1:
             raise ValueError(f"MLDRBlock needs levels >= 1, got {levels}")
@@ -71,9 +72,18 @@ class MILDNet(SegmentationNet):
 
     display_name = "MILDNet"
 
-    def __init__(self, in_channels: int = 3, classes: int = 1, width: int = 32, depth: int = 5,
-                 init: InitMode = "xavier_uniform", dilations: tuple[int, ...] = (1, 3, 5), levels: int = 2,
-                 mlr_skips: bool = True, mlr_levels: int = 2) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        classes: int = 1,
+        width: int = 32,
+        depth: int = 5,
+        init: InitMode = "xavier_uniform",
+        dilations: tuple[int, ...] = (1, 3, 5),
+        levels: int = 2,
+        mlr_skips: bool = True,
+        mlr_levels: int = 2,
+    ) -> None:
         super().__init__(in_channels, classes, width, depth, init)
         if not mlr_skips and mlr_levels != 2:
             raise ValueError(f"mlr_levels={mlr_levels} has no effect without MLR skips (mlr_skips=False)")
@@ -82,9 +92,7 @@ class MILDNet(SegmentationNet):
         ins = [in_channels, *widths[:-1]]
         self.encoder = nn.ModuleList(MLDRBlock(i, c, self.dilations, levels) for i, c in zip(ins, widths))
         self.pool = nn.MaxPool2d(2)
-        self.skips = nn.ModuleList(
-            MLRBlock(c, mlr_levels) if mlr_skips else nn.Identity() for c in widths[:-1]
-        )
+        self.skips = nn.ModuleList(MLRBlock(c, mlr_levels) if mlr_skips else nn.Identity() for c in widths[:-1])
         self.ups = nn.ModuleList(up_conv(2 * c, c) for c in widths[:-1])
         self.decoder = nn.ModuleList(MLDRBlock(2 * c, c, self.dilations, levels) for c in widths[:-1])
         self.head = nn.Conv2d(widths[0], classes, kernel_size=1)
@@ -102,5 +110,6 @@ class MILDNet(SegmentationNet):
         return self.head(x)
 
 
-register_arch("mildnet_no_mlr", MILDNet, mlr_skips=False, display_name="MILDNet (without MLR)",
-              paper_rows={"table4": 2})
+register_arch(
+    "mildnet_no_mlr", MILDNet, mlr_skips=False, display_name="MILDNet (without MLR)", paper_rows={"table4": 2}
+)

@@ -131,9 +131,7 @@ class MultiResUNet(UNetSkeleton):
         # Decoder modules are stored deepest first, in the order forward() uses them.
         levels = range(depth - 2, -1, -1)
         # The Res Paths are this network's skip modules (UNetSkeleton.forward applies them before the concat).
-        self.skips = nn.ModuleList(
-            res_path(self.encoder[j].out_channels, units[j], depth - 1 - j) for j in levels
-        )
+        self.skips = nn.ModuleList(res_path(self.encoder[j].out_channels, units[j], depth - 1 - j) for j in levels)
         self.ups, self.decoder = nn.ModuleList(), nn.ModuleList()
         for j in levels:
             self.ups.append(up_conv(cin, units[j]))
@@ -141,4 +139,3 @@ class MultiResUNet(UNetSkeleton):
             cin = self.decoder[-1].out_channels
         self.head = ConvBN(cin, classes, 1, relu=False)
         self.reset_parameters()
-

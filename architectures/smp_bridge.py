@@ -24,8 +24,13 @@ def smp_architectures() -> dict[str, str]:
 
     mapping = getattr(smp, "MODEL_ARCHITECTURES_MAPPING", None)
     if mapping is None:  # older smp: every model class exported at the top level
-        return {name.lower(): name for name in dir(smp) if isinstance(getattr(smp, name), type)
-                and issubclass(getattr(smp, name), nn.Module) and hasattr(getattr(smp, name), "encoder")}
+        return {
+            name.lower(): name
+            for name in dir(smp)
+            if isinstance(getattr(smp, name), type)
+            and issubclass(getattr(smp, name), nn.Module)
+            and hasattr(getattr(smp, name), "encoder")
+        }
     return {key: cls.__name__ for key, cls in mapping.items()}
 
 
@@ -44,8 +49,10 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if encoder not in encoders:
         close = difflib.get_close_matches(encoder, encoders, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownName(f"unknown smp encoder {encoder!r} in 'smp:{spec}'{hint} "
-                       f"(see segmentation_models_pytorch.encoders.get_encoder_names())")
+        raise UnknownName(
+            f"unknown smp encoder {encoder!r} in 'smp:{spec}'{hint} "
+            f"(see segmentation_models_pytorch.encoders.get_encoder_names())"
+        )
     return archs[arch.lower()], encoder
 
 
@@ -60,8 +67,9 @@ def build_smp(spec: str, in_channels: int = 3, classes: int = 1, **kwargs: Any) 
     import segmentation_models_pytorch as smp
 
     arch, encoder = parse_spec(spec)
-    model = getattr(smp, arch)(encoder_name=encoder, encoder_weights=None, in_channels=in_channels, classes=classes,
-                               **kwargs)
+    model = getattr(smp, arch)(
+        encoder_name=encoder, encoder_weights=None, in_channels=in_channels, classes=classes, **kwargs
+    )
     model.display_name = display_name(spec)
     return model
 

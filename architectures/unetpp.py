@@ -25,8 +25,12 @@ from bench.architectures._blocks import InitMode, SegmentationNet, conv3x3, up_c
 def standard_unit(in_channels: int, out_channels: int, dropout: float) -> nn.Sequential:
     """Official UNet++ unit: conv3x3-ReLU-Dropout-conv3x3-ReLU-Dropout (bias on, no BN)."""
     return nn.Sequential(
-        conv3x3(in_channels, out_channels), nn.ReLU(), nn.Dropout(dropout),
-        conv3x3(out_channels, out_channels), nn.ReLU(), nn.Dropout(dropout),
+        conv3x3(in_channels, out_channels),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        conv3x3(out_channels, out_channels),
+        nn.ReLU(),
+        nn.Dropout(dropout),
     )
 
 

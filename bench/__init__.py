@@ -16,6 +16,6 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 # `python -c ...`), this folder shadows the installed package; let it find the sibling folders too.
 _source_root = Path(__file__).resolve().parent.parent
 if (_source_root / "pyproject.toml").is_file() and (_source_root / "datasets" / "base.py").is_file():
-    __path__.append(str(_source_root))  # noqa: F821 (the package's own __path__)
+    __path__.append(str(_source_root))
 
 __version__ = "0.1.0"

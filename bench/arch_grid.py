@@ -21,6 +21,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
 from bench.errors import InvalidInput
 
 #: Prefix of an architecture key in a tuning grid or a tuned profile.
@@ -36,7 +37,7 @@ def is_arch_key(key: str) -> bool:
 
 def arg_name(key: str) -> str:
     """``arch.dilations`` -> ``dilations``."""
-    return key[len(PREFIX):]
+    return key[len(PREFIX) :]
 
 
 def parse_value(key: str, value: Any) -> Any:
@@ -59,8 +60,9 @@ def parse_value(key: str, value: Any) -> Any:
             return kind(text)
         except ValueError:
             pass
-    raise InvalidInput(f"grid key {key!r}: cannot read {text!r}; expected integers joined by '-' (1-3-5), a number, "
-                     "true or false")
+    raise InvalidInput(
+        f"grid key {key!r}: cannot read {text!r}; expected integers joined by '-' (1-3-5), a number, true or false"
+    )
 
 
 def format_value(value: Any) -> str:
@@ -77,9 +79,14 @@ def tunable_args(arch: str) -> dict[str, Any]:
         return {}
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     fixed = {k for other in map(get_arch, list_models()) if other.factory is entry.factory for k in other.defaults}
-    return {name: p.default for name, p in inspect.signature(entry.factory).parameters.items()
-            if p.kind in kinds and p.default is not inspect.Parameter.empty
-            and name not in HARNESS_ARGS and name not in fixed}
+    return {
+        name: p.default
+        for name, p in inspect.signature(entry.factory).parameters.items()
+        if p.kind in kinds
+        and p.default is not inspect.Parameter.empty
+        and name not in HARNESS_ARGS
+        and name not in fixed
+    }
 
 
 def check_name(key: str) -> None:
@@ -88,9 +95,10 @@ def check_name(key: str) -> None:
     if not name:
         raise InvalidInput(f"grid key {key!r}: name the constructor argument, e.g. arch.dilations")
     if name in HARNESS_ARGS:
-        raise InvalidInput(f"grid key {key!r}: {name} is set by the harness for every architecture"
-                         + (f"; tune it as the training setting --grid {name}=..." if name in ("width", "depth", "init")
-                            else ""))
+        raise InvalidInput(
+            f"grid key {key!r}: {name} is set by the harness for every architecture"
+            + (f"; tune it as the training setting --grid {name}=..." if name in ("width", "depth", "init") else "")
+        )
 
 
 def _type_problem(default: Any, value: Any) -> str | None:
@@ -133,8 +141,10 @@ def check_arch_keys(values: Mapping[str, Sequence[Any]], archs: Sequence[str], h
         missing = [a for a in archs if arg_name(key) not in tunable_args(a)]
         if missing:
             takers = sorted({n for a in missing for n in tunable_args(a)})
-            raise InvalidInput(f"grid key {key!r}: not a constructor argument of {', '.join(missing)} (it takes "
-                             f"{', '.join(PREFIX + n for n in takers) or 'no architecture keys'}){how}")
+            raise InvalidInput(
+                f"grid key {key!r}: not a constructor argument of {', '.join(missing)} (it takes "
+                f"{', '.join(PREFIX + n for n in takers) or 'no architecture keys'}){how}"
+            )
         for arch in archs:
             for value in vals:
                 check_value(arch, key, value)

@@ -69,10 +69,14 @@ class Tolerance:
 TRAINING_TOLERANCES: dict[str, Tolerance] = {
     **{c: Tolerance(4) for c in COUNTS},
     **{c: Tolerance(0) for c in FLAGS},
-    "dice": Tolerance(0.02), "iou": Tolerance(0.02), "hd": Tolerance(0.5, 0.05), "hd95": Tolerance(0.5, 0.05),
+    "dice": Tolerance(0.02),
+    "iou": Tolerance(0.02),
+    "hd": Tolerance(0.5, 0.05),
+    "hd95": Tolerance(0.5, 0.05),
 }
 SCORING_TOLERANCES: dict[str, Tolerance] = {
-    **{c: Tolerance(0) for c in COUNTS + FLAGS}, **{m: Tolerance(EXACT, EXACT) for m in METRICS},
+    **{c: Tolerance(0) for c in COUNTS + FLAGS},
+    **{m: Tolerance(EXACT, EXACT) for m in METRICS},
 }
 
 
@@ -135,8 +139,9 @@ def derive(df: pd.DataFrame) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------- compare
-def compare_rows(old: pd.DataFrame, new: pd.DataFrame,
-                 tol: dict[str, Tolerance]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def compare_rows(
+    old: pd.DataFrame, new: pd.DataFrame, tol: dict[str, Tolerance]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(drifted values in long form, largest relative to its tolerance first; missing keys; new keys)."""
     merged = old.merge(new, on=KEY, how="outer", suffixes=("_old", "_new"), indicator=True)
     missing = merged.loc[merged["_merge"] == "left_only", KEY]
@@ -148,8 +153,15 @@ def compare_rows(old: pd.DataFrame, new: pd.DataFrame,
         for i in np.flatnonzero(~tol[col].allows(a, b)):
             row = both.iloc[i]
             allowed = max(tol[col].abs, tol[col].rel * abs(a[i]), 1e-300)
-            drift.append({**{k: row[k] for k in KEY}, "column": col, "old": a[i], "new": b[i],
-                          "x_tolerance": abs(b[i] - a[i]) / allowed if np.isfinite(b[i] - a[i]) else np.inf})
+            drift.append(
+                {
+                    **{k: row[k] for k in KEY},
+                    "column": col,
+                    "old": a[i],
+                    "new": b[i],
+                    "x_tolerance": abs(b[i] - a[i]) / allowed if np.isfinite(b[i] - a[i]) else np.inf,
+                }
+            )
     out = pd.DataFrame(drift, columns=[*KEY, "column", "old", "new", "x_tolerance"])
     return out.sort_values("x_tolerance", ascending=False, kind="stable").reset_index(drop=True), missing, added
 
@@ -179,7 +191,7 @@ def derived_differences(stored: dict[str, Any], fresh: dict[str, Any], rtol: flo
             if a[col].dtype.kind == "f":
                 same = np.isclose(a[col].to_numpy(float), b[col].to_numpy(float), rtol=rtol, atol=rtol, equal_nan=True)
             else:
-                same = (a[col].to_numpy() == b[col].to_numpy())
+                same = a[col].to_numpy() == b[col].to_numpy()
             for i in np.flatnonzero(~same):
                 label = "/".join(str(a.loc[i, k]) for k in keys)
                 errors.append(f"{part}.{col} [{label}]: stored {a.loc[i, col]!r}, today {b.loc[i, col]!r}")
@@ -200,8 +212,13 @@ def write_references(folder: Path, dataset: str, case_ids: list[str], groups: li
     import io
 
     buf = io.BytesIO()
-    np.savez_compressed(buf, case_ids=np.array(case_ids), groups=np.array(groups),
-                        mask_bits=np.packbits(masks.astype(bool), axis=-1), shape=np.array(masks.shape))
+    np.savez_compressed(
+        buf,
+        case_ids=np.array(case_ids),
+        groups=np.array(groups),
+        mask_bits=np.packbits(masks.astype(bool), axis=-1),
+        shape=np.array(masks.shape),
+    )
     atomic_write_bytes(folder / f"{dataset}.npz", buf.getvalue())
 
 
@@ -252,8 +269,11 @@ def _parse_stem(path: Path) -> tuple[str, int, int]:
 def scoring_layer(baseline: Path, rows: pd.DataFrame, stored: dict[str, Any]) -> LayerResult:
     """Re-score the stored predictions; rows and derived numbers must match exactly."""
     if not (baseline / "predictions").is_dir():
-        return LayerResult("scoring", *_empty(), errors=[
-            f"{baseline} holds no predictions/ folder: re-bless with `bench check --update --reason ...`"])
+        return LayerResult(
+            "scoring",
+            *_empty(),
+            errors=[f"{baseline} holds no predictions/ folder: re-bless with `bench check --update --reason ...`"],
+        )
     fresh = rescore(baseline, rows)
     drifted, missing, added = compare_rows(rows, fresh, SCORING_TOLERANCES)
     errors = []
@@ -271,8 +291,9 @@ def scoring_layer(baseline: Path, rows: pd.DataFrame, stored: dict[str, Any]) ->
 
 
 # ---------------------------------------------------------------------------------- training layer
-def planned_jobs(results: Path, archs: str | None = None, datasets: str | None = None,
-                 overrides: dict[str, Any] | None = None) -> list:
+def planned_jobs(
+    results: Path, archs: str | None = None, datasets: str | None = None, overrides: dict[str, Any] | None = None
+) -> list:
     """The check profile's jobs (every paper network and dataset unless narrowed, comma-separated)."""
     from bench.config import load_profile
     from bench.plan import plan, select
@@ -280,8 +301,13 @@ def planned_jobs(results: Path, archs: str | None = None, datasets: str | None =
     return plan(select(archs, datasets, True, "holdout"), load_profile(PROFILE, overrides), results)
 
 
-def run_benchmark(results: Path, jobs: int = 1, archs: str | None = None, datasets: str | None = None,
-                  overrides: dict[str, Any] | None = None) -> pd.DataFrame:
+def run_benchmark(
+    results: Path,
+    jobs: int = 1,
+    archs: str | None = None,
+    datasets: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> pd.DataFrame:
     """Run the check profile into ``results`` (always recomputed) and return its tidy table.
     ``overrides`` change profile values (the noise-floor benchmark varies ``threads``)."""
     from bench.runner import run_jobs
@@ -297,8 +323,9 @@ def run_benchmark(results: Path, jobs: int = 1, archs: str | None = None, datase
     return df.sort_values(KEY).reset_index(drop=True) if not df.empty else df
 
 
-def training_layer(rows: pd.DataFrame, stored: dict[str, Any], new_rows: pd.DataFrame,
-                   tol: dict[str, Tolerance]) -> LayerResult:
+def training_layer(
+    rows: pd.DataFrame, stored: dict[str, Any], new_rows: pd.DataFrame, tol: dict[str, Tolerance]
+) -> LayerResult:
     if new_rows.empty:
         return LayerResult("training", *_empty(), errors=["the re-run produced no rows (every job failed?)"])
     drifted, missing, added = compare_rows(rows, new_rows, tol)
@@ -321,11 +348,26 @@ def environment() -> dict[str, Any]:
 
     import torch
 
-    return {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu": _cpu_model(),
-            "machine": platform.machine(), "threads": _profile_threads(),
-            **{k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS",
-                                          "MKL_CBWR", "OMP_NUM_THREADS") if k in os.environ}}
+    return {
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu": _cpu_model(),
+        "machine": platform.machine(),
+        "threads": _profile_threads(),
+        **{
+            k: os.environ[k]
+            for k in (
+                "ATEN_CPU_CAPABILITY",
+                "ONEDNN_MAX_CPU_ISA",
+                "MKL_ENABLE_INSTRUCTIONS",
+                "MKL_CBWR",
+                "OMP_NUM_THREADS",
+            )
+            if k in os.environ
+        },
+    }
 
 
 def _profile_threads() -> int:
@@ -344,8 +386,13 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
-def check(baseline: Path = DEFAULT_BASELINE, tolerance: str | None = None, results: Path | None = None,
-          jobs: int = 1, layers: tuple[str, ...] = ("scoring", "training")) -> CheckResult:
+def check(
+    baseline: Path = DEFAULT_BASELINE,
+    tolerance: str | None = None,
+    results: Path | None = None,
+    jobs: int = 1,
+    layers: tuple[str, ...] = ("scoring", "training"),
+) -> CheckResult:
     """Compare today's code with the baseline, layer by layer (scoring first: it is cheap and exact)."""
     rows = pd.read_parquet(baseline / "rows.parquet")
     stored = json.loads((baseline / "derived.json").read_text())
@@ -370,8 +417,15 @@ def _tolerances_from(meta: dict[str, Any]) -> dict[str, Tolerance]:
     return {**TRAINING_TOLERANCES, **{k: Tolerance(**v) for k, v in saved.items() if k in TRAINING_TOLERANCES}}
 
 
-def update(baseline: Path, reason: str, results: Path | None = None, jobs: int = 1, archs: str | None = None,
-           datasets: str | None = None, noise_floor: dict[str, Any] | None = None) -> Path:
+def update(
+    baseline: Path,
+    reason: str,
+    results: Path | None = None,
+    jobs: int = 1,
+    archs: str | None = None,
+    datasets: str | None = None,
+    noise_floor: dict[str, Any] | None = None,
+) -> Path:
     """Re-run the benchmark and re-bless the baseline (rows, derived numbers, predictions, references),
     recording ``reason``, the git sha, the environment, the tolerances and the measured noise floor."""
     from bench.execute import paths
@@ -379,7 +433,7 @@ def update(baseline: Path, reason: str, results: Path | None = None, jobs: int =
     from bench.store import sidecars
 
     if not reason.strip():
-        raise InvalidInput("--update needs --reason \"...\": say why the numbers are allowed to change")
+        raise InvalidInput('--update needs --reason "...": say why the numbers are allowed to change')
     with tempfile.TemporaryDirectory() as tmp:
         res = results or Path(tmp)
         rows = run_benchmark(res, jobs, archs, datasets)
@@ -389,19 +443,28 @@ def update(baseline: Path, reason: str, results: Path | None = None, jobs: int =
         try:
             for job in planned_jobs(res, archs, datasets):
                 src = paths(job, res)["predictions"]
-                dst = staging / "predictions" / job.dataset / src.parent.name / f"{job.protocol}_f{job.fold}_s{job.seed}.npz"
+                dst = (
+                    staging
+                    / "predictions"
+                    / job.dataset
+                    / src.parent.name
+                    / f"{job.protocol}_f{job.fold}_s{job.seed}.npz"
+                )
                 atomic_write_bytes(dst, src.read_bytes())
                 if not (staging / "references" / f"{job.dataset}.npz").exists():
                     data, _ = load_job_data(job, res / "cache")
-                    write_references(staging / "references", job.dataset, list(data.case_ids), list(data.groups),
-                                     data.masks)
+                    write_references(
+                        staging / "references", job.dataset, list(data.case_ids), list(data.groups), data.masks
+                    )
             keep = ("job", "key", "status", "best_epoch", "n_written")
             sides = [{k: s[k] for k in keep if k in s} for s in sidecars(res)]
             derived = derive(rows)
             drift, missing, added = compare_rows(rows, rescore(staging, rows), SCORING_TOLERANCES)
             if not (drift.empty and missing.empty and added.empty):
-                raise RuntimeError(f"re-scoring the stored predictions does not reproduce the rows "
-                                   f"({len(drift)} values, {len(missing)} missing, {len(added)} new): not blessed")
+                raise RuntimeError(
+                    f"re-scoring the stored predictions does not reproduce the rows "
+                    f"({len(drift)} values, {len(missing)} missing, {len(added)} new): not blessed"
+                )
             _install(baseline, staging, rows, sides, derived, reason, archs, datasets, noise_floor)
         finally:
             import shutil
@@ -410,8 +473,17 @@ def update(baseline: Path, reason: str, results: Path | None = None, jobs: int =
     return baseline
 
 
-def _install(baseline: Path, staging: Path, rows: pd.DataFrame, sides: list[dict], derived: dict[str, Any],
-             reason: str, archs: str | None, datasets: str | None, noise_floor: dict[str, Any] | None) -> None:
+def _install(
+    baseline: Path,
+    staging: Path,
+    rows: pd.DataFrame,
+    sides: list[dict],
+    derived: dict[str, Any],
+    reason: str,
+    archs: str | None,
+    datasets: str | None,
+    noise_floor: dict[str, Any] | None,
+) -> None:
     import shutil
 
     from bench.provenance import git_sha
@@ -425,13 +497,21 @@ def _install(baseline: Path, staging: Path, rows: pd.DataFrame, sides: list[dict
     atomic_write_json(baseline / "derived.json", derived)
     old = json.loads((baseline / "meta.json").read_text()) if (baseline / "meta.json").exists() else {}
     sha, date = git_sha(), time.strftime("%Y-%m-%d")
-    atomic_write_json(baseline / "meta.json", {
-        "profile": PROFILE, "reason": reason, "git_sha": sha, "date": date, "rows": len(rows),
-        "history": old.get("history", []) + [{"reason": reason, "git_sha": sha, "date": date}],
-        "selection": {"archs": archs, "datasets": datasets},
-        "tolerances": {k: vars(v) for k, v in TRAINING_TOLERANCES.items()},
-        "noise_floor": noise_floor if noise_floor is not None else old.get("noise_floor", {}),
-        "environment": environment()})
+    atomic_write_json(
+        baseline / "meta.json",
+        {
+            "profile": PROFILE,
+            "reason": reason,
+            "git_sha": sha,
+            "date": date,
+            "rows": len(rows),
+            "history": old.get("history", []) + [{"reason": reason, "git_sha": sha, "date": date}],
+            "selection": {"archs": archs, "datasets": datasets},
+            "tolerances": {k: vars(v) for k, v in TRAINING_TOLERANCES.items()},
+            "noise_floor": noise_floor if noise_floor is not None else old.get("noise_floor", {}),
+            "environment": environment(),
+        },
+    )
 
 
 # ---------------------------------------------------------------------------------------------- output
@@ -444,21 +524,33 @@ def format_result(res: CheckResult, seconds: float, limit: int = 20) -> str:
     for layer in res.layers:
         lines += _format_layer(layer, limit)
     failed = [layer.name for layer in res.layers if not layer.ok]
-    verdict = "OK: no drift in the " + " and ".join(f"{layer.name}" for layer in res.layers) + " layer" + \
-        ("s" if len(res.layers) > 1 else "") if not failed else "DRIFT in the " + " and ".join(failed) + " layer" + \
-        ("s" if len(failed) > 1 else "")
+    verdict = (
+        "OK: no drift in the "
+        + " and ".join(f"{layer.name}" for layer in res.layers)
+        + " layer"
+        + ("s" if len(res.layers) > 1 else "")
+        if not failed
+        else "DRIFT in the " + " and ".join(failed) + " layer" + ("s" if len(failed) > 1 else "")
+    )
     lines.append(f"bench check: {verdict} ({seconds:.0f} s)")
     return "\n".join(lines)
 
 
 def _format_layer(layer: LayerResult, limit: int) -> list[str]:
-    how = "re-scored from stored predictions, exact" if layer.name == "scoring" else \
-        "re-trained, within the noise-floor tolerances"
+    how = (
+        "re-scored from stored predictions, exact"
+        if layer.name == "scoring"
+        else "re-trained, within the noise-floor tolerances"
+    )
     if layer.ok:
         return [f"{layer.name} layer: OK ({layer.n_rows} rows {how})"]
-    lines = [f"{layer.name} layer: DRIFT ({layer.n_rows} rows {how}): {len(layer.drifted)} values, "
-             f"{len(layer.missing)} missing rows, {len(layer.new)} new rows, {len(layer.flips)} verdict flips, "
-             f"{len(layer.errors)} other differences"]
+    lines = [
+        (
+            f"{layer.name} layer: DRIFT ({layer.n_rows} rows {how}): {len(layer.drifted)} values, "
+            f"{len(layer.missing)} missing rows, {len(layer.new)} new rows, {len(layer.flips)} verdict flips, "
+            f"{len(layer.errors)} other differences"
+        )
+    ]
     if not layer.drifted.empty:
         lines.append(f"  {len(layer.drifted)} drifted value(s), largest first (x_tolerance: drift / allowed):")
         lines += ["  " + t for t in layer.drifted.head(limit).to_string(index=False).splitlines()]

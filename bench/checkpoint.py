@@ -92,13 +92,28 @@ def checkpoint_meta(job: Job, data: PreparedData, model_kwargs: dict[str, Any]) 
     root = None if job.data_root is None else Path(job.data_root)
     ds = open_dataset(job.dataset, root, **json.loads(job.data_options))
     opts = data.options
-    prep = Preprocessing(image_size=int(opts["size"]), channels=int(data.images.shape[1]),
-                         normalization=str(opts.get("normalization", "minmax_per_source")),
-                         patch_size=opts.get("patch_size"), patch_padding=opts.get("patch_padding"),
-                         native_scale=float(getattr(ds, "native_scale", 1.0)))
-    return CheckpointMeta(arch=job.arch, model_kwargs=dict(model_kwargs), preprocessing=prep, dataset=job.dataset,
-                          source=job.source, data_options=job.data_options, data_fingerprint=job.data_fingerprint,
-                          job_key=job.key, protocol=job.protocol, fold=job.fold, seed=job.seed, profile=job.profile)
+    prep = Preprocessing(
+        image_size=int(opts["size"]),
+        channels=int(data.images.shape[1]),
+        normalization=str(opts.get("normalization", "minmax_per_source")),
+        patch_size=opts.get("patch_size"),
+        patch_padding=opts.get("patch_padding"),
+        native_scale=float(getattr(ds, "native_scale", 1.0)),
+    )
+    return CheckpointMeta(
+        arch=job.arch,
+        model_kwargs=dict(model_kwargs),
+        preprocessing=prep,
+        dataset=job.dataset,
+        source=job.source,
+        data_options=job.data_options,
+        data_fingerprint=job.data_fingerprint,
+        job_key=job.key,
+        protocol=job.protocol,
+        fold=job.fold,
+        seed=job.seed,
+        profile=job.profile,
+    )
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, meta: CheckpointMeta) -> None:
@@ -126,12 +141,16 @@ def read_checkpoint(path: Path) -> tuple[CheckpointMeta, dict[str, torch.Tensor]
     payload = torch.load(path, map_location="cpu", weights_only=True)
     meta = payload.get("meta") if isinstance(payload, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a {FORMAT} file (a plain state dict from an older bench has no record "
-                              "of its architecture or preprocessing); re-run its job with `bench run --force`")
+        raise CheckpointError(
+            f"{path}: not a {FORMAT} file (a plain state dict from an older bench has no record "
+            "of its architecture or preprocessing); re-run its job with `bench run --force`"
+        )
     if meta.get("format_version") != FORMAT_VERSION or meta.get("bench_version") != __version__:
-        raise CheckpointError(f"{path}: written by bench {meta.get('bench_version')} (checkpoint format "
-                              f"{meta.get('format_version')}); this is bench {__version__} (format {FORMAT_VERSION}). "
-                              "Use that version, or re-run the job with this one")
+        raise CheckpointError(
+            f"{path}: written by bench {meta.get('bench_version')} (checkpoint format "
+            f"{meta.get('format_version')}); this is bench {__version__} (format {FORMAT_VERSION}). "
+            "Use that version, or re-run the job with this one"
+        )
     return CheckpointMeta.from_dict(meta), payload["state_dict"]
 
 
@@ -152,7 +171,9 @@ def load_model(path: Path, arch: str | None = None) -> tuple[torch.nn.Module, Ch
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(state) & set(expected) if tuple(state[k].shape) != tuple(expected[k].shape))
     if missing or unexpected or wrong:
-        raise CheckpointError(f"{path}: the weights do not fit {meta.arch} built with {meta.model_kwargs}: "
-                              f"missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}")
+        raise CheckpointError(
+            f"{path}: the weights do not fit {meta.arch} built with {meta.model_kwargs}: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}"
+        )
     model.load_state_dict(state)
     return model.eval(), meta

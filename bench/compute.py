@@ -24,10 +24,12 @@ from typing import Any
 import pandas as pd
 import torch
 
-CAPTION = ("Compute beside accuracy: mean over each architecture's finished jobs. dice: mean per image (holdout "
-           "test set, cv out of fold); gmacs: one forward pass of one image at the job's image size; train s/epoch "
-           "and infer ms/image: wall clock on the job's device and threads; peak_memory_mb: peak RSS on CPU, "
-           "torch.cuda.max_memory_allocated on GPU.")
+CAPTION = (
+    "Compute beside accuracy: mean over each architecture's finished jobs. dice: mean per image (holdout "
+    "test set, cv out of fold); gmacs: one forward pass of one image at the job's image size; train s/epoch "
+    "and infer ms/image: wall clock on the job's device and threads; peak_memory_mb: peak RSS on CPU, "
+    "torch.cuda.max_memory_allocated on GPU."
+)
 COMPUTE_COLUMNS = ["parameters", "gmacs", "train_seconds_per_epoch", "infer_ms_per_image", "peak_memory_mb"]
 
 
@@ -92,16 +94,30 @@ def model_cost(model: torch.nn.Module, in_channels: int, image_size: int) -> dic
     """Trainable parameters and GMACs of one ``in_channels x image_size x image_size`` forward pass."""
     from bench.architectures._blocks import count_macs
 
-    return {"parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
-            "gmacs": count_macs(model, in_channels, image_size) / 1e9}
+    return {
+        "parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
+        "gmacs": count_macs(model, in_channels, image_size) / 1e9,
+    }
 
 
-def compute_info(cost: dict[str, float], train_seconds: float, epochs: int, infer_seconds: float, n_scored: int,
-                 memory: PeakMemory, **conditions: Any) -> dict[str, Any]:
+def compute_info(
+    cost: dict[str, float],
+    train_seconds: float,
+    epochs: int,
+    infer_seconds: float,
+    n_scored: int,
+    memory: PeakMemory,
+    **conditions: Any,
+) -> dict[str, Any]:
     """The sidecar's ``compute`` record of one job (see the module docstring)."""
-    return {**cost, "train_seconds_per_epoch": train_seconds / max(1, epochs),
-            "infer_ms_per_image": 1e3 * infer_seconds / max(1, n_scored), "peak_memory_mb": memory.mb,
-            "memory_kind": memory.kind, **conditions}
+    return {
+        **cost,
+        "train_seconds_per_epoch": train_seconds / max(1, epochs),
+        "infer_ms_per_image": 1e3 * infer_seconds / max(1, n_scored),
+        "peak_memory_mb": memory.mb,
+        "memory_kind": memory.kind,
+        **conditions,
+    }
 
 
 def compute_table(df: pd.DataFrame, sidecars: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -113,14 +129,27 @@ def compute_table(df: pd.DataFrame, sidecars: Sequence[dict[str, Any]]) -> pd.Da
         if side.get("status") != "ok" or "compute" not in side:
             continue
         c = side["compute"]
-        rows.append({"dataset": side["job"]["dataset"], "arch": side["job"]["arch"], "device": c.get("device", ""),
-                     "precision": c.get("precision", ""), **{k: c.get(k, float("nan")) for k in COMPUTE_COLUMNS}})
+        rows.append(
+            {
+                "dataset": side["job"]["dataset"],
+                "arch": side["job"]["arch"],
+                "device": c.get("device", ""),
+                "precision": c.get("precision", ""),
+                **{k: c.get(k, float("nan")) for k in COMPUTE_COLUMNS},
+            }
+        )
     cost = pd.DataFrame(rows, columns=["dataset", "arch", "device", "precision", *COMPUTE_COLUMNS])
     keys = ["dataset", "arch"]
-    agg = cost.groupby(keys).agg(
-        jobs=("parameters", "size"), device=("device", lambda s: ",".join(sorted(set(s)))),
-        precision=("precision", lambda s: ",".join(sorted(set(s)))),
-        **{k: (k, "mean") for k in COMPUTE_COLUMNS}).reset_index()
+    agg = (
+        cost.groupby(keys)
+        .agg(
+            jobs=("parameters", "size"),
+            device=("device", lambda s: ",".join(sorted(set(s)))),
+            precision=("precision", lambda s: ",".join(sorted(set(s)))),
+            **{k: (k, "mean") for k in COMPUTE_COLUMNS},
+        )
+        .reset_index()
+    )
     if df.empty:
         df = pd.DataFrame(columns=[*keys, "protocol", "split", "dice"])
     scored = df[(df["protocol"] == "cv") | (df["split"] == "test")]

@@ -96,8 +96,19 @@ _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 #: Weight initialisations the project's networks accept (architectures/_blocks.py ``InitMode``).
 INIT_CHOICES = ("xavier_uniform", "xavier_normal")
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
-_INT_FIELDS = ("image_size", "width", "depth", "batch_size", "epochs", "plateau_patience", "n_folds", "split_seed",
-               "threads", "patch_padding", "step_size")
+_INT_FIELDS = (
+    "image_size",
+    "width",
+    "depth",
+    "batch_size",
+    "epochs",
+    "plateau_patience",
+    "n_folds",
+    "split_seed",
+    "threads",
+    "patch_padding",
+    "step_size",
+)
 _FLOAT_FIELDS = ("lr", "beta1", "plateau_factor", "test_fraction", "inner_fraction", "lr_gamma")
 #: Choices of the precision settings (bench/train.py ``PRECISIONS``, bench/devices.py).
 PRECISION_CHOICES = ("fp32", "fp64")
@@ -108,12 +119,19 @@ OPTIMIZER_CHOICES = ("adam", "sgd", "rmsprop")
 SCHEDULER_CHOICES = ("plateau", "step", "multistep", "cosine", "cyclic", "none")
 #: field -> (rule, description) for values of the right type.
 _RULES: dict[str, tuple[Any, str]] = {
-    "image_size": (lambda v: v >= 8, ">= 8"), "width": (lambda v: v >= 1, ">= 1"), "depth": (lambda v: v >= 2, ">= 2"),
-    "batch_size": (lambda v: v >= 1, ">= 1"), "epochs": (lambda v: v >= 1, ">= 1"),
-    "lr": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"), "beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "plateau_factor": (lambda v: 0 < v < 1, "in (0, 1)"), "plateau_patience": (lambda v: v >= 0, ">= 0"),
-    "n_folds": (lambda v: v >= 2, ">= 2"), "test_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),
-    "split_seed": (lambda v: v >= 0, ">= 0"), "threads": (lambda v: v >= 1, ">= 1"),
+    "image_size": (lambda v: v >= 8, ">= 8"),
+    "width": (lambda v: v >= 1, ">= 1"),
+    "depth": (lambda v: v >= 2, ">= 2"),
+    "batch_size": (lambda v: v >= 1, ">= 1"),
+    "epochs": (lambda v: v >= 1, ">= 1"),
+    "lr": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    "beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "plateau_factor": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "plateau_patience": (lambda v: v >= 0, ">= 0"),
+    "n_folds": (lambda v: v >= 2, ">= 2"),
+    "test_fraction": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "split_seed": (lambda v: v >= 0, ">= 0"),
+    "threads": (lambda v: v >= 1, ">= 1"),
     "patch_padding": (lambda v: v >= 0, ">= 0"),
     "init": (lambda v: v in INIT_CHOICES, f"one of {', '.join(INIT_CHOICES)}"),
     "device": (lambda v: bool(_DEVICE.match(v)), "auto, cpu, cuda or cuda:N"),
@@ -124,7 +142,8 @@ _RULES: dict[str, tuple[Any, str]] = {
     "channels_last": (lambda v: v in CHANNELS_LAST_CHOICES, f"one of {', '.join(CHANNELS_LAST_CHOICES)}"),
     "optimizer": (lambda v: v in OPTIMIZER_CHOICES, f"one of {', '.join(OPTIMIZER_CHOICES)}"),
     "scheduler": (lambda v: v in SCHEDULER_CHOICES, f"one of {', '.join(SCHEDULER_CHOICES)}"),
-    "lr_gamma": (lambda v: 0 < v < 1, "in (0, 1)"), "step_size": (lambda v: v >= 1, ">= 1"),
+    "lr_gamma": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "step_size": (lambda v: v >= 1, ">= 1"),
 }
 
 
@@ -157,8 +176,10 @@ def validate(cfg: TrainConfig) -> None:
             raise InvalidInput(f"setting {name}={value!r}: must be {rule[1]}")
     factor = 2 ** (cfg.depth - 1)
     if cfg.image_size % factor:
-        raise InvalidInput(f"setting image_size={cfg.image_size}: must be a multiple of {factor} (2**(depth-1) for "
-                         f"depth={cfg.depth}), e.g. {max(factor, cfg.image_size // factor * factor)}")
+        raise InvalidInput(
+            f"setting image_size={cfg.image_size}: must be a multiple of {factor} (2**(depth-1) for "
+            f"depth={cfg.depth}), e.g. {max(factor, cfg.image_size // factor * factor)}"
+        )
 
 
 _TRAIN_FIELDS_ORDER = tuple(f.name for f in dataclasses.fields(TrainConfig))
@@ -209,14 +230,16 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def _index_list(raw: dict[str, Any], key: str, default: tuple[int, ...], path: Path) -> tuple[int, ...]:
     values = raw.pop(key, default)
-    if not isinstance(values, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
-                                                        for v in values):
+    if not isinstance(values, (list, tuple)) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values
+    ):
         raise InvalidInput(f"profile {path}: {key} must be a list of integers >= 0, got {values!r}")
     return tuple(values)
 
 
-def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None,
-                 dataset_options: dict[str, Any] | None = None) -> Profile:
+def load_profile(
+    name_or_path: str, overrides: dict[str, Any] | None = None, dataset_options: dict[str, Any] | None = None
+) -> Profile:
     """Load ``quick``/``paper`` (or a YAML file) and apply ``overrides`` (field -> value or string) and
     ``dataset_options`` (``"lgg_mri.subset" -> "tumour"``, over the profile's ``dataset_options:``).
 
@@ -228,8 +251,9 @@ def load_profile(name_or_path: str, overrides: dict[str, Any] | None = None,
         path = PROFILE_DIR / f"{name_or_path}.yaml"
         if not path.exists():
             known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
-            raise UnknownName(f"unknown profile {name_or_path!r}; known: {', '.join(known)} "
-                              "(or a path to a .yaml file)")
+            raise UnknownName(
+                f"unknown profile {name_or_path!r}; known: {', '.join(known)} (or a path to a .yaml file)"
+            )
     raw = _read_yaml(path)
     folds = _index_list(raw, "folds", (0, 1, 2, 3, 4), path)
     seeds = _index_list(raw, "seeds", (0,), path)
@@ -253,8 +277,9 @@ def _dataset_options(from_profile: Any, from_cli: dict[str, Any], path: Path) ->
     from bench.datasets.options import parse_dataset_options
 
     if not isinstance(from_profile, dict):
-        raise InvalidInput(f"profile {path}: dataset_options must be a mapping of DATASET.OPTION: value, "  # noqa: TRY004
-                         f"got {from_profile!r}")
+        raise InvalidInput(
+            f"profile {path}: dataset_options must be a mapping of DATASET.OPTION: value, got {from_profile!r}"
+        )
     merged = dict(parse_dataset_options(from_profile, f"profile {path}: dataset_options"))
     merged.update(parse_dataset_options(from_cli, "--dataset-option"))
     return tuple(sorted(merged.items()))
@@ -288,9 +313,18 @@ class Job:
         from bench import __version__
 
         payload = {
-            "dataset": self.dataset, "source": self.source, "data": self.data_fingerprint, "split": self.split_hash,
-            "arch": self.arch, "arch_kwargs": self.arch_kwargs, "protocol": self.protocol, "fold": self.fold,
-            "seed": self.seed, "train": self.train.to_dict(), "data_options": self.data_options, "version": __version__,
+            "dataset": self.dataset,
+            "source": self.source,
+            "data": self.data_fingerprint,
+            "split": self.split_hash,
+            "arch": self.arch,
+            "arch_kwargs": self.arch_kwargs,
+            "protocol": self.protocol,
+            "fold": self.fold,
+            "seed": self.seed,
+            "train": self.train.to_dict(),
+            "data_options": self.data_options,
+            "version": __version__,
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -320,6 +354,3 @@ class Job:
 
 def replace(obj: Any, **changes: Any) -> Any:
     return dataclasses.replace(obj, **changes)
-
-
-

@@ -41,14 +41,26 @@ def history_table(sidecars: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         if "best_epoch" not in side:
             raise InvalidInput(f"{side.get('_path', job)}: a finished job's sidecar without best_epoch")
         learning = side.get("learning")
-        meta = {"dataset": job.get("dataset"), "arch": job.get("arch"), "protocol": job.get("protocol"),
-                "fold": int(job.get("fold", 0)), "seed": int(job.get("seed", 0)), "job_key": side.get("key"),
-                "source": job.get("source", "synthetic" if job.get("data_root") is None else "real"),
-                "best_epoch": int(side["best_epoch"]),
-                "did_not_learn": pd.NA if learning is None else bool(learning.get("did_not_learn"))}
+        meta = {
+            "dataset": job.get("dataset"),
+            "arch": job.get("arch"),
+            "protocol": job.get("protocol"),
+            "fold": int(job.get("fold", 0)),
+            "seed": int(job.get("seed", 0)),
+            "job_key": side.get("key"),
+            "source": job.get("source", "synthetic" if job.get("data_root") is None else "real"),
+            "best_epoch": int(side["best_epoch"]),
+            "did_not_learn": pd.NA if learning is None else bool(learning.get("did_not_learn")),
+        }
         for record in history:
-            rows.append({**meta, "epoch": int(record["epoch"]), "train_loss": float(record["train_loss"]),
-                         "select_loss": float(record["select_loss"])})
+            rows.append(
+                {
+                    **meta,
+                    "epoch": int(record["epoch"]),
+                    "train_loss": float(record["train_loss"]),
+                    "select_loss": float(record["select_loss"]),
+                }
+            )
     if not rows:
         raise NoResults("no finished job with a training history (sidecar 'history'): run `bench run` first")
     return pd.DataFrame(rows)
@@ -64,8 +76,12 @@ def is_flat(losses: np.ndarray, tolerance: float = FLAT_TOLERANCE) -> bool:
 
 def _panels(hist: pd.DataFrame) -> list[tuple[str, str]]:
     protocols = sorted(hist["protocol"].unique())
-    return [(d, p) for d in ordered_datasets(hist["dataset"].unique()) for p in protocols
-            if ((hist["dataset"] == d) & (hist["protocol"] == p)).any()]
+    return [
+        (d, p)
+        for d in ordered_datasets(hist["dataset"].unique())
+        for p in protocols
+        if ((hist["dataset"] == d) & (hist["protocol"] == p)).any()
+    ]
 
 
 def curves_figure(hist: pd.DataFrame) -> Figure:
@@ -90,8 +106,12 @@ def curves_figure(hist: pd.DataFrame) -> Figure:
         ax.set_title(title + (" [SYNTHETIC DATA]" if (part["source"] == "synthetic").any() else ""), fontsize=8)
         ax.legend(fontsize=6, loc="upper right")
         ax.xaxis.get_major_locator().set_params(integer=True)
-    fig.suptitle("Learning curves: selection loss (solid, band = fold spread) and training loss (dashed); "
-                 "markers: the epoch each fold model kept", fontsize=9, wrap=True)
+    fig.suptitle(
+        "Learning curves: selection loss (solid, band = fold spread) and training loss (dashed); "
+        "markers: the epoch each fold model kept",
+        fontsize=9,
+        wrap=True,
+    )
     return fig
 
 
@@ -112,8 +132,16 @@ def _draw_arch(ax: Any, rows: pd.DataFrame, gid: str, color: str) -> None:
         chosen = rows[(rows["job_key"] == job.job_key) & (rows["epoch"] == job.best_epoch)]["select_loss"]
         if chosen.empty:
             raise InvalidInput(f"job {job.job_key}: best_epoch {job.best_epoch} is not in its history")
-        ax.plot([job.best_epoch], [float(chosen.iloc[0])], marker="o", ms=5, mfc="white", mec=color, ls="none",
-                gid=f"chosen:{job.job_key}")
+        ax.plot(
+            [job.best_epoch],
+            [float(chosen.iloc[0])],
+            marker="o",
+            ms=5,
+            mfc="white",
+            mec=color,
+            ls="none",
+            gid=f"chosen:{job.job_key}",
+        )
 
 
 def learning_curves(sidecars: Sequence[Mapping[str, Any]], out_dir: Path | str) -> list[Path]:

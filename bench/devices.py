@@ -49,16 +49,17 @@ def resolve_device(name: str) -> str:
     if name.startswith("cuda"):
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if n == 0:
-            raise DeviceUnavailable(f"device {name!r} requested but torch sees no CUDA device "
-                               f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'})")
+            raise DeviceUnavailable(
+                f"device {name!r} requested but torch sees no CUDA device "
+                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'})"
+            )
         if ":" in name and int(name.split(":")[1]) >= n:
             raise DeviceUnavailable(f"device {name!r} requested but only {n} CUDA device(s) are visible")
     return name
 
 
 @contextlib.contextmanager
-def device_slot(name: str, lock_dir: Path, devices: Sequence[str] | None = None,
-                poll_s: float = 0.5) -> Iterator[str]:
+def device_slot(name: str, lock_dir: Path, devices: Sequence[str] | None = None, poll_s: float = 0.5) -> Iterator[str]:
     """The device a job runs on, held for the ``with`` block.
 
     A plain ``cuda`` (or ``auto`` on a GPU machine) with several visible GPUs takes the first free one
@@ -114,8 +115,9 @@ class Precision:
         return {"precision": self.name, "grad_scaler": self.scaler, "channels_last": self.channels_last}
 
 
-def precision_for(device: str, amp: str = "auto", channels_last: str = "auto",
-                  bf16_supported: bool | None = None) -> Precision:
+def precision_for(
+    device: str, amp: str = "auto", channels_last: str = "auto", bf16_supported: bool | None = None
+) -> Precision:
     """The precision of a job on ``device`` (already resolved). On CPU ``auto`` means fp32 and
     contiguous; on CUDA, bf16 autocast where supported (else fp16 with a gradient scaler) and
     channels-last. An explicit ``bf16``/``fp16``/``on`` applies on any device."""

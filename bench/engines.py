@@ -30,8 +30,12 @@ ENGINES = ("loky", "dask", "submitit")
 #: Environment of Dask worker processes started here. It replaces the nanny's default, which also
 #: sets MALLOC_TRIM_THRESHOLD_=65536: with torch that returns freed tensor memory to the OS on every
 #: step and measured twice the CPU time per job.
-DASK_WORKER_ENV = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1,
-                   "NO_ALBUMENTATIONS_UPDATE": "1"}
+DASK_WORKER_ENV = {
+    "OMP_NUM_THREADS": 1,
+    "MKL_NUM_THREADS": 1,
+    "OPENBLAS_NUM_THREADS": 1,
+    "NO_ALBUMENTATIONS_UPDATE": "1",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +82,11 @@ def dask_client(scheduler: str | None, n_workers: int) -> Iterator[Any]:
         else:
             # replace the whole dict (not merge): drops the nanny's MALLOC_TRIM_THRESHOLD_ default
             stack.enter_context(dask.config.set({"distributed.nanny.pre-spawn-environ": DASK_WORKER_ENV}))
-            cluster = stack.enter_context(LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                                       dashboard_address=None, host="127.0.0.1"))
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+                )
+            )
             client = stack.enter_context(Client(cluster))
         yield client
 

@@ -31,7 +31,7 @@ def predict_batches(model: nn.Module, images: Any, batch_size: int, device: str 
     dtype = next(model.parameters()).dtype
     for i in range(0, len(images), batch_size):
         with torch.no_grad():  # not around the yield: the caller runs with its own grad mode meanwhile
-            probs = torch.sigmoid(model(images[i:i + batch_size].to(device, dtype)))[:, 0].float().cpu().numpy()
+            probs = torch.sigmoid(model(images[i : i + batch_size].to(device, dtype)))[:, 0].float().cpu().numpy()
         yield probs
 
 
@@ -54,9 +54,15 @@ def score(probs: np.ndarray, masks: np.ndarray, case_ids: list[str], groups: lis
 
 def score_rows(probs: np.ndarray, masks: np.ndarray, case_ids: Sequence[str], groups: Sequence[str]) -> list[dict]:
     """The rows of ``score`` as dicts (one per image), to be gathered over batches and framed once."""
-    return [{"case_id": case_id, "group": group, "eval_size": int(ref.shape[0]),
-             **image_metrics(ref.astype(bool), prob > THRESHOLD)}
-            for prob, ref, case_id, group in zip(probs, masks, case_ids, groups)]
+    return [
+        {
+            "case_id": case_id,
+            "group": group,
+            "eval_size": int(ref.shape[0]),
+            **image_metrics(ref.astype(bool), prob > THRESHOLD),
+        }
+        for prob, ref, case_id, group in zip(probs, masks, case_ids, groups)
+    ]
 
 
 def save_predictions(path: Path, probs: np.ndarray, case_ids: list[str]) -> None:
@@ -85,8 +91,9 @@ def _put(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
         np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
 
 
-def write_predictions(fh: IO[bytes], case_ids: Sequence[str], shape: tuple[int, ...],
-                      batches: Iterable[np.ndarray]) -> None:
+def write_predictions(
+    fh: IO[bytes], case_ids: Sequence[str], shape: tuple[int, ...], batches: Iterable[np.ndarray]
+) -> None:
     """The ``.pred.npz`` of ``save_predictions`` (the same arrays: ``case_ids``, ``shape``,
     ``prob_u8``, ``mask_bits``; read by ``load_predictions`` / ``np.load``), written into ``fh`` from
     ``batches`` of probabilities (B x H x W float32, in ``case_ids`` order, N = ``shape[0]`` rows in
@@ -133,8 +140,9 @@ def _as_bool(masks: Any) -> np.ndarray:
     return array if array.dtype == bool else array > 0.5
 
 
-def predict_and_score(model: nn.Module, parts: Sequence[Part], batch_size: int, device: str = "cpu",
-                      predictions: Path | None = None) -> tuple[pd.DataFrame, float]:
+def predict_and_score(
+    model: nn.Module, parts: Sequence[Part], batch_size: int, device: str = "cpu", predictions: Path | None = None
+) -> tuple[pd.DataFrame, float]:
     """Per-image rows (``score`` plus a ``split`` column) of every part, in order, and the seconds the
     model's forward passes took (wall). Batch by batch: each batch is predicted, scored and appended to
     the ``predictions`` file (``write_predictions``, written atomically; every part in one file) before
@@ -164,13 +172,16 @@ def predict_and_score(model: nn.Module, parts: Sequence[Part], batch_size: int, 
                     bad += int((~finite).sum())
                     bad_images += int((~finite).reshape(len(probs), -1).any(axis=1).sum())
                 elif not bad:
-                    rows += score_rows(probs, _as_bool(part.masks[start:stop]), part.case_ids[start:stop],
-                                       part.groups[start:stop])
+                    rows += score_rows(
+                        probs, _as_bool(part.masks[start:stop]), part.case_ids[start:stop], part.groups[start:stop]
+                    )
                     yield probs
                 start = stop
             if bad:
-                raise NonFinitePrediction(f"model output: {bad} non-finite probabilities (NaN/inf) in {bad_images} of "
-                                          f"{len(part.case_ids)} images; the network's output is not a valid prediction")
+                raise NonFinitePrediction(
+                    f"model output: {bad} non-finite probabilities (NaN/inf) in {bad_images} of "
+                    f"{len(part.case_ids)} images; the network's output is not a valid prediction"
+                )
             if start != len(part.case_ids):
                 raise ValueError(f"{part.split}: {start} predictions for {len(part.case_ids)} case ids")
             if rows:
@@ -195,8 +206,10 @@ def require_finite(probs: np.ndarray, what: str) -> None:
     bad = ~np.isfinite(probs)
     if bad.any():
         images = int(bad.reshape(len(bad), -1).any(axis=1).sum()) if bad.ndim > 1 else int(bad.any())
-        raise NonFinitePrediction(f"{what}: {int(bad.sum())} non-finite probabilities (NaN/inf) in {images} of "
-                                  f"{len(probs)} images; the network's output is not a valid prediction")
+        raise NonFinitePrediction(
+            f"{what}: {int(bad.sum())} non-finite probabilities (NaN/inf) in {images} of "
+            f"{len(probs)} images; the network's output is not a valid prediction"
+        )
 
 
 def load_predictions(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:

@@ -57,9 +57,16 @@ def paths(job: Job, results: Path) -> dict[str, Path]:
     base = confine(results, folder / job.stem)
     if base.parent != folder:
         raise ValueError(f"job stem {job.stem!r} cannot name a file in {folder}")
-    return {k: base.with_suffix(s) for k, s in
-            (("parquet", ".parquet"), ("sidecar", ".json"), ("checkpoint", ".pt"), ("predictions", ".pred.npz"),
-             ("lock", ".lock"))}
+    return {
+        k: base.with_suffix(s)
+        for k, s in (
+            ("parquet", ".parquet"),
+            ("sidecar", ".json"),
+            ("checkpoint", ".pt"),
+            ("predictions", ".pred.npz"),
+            ("lock", ".lock"),
+        )
+    }
 
 
 def is_finished(job: Job, results: Path) -> bool:
@@ -67,8 +74,9 @@ def is_finished(job: Job, results: Path) -> bool:
     return is_done(paths(job, results)["sidecar"], job.key)
 
 
-def run_job(job: Job, results: Path | str, progress: bool = False, *, force: bool = False,
-            wait: bool = True) -> JobRecord:
+def run_job(
+    job: Job, results: Path | str, progress: bool = False, *, force: bool = False, wait: bool = True
+) -> JobRecord:
     """Claim, run and record one job; returns its record.
 
     Status ``ok`` or ``failed`` (the record written to the sidecar; a failed recomputation of an ``ok``
@@ -109,19 +117,32 @@ def _run_claimed(job: Job, results: Path, p: dict[str, Path], progress: bool) ->
     start = time.perf_counter()
     previous = read_record(p["sidecar"]) if check_done(p["sidecar"], job.key)[0] else None
     started = time.time()
-    write_record(p["sidecar"], JobRecord.of(job, Status.RUNNING, started=started, pid=os.getpid(),
-                                            host=socket.gethostname()))
+    write_record(
+        p["sidecar"], JobRecord.of(job, Status.RUNNING, started=started, pid=os.getpid(), host=socket.gethostname())
+    )
     try:
         rows, info = execute(job, results, p, progress=progress)
         atomic_write_parquet(p["parquet"], rows)
-        record = JobRecord.of(job, Status.OK, seconds=time.perf_counter() - start, n_written=len(rows),
-                              started=started, environment=environment(), details=info)
+        record = JobRecord.of(
+            job,
+            Status.OK,
+            seconds=time.perf_counter() - start,
+            n_written=len(rows),
+            started=started,
+            environment=environment(),
+            details=info,
+        )
         write_record(p["sidecar"], record)
         return record
-    except Exception as exc:  # the per-job boundary: record, never lose the sweep
-        failed = JobRecord.of(job, Status.FAILED, seconds=time.perf_counter() - start,
-                              error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(),
-                              environment=environment())
+    except Exception as exc:  # noqa: BLE001 (the per-job boundary: record the failure, never lose the sweep)
+        failed = JobRecord.of(
+            job,
+            Status.FAILED,
+            seconds=time.perf_counter() - start,
+            error=f"{type(exc).__name__}: {exc}",
+            traceback=traceback.format_exc(),
+            environment=environment(),
+        )
         if previous is not None and verify_result(p["sidecar"], previous.to_json())[1] is None:
             # a recomputation (--force) failed: keep the verified result, note the failure in it
             last = {k: failed.to_json()[k] for k in ("error", "traceback", "seconds", "environment")}
@@ -141,11 +162,16 @@ def resolve_device(name: str) -> str:
 def model_kwargs(job: Job, in_channels: int) -> dict[str, Any]:
     """The constructor arguments of the job's network (recorded in its checkpoint): the job's ``arch_kwargs``
     (e.g. tuned ``dilations``) plus what the harness sets; ``arch_kwargs`` may not set those."""
-    own = set(json.loads(job.arch_kwargs)) & {"in_channels", "classes", *(() if ":" in job.arch else
-                                                                          ("width", "depth", "init"))}
+    own = set(json.loads(job.arch_kwargs)) & {
+        "in_channels",
+        "classes",
+        *(() if ":" in job.arch else ("width", "depth", "init")),
+    }
     if own:
-        raise ValueError(f"{job.label}: arch_kwargs may not set {', '.join(sorted(own))} (the harness sets them from "
-                         "the data and the width/depth/init settings)")
+        raise ValueError(
+            f"{job.label}: arch_kwargs may not set {', '.join(sorted(own))} (the harness sets them from "
+            "the data and the width/depth/init settings)"
+        )
     kwargs: dict[str, Any] = {"in_channels": in_channels, "classes": 1, **json.loads(job.arch_kwargs)}
     if ":" not in job.arch:  # the project's own networks take the profile's width/depth/init
         kwargs.update(width=job.train.width, depth=job.train.depth, init=job.train.init)
@@ -229,8 +255,9 @@ def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = Fals
         return _execute_on(device, job, results, out, progress)
 
 
-def _execute_on(device: str, job: Job, results: Path, out: dict[str, Path],
-                progress: bool) -> tuple[pd.DataFrame, dict]:
+def _execute_on(
+    device: str, job: Job, results: Path, out: dict[str, Path], progress: bool
+) -> tuple[pd.DataFrame, dict]:
     from bench.compute import PeakMemory, compute_info, model_cost
     from bench.devices import precision_for
 
@@ -243,29 +270,62 @@ def _execute_on(device: str, job: Job, results: Path, out: dict[str, Path],
     model = build_model(job, data.channels)
     cfg = replace(job.train, device=device)
     bar = _epoch_bar(job, progress)
-    result = fit(model, cfg, tensors(data, ids["train"]), tensors(data, ids["select"]), seed=seed,
-                 augment=make_augment(job, seed), on_epoch=bar)
+    result = fit(
+        model,
+        cfg,
+        tensors(data, ids["train"]),
+        tensors(data, ids["select"]),
+        seed=seed,
+        augment=make_augment(job, seed),
+        on_epoch=bar,
+    )
     save_checkpoint(out["checkpoint"], result.model, checkpoint_meta(job, data, model_kwargs(job, data.channels)))
     # every scored image (val and test: their case ids are disjoint) is stored, so each row can be re-scored;
     # predicted, scored and written batch by batch (no whole split of probabilities is held)
-    parts = [Part(name, *tensors(data, ids[name]), ids[name], [data.groups[i] for i in data.index(ids[name])])
-             for name in ("val", "test") if ids[name]]
+    parts = [
+        Part(name, *tensors(data, ids[name]), ids[name], [data.groups[i] for i in data.index(ids[name])])
+        for name in ("val", "test")
+        if ids[name]
+    ]
     scored, infer_s = predict_and_score(result.model, parts, cfg.batch_size, device, out["predictions"])
     rows = scored.assign(
-        dataset=job.dataset, source=job.source, data_options=job.data_options, arch=job.arch,
-        protocol=job.protocol, fold=job.fold, seed=job.seed, profile=job.profile, split_hash=job.split_hash,
-        job_key=job.key, eval_resolution="input")
-    info = {"best_epoch": result.best_epoch, "best_select_loss": result.best_loss, "history": result.history,
-            "train_seconds": result.seconds, "n_train": len(ids["train"]), "n_select": len(ids["select"]),
-            "n_expected": len(ids["val"]) + len(ids["test"]), "device": device,
-            "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+        dataset=job.dataset,
+        source=job.source,
+        data_options=job.data_options,
+        arch=job.arch,
+        protocol=job.protocol,
+        fold=job.fold,
+        seed=job.seed,
+        profile=job.profile,
+        split_hash=job.split_hash,
+        job_key=job.key,
+        eval_resolution="input",
+    )
+    info = {
+        "best_epoch": result.best_epoch,
+        "best_select_loss": result.best_loss,
+        "history": result.history,
+        "train_seconds": result.seconds,
+        "n_train": len(ids["train"]),
+        "n_select": len(ids["select"]),
+        "n_expected": len(ids["val"]) + len(ids["test"]),
+        "device": device,
+        "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
     learning = assess(rows, result.history)  # the "did not learn" flag, stored with the rows and the sidecar
     rows[COLUMN], info["learning"] = learning.did_not_learn, learning.to_dict()
     memory.stop()
     info["compute"] = compute_info(
-        model_cost(model, data.channels, job.train.image_size), result.seconds, len(result.history), infer_s,
-        len(ids["val"]) + len(ids["test"]), memory, device=device, threads=job.train.threads,
-        **precision_for(device, cfg.amp, cfg.channels_last).to_dict())
+        model_cost(model, data.channels, job.train.image_size),
+        result.seconds,
+        len(result.history),
+        infer_s,
+        len(ids["val"]) + len(ids["test"]),
+        memory,
+        device=device,
+        threads=job.train.threads,
+        **precision_for(device, cfg.amp, cfg.channels_last).to_dict(),
+    )
     return rows, info
 
 

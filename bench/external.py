@@ -64,10 +64,13 @@ def evaluate_stored(req: EvaluateRequest) -> Iterator[dict[str, Any]]:
     if bad:
         raise InvalidInput(f"resolution must be input or native, got {bad}")
     if req.data_root is None and "input" in req.resolutions:
-        raise InvalidInput("input-resolution rows of the internal cohort are the job's own rows; give --data-root "
-                         "for an external cohort, or --resolution native")
-    for model in stored_models(req.results, req.dataset, req.arch, protocol=req.protocol, folds=req.folds,
-                               profile=req.profile):
+        raise InvalidInput(
+            "input-resolution rows of the internal cohort are the job's own rows; give --data-root "
+            "for an external cohort, or --resolution native"
+        )
+    for model in stored_models(
+        req.results, req.dataset, req.arch, protocol=req.protocol, folds=req.folds, profile=req.profile
+    ):
         for resolution in req.resolutions:
             yield _evaluate_one(req, model, resolution)
 
@@ -84,23 +87,48 @@ def _evaluate_one(req: EvaluateRequest, stored: StoredModel, resolution: str) ->
         return {"label": label, "status": "skipped", "path": parquet, "n_rows": side.get("n_written", 0)}
     frames = [_score(net, meta, part, resolution, req).assign(split=split) for split, part in cohort["parts"]]
     rows = pd.concat(frames, ignore_index=True).assign(
-        dataset=stored.job.dataset, source=cohort["source"], data_options=cohort["options"], arch=stored.job.arch,
-        protocol=stored.job.protocol, fold=stored.job.fold, seed=stored.job.seed, profile=stored.job.profile,
-        split_hash=stored.job.split_hash, job_key=stored.job.key, eval_resolution=resolution,
-        cohort_fingerprint=cohort["fingerprint"], eval_key=key)
+        dataset=stored.job.dataset,
+        source=cohort["source"],
+        data_options=cohort["options"],
+        arch=stored.job.arch,
+        protocol=stored.job.protocol,
+        fold=stored.job.fold,
+        seed=stored.job.seed,
+        profile=stored.job.profile,
+        split_hash=stored.job.split_hash,
+        job_key=stored.job.key,
+        eval_resolution=resolution,
+        cohort_fingerprint=cohort["fingerprint"],
+        eval_key=key,
+    )
     atomic_write_parquet(parquet, rows)
-    atomic_write_json(parquet.with_suffix(".json"), {
-        "kind": "evaluation", "key": key, "status": "ok", "model_key": stored.job.key, "job": stored.job.to_dict(),
-        "checkpoint": str(stored.checkpoint), "cohort": {k: v for k, v in cohort.items() if k != "parts"},
-        "eval_resolution": resolution, "n_written": len(rows)})
+    atomic_write_json(
+        parquet.with_suffix(".json"),
+        {
+            "kind": "evaluation",
+            "key": key,
+            "status": "ok",
+            "model_key": stored.job.key,
+            "job": stored.job.to_dict(),
+            "checkpoint": str(stored.checkpoint),
+            "cohort": {k: v for k, v in cohort.items() if k != "parts"},
+            "eval_resolution": resolution,
+            "n_written": len(rows),
+        },
+    )
     return {"label": label, "status": "ok", "path": parquet, "n_rows": len(rows)}
 
 
 def _eval_key(model_key: str, fingerprint: str, resolution: str, kind: str) -> str:
     from bench import __version__
 
-    payload = {"model": model_key, "cohort": fingerprint, "resolution": resolution, "kind": kind,
-               "version": __version__}
+    payload = {
+        "model": model_key,
+        "cohort": fingerprint,
+        "resolution": resolution,
+        "kind": kind,
+        "version": __version__,
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -135,12 +163,23 @@ def _external_cohort(req: EvaluateRequest, meta: CheckpointMeta) -> dict[str, An
     options = _cohort_options(meta.data_options, req.skip)
     ds = open_dataset(req.dataset, root, **options)
     prep = meta.preprocessing
-    data = prepare(ds, prep.image_size, patch_size=prep.patch_size, patch_padding=prep.patch_padding or 0,
-                   cache_dir=Path(req.results) / "cache")
+    data = prepare(
+        ds,
+        prep.image_size,
+        patch_size=prep.patch_size,
+        patch_padding=prep.patch_padding or 0,
+        cache_dir=Path(req.results) / "cache",
+    )
     _same_preprocessing(data.options, meta, root)
     part = Part(ds, tuple(ds.cases()), data, np.arange(len(data)))
-    return {"kind": EXTERNAL, "source": ds.source, "root": str(root), "fingerprint": data.fingerprint,
-            "options": json.dumps(options, sort_keys=True), "parts": [(EXTERNAL, part)]}
+    return {
+        "kind": EXTERNAL,
+        "source": ds.source,
+        "root": str(root),
+        "fingerprint": data.fingerprint,
+        "options": json.dumps(options, sort_keys=True),
+        "parts": [(EXTERNAL, part)],
+    }
 
 
 def _same_preprocessing(options: dict[str, Any], meta: CheckpointMeta, root: Path) -> None:
@@ -148,8 +187,9 @@ def _same_preprocessing(options: dict[str, Any], meta: CheckpointMeta, root: Pat
     got = (options["size"], options["patch_size"], options["patch_padding"], options["normalization"])
     want = (prep.image_size, prep.patch_size, prep.patch_padding, prep.normalization)
     if got != want:
-        raise CheckpointError(f"{root}: prepared as (size, patch, padding, normalisation) {got}, but the model was "
-                              f"trained on {want}")
+        raise CheckpointError(
+            f"{root}: prepared as (size, patch, padding, normalisation) {got}, but the model was trained on {want}"
+        )
 
 
 def _internal_cohort(req: EvaluateRequest, stored: StoredModel) -> dict[str, Any]:
@@ -169,15 +209,22 @@ def _internal_cohort(req: EvaluateRequest, stored: StoredModel) -> dict[str, Any
         if ids[name]:
             sources = dict.fromkeys(data.source_ids[i] for i in data.index(ids[name]))
             parts.append((name, Part(ds, tuple(by_id[s] for s in sources))))
-    return {"kind": "internal", "source": job.source, "root": job.data_root, "fingerprint": job.data_fingerprint,
-            "options": job.data_options, "parts": parts}
+    return {
+        "kind": "internal",
+        "source": job.source,
+        "root": job.data_root,
+        "fingerprint": job.data_fingerprint,
+        "options": job.data_options,
+        "parts": parts,
+    }
 
 
 # ------------------------------------------------------------------------------------------ scoring
 
 
-def _score(net: torch.nn.Module, meta: CheckpointMeta, part: Part, resolution: str,
-           req: EvaluateRequest) -> pd.DataFrame:
+def _score(
+    net: torch.nn.Module, meta: CheckpointMeta, part: Part, resolution: str, req: EvaluateRequest
+) -> pd.DataFrame:
     if resolution == "input":
         data, idx = part.data, part.idx
         probs = predict_batches(net, torch.from_numpy(data.images[idx]), req.batch_size, req.device)
@@ -185,8 +232,14 @@ def _score(net: torch.nn.Module, meta: CheckpointMeta, part: Part, resolution: s
     return score_native(net, meta, part.ds, part.cases, req.batch_size, req.device)
 
 
-def score_native(net: torch.nn.Module, meta: CheckpointMeta, ds: Any, cases: tuple[Any, ...], batch_size: int = 4,
-                 device: str = "cpu") -> pd.DataFrame:
+def score_native(
+    net: torch.nn.Module,
+    meta: CheckpointMeta,
+    ds: Any,
+    cases: tuple[Any, ...],
+    batch_size: int = 4,
+    device: str = "cpu",
+) -> pd.DataFrame:
     """One row per case: the prediction at the image's native H x W against its native mask.
 
     ``eval_size`` is the network's input side; ``height``/``width`` the native size the metrics used
@@ -195,11 +248,17 @@ def score_native(net: torch.nn.Module, meta: CheckpointMeta, ds: Any, cases: tup
     for case in cases:
         image, mask = ds.read(case)
         prob = native_probability([net], image, meta.preprocessing, batch_size, device)
-        rows.append({"case_id": case.case_id, "group": case.group, "eval_size": meta.preprocessing.image_size,
-                     "height": int(mask.shape[0]), "width": int(mask.shape[1]),
-                     **image_metrics(mask.astype(bool), prob > meta.threshold)})
+        rows.append(
+            {
+                "case_id": case.case_id,
+                "group": case.group,
+                "eval_size": meta.preprocessing.image_size,
+                "height": int(mask.shape[0]),
+                "width": int(mask.shape[1]),
+                **image_metrics(mask.astype(bool), prob > meta.threshold),
+            }
+        )
     return pd.DataFrame(rows)
-
 
 
 def external_drop(df: pd.DataFrame, metrics: tuple[str, ...] = ("dice", "iou", "hd")) -> pd.DataFrame:
@@ -212,12 +271,14 @@ def external_drop(df: pd.DataFrame, metrics: tuple[str, ...] = ("dice", "iou", "
     cols = [f"{m}_mean" for m in metrics]
     internal = model_summary(df, protocol="holdout", split="test", archs=None, datasets=None, metrics=metrics)
     external = model_summary(df, protocol="holdout", split=EXTERNAL, archs=None, datasets=None, metrics=metrics)
-    merged = (internal[["dataset", "arch", "n_models", *cols]]
-              .merge(external[["dataset", "arch", "n_models", *cols]], on=["dataset", "arch"],
-                     suffixes=("_internal", "_external")))
+    merged = internal[["dataset", "arch", "n_models", *cols]].merge(
+        external[["dataset", "arch", "n_models", *cols]], on=["dataset", "arch"], suffixes=("_internal", "_external")
+    )
     merged = merged[merged["n_models_external"] > 0].reset_index(drop=True)
     for m in metrics:
         merged[f"{m}_drop"] = merged[f"{m}_mean_internal"] - merged[f"{m}_mean_external"]
-    merged.attrs["caption"] = ("Internal (holdout test set) vs external cohort, same fold models: mean over fold "
-                               "models of each fold model's mean; drop = internal - external.")
+    merged.attrs["caption"] = (
+        "Internal (holdout test set) vs external cohort, same fold models: mean over fold "
+        "models of each fold model's mean; drop = internal - external."
+    )
     return merged

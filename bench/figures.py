@@ -55,8 +55,16 @@ def _save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
 # ----------------------------------------------------------------------------- Fig. 8
 
 
-def draw_fig8(ax: Axes, df: pd.DataFrame, dataset: str, *, reference: str = REFERENCE, metric: str = "iou",
-              protocol: str = "cv", unit: str = "group") -> pd.DataFrame:
+def draw_fig8(
+    ax: Axes,
+    df: pd.DataFrame,
+    dataset: str,
+    *,
+    reference: str = REFERENCE,
+    metric: str = "iou",
+    protocol: str = "cv",
+    unit: str = "group",
+) -> pd.DataFrame:
     """One Fig. 8 panel on ``ax``: boxes + per-unit points + p/stars vs ``reference``. Returns the tests."""
     data = per_image(df, dataset=dataset, metric=metric, protocol=protocol, unit=unit)
     archs = ordered_archs(data.values.columns)
@@ -64,8 +72,18 @@ def draw_fig8(ax: Axes, df: pd.DataFrame, dataset: str, *, reference: str = REFE
     palette = {a: _REF_COLOR if a == reference else _OTHER_COLOR for a in archs}
     with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11's deprecated ``vert``
         warnings.simplefilter("ignore", MatplotlibDeprecationWarning)
-        sns.boxplot(data=long, x="arch", y=metric, hue="arch", order=archs, palette=palette, showfliers=False,
-                    legend=False, ax=ax, linewidth=0.8)
+        sns.boxplot(
+            data=long,
+            x="arch",
+            y=metric,
+            hue="arch",
+            order=archs,
+            palette=palette,
+            showfliers=False,
+            legend=False,
+            ax=ax,
+            linewidth=0.8,
+        )
     sns.stripplot(data=long, x="arch", y=metric, order=archs, color="0.2", size=2.5, alpha=0.6, jitter=0.2, ax=ax)
     tests = _tests(df, dataset, reference, metric, protocol, unit) if reference in archs else pd.DataFrame()
     _annotate(ax, long, archs, metric, tests, reference)
@@ -87,15 +105,15 @@ def _tests(df: pd.DataFrame, dataset: str, reference: str, metric: str, protocol
         return pd.DataFrame()
 
 
-def _annotate(ax: Axes, long: pd.DataFrame, archs: list[str], metric: str, tests: pd.DataFrame,
-              reference: str) -> None:
+def _annotate(ax: Axes, long: pd.DataFrame, archs: list[str], metric: str, tests: pd.DataFrame, reference: str) -> None:
     """Stars and Holm-adjusted p above each box; "ref." over the reference; "unpaired" where no test ran."""
     lo, hi = float(long[metric].min()), float(long[metric].max())
     span = (hi - lo) or 1.0
     p_adj = dict(zip(tests["other"], tests["p_adj"])) if len(tests) else {}
     for x, arch in enumerate(archs):
-        text = "ref." if arch == reference else f"{stars(p_adj[arch])}\n{_p(p_adj[arch])}" if arch in p_adj \
-            else "unpaired"
+        text = (
+            "ref." if arch == reference else f"{stars(p_adj[arch])}\n{_p(p_adj[arch])}" if arch in p_adj else "unpaired"
+        )
         ax.text(x, hi + 0.04 * span, text, ha="center", va="bottom", fontsize=7)
     ax.set_ylim(lo - 0.05 * span, hi + 0.25 * span)
 
@@ -109,27 +127,44 @@ def fig8_caption(tests: pd.DataFrame, metric: str, protocol: str, reference: str
     if tests.empty:
         return f"{axis_label(metric)}, {protocol}; no paired tests"
     units = sorted(set(tests["unit"]))
-    return (f"{axis_label(metric)}, {protocol}: paired {tests['test'].iloc[0]}-test vs "
-            f"{arch_label(reference)}, {tests['correction'].iloc[0]}-corrected; unit: {'; '.join(units)}"
-            + (f". {note}" if note else ""))
+    return (
+        f"{axis_label(metric)}, {protocol}: paired {tests['test'].iloc[0]}-test vs "
+        f"{arch_label(reference)}, {tests['correction'].iloc[0]}-corrected; unit: {'; '.join(units)}"
+        + (f". {note}" if note else "")
+    )
 
 
-def boxplot_fig8(df: pd.DataFrame, dataset: str, reference: str = REFERENCE, metric: str = "iou",
-                 protocol: str | None = "cv", unit: str = "group") -> Figure:
+def boxplot_fig8(
+    df: pd.DataFrame,
+    dataset: str,
+    reference: str = REFERENCE,
+    metric: str = "iou",
+    protocol: str | None = "cv",
+    unit: str = "group",
+) -> Figure:
     """Fig. 8 panel for one dataset as its own Figure (one axes); ``protocol=None``: the one with results."""
     protocol, note = resolve_protocol(df, dataset, protocol)
     fig = Figure(figsize=(5.5, 4.3), layout="constrained")
-    tests = draw_fig8(fig.add_subplot(), df, dataset, reference=reference, metric=metric, protocol=protocol,
-                      unit=unit)
-    fig.suptitle(fig8_caption(tests, metric, protocol, reference, note if protocol != "cv" else "")
-                 + _synthetic_tag(df)
-                 + figure_note(df[(df["protocol"] == protocol) & (df["dataset"] == dataset)], 90), fontsize=8,
-                 wrap=True)
+    tests = draw_fig8(fig.add_subplot(), df, dataset, reference=reference, metric=metric, protocol=protocol, unit=unit)
+    fig.suptitle(
+        fig8_caption(tests, metric, protocol, reference, note if protocol != "cv" else "")
+        + _synthetic_tag(df)
+        + figure_note(df[(df["protocol"] == protocol) & (df["dataset"] == dataset)], 90),
+        fontsize=8,
+        wrap=True,
+    )
     return fig
 
 
-def fig8_figure(df: pd.DataFrame, *, reference: str = REFERENCE, metric: str = "iou", protocol: str | None = "cv",
-                datasets: Sequence[str] | None = None, unit: str = "group") -> Figure:
+def fig8_figure(
+    df: pd.DataFrame,
+    *,
+    reference: str = REFERENCE,
+    metric: str = "iou",
+    protocol: str | None = "cv",
+    datasets: Sequence[str] | None = None,
+    unit: str = "group",
+) -> Figure:
     """All Fig. 8 panels, (a), (b), ... one per dataset, in one Figure; ``protocol=None``: cv if it has
     results, else holdout (said in the title)."""
     protocol, note = resolve_protocol(df, None, protocol)
@@ -144,22 +179,39 @@ def fig8_figure(df: pd.DataFrame, *, reference: str = REFERENCE, metric: str = "
         draw_fig8(ax, df, ds, reference=reference, metric=metric, protocol=protocol, unit=unit)
         ax.set_title(f"({chr(97 + i)}) " + ax.get_title(), fontsize=8, wrap=True)
     level = "independent units (patients, source images)" if unit == "group" else "images (not independent)"
-    fig.suptitle(f"Fig. 8: {axis_label(metric)} per unit of analysis ({level}), {protocol}, paired "
-                 f"tests vs {arch_label(reference)} (Holm)" + (f". {note}" if protocol != "cv" else "")
-                 + _synthetic_tag(df) + figure_note(df[df["protocol"] == protocol]), fontsize=9, wrap=True)
+    fig.suptitle(
+        f"Fig. 8: {axis_label(metric)} per unit of analysis ({level}), {protocol}, paired "
+        f"tests vs {arch_label(reference)} (Holm)"
+        + (f". {note}" if protocol != "cv" else "")
+        + _synthetic_tag(df)
+        + figure_note(df[df["protocol"] == protocol]),
+        fontsize=9,
+        wrap=True,
+    )
     return fig
 
 
-def fig8(df: pd.DataFrame, out_dir: Path | str, *, reference: str = REFERENCE, metric: str = "iou",
-         protocol: str | None = "cv", unit: str = "group") -> list[Path]:
+def fig8(
+    df: pd.DataFrame,
+    out_dir: Path | str,
+    *,
+    reference: str = REFERENCE,
+    metric: str = "iou",
+    protocol: str | None = "cv",
+    unit: str = "group",
+) -> list[Path]:
     """Save one panel per dataset (``fig8_<dataset>.png/.pdf``) and the combined ``fig8.png/.pdf``."""
     protocol, _ = resolve_protocol(df, None, protocol)
     out_dir, paths = Path(out_dir), []
     for ds in _datasets(df, protocol):
-        paths += _save(boxplot_fig8(df, ds, reference=reference, metric=metric, protocol=protocol, unit=unit),
-                       out_dir, f"fig8_{ds}")
-    return paths + _save(fig8_figure(df, reference=reference, metric=metric, protocol=protocol, unit=unit), out_dir,
-                         "fig8")
+        paths += _save(
+            boxplot_fig8(df, ds, reference=reference, metric=metric, protocol=protocol, unit=unit),
+            out_dir,
+            f"fig8_{ds}",
+        )
+    return paths + _save(
+        fig8_figure(df, reference=reference, metric=metric, protocol=protocol, unit=unit), out_dir, "fig8"
+    )
 
 
 # ----------------------------------------------------------------------------- bars and ranks
@@ -181,23 +233,31 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
     return mean, float(lo), float(hi)
 
 
-def bar_chart(df: pd.DataFrame, out_dir: Path | str, *, protocol: str | None = None,
-              metrics: Sequence[str] = ("dice", "iou"), unit: str = "group") -> list[Path]:
+def bar_chart(
+    df: pd.DataFrame,
+    out_dir: Path | str,
+    *,
+    protocol: str | None = None,
+    metrics: Sequence[str] = ("dice", "iou"),
+    unit: str = "group",
+) -> list[Path]:
     """Per dataset, mean Dice and IoU of each arch over the units of analysis with 95% CIs (``bars.png/.pdf``)."""
     fig = bar_figure(df, protocol=protocol, metrics=metrics, unit=unit)
     return _save(fig, Path(out_dir), "bars")
 
 
-def bar_figure(df: pd.DataFrame, *, protocol: str | None = None, metrics: Sequence[str] = ("dice", "iou"),
-               unit: str = "group") -> Figure:
+def bar_figure(
+    df: pd.DataFrame, *, protocol: str | None = None, metrics: Sequence[str] = ("dice", "iou"), unit: str = "group"
+) -> Figure:
     protocol = _default_protocol(df, protocol)
     names = _datasets(df, protocol)
     fig = Figure(figsize=(max(5.0, 1.0 + 0.8 * 8), 3.2 * len(names)), layout="constrained")
     for i, ds in enumerate(names):
         ax = fig.add_subplot(len(names), 1, i + 1)
         _bars(ax, df, ds, protocol, metrics, unit)
-    fig.suptitle(f"Mean over the units of analysis (named per panel) with 95% t-CI, {protocol}{_synthetic_tag(df)}",
-                 fontsize=10)
+    fig.suptitle(
+        f"Mean over the units of analysis (named per panel) with 95% t-CI, {protocol}{_synthetic_tag(df)}", fontsize=10
+    )
     return fig
 
 
@@ -235,15 +295,23 @@ def ranking(df: pd.DataFrame, out_dir: Path | str, *, metric: str = "dice", prot
     ax = fig.add_subplot()
     ax.barh([arch_label(a) for a in table["arch"]], table["mean_rank"], color=_OTHER_COLOR)
     ax.invert_yaxis()
-    ax.set_xlabel(f"mean rank by {axis_label(metric)} "
-                  f"({'higher' if higher_is_better(metric) else 'lower'} is better; 1 = best)")
+    ax.set_xlabel(
+        f"mean rank by {axis_label(metric)} ({'higher' if higher_is_better(metric) else 'lower'} is better; 1 = best)"
+    )
     n = int(table["n_datasets"].max()) if len(table) else 0
     ax.set_title(f"Mean rank over {n} dataset(s), {_default_protocol(df, protocol)}{_synthetic_tag(df)}", fontsize=9)
     return _save(fig, Path(out_dir), f"ranking_{metric}")
 
 
-def rank_figure(df: pd.DataFrame, *, metric: str = "dice", protocol: str | None = None, unit: str = "group",
-                n_boot: int = 1000, seed: int = 0) -> Figure:
+def rank_figure(
+    df: pd.DataFrame,
+    *,
+    metric: str = "dice",
+    protocol: str | None = None,
+    unit: str = "group",
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> Figure:
     """Bootstrap rank distributions (``bench.ranking``): per dataset (and across datasets) a grid of
     P(rank = r) per architecture, architectures ordered by bootstrap mean rank."""
     from bench.ranking import rank_distributions
@@ -266,13 +334,25 @@ def rank_figure(df: pd.DataFrame, *, metric: str = "dice", protocol: str | None 
         ax.set_yticks(range(k), [arch_label(means.columns[j]) for j in order], fontsize=7)
         ax.set_xlabel("rank (1 = best)", fontsize=7)
         ax.set_title(f"{ds if ds == 'all datasets' else dataset_label(ds)}: {text}", fontsize=7, wrap=True)
-    fig.suptitle(f"P(rank) by mean {axis_label(metric)}, {protocol}: {n_boot} bootstrap resamples of "
-                 f"the units, seed {seed}{_synthetic_tag(df)}", fontsize=9, wrap=True)
+    fig.suptitle(
+        f"P(rank) by mean {axis_label(metric)}, {protocol}: {n_boot} bootstrap resamples of "
+        f"the units, seed {seed}{_synthetic_tag(df)}",
+        fontsize=9,
+        wrap=True,
+    )
     return fig
 
 
-def rank_uncertainty(df: pd.DataFrame, out_dir: Path | str, *, metric: str = "dice", protocol: str | None = None,
-                     unit: str = "group", n_boot: int = 1000, seed: int = 0) -> list[Path]:
+def rank_uncertainty(
+    df: pd.DataFrame,
+    out_dir: Path | str,
+    *,
+    metric: str = "dice",
+    protocol: str | None = None,
+    unit: str = "group",
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> list[Path]:
     """Save ``rank_uncertainty_<metric>.png/.pdf`` (``rank_figure``)."""
     fig = rank_figure(df, metric=metric, protocol=protocol, unit=unit, n_boot=n_boot, seed=seed)
     return _save(fig, Path(out_dir), f"rank_uncertainty_{metric}")

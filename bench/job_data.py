@@ -15,8 +15,9 @@ if TYPE_CHECKING:
     from bench.config import Job, TrainConfig
 
 
-def load_data(dataset: str, root: Path | None, options: dict[str, Any], cfg: TrainConfig,
-              cache_dir: Path) -> PreparedData:
+def load_data(
+    dataset: str, root: Path | None, options: dict[str, Any], cfg: TrainConfig, cache_dir: Path
+) -> PreparedData:
     """The dataset preprocessed at the profile's size, through the cache (decoded once per fingerprint).
     ``root``: the dataset's own folder (None: the synthetic stand-in); ``options``: its data options."""
     ds = open_dataset(dataset, root, **options)
@@ -28,8 +29,10 @@ def load_job_data(job: Job, cache_dir: Path) -> tuple[PreparedData, Split]:
     root = None if job.data_root is None else Path(job.data_root)
     data = load_data(job.dataset, root, json.loads(job.data_options), job.train, cache_dir)
     if data.fingerprint != job.data_fingerprint:
-        raise RuntimeError(f"{job.dataset}: the data changed since planning (fingerprint {data.fingerprint} != "
-                           f"{job.data_fingerprint}); run `bench run` again to re-plan")
+        raise RuntimeError(
+            f"{job.dataset}: the data changed since planning (fingerprint {data.fingerprint} != "
+            f"{job.data_fingerprint}); run `bench run` again to re-plan"
+        )
     split = Split.load(Path(job.split_path))
     if split.hash != job.split_hash:
         raise RuntimeError(f"split file {job.split_path} changed since planning ({split.hash} != {job.split_hash})")

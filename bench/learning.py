@@ -77,8 +77,10 @@ def _floor_reason(rows: pd.DataFrame) -> list[str]:
     if model > floors[best]:
         return []
     name = best.replace("_", " ")
-    return [f"mean Dice {model:.4f} on the {len(images)} {split} images is no better than predicting {name} "
-            + f"({floors[best]:.4f})"]
+    return [
+        f"mean Dice {model:.4f} on the {len(images)} {split} images is no better than predicting {name} "
+        + f"({floors[best]:.4f})"
+    ]
 
 
 # ----------------------------------------------------------------------------- reading the flag back

@@ -55,8 +55,9 @@ class InputImage:
 
 def is_mask_file(rel: Path) -> bool:
     stem = rel.stem.lower()
-    return (stem.endswith(_MASK_STEMS) or "labels" in stem
-            or any(part.lower() in _MASK_FOLDERS for part in rel.parts[:-1]))
+    return (
+        stem.endswith(_MASK_STEMS) or "labels" in stem or any(part.lower() in _MASK_FOLDERS for part in rel.parts[:-1])
+    )
 
 
 def find_images(folder: Path) -> list[InputImage]:
@@ -64,8 +65,14 @@ def find_images(folder: Path) -> list[InputImage]:
     folder = Path(folder)
     if not folder.is_dir():
         raise MissingInput(f"--images {folder}: not a folder")
-    files = sorted((p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                    and not p.name.startswith(".")), key=lambda p: natural_key(p.relative_to(folder).as_posix()))
+    files = sorted(
+        (
+            p
+            for p in folder.rglob("*")
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        ),
+        key=lambda p: natural_key(p.relative_to(folder).as_posix()),
+    )
     out = []
     for path in files:
         rel = path.relative_to(folder)

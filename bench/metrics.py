@@ -312,10 +312,10 @@ def higher_is_better(metric: str) -> bool:
 
 
 def axis_label(metric: str) -> str:
-    """"Dice (DC)", "HD (pixels)"; a column without a label (``dice_excl``) is shown as it is."""
+    """ "Dice (DC)", "HD (pixels)"; a column without a label (``dice_excl``) is shown as it is."""
     return METRIC_LABELS[metric].axis if metric in METRIC_LABELS else metric
 
 
 def metric_name(metric: str) -> str:
-    """"Dice", "HD95"; a column without a label is shown as it is."""
+    """ "Dice", "HD95"; a column without a label is shown as it is."""
     return METRIC_LABELS[metric].name if metric in METRIC_LABELS else metric

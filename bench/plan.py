@@ -47,17 +47,30 @@ def _expand(patterns: list[str], names: list[str], kind: str, resolve: Any) -> l
     return list(dict.fromkeys(out))
 
 
-def select(arch: str | None, dataset: str | None, all_: bool, protocol: str, folds: tuple[int, ...] | None = None,
-           seeds: tuple[int, ...] | None = None) -> Selection:
+def select(
+    arch: str | None,
+    dataset: str | None,
+    all_: bool,
+    protocol: str,
+    folds: tuple[int, ...] | None = None,
+    seeds: tuple[int, ...] | None = None,
+) -> Selection:
     """Resolve comma-separated names and wildcards; ``--all`` means the paper's eight networks on
     the five datasets (smp entries run only when named)."""
     if not all_ and not (arch and dataset):
-        raise InvalidInput("choose what to run: --all, or both --arch and --dataset "
-                         "(names or wildcards, comma-separated)")
-    archs = list(PAPER_ARCHS) if all_ and not arch else _expand(
-        arch.split(","), ARCHITECTURES.list(), "architecture", ARCHITECTURES.canonical)
-    datasets = list(PAPER_DATASETS) if all_ and not dataset else _expand(
-        dataset.split(","), DATASETS.list(), "dataset", canonical_name)
+        raise InvalidInput(
+            "choose what to run: --all, or both --arch and --dataset (names or wildcards, comma-separated)"
+        )
+    archs = (
+        list(PAPER_ARCHS)
+        if all_ and not arch
+        else _expand(arch.split(","), ARCHITECTURES.list(), "architecture", ARCHITECTURES.canonical)
+    )
+    datasets = (
+        list(PAPER_DATASETS)
+        if all_ and not dataset
+        else _expand(dataset.split(","), DATASETS.list(), "dataset", canonical_name)
+    )
     Protocol(protocol)
     return Selection(tuple(archs), tuple(datasets), protocol, folds, seeds)
 
@@ -86,8 +99,10 @@ def dataset_root(data_root: Path | None, dataset: str) -> Path | None:
         return None
     root = find_dataset_folder(data_root, dataset)
     if root is None:
-        raise MissingInput(f"{dataset}: no folder under {data_root} holds it (named {dataset}, an alias, or in "
-                                f"its native layout); {data_root} holds: {describe_root(data_root)}")
+        raise MissingInput(
+            f"{dataset}: no folder under {data_root} holds it (named {dataset}, an alias, or in "
+            f"its native layout); {data_root} holds: {describe_root(data_root)}"
+        )
     return root
 
 
@@ -97,13 +112,22 @@ def split_for(data: PreparedData, protocol: str, profile: Profile, results: Path
     params = SplitParams(protocol, cfg.split_seed, cfg.n_folds, cfg.test_fraction, cfg.inner_fraction)
     name = split_file_name(data.dataset, data.source, params, list(data.case_ids), list(data.groups))
     path = Path(results) / "splits" / name
-    split = load_or_create_split(path, list(data.case_ids), list(data.groups), protocol, cfg.split_seed,
-                                 cfg.n_folds, cfg.test_fraction, cfg.inner_fraction)
+    split = load_or_create_split(
+        path,
+        list(data.case_ids),
+        list(data.groups),
+        protocol,
+        cfg.split_seed,
+        cfg.n_folds,
+        cfg.test_fraction,
+        cfg.inner_fraction,
+    )
     return split, path
 
 
-def plan(sel: Selection, profile: Profile, results: Path, data_root: Path | None = None,
-         skip: tuple[str, ...] = ()) -> list[Job]:
+def plan(
+    sel: Selection, profile: Profile, results: Path, data_root: Path | None = None, skip: tuple[str, ...] = ()
+) -> list[Job]:
     """Every job of the selection, sorted by (dataset, arch, protocol, fold, seed).
 
     Every selected dataset is checked before any job exists: a missing folder, bad files, too few
@@ -134,23 +158,44 @@ def plan(sel: Selection, profile: Profile, results: Path, data_root: Path | None
         try:
             split, split_path = split_for(data, sel.protocol, profile, results)
         except SplitError as err:
-            problems.append(PlanProblem(dataset, " ".join(str(err).split()),
-                                        "delete or move the split file named there to make a new split"))
+            problems.append(
+                PlanProblem(
+                    dataset, " ".join(str(err).split()), "delete or move the split file named there to make a new split"
+                )
+            )
             continue
         planned.append((dataset, root, options, data, split, split_path))
     unknown = [i for i in skip if i not in skipped]
     if unknown:
-        problems.append(PlanProblem("--skip", f"no selected dataset present holds case id(s) {', '.join(unknown)}",
-                                    "check the ids against `bench data check`, or drop them from --skip"))
+        problems.append(
+            PlanProblem(
+                "--skip",
+                f"no selected dataset present holds case id(s) {', '.join(unknown)}",
+                "check the ids against `bench data check`, or drop them from --skip",
+            )
+        )
     if problems:
         raise PlanError(problems, sel, data_root)
     for dataset, root, options, data, split, split_path in planned:
         for arch in sel.archs:
             for fold in folds:
                 for seed in seeds:
-                    jobs.append(Job(dataset, arch, sel.protocol, fold, seed, profile.name, profile.train,
-                                    None if root is None else str(root), data.fingerprint, split.hash,
-                                    str(split_path), json.dumps(options, sort_keys=True)))
+                    jobs.append(
+                        Job(
+                            dataset,
+                            arch,
+                            sel.protocol,
+                            fold,
+                            seed,
+                            profile.name,
+                            profile.train,
+                            None if root is None else str(root),
+                            data.fingerprint,
+                            split.hash,
+                            str(split_path),
+                            json.dumps(options, sort_keys=True),
+                        )
+                    )
     return sorted(jobs, key=lambda j: (j.dataset, j.arch, j.protocol, j.fold, j.seed))
 
 
@@ -176,12 +221,15 @@ class PlanError(UserError, ValueError):
         self.problems = problems
         bad = {p.dataset for p in problems} & set(sel.datasets)
         ok = [d for d in sel.datasets if d not in bad]
-        head = f"{len(problems)} planning problem(s) in {len(bad)} of {len(sel.datasets)} dataset(s); no job was started:"
+        head = (
+            f"{len(problems)} planning problem(s) in {len(bad)} of {len(sel.datasets)} dataset(s); no job was started:"
+        )
         lines = [head, *[f"  - {p}" for p in problems]]
         if data_root is not None:
             lines.append(_presence_line(sel.datasets, Path(data_root)))
-        lines.append(f"Plan without them: --dataset {','.join(ok)}" if ok else
-                     "No selected dataset can be planned as it is.")
+        lines.append(
+            f"Plan without them: --dataset {','.join(ok)}" if ok else "No selected dataset can be planned as it is."
+        )
         super().__init__("\n".join(lines))
 
 
@@ -197,8 +245,7 @@ def _presence_line(datasets: tuple[str, ...], data_root: Path) -> str:
     present = [d for d in datasets if _folder_or_none(data_root, d) is not None]
     missing = [d for d in datasets if d not in present]
     used = {_folder_or_none(data_root, d) for d in present}
-    others = sorted(p.name for p in data_root.iterdir() if p.is_dir() and p not in used) \
-        if data_root.is_dir() else []
+    others = sorted(p.name for p in data_root.iterdir() if p.is_dir() and p not in used) if data_root.is_dir() else []
     line = f"Under {data_root}: present {', '.join(present) or 'none'}; missing {', '.join(missing) or 'none'}"
     return line + (f"; other folders (not selected datasets): {', '.join(others)}" if others else "")
 
@@ -214,16 +261,23 @@ def _missing_folders(datasets: tuple[str, ...], data_root: Path | None) -> list[
     if data_root is None:
         return []
     if not Path(data_root).is_dir():
-        raise MissingInput(f"--data-root {data_root} is not a folder (expected one native-layout folder "
-                                "per dataset, e.g. <data-root>/lgg_mri)")
+        raise MissingInput(
+            f"--data-root {data_root} is not a folder (expected one native-layout folder "
+            "per dataset, e.g. <data-root>/lgg_mri)"
+        )
     problems = []
     for d in datasets:
         try:
             if find_dataset_folder(data_root, d) is None:
-                problems.append(PlanProblem(d, f"no folder {Path(data_root) / d}, and no folder there named by an "
-                                               "alias or holding its layout (its native layout: docs/datasets.md)",
-                                            f"put the dataset there (`bench data check {d} --root "
-                                            f"{Path(data_root) / d}` validates it), or leave it out of --dataset"))
+                problems.append(
+                    PlanProblem(
+                        d,
+                        f"no folder {Path(data_root) / d}, and no folder there named by an "
+                        "alias or holding its layout (its native layout: docs/datasets.md)",
+                        f"put the dataset there (`bench data check {d} --root "
+                        f"{Path(data_root) / d}` validates it), or leave it out of --dataset",
+                    )
+                )
         except ValueError as err:
             problems.append(PlanProblem(d, str(err), "keep one folder per dataset under the data root"))
     return problems
@@ -233,10 +287,12 @@ def _data_problem(dataset: str, root: Path | None, err: DataError) -> PlanProble
     ids = sorted({c for c in map(case_of, err.problems) if c})
     first = str(err.problems[0]) if err.problems else str(err).splitlines()[0]
     what = f"{len(err.problems)} problem(s) in {root} (first: {first})"
-    skip = f", or exclude the cases explicitly: --skip {','.join(ids)}" if ids and len(ids) == len(err.problems) \
-        else ""
-    return PlanProblem(dataset, what, f"`bench data check {dataset} --root {root}` lists them all; fix the files"
-                                      f"{skip}, or leave it out of --dataset")
+    skip = f", or exclude the cases explicitly: --skip {','.join(ids)}" if ids and len(ids) == len(err.problems) else ""
+    return PlanProblem(
+        dataset,
+        what,
+        f"`bench data check {dataset} --root {root}` lists them all; fix the files{skip}, or leave it out of --dataset",
+    )
 
 
 def _group_noun(data: PreparedData) -> str:
@@ -249,8 +305,15 @@ def max_folds(data: PreparedData, protocol: str, cfg: TrainConfig) -> int | None
     """The largest fold count (2..``cfg.n_folds``) this data allows under ``protocol``, or None."""
     for n in range(max(cfg.n_folds, 2), 1, -1):
         try:
-            make_splits(list(data.case_ids), list(data.groups), protocol, cfg.split_seed, n, cfg.test_fraction,
-                        cfg.inner_fraction)
+            make_splits(
+                list(data.case_ids),
+                list(data.groups),
+                protocol,
+                cfg.split_seed,
+                n,
+                cfg.test_fraction,
+                cfg.inner_fraction,
+            )
         except SplitError:
             continue
         return n
@@ -270,13 +333,17 @@ def fold_problem(data: PreparedData, protocol: str, cfg: TrainConfig, folds: tup
         bad = [f for f in folds if not 0 <= f < best]
         if not bad:
             return None
-        return PlanProblem(data.dataset, f"fold(s) {', '.join(map(str, bad))} do not exist: {protocol} with "
-                                         f"n_folds={best} has folds 0..{best - 1}",
-                           f"--folds {','.join(str(f) for f in folds if 0 <= f < best) or '0'}, or "
-                           f"--set n_folds={max(folds) + 1} (which changes every fold)")
+        return PlanProblem(
+            data.dataset,
+            f"fold(s) {', '.join(map(str, bad))} do not exist: {protocol} with n_folds={best} has folds 0..{best - 1}",
+            f"--folds {','.join(str(f) for f in folds if 0 <= f < best) or '0'}, or "
+            f"--set n_folds={max(folds) + 1} (which changes every fold)",
+        )
     outside = "outside the test set " if protocol == "holdout" else ""
-    what = f"{groups}: {protocol} with {cfg.n_folds} folds needs at least {cfg.n_folds} groups {outside}(no group " \
-           f"crosses a split); this data has {best if best else 'fewer than 2'}"
+    what = (
+        f"{groups}: {protocol} with {cfg.n_folds} folds needs at least {cfg.n_folds} groups {outside}(no group "
+        f"crosses a split); this data has {best if best else 'fewer than 2'}"
+    )
     fixes = []
     if best:
         need = f" --folds {','.join(map(str, range(best)))}" if max(folds) >= best else ""

@@ -58,12 +58,15 @@ def tiling(native_shape: tuple[int, int], prep: Preprocessing) -> Tiling:
     size = prep.image_size
     if not prep.patched:
         return Tiling((size, size), (0,), (0,), size)
-    shape, step = patch_geometry(native_shape, size, int(prep.patch_size), int(prep.patch_padding or 0),
-                                 prep.native_scale)
+    shape, step = patch_geometry(
+        native_shape, size, int(prep.patch_size), int(prep.patch_padding or 0), prep.native_scale
+    )
     ys, xs = covering_offsets(shape[0], size, step), covering_offsets(shape[1], size, step)
     if not ys or not xs:
-        raise InvalidInput(f"an image of {native_shape[1]}x{native_shape[0]} (W x H) resized to {shape[1]}x{shape[0]} "
-                         f"is smaller than one {size} px tile")
+        raise InvalidInput(
+            f"an image of {native_shape[1]}x{native_shape[0]} (W x H) resized to {shape[1]}x{shape[0]} "
+            f"is smaller than one {size} px tile"
+        )
     return Tiling(shape, tuple(ys), tuple(xs), size)
 
 
@@ -76,7 +79,7 @@ def network_input(image: np.ndarray, prep: Preprocessing) -> tuple[np.ndarray, T
     tiles = tiling(image.shape[:2], prep)
     resized = resize_image(image, tiles.shape).transpose(2, 0, 1)
     s = tiles.size
-    crops = np.stack([resized[:, y:y + s, x:x + s] for y, x in tiles.origins])
+    crops = np.stack([resized[:, y : y + s, x : x + s] for y, x in tiles.origins])
     lo = np.full(len(crops), resized.min(), np.float32)
     hi = np.full(len(crops), resized.max(), np.float32)
     return normalize(crops, lo, hi), tiles
@@ -88,8 +91,8 @@ def reassemble(probs: np.ndarray, tiles: Tiling) -> np.ndarray:
     count = np.zeros(tiles.shape, np.float64)
     s = tiles.size
     for prob, (y, x) in zip(probs, tiles.origins):
-        total[y:y + s, x:x + s] += prob
-        count[y:y + s, x:x + s] += 1
+        total[y : y + s, x : x + s] += prob
+        count[y : y + s, x : x + s] += 1
     if (count == 0).any():
         raise RuntimeError("tiling leaves pixels uncovered (a bug in covering_offsets)")
     return (total / count).astype(np.float32)
@@ -103,13 +106,13 @@ def to_native(prob: np.ndarray, native_shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def native_probability(models: Sequence[nn.Module], image: np.ndarray, prep: Preprocessing, batch_size: int = 4,
-                       device: str = "cpu") -> np.ndarray:
+def native_probability(
+    models: Sequence[nn.Module], image: np.ndarray, prep: Preprocessing, batch_size: int = 4, device: str = "cpu"
+) -> np.ndarray:
     """Foreground probability H x W float32 of one native image: mean over ``models`` (an ensemble)."""
     x, tiles = network_input(image, prep)
     xt = torch.from_numpy(x)
-    probs = [to_native(reassemble(predict_batches(m, xt, batch_size, device), tiles), image.shape[:2])
-             for m in models]
+    probs = [to_native(reassemble(predict_batches(m, xt, batch_size, device), tiles), image.shape[:2]) for m in models]
     return np.mean(probs, axis=0).astype(np.float32) if len(probs) > 1 else probs[0]
 
 
@@ -119,8 +122,10 @@ def load_models(paths: Sequence[Path], arch: str | None = None) -> tuple[list[nn
     models, metas = [m for m, _ in loaded], [meta for _, meta in loaded]
     for path, meta in zip(paths[1:], metas[1:]):
         if meta.preprocessing != metas[0].preprocessing or meta.threshold != metas[0].threshold:
-            raise CheckpointError(f"{path}: preprocessing {meta.preprocessing} differs from {paths[0]}'s "
-                                  f"{metas[0].preprocessing}; these models cannot share one prediction")
+            raise CheckpointError(
+                f"{path}: preprocessing {meta.preprocessing} differs from {paths[0]}'s "
+                f"{metas[0].preprocessing}; these models cannot share one prediction"
+            )
     return models, metas
 
 
@@ -150,8 +155,9 @@ def predict_folder(req: PredictRequest) -> dict[str, list[Path]]:
     from bench.mask_io import find_images, read_input, write_masks
     from bench.stored import stored_models
 
-    chosen = stored_models(req.results, req.dataset, req.arch, protocol=req.protocol, folds=req.folds,
-                           profile=req.profile)
+    chosen = stored_models(
+        req.results, req.dataset, req.arch, protocol=req.protocol, folds=req.folds, profile=req.profile
+    )
     models, metas = load_models([m.checkpoint for m in chosen], req.arch)
     prep, threshold = metas[0].preprocessing, metas[0].threshold
     names = [m.name for m in chosen] + (["ensemble"] if req.ensemble else [])

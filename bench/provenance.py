@@ -17,8 +17,9 @@ def git_sha(where: Path | None = None) -> str:
     or without git (an installed wheel has no repository)."""
     folder = Path(__file__).parent if where is None else Path(where)
     try:
-        proc = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=folder,
-                              check=False)
+        proc = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=folder, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return ""
     return proc.stdout.strip() if proc.returncode == 0 else ""
@@ -32,7 +33,17 @@ def environment() -> dict[str, Any]:
 
     from bench import __version__
 
-    versions = {"bench": __version__, "torch": torch.__version__, "numpy": np.__version__, "pandas": pd.__version__,
-                "python": platform.python_version()}
-    return {"git_sha": git_sha(), "versions": versions, "host": platform.node(), "threads": torch.get_num_threads(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    versions = {
+        "bench": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "python": platform.python_version(),
+    }
+    return {
+        "git_sha": git_sha(),
+        "versions": versions,
+        "host": platform.node(),
+        "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }

@@ -31,8 +31,14 @@ from bench.metrics import higher_is_better, metric_name
 from bench.names import arch_label, dataset_label, ordered_archs
 
 
-def scored_rows(df: pd.DataFrame, dataset: str, *, archs: Sequence[str] | None = None, protocol: str | None = None,
-                fold: int | None = None) -> pd.DataFrame:
+def scored_rows(
+    df: pd.DataFrame,
+    dataset: str,
+    *,
+    archs: Sequence[str] | None = None,
+    protocol: str | None = None,
+    fold: int | None = None,
+) -> pd.DataFrame:
     """One stored row per (arch, case_id) of ``dataset``: the scored split (holdout: test; cv: val) of one
     fold model per architecture (see the module docstring), input-size rows, the lowest seed.
 
@@ -50,8 +56,10 @@ def scored_rows(df: pd.DataFrame, dataset: str, *, archs: Sequence[str] | None =
     if archs is not None:
         missing = sorted(set(archs) - set(rows["arch"]))
         if missing:
-            raise NoResults(f"{dataset}/{protocol}: no results for {', '.join(missing)}; "
-                             f"have {', '.join(sorted(rows['arch'].unique())) or 'none'}")
+            raise NoResults(
+                f"{dataset}/{protocol}: no results for {', '.join(missing)}; "
+                f"have {', '.join(sorted(rows['arch'].unique())) or 'none'}"
+            )
         rows = rows[rows["arch"].isin(archs)]
     if rows.empty:
         raise NoResults(f"{dataset}: no {protocol} results")
@@ -63,13 +71,16 @@ def scored_rows(df: pd.DataFrame, dataset: str, *, archs: Sequence[str] | None =
                 raise NoResults(f"{dataset}: the architectures share no fold model; choose one with --fold")
             fold = min(common)
         elif fold not in common:
-            raise NoResults(f"{dataset}: fold {fold} is not finished for every architecture (common: "
-                             f"{sorted(common) or 'none'})")
+            raise NoResults(
+                f"{dataset}: fold {fold} is not finished for every architecture (common: {sorted(common) or 'none'})"
+            )
         rows = rows[rows["fold"] == fold]
     dup = rows.duplicated(["arch", "case_id"])
     if dup.any():
-        raise NoResults(f"{dataset}: several stored rows for the same image and architecture (e.g. "
-                         f"{rows.loc[dup, 'case_id'].iloc[0]}: jobs of different settings); choose one with --where")
+        raise NoResults(
+            f"{dataset}: several stored rows for the same image and architecture (e.g. "
+            f"{rows.loc[dup, 'case_id'].iloc[0]}: jobs of different settings); choose one with --where"
+        )
     return rows.reset_index(drop=True)
 
 
@@ -119,8 +130,10 @@ def load_grid(results: Path | str, rows: pd.DataFrame, cases: Sequence[str], met
         own = rows[rows["arch"] == arch].set_index("case_id")
         missing = [c for c in cases if c not in own.index]
         if missing:
-            raise NoResults(f"{arch} has no stored score for {missing[:5]} (cases must come from the scored split: "
-                             f"{', '.join(sorted(own.index)[:5])}, ...)")
+            raise NoResults(
+                f"{arch} has no stored score for {missing[:5]} (cases must come from the scored split: "
+                f"{', '.join(sorted(own.index)[:5])}, ...)"
+            )
         by_job: dict[str, list[str]] = {}
         for case in cases:
             by_job.setdefault(str(own.at[case, "job_key"]), []).append(case)
@@ -184,10 +197,20 @@ def grid_figure(grid: CaseGrid, title: str) -> Figure:
     return fig
 
 
-def qualitative(df: pd.DataFrame, results: Path | str, dataset: str, out_dir: Path | str, *,
-                archs: Sequence[str] | None = None, cases: Sequence[str] | None = None, worst: int = 0,
-                n: int = 3, metric: str = "dice", protocol: str | None = None,
-                fold: int | None = None) -> list[Path]:
+def qualitative(
+    df: pd.DataFrame,
+    results: Path | str,
+    dataset: str,
+    out_dir: Path | str,
+    *,
+    archs: Sequence[str] | None = None,
+    cases: Sequence[str] | None = None,
+    worst: int = 0,
+    n: int = 3,
+    metric: str = "dice",
+    protocol: str | None = None,
+    fold: int | None = None,
+) -> list[Path]:
     """Write the qualitative grid of ``dataset`` (``qualitative_<dataset>.png/.pdf``: ``cases``, or the ``n``
     where the architectures disagree most) and, with ``worst > 0``, one failure gallery per architecture
     (``failures_<dataset>_<arch>.png/.pdf``: its ``worst`` worst images beside every architecture)."""
@@ -198,17 +221,26 @@ def qualitative(df: pd.DataFrame, results: Path | str, dataset: str, out_dir: Pa
     source = " [SYNTHETIC DATA]" if (rows.get("source", pd.Series(dtype=str)) == "synthetic").any() else ""
     out_dir, paths = Path(out_dir), []
     chosen = list(cases) if cases else disagreement_cases(rows, metric, n)
-    how = "chosen cases" if cases else f"the {len(chosen)} images where the architectures disagree most " \
-                                       f"(std of {metric_name(metric)})"
+    how = (
+        "chosen cases"
+        if cases
+        else f"the {len(chosen)} images where the architectures disagree most (std of {metric_name(metric)})"
+    )
     grid = load_grid(results, rows, chosen, metric)
-    paths += _save(grid_figure(grid, f"{dataset_label(dataset)}: {how}; {where}{source}"), out_dir,
-                   f"qualitative_{dataset}")
-    for arch in (ordered_archs(rows["arch"].unique()) if worst > 0 else []):
+    paths += _save(
+        grid_figure(grid, f"{dataset_label(dataset)}: {how}; {where}{source}"), out_dir, f"qualitative_{dataset}"
+    )
+    for arch in ordered_archs(rows["arch"].unique()) if worst > 0 else []:
         bad = worst_cases(rows, arch, metric, worst)
-        title = (f"Failure gallery, {dataset_label(dataset)}: the {len(bad)} worst images of {arch_label(arch)} by "
-                 f"{metric_name(metric)}, beside every architecture; {where}{source}")
-        paths += _save(grid_figure(load_grid(results, rows, bad, metric), title), out_dir,
-                       f"failures_{dataset}_{arch.replace(':', '_')}")
+        title = (
+            f"Failure gallery, {dataset_label(dataset)}: the {len(bad)} worst images of {arch_label(arch)} by "
+            f"{metric_name(metric)}, beside every architecture; {where}{source}"
+        )
+        paths += _save(
+            grid_figure(load_grid(results, rows, bad, metric), title),
+            out_dir,
+            f"failures_{dataset}_{arch.replace(':', '_')}",
+        )
     return paths
 
 

@@ -41,17 +41,27 @@ def unit_table(df: pd.DataFrame, dataset: str, *, metric: str, protocol: str, un
     return values, data.unit
 
 
-def rank_distributions(df: pd.DataFrame, *, metric: str = "dice", protocol: str = "holdout", unit: str = "group",
-                       n_boot: int = 1000, seed: int = 0, datasets: Sequence[str] | None = None
-                       ) -> dict[str, tuple[pd.DataFrame, np.ndarray, np.ndarray, str]]:
+def rank_distributions(
+    df: pd.DataFrame,
+    *,
+    metric: str = "dice",
+    protocol: str = "holdout",
+    unit: str = "group",
+    n_boot: int = 1000,
+    seed: int = 0,
+    datasets: Sequence[str] | None = None,
+) -> dict[str, tuple[pd.DataFrame, np.ndarray, np.ndarray, str]]:
     """Per dataset (and ``ALL`` when there are several): (observed means per arch as a one-row frame,
     observed ranks, bootstrap ranks of shape ``n_boot x archs``, unit text)."""
     if n_boot < 1:
         raise InvalidInput(f"n_boot must be >= 1, got {n_boot}")
     higher = higher_is_better(metric)
     split = default_split(protocol)
-    names = sorted(canonical_dataset(d) for d in datasets) if datasets else sorted(
-        df.loc[(df["protocol"] == protocol) & (df["split"] == split), "dataset"].unique())
+    names = (
+        sorted(canonical_dataset(d) for d in datasets)
+        if datasets
+        else sorted(df.loc[(df["protocol"] == protocol) & (df["split"] == split), "dataset"].unique())
+    )
     if not names:
         raise NoResults(f"no {protocol}/{split} results to rank")
     rng = np.random.default_rng(seed)
@@ -68,8 +78,9 @@ def rank_distributions(df: pd.DataFrame, *, metric: str = "dice", protocol: str 
     return out
 
 
-def _consensus(per: dict[str, tuple[pd.DataFrame, np.ndarray, np.ndarray, str]],
-               names: list[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, str]:
+def _consensus(
+    per: dict[str, tuple[pd.DataFrame, np.ndarray, np.ndarray, str]], names: list[str]
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, str]:
     common = [a for a in per[names[0]][0].columns if all(a in per[d][0].columns for d in names)]
     if len(common) < 2:
         raise NoResults("fewer than two architectures have results on every dataset: no ranking across datasets")
@@ -80,18 +91,37 @@ def _consensus(per: dict[str, tuple[pd.DataFrame, np.ndarray, np.ndarray, str]],
     return means, _rank(observed, False), _rank(boot, False), f"{len(names)} datasets, resampled independently"
 
 
-def rank_table(df: pd.DataFrame, *, metric: str = "dice", protocol: str = "holdout", unit: str = "group",
-               n_boot: int = 1000, seed: int = 0, datasets: Sequence[str] | None = None) -> pd.DataFrame:
+def rank_table(
+    df: pd.DataFrame,
+    *,
+    metric: str = "dice",
+    protocol: str = "holdout",
+    unit: str = "group",
+    n_boot: int = 1000,
+    seed: int = 0,
+    datasets: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """One row per (dataset or ``ALL``, arch) in ``COLUMNS``; caption in ``attrs``."""
     rows = []
     for ds, (means, observed, boot, text) in rank_distributions(
-            df, metric=metric, protocol=protocol, unit=unit, n_boot=n_boot, seed=seed, datasets=datasets).items():
+        df, metric=metric, protocol=protocol, unit=unit, n_boot=n_boot, seed=seed, datasets=datasets
+    ).items():
         archs = list(means.columns)
         low, high = np.percentile(boot, [2.5, 97.5], axis=0)
         for j, arch in enumerate(archs):
-            rows.append({"dataset": ds, "arch": arch, "rank": int(observed[j]), "mean_rank": float(boot[:, j].mean()),
-                         "rank_low": float(low[j]), "rank_high": float(high[j]),
-                         "p_first": float((boot[:, j] == 1).mean()), "units": text, "n_boot": n_boot})
+            rows.append(
+                {
+                    "dataset": ds,
+                    "arch": arch,
+                    "rank": int(observed[j]),
+                    "mean_rank": float(boot[:, j].mean()),
+                    "rank_low": float(low[j]),
+                    "rank_high": float(high[j]),
+                    "p_first": float((boot[:, j] == 1).mean()),
+                    "units": text,
+                    "n_boot": n_boot,
+                }
+            )
     out = pd.DataFrame(rows, columns=COLUMNS)
     out = out.assign(_order=out["dataset"].map(_dataset_order)).sort_values(["_order", "mean_rank", "arch"])
     out = out.drop(columns="_order").reset_index(drop=True)
@@ -100,7 +130,8 @@ def rank_table(df: pd.DataFrame, *, metric: str = "dice", protocol: str = "holdo
         f"rank_high = bootstrap mean and 95% percentile interval over {n_boot} resamples of the independent units "
         f"(units: what was resampled, and how many), "
         f"seed {seed}; p_first = share of resamples ranking first (ties share the best rank). '{ALL}': each "
-        "resample ranks the mean rank over the datasets (architectures present on all of them).")
+        "resample ranks the mean rank over the datasets (architectures present on all of them)."
+    )
     return out
 
 

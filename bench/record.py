@@ -100,8 +100,9 @@ class JobRecord:
             value = getattr(self, f.name)
             if f.name in _MEMORY_ONLY or value is None or value == "":
                 continue
-            out[f.name] = value.value if isinstance(value, Status) else \
-                dict(value) if isinstance(value, Mapping) else value
+            out[f.name] = (
+                value.value if isinstance(value, Status) else dict(value) if isinstance(value, Mapping) else value
+            )
         return out
 
     @classmethod
@@ -113,8 +114,9 @@ class JobRecord:
         try:
             Status(obj["status"])
         except ValueError:
-            raise ValueError(f"unknown job status {obj['status']!r} (expected one of "
-                             f"{', '.join(s.value for s in Status)})") from None
+            raise ValueError(
+                f"unknown job status {obj['status']!r} (expected one of {', '.join(s.value for s in Status)})"
+            ) from None
         known = {k: v for k, v in obj.items() if k in _FIELDS and k not in _MEMORY_ONLY}
         details = {k: v for k, v in obj.items() if k not in _FIELDS and not k.startswith("_")}
         return cls(**known, details=details)

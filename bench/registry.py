@@ -13,8 +13,9 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from bench.errors import UnknownName
 
@@ -59,27 +60,42 @@ class Registry(Generic[T]):
         self._prefix_checks: dict[str, Callable[[str], Any]] = {}
         self._prefix_names: dict[str, Callable[[str], str]] = {}
 
-    def register(self, name: str, factory: Callable[..., T] | None = None, *, aliases: tuple[str, ...] = (),
-                 display_name: str | None = None, paper_rows: dict[str, int] | None = None,
-                 **defaults: Any) -> Any:
+    def register(
+        self,
+        name: str,
+        factory: Callable[..., T] | None = None,
+        *,
+        aliases: tuple[str, ...] = (),
+        display_name: str | None = None,
+        paper_rows: dict[str, int] | None = None,
+        **defaults: Any,
+    ) -> Any:
         """Register ``factory`` under ``name`` with default kwargs; without ``factory`` return a decorator.
 
         ``display_name`` is the spelling reports use ("UNet++"); it defaults to the factory's
         ``display_name`` attribute, then to ``name``. ``paper_rows``: see ``Entry``.
         """
         if factory is None:
+
             def decorator(obj: Callable[..., T]) -> Callable[..., T]:
-                self._add(Entry(name, obj, dict(defaults), _origin(obj), tuple(aliases), display_name,
-                                dict(paper_rows or {})))
+                self._add(
+                    Entry(name, obj, dict(defaults), _origin(obj), tuple(aliases), display_name, dict(paper_rows or {}))
+                )
                 return obj
+
             return decorator
-        self._add(Entry(name, factory, dict(defaults), _origin(factory), tuple(aliases), display_name,
-                        dict(paper_rows or {})))
+        self._add(
+            Entry(name, factory, dict(defaults), _origin(factory), tuple(aliases), display_name, dict(paper_rows or {}))
+        )
         return factory
 
-    def register_prefix(self, prefix: str, resolver: Callable[..., T],
-                        check: Callable[[str], Any] | None = None,
-                        display_name: Callable[[str], str] | None = None) -> None:
+    def register_prefix(
+        self,
+        prefix: str,
+        resolver: Callable[..., T],
+        check: Callable[[str], Any] | None = None,
+        display_name: Callable[[str], str] | None = None,
+    ) -> None:
         """Names ``prefix:rest`` are built by ``resolver(rest, **kwargs)``; ``check(rest)``, if given,
         raises KeyError for a ``rest`` that names nothing (``canonical`` calls it); ``display_name(rest)``,
         if given, is the spelling reports use."""
@@ -95,8 +111,9 @@ class Registry(Generic[T]):
         for key in (entry.name, *entry.aliases):
             if key in self._entries or key in self._aliases:
                 first = self._entries[self._aliases.get(key, key)]
-                raise ValueError(f"duplicate {self.kind} name {key!r}: registered by {first.origin} "
-                                 f"and again by {entry.origin}")
+                raise ValueError(
+                    f"duplicate {self.kind} name {key!r}: registered by {first.origin} and again by {entry.origin}"
+                )
         self._entries[entry.name] = entry
         for alias in entry.aliases:
             self._aliases[alias] = entry.name

@@ -67,8 +67,9 @@ def is_figure(what: Any) -> bool:
     return not isinstance(what, str) and any(Path(p).suffix == ".png" for p in what)
 
 
-def index_html(facts_lines: Sequence[tuple[str, list[str]]], source: str, items: Sequence[tuple[str, Any]],
-               line: str, root: Path) -> str:
+def index_html(
+    facts_lines: Sequence[tuple[str, list[str]]], source: str, items: Sequence[tuple[str, Any]], line: str, root: Path
+) -> str:
     """The page: ``facts_lines`` (heading, lines) make the provenance part; ``items`` are (name, paths or the
     reason it was not built); paths are made relative to ``root`` (the report folder)."""
     e = html.escape
@@ -80,11 +81,20 @@ def index_html(facts_lines: Sequence[tuple[str, list[str]]], source: str, items:
     for title, entries in (("Tables", tables), ("Figures", figures), ("Provenance", facts)):
         nav += [f"<h2>{title}</h2><ol>", *[f"<li><a href='#{i}'>{e(n)}</a></li>" for i, n, _ in entries], "</ol>"]
     nav.append("</nav>")
-    out = ["<!doctype html>", "<html lang='en'><head><meta charset='utf-8'>",
-           "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-           "<title>Benchmark report</title>", f"<style>{CSS}</style>", f"<script>{SCRIPT}</script></head><body>",
-           *nav, "<main>", "<h1 id='top'>Benchmark report</h1>", f"<p><b>{e(source)}</b></p>",
-           f"<p>Convention sensitivity: {e(line)}</p>", "<h2 id='tables-part'>Tables</h2>"]
+    out = [
+        "<!doctype html>",
+        "<html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        "<title>Benchmark report</title>",
+        f"<style>{CSS}</style>",
+        f"<script>{SCRIPT}</script></head><body>",
+        *nav,
+        "<main>",
+        "<h1 id='top'>Benchmark report</h1>",
+        f"<p><b>{e(source)}</b></p>",
+        f"<p>Convention sensitivity: {e(line)}</p>",
+        "<h2 id='tables-part'>Tables</h2>",
+    ]
     for ident, name, what in tables:
         out += _section(ident, name, what, root)
     out.append("<h2 id='figures-part'>Figures</h2>")
@@ -92,8 +102,11 @@ def index_html(facts_lines: Sequence[tuple[str, list[str]]], source: str, items:
         out += _section(ident, name, what, root)
     out.append("<h2 id='provenance-part'>Provenance</h2>")
     for ident, head, lines in facts:
-        out += [f"<section id='{ident}'><h3>{e(head)}</h3><ul class='facts'>",
-                *[f"<li>{_code(x)}</li>" for x in lines], "</ul></section>"]
+        out += [
+            f"<section id='{ident}'><h3>{e(head)}</h3><ul class='facts'>",
+            *[f"<li>{_code(x)}</li>" for x in lines],
+            "</ul></section>",
+        ]
     out += ["</main></body></html>"]
     return "\n".join(out) + "\n"
 
@@ -111,9 +124,13 @@ def _section(ident: str, name: str, what: Any, root: Path) -> list[str]:
         return out + [f"<p class='missing'>{e(what)}</p></section>"]
     paths = [Path(p) for p in what]
     rel = [p.relative_to(root).as_posix() for p in paths]
-    out.append("<p class='files'>Files: " + " ".join(f"<a href='{e(r)}'>{e(p.name)}</a>" for p, r in zip(paths, rel))
-               + "</p>")
+    out.append(
+        "<p class='files'>Files: " + " ".join(f"<a href='{e(r)}'>{e(p.name)}</a>" for p, r in zip(paths, rel)) + "</p>"
+    )
     out += [f"<div class='tablewrap'>{p.read_text()}</div>" for p in paths if p.suffix == ".html"]
-    out += [f"<figure><img src='{e(r)}' alt='{e(name)}: {e(p.name)}' loading='eager'></figure>"
-            for p, r in zip(paths, rel) if p.suffix == ".png"]
+    out += [
+        f"<figure><img src='{e(r)}' alt='{e(name)}: {e(p.name)}' loading='eager'></figure>"
+        for p, r in zip(paths, rel)
+        if p.suffix == ".png"
+    ]
     return out + ["</section>"]

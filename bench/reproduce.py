@@ -28,8 +28,11 @@ def _overrides(profile: str, train: Mapping[str, Any]) -> list[str]:
         base = load_profile(profile).train.to_dict()
     except KeyError:
         base = {}
-    return [f"--set {k}={'null' if v is None else str(v).lower() if isinstance(v, bool) else v}"
-            for k, v in sorted(train.items()) if k not in base or base[k] != v]
+    return [
+        f"--set {k}={'null' if v is None else str(v).lower() if isinstance(v, bool) else v}"
+        for k, v in sorted(train.items())
+        if k not in base or base[k] != v
+    ]
 
 
 def _data_root(job: Mapping[str, Any]) -> str | None:
@@ -46,8 +49,14 @@ def run_commands(sidecars: Sequence[Mapping[str, Any]]) -> list[str]:
             continue
         job = side["job"]
         options = json.loads(job.get("data_options") or "{}")
-        common = (job["profile"], job["protocol"], _data_root(job), tuple(_overrides(job["profile"], job["train"])),
-                  tuple(options.get("skip", ())), _dataset_options(job, options))
+        common = (
+            job["profile"],
+            job["protocol"],
+            _data_root(job),
+            tuple(_overrides(job["profile"], job["train"])),
+            tuple(options.get("skip", ())),
+            _dataset_options(job, options),
+        )
         groups.setdefault(common, set()).add((job["dataset"], job["arch"], int(job["fold"]), int(job["seed"])))
     lines = []
     for common, cells in groups.items():
@@ -82,15 +91,32 @@ def _dataset_options(job: Mapping[str, Any], options: Mapping[str, Any]) -> tupl
         base = options_of(job["dataset"], load_profile(job["profile"]).dataset_options)
     except KeyError:
         base = {}
-    return tuple(f"--dataset-option {job['dataset']}.{k}={str(v).lower() if isinstance(v, bool) else v}"
-                 for k, v in sorted(options.items()) if k != "skip" and (k not in base or base[k] != v))
+    return tuple(
+        f"--dataset-option {job['dataset']}.{k}={str(v).lower() if isinstance(v, bool) else v}"
+        for k, v in sorted(options.items())
+        if k != "skip" and (k not in base or base[k] != v)
+    )
 
 
 def _command(common: tuple, cells: set[tuple]) -> str:
     profile, protocol, data_root, sets, skip, dataset_options = common
     datasets, archs, folds, seeds = (sorted({c[i] for c in cells}) for i in range(4))
-    words = ["bench", "run", "--dataset", ",".join(datasets), "--arch", ",".join(archs), "--protocol", protocol,
-             "--folds", ",".join(map(str, folds)), "--seeds", ",".join(map(str, seeds)), "--profile", profile]
+    words = [
+        "bench",
+        "run",
+        "--dataset",
+        ",".join(datasets),
+        "--arch",
+        ",".join(archs),
+        "--protocol",
+        protocol,
+        "--folds",
+        ",".join(map(str, folds)),
+        "--seeds",
+        ",".join(map(str, seeds)),
+        "--profile",
+        profile,
+    ]
     if data_root is not None:
         words += ["--data-root", data_root]
     if skip:
@@ -101,5 +127,7 @@ def _command(common: tuple, cells: set[tuple]) -> str:
 
 def report_commands(sidecars: Sequence[Mapping[str, Any]], out: Path | str, results: Path | str) -> list[str]:
     """What a report's index states: the ``run_commands`` of its jobs, then the ``bench report`` that wrote it."""
-    return [*run_commands(sidecars), shlex.join(["bench", "report", "--all", "--out", str(out), "--results",
-                                                 str(results)])]
+    return [
+        *run_commands(sidecars),
+        shlex.join(["bench", "report", "--all", "--out", str(out), "--results", str(results)]),
+    ]

@@ -27,8 +27,7 @@ from bench.execute import is_finished, paths, run_job
 from bench.record import CRASHED, JobRecord, Status
 from bench.store import check_done, clean_stale, job_lock, read_record, write_record
 
-__all__ = ["CRASHED", "dry_run_table", "is_finished", "mark_crashed", "paths", "run_job", "run_jobs",
-           "stop_on_signals"]
+__all__ = ["CRASHED", "dry_run_table", "is_finished", "mark_crashed", "paths", "run_job", "run_jobs", "stop_on_signals"]
 
 
 def _lock_is_free(job: Job, results: Path, timeout: float = 0.0) -> bool:
@@ -68,8 +67,14 @@ def _record_crash(job: Job, results: Path, pid: int | None = None) -> JobRecord:
     return record
 
 
-def run_jobs(jobs: list[Job], results: Path | str, n_jobs: int = 1, force: bool = False,
-             progress: bool = True, engine: Any = None) -> Iterator[JobRecord]:
+def run_jobs(
+    jobs: list[Job],
+    results: Path | str,
+    n_jobs: int = 1,
+    force: bool = False,
+    progress: bool = True,
+    engine: Any = None,
+) -> Iterator[JobRecord]:
     """Run the unfinished jobs (all with ``force``), yielding one ``JobRecord`` per job as it ends.
 
     ``engine``: a ``bench.engines.EngineConfig``; None or ``loky`` runs here (``n_jobs`` workers).
@@ -142,7 +147,8 @@ def _run_parallel(todo: list[Job], results: Path, n_jobs: int, **kw: Any) -> Ite
         try:
             with parallel_config(backend="loky", inner_max_num_threads=max(j.train.threads for j in todo)):
                 for record in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-                        delayed(_worker_job)(job, results, driver, kw) for job in todo):
+                    delayed(_worker_job)(job, results, driver, kw) for job in todo
+                ):
                     done.add(record.key)
                     yield record
             return
@@ -150,8 +156,11 @@ def _run_parallel(todo: list[Job], results: Path, n_jobs: int, **kw: Any) -> Ite
             left = []
             for job in (j for j in todo if j.key not in done):
                 record = read_record(paths(job, results)["sidecar"])
-                if check_done(paths(job, results)["sidecar"], job.key)[0] and record and \
-                        (record.started or 0) >= round_start:
+                if (
+                    check_done(paths(job, results)["sidecar"], job.key)[0]
+                    and record
+                    and (record.started or 0) >= round_start
+                ):
                     done.add(job.key)  # finished in this round; its record was lost with the pool
                     yield record
                 else:
@@ -236,8 +245,24 @@ def dry_run_table(jobs: list[Job], results: Path) -> pd.DataFrame:
     for job in jobs:
         record = read_record(paths(job, results)["sidecar"])
         done, problem = check_done(paths(job, results)["sidecar"], job.key)
-        state = "done" if done else "damaged" if problem else \
-            record.status.value if record is not None and record.key == job.key else "todo"
-        rows.append({"dataset": job.dataset, "arch": job.arch, "protocol": job.protocol, "fold": job.fold,
-                     "seed": job.seed, "state": state, "key": job.key})
+        state = (
+            "done"
+            if done
+            else "damaged"
+            if problem
+            else record.status.value
+            if record is not None and record.key == job.key
+            else "todo"
+        )
+        rows.append(
+            {
+                "dataset": job.dataset,
+                "arch": job.arch,
+                "protocol": job.protocol,
+                "fold": job.fold,
+                "seed": job.seed,
+                "state": state,
+                "key": job.key,
+            }
+        )
     return pd.DataFrame(rows)

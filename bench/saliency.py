@@ -39,8 +39,10 @@ def decoder_stages(model: nn.Module) -> list[nn.Module]:
     blocks = getattr(decoder, "blocks", None)
     if isinstance(blocks, (nn.ModuleList, nn.ModuleDict)) and len(blocks):
         return list(blocks.values()) if isinstance(blocks, nn.ModuleDict) else list(blocks)
-    raise InvalidInput(f"{type(model).__name__}: no decoder stages found (expected model.decoder as a ModuleList, "
-                     "UNet++ nodes, or an smp decoder with .blocks); saliency is not defined for it here")
+    raise InvalidInput(
+        f"{type(model).__name__}: no decoder stages found (expected model.decoder as a ModuleList, "
+        "UNet++ nodes, or an smp decoder with .blocks); saliency is not defined for it here"
+    )
 
 
 def _tensors(obj: object) -> list[Tensor]:
@@ -64,6 +66,7 @@ def saliency_maps(model: nn.Module, images: Tensor) -> tuple[np.ndarray, np.ndar
     def hook(i: int):
         def capture(_module: nn.Module, inputs: tuple) -> None:
             captured[i].extend(_tensors(inputs))
+
         return capture
 
     handles = [stage.register_forward_pre_hook(hook(i)) for i, stage in enumerate(stages)]
@@ -80,7 +83,7 @@ def saliency_maps(model: nn.Module, images: Tensor) -> tuple[np.ndarray, np.ndar
             per_stage, k = [], 0
             zero = torch.zeros(x.shape[-2:], dtype=torch.float64, device=x.device)  # a stage the output ignores
             for c in captured:
-                up = [_stage_map(g, x.shape[-2:]) for g in grads[k:k + len(c)] if g is not None]
+                up = [_stage_map(g, x.shape[-2:]) for g in grads[k : k + len(c)] if g is not None]
                 k += len(c)
                 per_stage.append(torch.stack(up).mean(0) if up else zero)
             stacked = torch.stack(per_stage)
@@ -129,9 +132,19 @@ def saliency_figure(images: np.ndarray, maps: dict[str, np.ndarray], cases: Sequ
     return fig
 
 
-def saliency(results: Path | str, dataset: str, archs: Sequence[str], out_dir: Path | str, *,
-             cases: Sequence[str] | None = None, n: int = 3, protocol: str = "holdout", fold: int | None = None,
-             device: str = "cpu", raw: bool = True) -> list[Path]:
+def saliency(
+    results: Path | str,
+    dataset: str,
+    archs: Sequence[str],
+    out_dir: Path | str,
+    *,
+    cases: Sequence[str] | None = None,
+    n: int = 3,
+    protocol: str = "holdout",
+    fold: int | None = None,
+    device: str = "cpu",
+    raw: bool = True,
+) -> list[Path]:
     """Saliency of each architecture's stored fold model (``fold``: the lowest every architecture has) on
     ``cases`` (default: the first ``n`` images that model scored on the test set, or held out under cv).
     Writes ``saliency_<dataset>.png/.pdf`` and, with ``raw``, ``saliency_<dataset>.npz`` (``case_ids``,
@@ -152,8 +165,10 @@ def saliency(results: Path | str, dataset: str, archs: Sequence[str], out_dir: P
         fold = min(common)
     elif fold not in common:
         raise NoResults(f"{dataset}: fold {fold} is not finished for every architecture (common: {sorted(common)})")
-    chosen = {a: next(m for m in ms if m.job.fold == fold and m.job.seed == min(x.job.seed for x in ms))
-              for a, ms in found.items()}
+    chosen = {
+        a: next(m for m in ms if m.job.fold == fold and m.job.seed == min(x.job.seed for x in ms))
+        for a, ms in found.items()
+    }
     first = chosen[archs[0]]
     data, split = load_job_data(first.job, results / "cache")
     if not cases:
@@ -165,8 +180,10 @@ def saliency(results: Path | str, dataset: str, archs: Sequence[str], out_dir: P
     for arch, stored in chosen.items():
         model, meta = load_model(stored.checkpoint, arch)
         if meta.data_fingerprint != first.job.data_fingerprint:
-            raise NoResults(f"{arch}: its model was trained on other data than {archs[0]}'s "
-                             f"({meta.data_fingerprint[:12]} != {first.job.data_fingerprint[:12]})")
+            raise NoResults(
+                f"{arch}: its model was trained on other data than {archs[0]}'s "
+                f"({meta.data_fingerprint[:12]} != {first.job.data_fingerprint[:12]})"
+            )
         maps[arch], stages = saliency_maps(model.to(device), images.to(device))
         arrays[arch.replace(":", "_")], arrays[f"{arch.replace(':', '_')}__stages"] = maps[arch], stages
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -174,6 +191,8 @@ def saliency(results: Path | str, dataset: str, archs: Sequence[str], out_dir: P
     if raw:
         np.savez_compressed(npz[0], **arrays)
     source = " [SYNTHETIC DATA]" if first.job.data_root is None else ""
-    title = (f"Saliency, {dataset_label(dataset)}: mean over decoder stages of |d output / d stage input|, "
-             f"up-sampled to the input; {protocol} fold model {fold}{source}")
+    title = (
+        f"Saliency, {dataset_label(dataset)}: mean over decoder stages of |d output / d stage input|, "
+        f"up-sampled to the input; {protocol} fold model {fold}{source}"
+    )
     return _save(saliency_figure(data.images[idx], maps, list(cases), title), out_dir, f"saliency_{dataset}") + npz

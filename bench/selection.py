@@ -25,12 +25,24 @@ import pandas as pd
 from bench.errors import InvalidInput, MissingInput, NoResults, UnknownName
 
 #: Job fields copied into the settings table (besides the training recipe).
-JOB_FIELDS = ("dataset", "arch", "protocol", "fold", "seed", "profile", "source", "data_options", "split_hash",
-              "data_fingerprint", "arch_kwargs")
+JOB_FIELDS = (
+    "dataset",
+    "arch",
+    "protocol",
+    "fold",
+    "seed",
+    "profile",
+    "source",
+    "data_options",
+    "split_hash",
+    "data_fingerprint",
+    "arch_kwargs",
+)
 #: Settings that may differ between the rows of one comparison: the architecture itself, which fold model
 #: and seed, where the data lay, and bookkeeping. Everything else must be equal.
-MAY_DIFFER = frozenset({"arch", "arch_kwargs", "fold", "seed", "job_key", "status", "data_root", "split_path",
-                        "split", "case_id", "group"})
+MAY_DIFFER = frozenset(
+    {"arch", "arch_kwargs", "fold", "seed", "job_key", "status", "data_root", "split_path", "split", "case_id", "group"}
+)
 #: Columns of the per-image rows that are settings themselves (always checked, sidecars or not).
 ROW_SETTINGS = ("source", "data_options", "split_hash", "eval_size", "profile", "cohort_fingerprint")
 
@@ -100,9 +112,9 @@ def _show(v: Any) -> str:
     return "none" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
 
 
-def apply_selection(df: pd.DataFrame, failures: pd.DataFrame | None, sidecars: Sequence[dict[str, Any]],
-                    conditions: Mapping[str, str]) -> tuple[pd.DataFrame, pd.DataFrame | None, list[dict[str, Any]],
-                                                            pd.DataFrame]:
+def apply_selection(
+    df: pd.DataFrame, failures: pd.DataFrame | None, sidecars: Sequence[dict[str, Any]], conditions: Mapping[str, str]
+) -> tuple[pd.DataFrame, pd.DataFrame | None, list[dict[str, Any]], pd.DataFrame]:
     """(rows, failures, sidecars, settings) of the jobs matching ``conditions`` (all of them when empty).
 
     Failures are kept only where they come from the same configuration as the results they annotate
@@ -139,8 +151,11 @@ def same_configuration(failures: pd.DataFrame, settings: pd.DataFrame, rows: pd.
             keep.append(True)
             continue
         mine = by_key.loc[f.key]
-        peers = by_key[(by_key.index.isin(ok_keys)) & (by_key["dataset"] == mine["dataset"])
-                       & (by_key["protocol"] == mine["protocol"])]
+        peers = by_key[
+            (by_key.index.isin(ok_keys))
+            & (by_key["dataset"] == mine["dataset"])
+            & (by_key["protocol"] == mine["protocol"])
+        ]
         keep.append(peers.empty or any(all(_same(mine[c], p[c]) for c in cols) for _, p in peers.iterrows()))
     return failures[keep]
 
@@ -178,9 +193,11 @@ def check_like_for_like(rows: pd.DataFrame, what: str = "comparison") -> None:
         problems += _mixed_arch_kwargs(str(ds), jobs)
     if problems:
         listed = "; ".join(f"{ds + ': ' if ds else ''}{c} ({detail})" for ds, c, detail in problems)
-        raise NoResults(f"{what}: the jobs compared differ in more than the architecture: {listed}. "
-                         f"Compare one configuration at a time: pick it with --where KEY=VALUE (e.g. --where "
-                         f"{problems[0][1]}=...; `bench report --table settings` lists the configurations)")
+        raise NoResults(
+            f"{what}: the jobs compared differ in more than the architecture: {listed}. "
+            f"Compare one configuration at a time: pick it with --where KEY=VALUE (e.g. --where "
+            f"{problems[0][1]}=...; `bench report --table settings` lists the configurations)"
+        )
 
 
 def _mixed_arch_kwargs(ds: str, jobs: pd.DataFrame) -> list[tuple[str, str, str]]:
@@ -206,14 +223,17 @@ def settings_overview(settings: pd.DataFrame) -> pd.DataFrame:
     if settings.empty:
         return pd.DataFrame(columns=["jobs"])
     shown = settings.map(_show)
-    varying = [c for c in comparable_columns(settings) if c not in ("dataset", "protocol", "status")
-               and shown[c].nunique() > 1]
+    varying = [
+        c for c in comparable_columns(settings) if c not in ("dataset", "protocol", "status") and shown[c].nunique() > 1
+    ]
     if not varying:
         out = pd.DataFrame({"configuration": ["one configuration"], "jobs": [len(settings)]})
     else:
         out = shown.groupby(varying).size().rename("jobs").reset_index()
-    out.attrs["caption"] = (f"Configurations in this results folder: {len(settings)} job(s); settings that vary: "
-                            f"{', '.join(varying) or 'none'}. Select one with --where KEY=VALUE.")
+    out.attrs["caption"] = (
+        f"Configurations in this results folder: {len(settings)} job(s); settings that vary: "
+        f"{', '.join(varying) or 'none'}. Select one with --where KEY=VALUE."
+    )
     return out
 
 

@@ -46,8 +46,9 @@ class SlurmOptions:
     def __post_init__(self) -> None:
         for name in ("gpus_per_node", "time_min", "array_parallelism"):
             if getattr(self, name) < (0 if name == "gpus_per_node" else 1):
-                raise InvalidInput(f"slurm {name} must be {'>= 0' if name == 'gpus_per_node' else '>= 1'}, "
-                                 f"got {getattr(self, name)}")
+                raise InvalidInput(
+                    f"slurm {name} must be {'>= 0' if name == 'gpus_per_node' else '>= 1'}, got {getattr(self, name)}"
+                )
         if self.cpus_per_task is not None and self.cpus_per_task < 1:
             raise InvalidInput(f"slurm cpus_per_task must be >= 1, got {self.cpus_per_task}")
         if self.mem_gb is not None and self.mem_gb <= 0:
@@ -62,8 +63,9 @@ def slurm_options(profile_section: dict[str, Any] | None, overrides: dict[str, A
     values = dict(profile_section or {})
     unknown = sorted(set(values) - set(SLURM_KEYS))
     if unknown:
-        raise UnknownName(f"unknown key(s) {', '.join(unknown)} in the profile's slurm section; known: "
-                       f"{', '.join(SLURM_KEYS)}")
+        raise UnknownName(
+            f"unknown key(s) {', '.join(unknown)} in the profile's slurm section; known: {', '.join(SLURM_KEYS)}"
+        )
     values.update({k: v for k, v in overrides.items() if v is not None})
     return SlurmOptions(**values, wait=wait)
 
@@ -74,8 +76,10 @@ def slurm_dir(results: Path) -> Path:
 
 def require_slurm() -> None:
     if shutil.which("sbatch") is None or shutil.which("squeue") is None:
-        raise MissingInput("--engine submitit submits to SLURM, but `sbatch`/`squeue` are not on PATH "
-                                "(run on a SLURM login node, or start a local cluster with scripts/slurm-local.sh)")
+        raise MissingInput(
+            "--engine submitit submits to SLURM, but `sbatch`/`squeue` are not on PATH "
+            "(run on a SLURM login node, or start a local cluster with scripts/slurm-local.sh)"
+        )
 
 
 def task_environment() -> list[str]:
@@ -102,8 +106,13 @@ def submit(todo: list[Job], results: Path, opts: SlurmOptions) -> dict[str, str]
     results = Path(results).resolve()
     threads = max(j.train.threads for j in todo)
     ex = submitit.SlurmExecutor(folder=slurm_dir(results) / "logs", python=sys.executable)
-    params: dict[str, Any] = {"job_name": "bench", "time": opts.time_min, "cpus_per_task": opts.cpus_per_task or threads,
-                              "array_parallelism": opts.array_parallelism, "setup": task_environment()}
+    params: dict[str, Any] = {
+        "job_name": "bench",
+        "time": opts.time_min,
+        "cpus_per_task": opts.cpus_per_task or threads,
+        "array_parallelism": opts.array_parallelism,
+        "setup": task_environment(),
+    }
     if opts.partition:
         params["partition"] = opts.partition
     if opts.gpus_per_node:
@@ -115,10 +124,16 @@ def submit(todo: list[Job], results: Path, opts: SlurmOptions) -> dict[str, str]
     jobs = ex.map_array(run_job, todo, [results] * len(todo))
     tasks = {job.key: sj.job_id for job, sj in zip(todo, jobs)}
     array_id = jobs[0].job_id.split("_")[0]
-    atomic_write_json(slurm_dir(results) / f"array-{array_id}.json",
-                      {"array_job_id": array_id, "submitted": submitted, "tasks": tasks,
-                       "jobs": {j.key: {k: getattr(j, k) for k in ("dataset", "arch", "protocol", "fold", "seed")}
-                                for j in todo}, "options": {k: getattr(opts, k) for k in SLURM_KEYS}})
+    atomic_write_json(
+        slurm_dir(results) / f"array-{array_id}.json",
+        {
+            "array_job_id": array_id,
+            "submitted": submitted,
+            "tasks": tasks,
+            "jobs": {j.key: {k: getattr(j, k) for k in ("dataset", "arch", "protocol", "fold", "seed")} for j in todo},
+            "options": {k: getattr(opts, k) for k in SLURM_KEYS},
+        },
+    )
     return tasks
 
 
@@ -148,7 +163,9 @@ def queue_states() -> dict[str, str] | None:
     """{task id ('123_4' or '123'): squeue state} of every job in the queue; None without SLURM."""
     if shutil.which("squeue") is None:
         return None
-    proc = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T"], check=False, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["squeue", "-h", "-r", "-o", "%i %T"], check=False, capture_output=True, text=True, timeout=60
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"squeue failed ({proc.returncode}): {proc.stderr.strip()}")
     states = {}
@@ -189,8 +206,12 @@ def wait_for(jobs: list[Job], results: Path, poll_s: float = 5.0) -> Iterator[Jo
         for key, job in list(left.items()):
             side_path = paths(job, results)["sidecar"]
             record = read_record(side_path)
-            final = record is not None and record.key == key and record.status in (Status.OK, Status.FAILED) \
-                and side_path.stat().st_mtime >= subs.get(key, ("", 0.0))[1]  # not a result from before
+            final = (
+                record is not None
+                and record.key == key
+                and record.status in (Status.OK, Status.FAILED)
+                and side_path.stat().st_mtime >= subs.get(key, ("", 0.0))[1]
+            )  # not a result from before
             if final and (record.status is Status.FAILED or paths(job, results)["parquet"].exists()):
                 del left[key]
                 yield record

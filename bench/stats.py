@@ -41,15 +41,38 @@ from bench.selection import check_like_for_like
 REFERENCE = "mildnet"
 TESTS = ("t", "wilcoxon")
 UNITS = ("group", "image", "patient")  # patient: GlaS patients of Grade.csv (column ``patient``)
-NADEAU_BENGIO = ("corrected resampled t (Nadeau C. & Bengio Y. 2003, Inference for the generalization error, "
-                 "Machine Learning 52:239-281)")
+NADEAU_BENGIO = (
+    "corrected resampled t (Nadeau C. & Bengio Y. 2003, Inference for the generalization error, "
+    "Machine Learning 52:239-281)"
+)
 CORRECTIONS = ("holm", "bonferroni", "none")
 MIN_UNITS = 5  # n <= MIN_UNITS warns
 DEFAULT_SPLIT = {"cv": "val", "holdout": "test"}
 RESULT_COLUMNS = [
-    "dataset", "metric", "reference", "other", "n", "mean_ref", "mean_other", "mean_diff", "ci_low", "ci_high",
-    "d_z", "statistic", "p_raw", "p_adj", "significant", "test", "correction", "alpha", "n_excluded",
-    "models_ref", "models_other", "unit", "unit_level", "n_images",
+    "dataset",
+    "metric",
+    "reference",
+    "other",
+    "n",
+    "mean_ref",
+    "mean_other",
+    "mean_diff",
+    "ci_low",
+    "ci_high",
+    "d_z",
+    "statistic",
+    "p_raw",
+    "p_adj",
+    "significant",
+    "test",
+    "correction",
+    "alpha",
+    "n_excluded",
+    "models_ref",
+    "models_other",
+    "unit",
+    "unit_level",
+    "n_images",
 ]
 _MODEL_KEYS = ["fold", "seed"]  # one fold model = one (fold, seed) pair within (dataset, arch, protocol)
 
@@ -82,8 +105,9 @@ def unit_nouns(dataset: str, grouped: bool) -> tuple[str, str]:
     return (group, image) if grouped else (image, image)
 
 
-def unit_of_analysis(protocol: str, split: str, n_seeds: int = 1, *, dataset: str = "", unit: str = "image",
-                     grouped: bool = False) -> str:
+def unit_of_analysis(
+    protocol: str, split: str, n_seeds: int = 1, *, dataset: str = "", unit: str = "image", grouped: bool = False
+) -> str:
     """Plain-words unit of one paired observation, written into every output (e.g. "patients (each the
     mean of its out-of-fold slices; cv)" or "out-of-fold slices (cv)")."""
     group_noun, image_noun = unit_nouns(dataset, grouped)
@@ -121,8 +145,10 @@ def resolve_protocol(df: pd.DataFrame, dataset: str | None = None, protocol: str
     if has["cv"]:
         return "cv", f"protocol cv (out-of-fold scores, as the paper's Fig. 8) for {what}"
     if has["holdout"]:
-        return "holdout", (f"protocol holdout (test set): no cv results for {what}; the paper's Fig. 8 used cv "
-                           f"({run_command(dataset, 'cv')})")
+        return "holdout", (
+            f"protocol holdout (test set): no cv results for {what}; the paper's Fig. 8 used cv "
+            f"({run_command(dataset, 'cv')})"
+        )
     raise NoResults(f"no cv or holdout results for {what}: {run_command(dataset, 'cv')} makes them")
 
 
@@ -140,12 +166,20 @@ def check_unique(df: pd.DataFrame) -> None:
     if len(dup):
         cells = sorted({f"{r.dataset}/{r.arch}/{r.protocol}/fold{r.fold}/seed{r.seed}" for r in dup.itertuples()})
         jobs = sorted(dup["job_key"].astype(str).unique()) if "job_key" in dup else []
-        raise NoResults(f"{len(dup)} duplicate result rows for {', '.join(cells[:10])} (job_keys {jobs[:10]}): "
-                         "results of more than one configuration are loaded; filter by profile or job_key first")
+        raise NoResults(
+            f"{len(dup)} duplicate result rows for {', '.join(cells[:10])} (job_keys {jobs[:10]}): "
+            "results of more than one configuration are loaded; filter by profile or job_key first"
+        )
 
 
-def select(df: pd.DataFrame, *, dataset: str | None = None, protocol: str, split: str | None = None,
-           archs: Sequence[str] | None = None) -> pd.DataFrame:
+def select(
+    df: pd.DataFrame,
+    *,
+    dataset: str | None = None,
+    protocol: str,
+    split: str | None = None,
+    archs: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """Rows of one protocol/split (default split: cv -> val, holdout -> test), optionally one dataset and archs.
 
     Raises if the archs' jobs differ in anything but the architecture (data source, evaluation size,
@@ -163,8 +197,9 @@ def select(df: pd.DataFrame, *, dataset: str | None = None, protocol: str, split
         if col in out.columns:
             for ds, values in out.groupby("dataset")[col].unique().items():
                 if len(values) > 1:
-                    raise NoResults(f"{ds}: results mix {col} values {sorted(map(str, values))}; filter first "
-                                     "(--where KEY=VALUE)")
+                    raise NoResults(
+                        f"{ds}: results mix {col} values {sorted(map(str, values))}; filter first (--where KEY=VALUE)"
+                    )
     check_like_for_like(out, f"{protocol}/{split} comparison")
     check_unique(out)
     return out
@@ -208,8 +243,15 @@ class PerImage:
         return self.values.groupby(self.groups.reindex(self.values.index)).mean()
 
 
-def per_image(df: pd.DataFrame, *, dataset: str, metric: str = "iou", protocol: str = "cv",
-              split: str | None = None, unit: str = "group") -> PerImage:
+def per_image(
+    df: pd.DataFrame,
+    *,
+    dataset: str,
+    metric: str = "iou",
+    protocol: str = "cv",
+    split: str | None = None,
+    unit: str = "group",
+) -> PerImage:
     """The paired values: see ``PerImage`` and the module docstring."""
     if unit not in UNITS:
         raise InvalidInput(f"unit must be one of {UNITS}, got {unit!r}")
@@ -217,18 +259,28 @@ def per_image(df: pd.DataFrame, *, dataset: str, metric: str = "iou", protocol: 
     if metric not in sel.columns:
         raise UnknownName(f"no metric column {metric!r}; columns: {', '.join(df.columns)}")
     if sel.empty:
-        raise NoResults(f"no {protocol}/{default_split(protocol, split)} results for dataset {dataset!r}: "
-                         f"{run_command(dataset, protocol)} makes them")
+        raise NoResults(
+            f"no {protocol}/{default_split(protocol, split)} results for dataset {dataset!r}: "
+            f"{run_command(dataset, protocol)} makes them"
+        )
     values = sel.groupby(["case_id", "arch"])[metric].mean().unstack("arch")
     scored = sel.groupby(["case_id", "arch"]).size().unstack("arch").reindex_like(values).notna()
     n_models = sel.drop_duplicates(["arch", *_MODEL_KEYS]).groupby("arch").size()
     if unit == "patient" and ("patient" not in sel.columns or sel["patient"].isna().any()):
-        raise InvalidInput(f"--unit patient needs each image's patient (GlaS: the 'patient ID' of Grade.csv, real "
-                         f"data only); {canonical_dataset(dataset)} has none: use --unit group")
+        raise InvalidInput(
+            f"--unit patient needs each image's patient (GlaS: the 'patient ID' of Grade.csv, real "
+            f"data only); {canonical_dataset(dataset)} has none: use --unit group"
+        )
     groups = _groups(sel, "patient" if unit == "patient" else "group").reindex(values.index)
     grouped = bool(groups.duplicated().any())
-    text = unit_of_analysis(protocol, default_split(protocol, split), int(sel["seed"].nunique()),
-                            dataset=canonical_dataset(dataset), unit=unit, grouped=grouped)
+    text = unit_of_analysis(
+        protocol,
+        default_split(protocol, split),
+        int(sel["seed"].nunique()),
+        dataset=canonical_dataset(dataset),
+        unit=unit,
+        grouped=grouped,
+    )
     return PerImage(values, scored, n_models, text, groups, unit)
 
 
@@ -252,8 +304,10 @@ def paired_vectors(data: PerImage, ref: str, other: str) -> tuple[np.ndarray, np
     has_other = set(data.scored.index[data.scored[other]])
     if has_ref != has_other:
         only_ref, only_other = sorted(has_ref - has_other), sorted(has_other - has_ref)
-        raise NoResults(f"unmatched images between {ref!r} and {other!r}: {len(only_ref)} only in {ref} "
-                         f"{_ids(only_ref)}, {len(only_other)} only in {other} {_ids(only_other)}")
+        raise NoResults(
+            f"unmatched images between {ref!r} and {other!r}: {len(only_ref)} only in {ref} "
+            f"{_ids(only_ref)}, {len(only_other)} only in {other} {_ids(only_other)}"
+        )
     ids = sorted(has_ref)
     a, b = data.values.loc[ids, ref].to_numpy(float), data.values.loc[ids, other].to_numpy(float)
     keep = ~(np.isnan(a) | np.isnan(b))
@@ -282,8 +336,14 @@ def _compare(a: np.ndarray, b: np.ndarray, test: str) -> dict[str, float]:
         res = tt if test == "t" else sps.wilcoxon(a, b)
     sd = float(np.std(diff, ddof=1))
     d_z = row["mean_diff"] / sd if sd > 0 else np.nan
-    return {**row, "ci_low": float(ci.low), "ci_high": float(ci.high), "d_z": d_z,
-            "statistic": float(res.statistic), "p_raw": float(res.pvalue)}
+    return {
+        **row,
+        "ci_low": float(ci.low),
+        "ci_high": float(ci.high),
+        "d_z": d_z,
+        "statistic": float(res.statistic),
+        "p_raw": float(res.pvalue),
+    }
 
 
 def _mean(x: np.ndarray) -> float:
@@ -304,9 +364,20 @@ def adjust(p: Sequence[float], correction: str = "holm", alpha: float = 0.05) ->
     return p_adj, sig
 
 
-def paired_test(df: pd.DataFrame, *, dataset: str, metric: str = "iou", reference: str = REFERENCE,
-                against: str | Sequence[str] | None = None, protocol: str = "cv", split: str | None = None,
-                test: str = "t", correction: str = "holm", alpha: float = 0.05, unit: str = "group") -> pd.DataFrame:
+def paired_test(
+    df: pd.DataFrame,
+    *,
+    dataset: str,
+    metric: str = "iou",
+    reference: str = REFERENCE,
+    against: str | Sequence[str] | None = None,
+    protocol: str = "cv",
+    split: str | None = None,
+    test: str = "t",
+    correction: str = "holm",
+    alpha: float = 0.05,
+    unit: str = "group",
+) -> pd.DataFrame:
     """Paired tests of ``reference`` against each arch in ``against`` (default: every other arch present),
     over the units of analysis ``unit`` (``group``: patients / source images; ``image``: every image).
 
@@ -320,10 +391,19 @@ def paired_test(df: pd.DataFrame, *, dataset: str, metric: str = "iou", referenc
     for other in _others(data.values.columns, reference, against):
         a, b, n_excluded = paired_vectors(data, reference, other)
         n_images = int(data.scored[reference].sum()) - n_excluded
-        rows.append({"dataset": canonical_dataset(dataset), "metric": metric, "reference": reference, "other": other,
-                     **_compare(a, b, test), "n_excluded": n_excluded,
-                     "models_ref": int(data.n_models[reference]), "models_other": int(data.n_models[other]),
-                     "n_images": n_images})
+        rows.append(
+            {
+                "dataset": canonical_dataset(dataset),
+                "metric": metric,
+                "reference": reference,
+                "other": other,
+                **_compare(a, b, test),
+                "n_excluded": n_excluded,
+                "models_ref": int(data.n_models[reference]),
+                "models_other": int(data.n_models[other]),
+                "n_images": n_images,
+            }
+        )
     out = pd.DataFrame(rows)
     out["p_adj"], out["significant"] = adjust(out["p_raw"], correction, alpha)
     out["test"], out["correction"], out["alpha"], out["unit"] = test, correction, alpha, data.unit
@@ -350,8 +430,11 @@ def _others(present: pd.Index, reference: str, against: str | Sequence[str] | No
 def _warn_small(out: pd.DataFrame, unit: str) -> None:
     small = out[out["n"] <= MIN_UNITS]
     if len(small):
-        warnings.warn(f"paired test on n <= {MIN_UNITS} units ({unit}; {', '.join(small['other'])}): far too few "
-                      "independent units for a meaningful test", stacklevel=3)
+        warnings.warn(
+            f"paired test on n <= {MIN_UNITS} units ({unit}; {', '.join(small['other'])}): far too few "
+            "independent units for a meaningful test",
+            stacklevel=3,
+        )
 
 
 def paired_tests(df: pd.DataFrame, datasets: Sequence[str] | None = None, **kwargs: object) -> pd.DataFrame:
@@ -364,13 +447,37 @@ def paired_tests(df: pd.DataFrame, datasets: Sequence[str] | None = None, **kwar
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
 
 
-FOLD_COLUMNS = ["dataset", "metric", "reference", "other", "n_folds", "mean_diff", "ci_low", "ci_high", "statistic",
-                "p_raw", "p_adj", "significant", "test_train_ratio", "test", "correction", "alpha", "unit"]
+FOLD_COLUMNS = [
+    "dataset",
+    "metric",
+    "reference",
+    "other",
+    "n_folds",
+    "mean_diff",
+    "ci_low",
+    "ci_high",
+    "statistic",
+    "p_raw",
+    "p_adj",
+    "significant",
+    "test_train_ratio",
+    "test",
+    "correction",
+    "alpha",
+    "unit",
+]
 
 
-def fold_level_test(df: pd.DataFrame, *, dataset: str, metric: str = "iou", reference: str = REFERENCE,
-                    against: str | Sequence[str] | None = None, correction: str = "holm",
-                    alpha: float = 0.05) -> pd.DataFrame:
+def fold_level_test(
+    df: pd.DataFrame,
+    *,
+    dataset: str,
+    metric: str = "iou",
+    reference: str = REFERENCE,
+    against: str | Sequence[str] | None = None,
+    correction: str = "holm",
+    alpha: float = 0.05,
+) -> pd.DataFrame:
     """Corrected resampled t-test (Nadeau and Bengio 2003) over the ``cv`` fold models.
 
     For each fold model j (a fold and seed), d_j = reference's mean over the images it scored minus the
@@ -390,8 +497,16 @@ def fold_level_test(df: pd.DataFrame, *, dataset: str, metric: str = "iou", refe
     rows = []
     for other in _others(per_model.columns, reference, against):
         d = (per_model[reference] - per_model[other]).dropna().to_numpy(float)
-        rows.append({"dataset": canonical_dataset(dataset), "metric": metric, "reference": reference, "other": other,
-                     **_corrected_resampled(d, ratio), "test_train_ratio": ratio})
+        rows.append(
+            {
+                "dataset": canonical_dataset(dataset),
+                "metric": metric,
+                "reference": reference,
+                "other": other,
+                **_corrected_resampled(d, ratio),
+                "test_train_ratio": ratio,
+            }
+        )
     out = pd.DataFrame(rows)
     out["p_adj"], out["significant"] = adjust(out["p_raw"], correction, alpha)
     out["test"], out["correction"], out["alpha"] = NADEAU_BENGIO, correction, alpha
@@ -403,8 +518,14 @@ def _corrected_resampled(d: np.ndarray, ratio: float) -> dict[str, float]:
     n = len(d)
     mean = float(np.mean(d)) if n else np.nan
     if n < 2:
-        return {"n_folds": n, "mean_diff": mean, "ci_low": np.nan, "ci_high": np.nan, "statistic": np.nan,
-                "p_raw": np.nan}
+        return {
+            "n_folds": n,
+            "mean_diff": mean,
+            "ci_low": np.nan,
+            "ci_high": np.nan,
+            "statistic": np.nan,
+            "p_raw": np.nan,
+        }
     se = float(np.sqrt((1.0 / n + ratio) * np.var(d, ddof=1)))
     t = mean / se if se > 0 else np.nan
     half = float(sps.t.ppf(0.975, n - 1)) * se
@@ -427,22 +548,39 @@ def format_tests(df: pd.DataFrame, fmt: str = "text") -> str:
     if fmt not in ("text", "md", "latex"):
         raise InvalidInput(f"fmt must be text, csv, md or latex, got {fmt!r}")
     fold = "n_folds" in df.columns
-    shown = pd.DataFrame({
-        "dataset": df["dataset"], "metric": df["metric"], "comparison": df["reference"] + " vs " + df["other"],
-        "n": (df["n_folds"] if fold else df["n"]).astype(int),
-        **({} if fold else {"mean ref": df["mean_ref"].map("{:.4f}".format),
-                            "mean other": df["mean_other"].map("{:.4f}".format)}),
-        "mean diff": df["mean_diff"].map("{:+.4f}".format),
-        "95% CI": [f"[{lo:+.4f}, {hi:+.4f}]" for lo, hi in zip(df["ci_low"], df["ci_high"])],
-        **({} if fold else {"d_z": df["d_z"].map("{:.2f}".format)}),
-        "statistic": df["statistic"].map("{:.3f}".format),
-        "p": df["p_raw"].map(_p), "p adj": df["p_adj"].map(_p),
-        "": [stars(p) if s or np.isnan(p) else "ns" for p, s in zip(df["p_adj"], df["significant"])],
-    })
-    notes = sorted({f"{t} test, {c} correction, alpha {a:g}; unit: {u}"
-                    for t, c, a, u in zip(df["test"], df["correction"], df["alpha"], df["unit"])})
-    notes.append("mean diff = reference - other, in the metric's units per unit of analysis, with its t-based 95% CI"
-                 + ("" if not fold else " (corrected variance)"))
+    shown = pd.DataFrame(
+        {
+            "dataset": df["dataset"],
+            "metric": df["metric"],
+            "comparison": df["reference"] + " vs " + df["other"],
+            "n": (df["n_folds"] if fold else df["n"]).astype(int),
+            **(
+                {}
+                if fold
+                else {
+                    "mean ref": df["mean_ref"].map("{:.4f}".format),
+                    "mean other": df["mean_other"].map("{:.4f}".format),
+                }
+            ),
+            "mean diff": df["mean_diff"].map("{:+.4f}".format),
+            "95% CI": [f"[{lo:+.4f}, {hi:+.4f}]" for lo, hi in zip(df["ci_low"], df["ci_high"])],
+            **({} if fold else {"d_z": df["d_z"].map("{:.2f}".format)}),
+            "statistic": df["statistic"].map("{:.3f}".format),
+            "p": df["p_raw"].map(_p),
+            "p adj": df["p_adj"].map(_p),
+            "": [stars(p) if s or np.isnan(p) else "ns" for p, s in zip(df["p_adj"], df["significant"])],
+        }
+    )
+    notes = sorted(
+        {
+            f"{t} test, {c} correction, alpha {a:g}; unit: {u}"
+            for t, c, a, u in zip(df["test"], df["correction"], df["alpha"], df["unit"])
+        }
+    )
+    notes.append(
+        "mean diff = reference - other, in the metric's units per unit of analysis, with its t-based 95% CI"
+        + ("" if not fold else " (corrected variance)")
+    )
     excluded = int(df["n_excluded"].sum()) if "n_excluded" in df else 0
     if excluded:
         notes.append(f"{excluded} image pairs excluded for a NaN value (empty-mask exclusion rule)")

@@ -27,11 +27,12 @@ def one_line(text: str, width: int = 160) -> str:
     """The first non-empty line of an error message (``Type: message``), cut to ``width``."""
     lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
     line = lines[0] if lines else ""
-    return line if len(line) <= width else line[:width - 1] + "…"
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
-def job_state(side: dict[str, Any] | None, parquet_exists: bool, task: str | None,
-              queue: dict[str, str] | None, results: Path) -> tuple[str, str]:
+def job_state(
+    side: dict[str, Any] | None, parquet_exists: bool, task: str | None, queue: dict[str, str] | None, results: Path
+) -> tuple[str, str]:
     """(state, reason) of one job from its sidecar (already matched to the job's key), whether its
     Parquet file exists, its latest SLURM task id and the queue (None: no SLURM to ask)."""
     qstate = queue.get(task) if queue is not None and task else None
@@ -72,8 +73,19 @@ def sweep_status(jobs: list[Job], results: Path | str) -> pd.DataFrame:
         side = side if side and side.get("key") == job.key else None
         task = subs.get(job.key, (None, 0.0))[0]
         state, reason = job_state(side, p["parquet"].exists(), task, queue, results)
-        rows.append({"dataset": job.dataset, "arch": job.arch, "protocol": job.protocol, "fold": job.fold,
-                     "seed": job.seed, "state": state, "reason": reason, "slurm_task": task or "", "key": job.key})
+        rows.append(
+            {
+                "dataset": job.dataset,
+                "arch": job.arch,
+                "protocol": job.protocol,
+                "fold": job.fold,
+                "seed": job.seed,
+                "state": state,
+                "reason": reason,
+                "slurm_task": task or "",
+                "key": job.key,
+            }
+        )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -85,11 +97,20 @@ def files_status(results: Path | str) -> pd.DataFrame:
     seen: dict[str, dict[str, Any]] = {}
     for side in sidecars(results):
         job = side.get("job", {})
-        state, reason = job_state(side, Path(side["_path"]).with_suffix(".parquet").exists(),
-                                  subs.get(side.get("key", ""), (None, 0.0))[0], queue, results)
-        seen[side.get("key", "")] = {**{k: job.get(k) for k in ("dataset", "arch", "protocol", "fold", "seed")},
-                                     "state": state, "reason": reason,
-                                     "slurm_task": subs.get(side.get("key", ""), ("", 0.0))[0], "key": side.get("key")}
+        state, reason = job_state(
+            side,
+            Path(side["_path"]).with_suffix(".parquet").exists(),
+            subs.get(side.get("key", ""), (None, 0.0))[0],
+            queue,
+            results,
+        )
+        seen[side.get("key", "")] = {
+            **{k: job.get(k) for k in ("dataset", "arch", "protocol", "fold", "seed")},
+            "state": state,
+            "reason": reason,
+            "slurm_task": subs.get(side.get("key", ""), ("", 0.0))[0],
+            "key": side.get("key"),
+        }
     for key, identity in slurm.submitted_jobs(results).items():
         if key not in seen:
             task = subs[key][0]

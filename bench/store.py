@@ -38,9 +38,33 @@ DEFAULT_RESULTS = Path("results")
 STALE_AFTER = 3600.0
 
 #: Columns every result Parquet file has (results/README.md); more are allowed.
-REQUIRED_COLUMNS = ("dataset", "source", "arch", "protocol", "fold", "seed", "profile", "split", "case_id", "group",
-                    "eval_size", "tp", "fp", "fn", "tn", "n_ref", "n_pred", "empty_ref", "empty_pred", "dice", "iou",
-                    "hd", "hd95", "split_hash", "job_key")
+REQUIRED_COLUMNS = (
+    "dataset",
+    "source",
+    "arch",
+    "protocol",
+    "fold",
+    "seed",
+    "profile",
+    "split",
+    "case_id",
+    "group",
+    "eval_size",
+    "tp",
+    "fp",
+    "fn",
+    "tn",
+    "n_ref",
+    "n_pred",
+    "empty_ref",
+    "empty_pred",
+    "dice",
+    "iou",
+    "hd",
+    "hd95",
+    "split_hash",
+    "job_key",
+)
 #: Metrics that are finite in every stored row (both-empty and one-empty masks have defined values).
 FINITE_METRICS = METRICS
 #: Counts: integer columns.
@@ -100,7 +124,7 @@ def atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
 
 def _tmp_stem(name: str) -> str:
     """The job stem a temporary file belongs to (``.tmp-<stem>.<ext>.<random>.tmp`` -> ``<stem>``)."""
-    return name[len(TMP_PREFIX):].split(".", 1)[0]
+    return name[len(TMP_PREFIX) :].split(".", 1)[0]
 
 
 def clean_job_temporaries(folder: Path, stem: str) -> list[Path]:
@@ -254,8 +278,11 @@ def is_done(sidecar_path: Path, key: str) -> bool:
     """True when the job ``key`` finished and its result verifies; a bad result warns (it will be recomputed)."""
     done, problem = check_done(sidecar_path, key)
     if problem is not None:
-        warnings.warn(f"{problem}: not a usable result, treated as not done (the next run recomputes it)",
-                      ResultWarning, stacklevel=2)
+        warnings.warn(
+            f"{problem}: not a usable result, treated as not done (the next run recomputes it)",
+            ResultWarning,
+            stacklevel=2,
+        )
     return done
 
 
@@ -293,12 +320,16 @@ def evaluation_frames(results: Path | str = DEFAULT_RESULTS) -> list[pd.DataFram
         try:
             df = pd.read_parquet(parquet)
         except (OSError, ValueError, pa.ArrowException) as exc:
-            warnings.warn(f"{parquet} is unreadable ({type(exc).__name__}: {exc}): left out", ResultWarning,
-                          stacklevel=2)
+            warnings.warn(
+                f"{parquet} is unreadable ({type(exc).__name__}: {exc}): left out", ResultWarning, stacklevel=2
+            )
             continue
         if isinstance(side.get("n_written"), int) and len(df) != side["n_written"]:
-            warnings.warn(f"{parquet} holds {len(df)} rows, its sidecar says n_written={side['n_written']}: left out",
-                          ResultWarning, stacklevel=2)
+            warnings.warn(
+                f"{parquet} holds {len(df)} rows, its sidecar says n_written={side['n_written']}: left out",
+                ResultWarning,
+                stacklevel=2,
+            )
             continue
         if len(df) and (df["eval_key"] != side["key"]).any():
             continue
@@ -338,8 +369,14 @@ def unreadable(results: Path | str = DEFAULT_RESULTS) -> pd.DataFrame:
             info = {**_from_path(path), **{k: side["job"].get(k) for k in _JOB_COLUMNS}, "key": side.get("key")}
         else:
             bad, info = path, {**_from_path(path), "key": None}
-        rows.append({**{k: info.get(k) for k in _JOB_COLUMNS}, "error": f"unreadable: {bad} ({problem})",
-                     "key": info["key"], "path": str(bad)})
+        rows.append(
+            {
+                **{k: info.get(k) for k in _JOB_COLUMNS},
+                "error": f"unreadable: {bad} ({problem})",
+                "key": info["key"],
+                "path": str(bad),
+            }
+        )
     return pd.DataFrame(rows, columns=[*_JOB_COLUMNS, "error", "key", "path"])
 
 
@@ -349,9 +386,16 @@ def failures(results: Path | str = DEFAULT_RESULTS, include_unreadable: bool = T
     ``status`` is ``failed``; with ``include_unreadable`` the rows of ``unreadable`` follow with status
     ``unreadable`` and ``error`` = ``"unreadable: PATH (why)"``.
     """
-    rows = [{**{k: s["job"].get(k) for k in _JOB_COLUMNS}, "error": s.get("error", ""), "key": s.get("key"),
-             "status": "failed"}
-            for s in sidecars(results) if s.get("status") == "failed"]
+    rows = [
+        {
+            **{k: s["job"].get(k) for k in _JOB_COLUMNS},
+            "error": s.get("error", ""),
+            "key": s.get("key"),
+            "status": "failed",
+        }
+        for s in sidecars(results)
+        if s.get("status") == "failed"
+    ]
     if include_unreadable:
         rows += [{**r, "status": "unreadable"} for r in unreadable(results).drop(columns="path").to_dict("records")]
     return pd.DataFrame(rows, columns=[*_JOB_COLUMNS, "error", "key", "status"])
@@ -363,8 +407,10 @@ def export(results: Path | str, out: Path | str, fmt: str = "csv") -> Path:
         raise InvalidInput(f"format must be csv or parquet, got {fmt!r}")
     df, out = load_all(results), Path(out)
     if df.empty:
-        raise MissingInput(f"nothing to export: no finished jobs under {Path(results) / 'runs'} "
-                                f"(run `bench run` first, or point --results at the folder it wrote)")
+        raise MissingInput(
+            f"nothing to export: no finished jobs under {Path(results) / 'runs'} "
+            f"(run `bench run` first, or point --results at the folder it wrote)"
+        )
     if fmt == "csv":
         df.to_csv(out, index=False)
     else:

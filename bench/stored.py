@@ -25,8 +25,15 @@ class StoredModel:
         return f"fold{self.job.fold}" + (f"_seed{self.job.seed}" if self.job.seed else "")
 
 
-def stored_models(results: Path | str, dataset: str, arch: str | None = None, *, protocol: str | None = None,
-                  folds: Sequence[int] | None = None, profile: str | None = None) -> list[StoredModel]:
+def stored_models(
+    results: Path | str,
+    dataset: str,
+    arch: str | None = None,
+    *,
+    protocol: str | None = None,
+    folds: Sequence[int] | None = None,
+    profile: str | None = None,
+) -> list[StoredModel]:
     """Finished jobs of ``dataset`` (and ``arch``, ``protocol``, ``folds``, ``profile`` when given), sorted by
     (arch, protocol, fold, seed). Raises FileNotFoundError when none match, naming what exists, and
     ValueError when two jobs share (arch, protocol, fold, seed): results of two configurations."""
@@ -44,8 +51,13 @@ def stored_models(results: Path | str, dataset: str, arch: str | None = None, *,
         path = Path(side["_path"])
         found.append(StoredModel(job, path.with_suffix(".pt"), path))
     if not found:
-        have = sorted({f"{s['job']['dataset']}/{s['job']['arch']}" for s in sidecars(results)
-                       if s.get("status") == "ok" and "job" in s})
+        have = sorted(
+            {
+                f"{s['job']['dataset']}/{s['job']['arch']}"
+                for s in sidecars(results)
+                if s.get("status") == "ok" and "job" in s
+            }
+        )
         want = "/".join(v for v in (dataset, arch, protocol, profile) if v) + (f" folds {list(folds)}" if folds else "")
         raise MissingInput(f"no finished job for {want} under {results}/runs; finished: {', '.join(have) or 'none'}")
     _refuse_duplicates(found)
@@ -60,6 +72,8 @@ def _refuse_duplicates(found: list[StoredModel]) -> None:
     for m in found:
         cell = (m.job.arch, m.job.protocol, m.job.fold, m.job.seed)
         if cell in seen:
-            raise NoResults(f"two finished jobs for {'/'.join(map(str, cell))}: {seen[cell].sidecar} and {m.sidecar} "
-                             "(different settings); choose one with --profile or a separate --from folder")
+            raise NoResults(
+                f"two finished jobs for {'/'.join(map(str, cell))}: {seen[cell].sidecar} and {m.sidecar} "
+                "(different settings); choose one with --profile or a separate --from folder"
+            )
         seen[cell] = m

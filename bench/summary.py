@@ -18,8 +18,12 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     from bench.stats import at_report_resolution
 
     scored = df[((df["protocol"] == "cv") | (df["split"] == "test")) & at_report_resolution(df)]
-    return (scored.groupby(["dataset", "source", "protocol", "arch"])[["dice", "iou", "hd"]]
-            .mean().reset_index().sort_values(["dataset", "arch"]))
+    return (
+        scored.groupby(["dataset", "source", "protocol", "arch"])[["dice", "iou", "hd"]]
+        .mean()
+        .reset_index()
+        .sort_values(["dataset", "arch"])
+    )
 
 
 def learning_counts(df: pd.DataFrame) -> pd.DataFrame:
@@ -28,8 +32,11 @@ def learning_counts(df: pd.DataFrame) -> pd.DataFrame:
     cols = ["dataset", "source", "protocol", "arch"]
     flag = df[COLUMN] if COLUMN in df else pd.Series(pd.NA, index=df.index)
     per_job = df[[*cols, "job_key"]].assign(flag=flag.astype("boolean")).groupby([*cols, "job_key"])["flag"].first()
-    return per_job.groupby(level=cols).agg(n_models="size", not_learned=lambda s: s.sum() if s.notna().all()
-                                           else pd.NA).reset_index()
+    return (
+        per_job.groupby(level=cols)
+        .agg(n_models="size", not_learned=lambda s: s.sum() if s.notna().all() else pd.NA)
+        .reset_index()
+    )
 
 
 def summary_with_learning(df: pd.DataFrame) -> pd.DataFrame:
@@ -70,10 +77,15 @@ def print_summary(results: Path, keys: set[str] | None = None) -> None:
 
 def not_learned_lines(results: Path, keys: set[str]) -> list[str]:
     """A heading and one line per fold model of ``keys`` that did not learn, with its reasons."""
-    bad = [s for s in sidecars(results) if s.get("key") in keys and s.get("status") == "ok"
-           and (s.get("learning") or {}).get("did_not_learn")]
+    bad = [
+        s
+        for s in sidecars(results)
+        if s.get("key") in keys and s.get("status") == "ok" and (s.get("learning") or {}).get("did_not_learn")
+    ]
     if not bad:
         return []
-    head = (f"\n! {len(bad)} of {len(keys)} fold models did not learn ({RULES}); their numbers are no "
-            "evidence about the architecture:")
+    head = (
+        f"\n! {len(bad)} of {len(keys)} fold models did not learn ({RULES}); their numbers are no "
+        "evidence about the architecture:"
+    )
     return [head] + [f"  {label(s)}: {'; '.join(s['learning']['reasons'])}" for s in bad]

@@ -20,16 +20,31 @@ from bench.errors import InvalidInput
 from bench.metrics import METRIC_LABELS, higher_is_better
 from bench.names import arch_label, dataset_label
 
-COLUMN_HEADERS = {"dataset": "Dataset", "arch": "Model", "n_models": "Fold models", "n_images": "Images",
-                  "note": "Note", "setting": "Setting", "key": "Key", "value": "This run", "paper": "Paper"}
+COLUMN_HEADERS = {
+    "dataset": "Dataset",
+    "arch": "Model",
+    "n_models": "Fold models",
+    "n_images": "Images",
+    "note": "Note",
+    "setting": "Setting",
+    "key": "Key",
+    "value": "This run",
+    "paper": "Paper",
+}
 #: The trivial-prediction rows of ``bench.tables.floor_rows`` (their ``arch`` value) as the tables name them.
 FLOOR_LABELS = {"all_foreground": "All foreground (trivial)", "all_background": "All background (trivial)"}
 DIGITS = {m: label.digits for m, label in METRIC_LABELS.items()}
 MISSING = "–"
 
 
-def render(df: pd.DataFrame, fmt: str = "md", *, bold: Iterable[tuple[int, str]] | None = None,
-           caption: str | None = None, digits: dict[str, int] | None = None) -> str:
+def render(
+    df: pd.DataFrame,
+    fmt: str = "md",
+    *,
+    bold: Iterable[tuple[int, str]] | None = None,
+    caption: str | None = None,
+    digits: dict[str, int] | None = None,
+) -> str:
     """Render any table as ``md``, ``latex``, ``html`` or ``csv``.
 
     ``<x>_mean`` + ``<x>_std`` (or ``_pm``) become one "mean ± spread" column; ``dataset``/``arch``
@@ -125,10 +140,24 @@ def _md(cells: pd.DataFrame, headers: dict[str, str], bold: set[tuple[int, str]]
     return (f"{caption}\n\n" if caption else "") + "\n".join(lines) + "\n"
 
 
-_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "–": "--", "≤": r"$\leq$",
-                  "×": r"$\times$"}
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "↑": r"$\uparrow$",
+    "↓": r"$\downarrow$",
+    "–": "--",
+    "≤": r"$\leq$",
+    "×": r"$\times$",
+}
 
 
 _NUMERIC = re.compile(r"^([-+]?\d[\d.]*(e[-+]?\d+)?( ± .*)?|–|)$")
@@ -148,8 +177,12 @@ def _latex(cells: pd.DataFrame, headers: dict[str, str], bold: set[tuple[int, st
     lines = ["\\begin{table}[ht]", "\\centering"]
     if caption:
         lines.append(f"\\caption{{{latex_escape(caption)}}}")
-    lines += [f"\\begin{{tabular}}{{{align}}}", "\\toprule",
-              " & ".join(latex_escape(headers[c]) for c in cells.columns) + " \\\\", "\\midrule"]
+    lines += [
+        f"\\begin{{tabular}}{{{align}}}",
+        "\\toprule",
+        " & ".join(latex_escape(headers[c]) for c in cells.columns) + " \\\\",
+        "\\midrule",
+    ]
     for i in cells.index:
         if i > 0 and "dataset" in cells and cells.at[i, "dataset"]:
             lines.append("\\midrule")

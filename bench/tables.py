@@ -40,9 +40,16 @@ _MODEL = ["fold", "seed"]
 # ----------------------------------------------------------------------------- model rows
 
 
-def model_summary(df: pd.DataFrame, *, protocol: str, split: str | None, archs: Sequence[str] | None,
-                  datasets: Sequence[str] | None, metrics: Sequence[str] = METRICS,
-                  failures: pd.DataFrame | None = None) -> pd.DataFrame:
+def model_summary(
+    df: pd.DataFrame,
+    *,
+    protocol: str,
+    split: str | None,
+    archs: Sequence[str] | None,
+    datasets: Sequence[str] | None,
+    metrics: Sequence[str] = METRICS,
+    failures: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """One row per (dataset, arch): mean ± std over fold models of each fold model's mean over its images."""
     sel = select(df, protocol=protocol, split=split) if len(df) else df
     fails = _failures(failures, protocol)
@@ -51,10 +58,27 @@ def model_summary(df: pd.DataFrame, *, protocol: str, split: str | None, archs: 
     for ds in names:
         for arch in _archs(sel, fails, ds, archs):
             cell = sel[(sel["dataset"] == ds) & (sel["arch"] == arch)]
-            rows.append({"dataset": ds, "arch": arch, "kind": "model", **_aggregate(cell, metrics),
-                         "note": _note(cell, fails, ds, arch)})
-    return pd.DataFrame(rows, columns=["dataset", "arch", "kind", "n_models", "n_images",
-                                       *[f"{m}_{s}" for m in metrics for s in ("mean", "std")], "note"])
+            rows.append(
+                {
+                    "dataset": ds,
+                    "arch": arch,
+                    "kind": "model",
+                    **_aggregate(cell, metrics),
+                    "note": _note(cell, fails, ds, arch),
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "dataset",
+            "arch",
+            "kind",
+            "n_models",
+            "n_images",
+            *[f"{m}_{s}" for m in metrics for s in ("mean", "std")],
+            "note",
+        ],
+    )
 
 
 def _aggregate(cell: pd.DataFrame, metrics: Sequence[str]) -> dict[str, Any]:
@@ -116,8 +140,9 @@ def _archs(sel: pd.DataFrame, fails: pd.DataFrame, ds: str, archs: Sequence[str]
 # ----------------------------------------------------------------------------- floors
 
 
-def floor_rows(df: pd.DataFrame, *, protocol: str = "holdout", split: str | None = None,
-               metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+def floor_rows(
+    df: pd.DataFrame, *, protocol: str = "holdout", split: str | None = None, metrics: Sequence[str] = METRICS
+) -> pd.DataFrame:
     """What trivial predictions score on the images of ``protocol``/``split``, aggregated like the models.
 
     From the ground-truth counts alone (``n_ref``, ``N = tp + fp + fn + tn``), with the project's rules:
@@ -127,8 +152,9 @@ def floor_rows(df: pd.DataFrame, *, protocol: str = "holdout", split: str | None
     """
     sel = select(df, protocol=protocol, split=split)
     if sel.empty:
-        raise NoResults(f"no {protocol}/{default_split(protocol, split)} results: "
-                         f"{run_command(None, protocol)} makes them")
+        raise NoResults(
+            f"no {protocol}/{default_split(protocol, split)} results: {run_command(None, protocol)} makes them"
+        )
     images = sel.drop_duplicates(["dataset", *_MODEL, "case_id"])
     rows = []
     for ds, g in images.groupby("dataset", sort=False):
@@ -167,38 +193,93 @@ def trivial_scores(g: pd.DataFrame, floor: str) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------- Tables 4 and 5
 
 
-def table4(df: pd.DataFrame, *, failures: pd.DataFrame | None = None, vs_paper: bool = False,
-           archs: Sequence[str] | None = None, datasets: Sequence[str] | None = None, floors: bool = True,
-           metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+def table4(
+    df: pd.DataFrame,
+    *,
+    failures: pd.DataFrame | None = None,
+    vs_paper: bool = False,
+    archs: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+    floors: bool = True,
+    metrics: Sequence[str] = METRICS,
+) -> pd.DataFrame:
     """Table 4 (MLR ablation) on the VALIDATION folds of the holdout protocol; ``archs`` default: the
     paper's Table 4 rows."""
-    title = ("Table 4. Impact of the MLR skip connections, on the validation folds of the holdout protocol: "
-             "mean ± std over fold models of each fold model's mean over its validation images.")
+    title = (
+        "Table 4. Impact of the MLR skip connections, on the validation folds of the holdout protocol: "
+        "mean ± std over fold models of each fold model's mean over its validation images."
+    )
     archs = paper_archs("table4") if archs is None else archs
-    return _results_table(df, "table4", title, protocol="holdout", split="val", archs=archs, datasets=datasets,
-                          failures=failures, vs_paper=vs_paper, floors=floors, metrics=metrics)
+    return _results_table(
+        df,
+        "table4",
+        title,
+        protocol="holdout",
+        split="val",
+        archs=archs,
+        datasets=datasets,
+        failures=failures,
+        vs_paper=vs_paper,
+        floors=floors,
+        metrics=metrics,
+    )
 
 
-def table5(df: pd.DataFrame, *, failures: pd.DataFrame | None = None, vs_paper: bool = False,
-           archs: Sequence[str] | None = None, datasets: Sequence[str] | None = None, floors: bool = True,
-           metrics: Sequence[str] = METRICS, split: str = "test") -> pd.DataFrame:
+def table5(
+    df: pd.DataFrame,
+    *,
+    failures: pd.DataFrame | None = None,
+    vs_paper: bool = False,
+    archs: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+    floors: bool = True,
+    metrics: Sequence[str] = METRICS,
+    split: str = "test",
+) -> pd.DataFrame:
     """Table 5: every arch on every dataset, holdout TEST set, mean ± std over fold models; best in bold.
     ``split="external"``: the same fold models on an external cohort (``bench evaluate --data-root``)."""
-    title = ("Table 5. Segmentation accuracy on the holdout test set: mean ± std over fold models of each "
-             "fold model's mean over the test images.")
+    title = (
+        "Table 5. Segmentation accuracy on the holdout test set: mean ± std over fold models of each "
+        "fold model's mean over the test images."
+    )
     if split == "external":
-        title = ("Table 5 (external cohort). Segmentation accuracy of the holdout fold models on an external "
-                 "cohort: mean ± std over fold models of each fold model's mean over the cohort's images.")
+        title = (
+            "Table 5 (external cohort). Segmentation accuracy of the holdout fold models on an external "
+            "cohort: mean ± std over fold models of each fold model's mean over the cohort's images."
+        )
         vs_paper = False  # the paper has no external cohort
-    return _results_table(df, "table5", title, protocol="holdout", split=split, archs=archs, datasets=datasets,
-                          failures=failures, vs_paper=vs_paper, floors=floors, metrics=metrics)
+    return _results_table(
+        df,
+        "table5",
+        title,
+        protocol="holdout",
+        split=split,
+        archs=archs,
+        datasets=datasets,
+        failures=failures,
+        vs_paper=vs_paper,
+        floors=floors,
+        metrics=metrics,
+    )
 
 
-def _results_table(df: pd.DataFrame, key: str, title: str, *, protocol: str, split: str,
-                   archs: Sequence[str] | None, datasets: Sequence[str] | None, failures: pd.DataFrame | None,
-                   vs_paper: bool, floors: bool, metrics: Sequence[str]) -> pd.DataFrame:
-    models = model_summary(df, protocol=protocol, split=split, archs=archs, datasets=datasets, metrics=metrics,
-                           failures=failures)
+def _results_table(
+    df: pd.DataFrame,
+    key: str,
+    title: str,
+    *,
+    protocol: str,
+    split: str,
+    archs: Sequence[str] | None,
+    datasets: Sequence[str] | None,
+    failures: pd.DataFrame | None,
+    vs_paper: bool,
+    floors: bool,
+    metrics: Sequence[str],
+) -> pd.DataFrame:
+    models = model_summary(
+        df, protocol=protocol, split=split, archs=archs, datasets=datasets, metrics=metrics, failures=failures
+    )
     parts = [models]
     if floors and len(df) and not select(df, protocol=protocol, split=split).empty:
         fl = floor_rows(df, protocol=protocol, split=split, metrics=metrics)
@@ -244,8 +325,10 @@ def add_paper(out: pd.DataFrame, key: str, metrics: Sequence[str]) -> pd.DataFra
     table = paper_results()[key]
     out = out.copy()
     for m in metrics:
-        cells = [table.get(d, {}).get(a, {}).get(m) if k == "model" else None
-                 for d, a, k in zip(out["dataset"], out["arch"], out["kind"])]
+        cells = [
+            table.get(d, {}).get(a, {}).get(m) if k == "model" else None
+            for d, a, k in zip(out["dataset"], out["arch"], out["kind"])
+        ]
         out[f"paper_{m}"] = [c["text"] if c else np.nan for c in cells]
     first = ["dataset", "arch", "kind", "n_models", "n_images"]
     metric_cols = [c for m in metrics for c in (f"{m}_mean", f"{m}_std", f"paper_{m}")]
@@ -254,9 +337,11 @@ def add_paper(out: pd.DataFrame, key: str, metrics: Sequence[str]) -> pd.DataFra
 
 def tests_caption(settings: str, units: Sequence[str], df: pd.DataFrame) -> str:
     """Caption of the paired-tests table: the tests, the unit of analysis per dataset, the effect, the data."""
-    return (f"Paired tests: {settings}. Unit of analysis: {'; '.join(units)}. mean_diff = reference - model, in the "
-            f"metric's units per unit of analysis, with its t-based 95% CI (ci_low, ci_high); n_units units from "
-            f"n_images images. " + source_note(df))
+    return (
+        f"Paired tests: {settings}. Unit of analysis: {'; '.join(units)}. mean_diff = reference - model, in the "
+        f"metric's units per unit of analysis, with its t-based 95% CI (ci_low, ci_high); n_units units from "
+        f"n_images images. " + source_note(df)
+    )
 
 
 def unit_note(sel: pd.DataFrame, split: str) -> str:
@@ -270,8 +355,10 @@ def unit_note(sel: pd.DataFrame, split: str) -> str:
         group_noun, image_noun = unit_nouns(str(ds), n_groups < n_images)
         part = f"{dataset_label(str(ds))}: {n_images} {split} {image_noun}"
         parts.append(part + (f" from {n_groups} {group_noun}" if n_groups < n_images else ""))
-    return ("Unit: each fold model's mean over its images (" + "; ".join(parts) + "); ± = std over fold models "
-            "(not an error over independent units; the paired tests are at patient / source-image level).")
+    return (
+        "Unit: each fold model's mean over its images (" + "; ".join(parts) + "); ± = std over fold models "
+        "(not an error over independent units; the paired tests are at patient / source-image level)."
+    )
 
 
 def caption(df: pd.DataFrame, title: str, *, protocol: str, split: str, floors: bool, vs_paper: bool) -> str:
@@ -284,8 +371,10 @@ def caption(df: pd.DataFrame, title: str, *, protocol: str, split: str, floors: 
         parts.append(source_note(sel))
         sizes = sorted(sel["eval_size"].unique()) if "eval_size" in sel else []
         if "eval_resolution" in sel and (sel["eval_resolution"] == "native").all():
-            parts.append(f"Metrics at each image's native resolution (predictions from {'/'.join(map(str, sizes))} px "
-                         "input resized back), HD in native pixels.")
+            parts.append(
+                f"Metrics at each image's native resolution (predictions from {'/'.join(map(str, sizes))} px "
+                "input resized back), HD in native pixels."
+            )
         elif sizes:
             parts.append(f"Metrics on {'/'.join(f'{s}x{s}' for s in sizes)} masks, HD in pixels.")
         parts.append(unit_note(sel, default_split(protocol, split)))
@@ -297,8 +386,10 @@ def caption(df: pd.DataFrame, title: str, *, protocol: str, split: str, floors: 
     if floors:
         parts.append("'All foreground'/'All background' rows: trivial predictions on the same images (floors).")
     if vs_paper:
-        parts.append("'(paper)' columns: values as published in Gudhe et al. 2021, printed strings kept exactly "
-                     "('mean ± spread'; the paper does not say what the spread is).")
+        parts.append(
+            "'(paper)' columns: values as published in Gudhe et al. 2021, printed strings kept exactly "
+            "('mean ± spread'; the paper does not say what the spread is)."
+        )
     return " ".join(parts)
 
 
@@ -317,17 +408,28 @@ def source_note(df: pd.DataFrame) -> str:
 
 #: setting -> (label, the paper's value or None when the paper does not state it)
 TABLE3_ROWS: dict[str, tuple[str, Any]] = {
-    "batch_size": ("Batch size", 4), "lr": ("Learning rate", 0.001), "beta1": ("Momentum (Adam beta1)", 0.9),
-    "optimizer": ("Optimizer", "adam"), "scheduler": ("Learning-rate scheduler", "plateau"),
+    "batch_size": ("Batch size", 4),
+    "lr": ("Learning rate", 0.001),
+    "beta1": ("Momentum (Adam beta1)", 0.9),
+    "optimizer": ("Optimizer", "adam"),
+    "scheduler": ("Learning-rate scheduler", "plateau"),
     "lr_gamma": ("Scheduler decay factor (step, multistep, cyclic)", None),
     "step_size": ("Scheduler step (epochs; step)", None),
-    "depth": ("Depth", 5), "dilations": ("Dilation rates", "(1, 3, 5)"), "levels": ("Levels (MLDR block)", 2),
-    "mlr_levels": ("Levels (MLR block)", 2), "epochs": ("Epochs", 100),
-    "plateau_factor": ("ReduceLROnPlateau factor", None), "plateau_patience": ("ReduceLROnPlateau patience", None),
-    "width": ("Base width", 32), "image_size": ("Image size", 256), "n_folds": ("Folds", 5),
-    "test_fraction": ("Test fraction", 0.3), "inner_fraction": ("Inner validation fraction (cv)", None),
+    "depth": ("Depth", 5),
+    "dilations": ("Dilation rates", "(1, 3, 5)"),
+    "levels": ("Levels (MLDR block)", 2),
+    "mlr_levels": ("Levels (MLR block)", 2),
+    "epochs": ("Epochs", 100),
+    "plateau_factor": ("ReduceLROnPlateau factor", None),
+    "plateau_patience": ("ReduceLROnPlateau patience", None),
+    "width": ("Base width", 32),
+    "image_size": ("Image size", 256),
+    "n_folds": ("Folds", 5),
+    "test_fraction": ("Test fraction", 0.3),
+    "inner_fraction": ("Inner validation fraction (cv)", None),
     "init": ("Initialisation", "Xavier (variant not stated)"),
-    "augment": ("Augmentation", False), "split_seed": ("Split seed", None),
+    "augment": ("Augmentation", False),
+    "split_seed": ("Split seed", None),
 }
 #: Paper values that name a family, not one setting: a run matches when its value is in the family.
 TABLE3_FAMILIES = {"init": ("xavier_uniform", "xavier_normal")}
@@ -342,19 +444,35 @@ def table3(configs: Sequence[dict[str, Any]]) -> pd.DataFrame:
     for cfg in configs:
         for k, v in _train_dict(cfg).items():
             values.setdefault(k, set()).add(_fmt_setting(v))
-    rows = [{"setting": label, "key": k, "value": ", ".join(sorted(values[k])),
-             "paper": "not stated" if paper is None else _fmt_setting(paper)}
-            for k, (label, paper) in TABLE3_ROWS.items() if k in values]
-    rows += [{"setting": k, "key": k, "value": ", ".join(sorted(v)), "paper": "not stated"}
-             for k, v in sorted(values.items()) if k not in TABLE3_ROWS]
+    rows = [
+        {
+            "setting": label,
+            "key": k,
+            "value": ", ".join(sorted(values[k])),
+            "paper": "not stated" if paper is None else _fmt_setting(paper),
+        }
+        for k, (label, paper) in TABLE3_ROWS.items()
+        if k in values
+    ]
+    rows += [
+        {"setting": k, "key": k, "value": ", ".join(sorted(v)), "paper": "not stated"}
+        for k, v in sorted(values.items())
+        if k not in TABLE3_ROWS
+    ]
     out = pd.DataFrame(rows, columns=["setting", "key", "value", "paper"])
-    out.attrs["bold"] = [(i, "value") for i, r in enumerate(out.itertuples())
-                         if r.paper != "not stated" and r.value != r.paper
-                         and not set(r.value.split(", ")) <= set(TABLE3_FAMILIES.get(r.key, ()))]
-    out.attrs["caption"] = (f"Table 3. Hyper-parameters used by {len(configs)} job(s), beside the MILDNet optimum "
-                            "of the paper's grid search (Adam, ReduceLROnPlateau) and its Methods (width 32: filters "
-                            "32 to 512; Xavier initialisation, uniform or normal not stated). Bold: differs from the "
-                            "paper.")
+    out.attrs["bold"] = [
+        (i, "value")
+        for i, r in enumerate(out.itertuples())
+        if r.paper != "not stated"
+        and r.value != r.paper
+        and not set(r.value.split(", ")) <= set(TABLE3_FAMILIES.get(r.key, ()))
+    ]
+    out.attrs["caption"] = (
+        f"Table 3. Hyper-parameters used by {len(configs)} job(s), beside the MILDNet optimum "
+        "of the paper's grid search (Adam, ReduceLROnPlateau) and its Methods (width 32: filters "
+        "32 to 512; Xavier initialisation, uniform or normal not stated). Bold: differs from the "
+        "paper."
+    )
     return out
 
 
@@ -391,14 +509,23 @@ def sensitivity(df: pd.DataFrame, *, protocol: str = "holdout", split: str | Non
     for ds in ordered_datasets(means["dataset"]):
         g, d = means[means["dataset"] == ds], sel[sel["dataset"] == ds]
         order = {m: _ranking(g, m) for m in ("dice", "dice_excl", "hd", "hd95")}
-        rows.append({"dataset": ds, "n_both_empty": int((d["empty_ref"] & d["empty_pred"]).sum()),
-                     "ranking_dice": order["dice"], "ranking_dice_excl_empty": order["dice_excl"],
-                     "changed_by_empty_rule": order["dice"] != order["dice_excl"],
-                     "ranking_hd": order["hd"], "ranking_hd95": order["hd95"],
-                     "changed_by_hd95": order["hd"] != order["hd95"]})
+        rows.append(
+            {
+                "dataset": ds,
+                "n_both_empty": int((d["empty_ref"] & d["empty_pred"]).sum()),
+                "ranking_dice": order["dice"],
+                "ranking_dice_excl_empty": order["dice_excl"],
+                "changed_by_empty_rule": order["dice"] != order["dice_excl"],
+                "ranking_hd": order["hd"],
+                "ranking_hd95": order["hd95"],
+                "changed_by_hd95": order["hd"] != order["hd95"],
+            }
+        )
     out = pd.DataFrame(rows)
-    out.attrs["caption"] = ("Convention sensitivity: model ranking by mean Dice with both-empty images counted as 1 "
-                            "vs excluded (n_both_empty: image scores affected), and by HD vs HD95. " + source_note(sel))
+    out.attrs["caption"] = (
+        "Convention sensitivity: model ranking by mean Dice with both-empty images counted as 1 "
+        "vs excluded (n_both_empty: image scores affected), and by HD vs HD95. " + source_note(sel)
+    )
     return out, _sensitivity_line(out)
 
 
@@ -411,6 +538,8 @@ def _sensitivity_line(out: pd.DataFrame) -> str:
     n = len(out)
     empty = list(out.loc[out["changed_by_empty_rule"], "dataset"]) if n else []
     hd = list(out.loc[out["changed_by_hd95"], "dataset"]) if n else []
-    return (f"Excluding both-empty images changes the Dice ranking in {len(empty)}/{n} datasets"
-            f"{' (' + ', '.join(empty) + ')' if empty else ''}; HD95 instead of HD changes the ranking in "
-            f"{len(hd)}/{n}{' (' + ', '.join(hd) + ')' if hd else ''}.")
+    return (
+        f"Excluding both-empty images changes the Dice ranking in {len(empty)}/{n} datasets"
+        f"{' (' + ', '.join(empty) + ')' if empty else ''}; HD95 instead of HD changes the ranking in "
+        f"{len(hd)}/{n}{' (' + ', '.join(hd) + ')' if hd else ''}."
+    )

@@ -97,13 +97,20 @@ def batch_loss(model: nn.Module, x: Tensor, y: Tensor, criterion: nn.Module) -> 
 
 
 @torch.no_grad()
-def mean_loss(model: nn.Module, x: Batches, y: Batches, batch_size: int, criterion: nn.Module,
-              device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> float:
+def mean_loss(
+    model: nn.Module,
+    x: Batches,
+    y: Batches,
+    batch_size: int,
+    criterion: nn.Module,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> float:
     """Mean ``criterion`` over ``(x, y)``, one batch at a time (each moved to ``device`` / ``dtype``)."""
     model.eval()
     total = 0.0
     for i in range(0, len(x), batch_size):
-        xb, yb = x[i:i + batch_size].to(device, dtype), y[i:i + batch_size].to(device, dtype)
+        xb, yb = x[i : i + batch_size].to(device, dtype), y[i : i + batch_size].to(device, dtype)
         total += float(criterion(model(xb), yb)) * len(xb)
     return total / max(1, len(x))
 
@@ -150,8 +157,13 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, batches_per_epo
     if cfg.scheduler == "cosine":
         return lr_sched.CosineAnnealingLR(opt, T_max=cfg.epochs)
     if cfg.scheduler == "cyclic":
-        return lr_sched.CyclicLR(opt, base_lr=cfg.lr * cfg.lr_gamma, max_lr=cfg.lr,
-                                 step_size_up=cfg.step_size * max(1, batches_per_epoch), cycle_momentum=False)
+        return lr_sched.CyclicLR(
+            opt,
+            base_lr=cfg.lr * cfg.lr_gamma,
+            max_lr=cfg.lr,
+            step_size_up=cfg.step_size * max(1, batches_per_epoch),
+            cycle_momentum=False,
+        )
     if cfg.scheduler == "none":
         return None
     raise InvalidInput(f"setting scheduler={cfg.scheduler!r}: must be one of {', '.join(SCHEDULER_CHOICES)}")
@@ -167,9 +179,16 @@ def step_epoch(sched: Any, scheduler: str, select_loss: float) -> None:
         sched.step()
 
 
-def fit(model: nn.Module, cfg: TrainConfig, train: tuple[Batches, Batches], select: tuple[Batches, Batches], *,
-        seed: int, augment: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
-        on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> FitResult:
+def fit(
+    model: nn.Module,
+    cfg: TrainConfig,
+    train: tuple[Batches, Batches],
+    select: tuple[Batches, Batches],
+    *,
+    seed: int,
+    augment: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> FitResult:
     """Train ``model`` on ``train`` = (images N x C x S x S float, masks N x 1 x S x S float) and keep
     the weights of the epoch with the lowest BCE on ``select``. Both are tensors or anything indexed
     like them that returns tensors (``bench.execute.Rows``: batches gathered from the cache on demand). ``augment(x, y)`` transforms a training
@@ -193,7 +212,7 @@ def fit(model: nn.Module, cfg: TrainConfig, train: tuple[Batches, Batches], sele
         order = torch.randperm(len(train[0]), generator=gen)
         losses = []
         for i in range(0, len(order), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
+            idx = order[i : i + cfg.batch_size]
             x, y = train[0][idx], train[1][idx]
             if augment is not None:
                 x, y = augment(x, y)  # seeded once per job (albumentations' own RNG)
@@ -204,8 +223,9 @@ def fit(model: nn.Module, cfg: TrainConfig, train: tuple[Batches, Batches], sele
             with prec.autocast(cfg.device):
                 loss = batch_loss(net, x, y, criterion)
             if not torch.isfinite(loss.detach()):
-                raise NonFiniteLoss(f"non-finite training loss {loss.detach().item()} at epoch {epoch}, "
-                                    f"batch {i // cfg.batch_size}")
+                raise NonFiniteLoss(
+                    f"non-finite training loss {loss.detach().item()} at epoch {epoch}, batch {i // cfg.batch_size}"
+                )
             opt.zero_grad(set_to_none=True)
             if scaler is None:
                 loss.backward()
@@ -221,8 +241,12 @@ def fit(model: nn.Module, cfg: TrainConfig, train: tuple[Batches, Batches], sele
         if not math.isfinite(sel):
             raise NonFiniteLoss(f"non-finite selection loss at epoch {epoch}")
         step_epoch(sched, cfg.scheduler, sel)
-        record = {"epoch": epoch, "train_loss": float(np.mean(losses)), "select_loss": sel,
-                  "lr": opt.param_groups[0]["lr"]}
+        record = {
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)),
+            "select_loss": sel,
+            "lr": opt.param_groups[0]["lr"],
+        }
         history.append(record)
         if sel < best.best_loss:
             best = FitResult(copy.deepcopy(model.state_dict()), epoch, sel)

@@ -44,8 +44,17 @@ from bench.config import Job, Profile, coerce, load_profile, replace
 from bench.errors import InvalidInput, MissingInput, NoResults
 
 #: Settings a grid may not change: they decide the split, the data or where the job runs, not the recipe.
-FIXED = ("n_folds", "test_fraction", "split_seed", "inner_fraction", "image_size", "patch_padding", "synthetic_n",
-         "device", "threads")
+FIXED = (
+    "n_folds",
+    "test_fraction",
+    "split_seed",
+    "inner_fraction",
+    "image_size",
+    "patch_padding",
+    "synthetic_n",
+    "device",
+    "threads",
+)
 
 
 @dataclass(frozen=True)
@@ -73,7 +82,9 @@ def parse_grid(pairs: Sequence[str] = (), path: Path | None = None) -> Grid:
     if path is not None:
         loaded = yaml.safe_load(Path(path).read_text())
         if not isinstance(loaded, dict):
-            raise InvalidInput(f"{path}: a tuning grid is a mapping of setting -> list of values, got {type(loaded).__name__}")
+            raise InvalidInput(
+                f"{path}: a tuning grid is a mapping of setting -> list of values, got {type(loaded).__name__}"
+            )
         raw.update({str(k): v if isinstance(v, list) else [v] for k, v in loaded.items()})
     for pair in pairs:
         key, sep, values = pair.partition("=")
@@ -85,8 +96,10 @@ def parse_grid(pairs: Sequence[str] = (), path: Path | None = None) -> Grid:
     out = []
     for key, values in raw.items():
         if key in FIXED:
-            raise InvalidInput(f"grid key {key!r} cannot be tuned (it changes the split, the data or the machine); "
-                             f"fixed: {', '.join(FIXED)}")
+            raise InvalidInput(
+                f"grid key {key!r} cannot be tuned (it changes the split, the data or the machine); "
+                f"fixed: {', '.join(FIXED)}"
+            )
         if not values:
             raise InvalidInput(f"grid key {key!r} has no values")
         if arch_grid.is_arch_key(key):
@@ -118,8 +131,10 @@ def without_test(job: Job, out: Path) -> Job:
 
     split = Split.load(Path(job.split_path))
     if split.protocol != "holdout":
-        raise InvalidInput("bench tune uses the holdout protocol (validation folds); under cv the held-out folds are "
-                         "the evaluation, so tuning on them would score the benchmark on its own tuning data")
+        raise InvalidInput(
+            "bench tune uses the holdout protocol (validation folds); under cv the held-out folds are "
+            "the evaluation, so tuning on them would score the benchmark on its own tuning data"
+        )
     tuning = dc_replace(split, test=())
     path = Path(out) / "splits" / f"{Path(job.split_path).stem}.tuning.json"
     if not path.exists() or Split.load(path).hash != tuning.hash:
@@ -127,27 +142,46 @@ def without_test(job: Job, out: Path) -> Job:
     return replace(job, split_hash=tuning.hash, split_path=str(path))
 
 
-def tuning_jobs(grid: Grid, base: Profile, archs: Sequence[str], datasets: Sequence[str], results: Path,
-                name: str, folds: Sequence[int] | None = None, data_root: Path | None = None,
-                reference: str | None = None) -> list[Job]:
+def tuning_jobs(
+    grid: Grid,
+    base: Profile,
+    archs: Sequence[str],
+    datasets: Sequence[str],
+    results: Path,
+    name: str,
+    folds: Sequence[int] | None = None,
+    data_root: Path | None = None,
+    reference: str | None = None,
+) -> list[Job]:
     """Every (point, dataset, arch, fold) job: all ``archs`` (fair) or only ``reference`` (paper tuning).
     ``arch.`` keys go into each job's ``arch_kwargs``; ValueError naming the architectures that do not take one."""
     from bench.plan import plan, select
 
     out = tuning_results(results, name)
     tuned_archs = [reference] if reference else list(archs)
-    how = (f" (--paper-tuning {reference} tunes {reference} alone)" if reference else
-           "; fair tuning gives every selected architecture the same grid: select only architectures that take it "
-           "(--arch), or tune one architecture the paper's way (--paper-tuning ARCH)")
+    how = (
+        f" (--paper-tuning {reference} tunes {reference} alone)"
+        if reference
+        else "; fair tuning gives every selected architecture the same grid: select only architectures that take it "
+        "(--arch), or tune one architecture the paper's way (--paper-tuning ARCH)"
+    )
     arch_grid.check_arch_keys(dict(grid.values), tuned_archs, how)
     jobs = []
     for point in grid.points():
         train, kwargs = arch_grid.split_point(point)
         profile = dc_replace(base, train=replace(base.train, **train))
-        sel = select(",".join(tuned_archs), ",".join(datasets), False, "holdout",
-                     tuple(folds) if folds is not None else None, (base.seeds[0],))
-        jobs += [replace(without_test(j, out), arch_kwargs=arch_grid.to_json(kwargs))
-                 for j in plan(sel, profile, out, data_root)]
+        sel = select(
+            ",".join(tuned_archs),
+            ",".join(datasets),
+            False,
+            "holdout",
+            tuple(folds) if folds is not None else None,
+            (base.seeds[0],),
+        )
+        jobs += [
+            replace(without_test(j, out), arch_kwargs=arch_grid.to_json(kwargs))
+            for j in plan(sel, profile, out, data_root)
+        ]
     return jobs
 
 
@@ -170,14 +204,22 @@ def score_points(results: Path, grid: Grid, keys: Collection[str] | None = None)
         raise NoResults(f"no finished tuning jobs under {results}")
     if (df["split"] != "val").any():
         raise RuntimeError(f"{results}: tuning rows outside the validation folds ({sorted(df['split'].unique())})")
-    points = {s["key"]: point_label(job_point(s["job"], grid)) for s in store.sidecars(results)
-              if s.get("status") == "ok" and (keys is None or s["key"] in keys)}
+    points = {
+        s["key"]: point_label(job_point(s["job"], grid))
+        for s in store.sidecars(results)
+        if s.get("status") == "ok" and (keys is None or s["key"] in keys)
+    }
     df = df.assign(point=df["job_key"].map(points))
-    per_model = df.groupby(["dataset", "arch", "point", "job_key"], sort=False).agg(
-        dice=("dice", "mean"), iou=("iou", "mean"), n_images=("case_id", "size")).reset_index()
-    out = per_model.groupby(["dataset", "arch", "point"], sort=False).agg(
-        score=("dice", "mean"), iou=("iou", "mean"), n_models=("job_key", "nunique"),
-        n_images=("n_images", "sum")).reset_index()
+    per_model = (
+        df.groupby(["dataset", "arch", "point", "job_key"], sort=False)
+        .agg(dice=("dice", "mean"), iou=("iou", "mean"), n_images=("case_id", "size"))
+        .reset_index()
+    )
+    out = (
+        per_model.groupby(["dataset", "arch", "point"], sort=False)
+        .agg(score=("dice", "mean"), iou=("iou", "mean"), n_models=("job_key", "nunique"), n_images=("n_images", "sum"))
+        .reset_index()
+    )
     order = {point_label(p): i for i, p in enumerate(grid.points())}
     out["point_index"] = out["point"].map(order)
     return out.sort_values(["dataset", "arch", "point_index"]).reset_index(drop=True)
@@ -199,12 +241,16 @@ def given_point(point: Mapping[str, Any], arch: str, reference: str | None) -> d
     if reference is None or arch == reference:
         return dict(point)
     same = arch_grid.same_constructor(arch, reference)
-    return {k: v for k, v in point.items() if not arch_grid.is_arch_key(k)
-            or (same and arch_grid.arg_name(k) in arch_grid.tunable_args(arch))}
+    return {
+        k: v
+        for k, v in point.items()
+        if not arch_grid.is_arch_key(k) or (same and arch_grid.arg_name(k) in arch_grid.tunable_args(arch))
+    }
 
 
-def best_table(scores: pd.DataFrame, grid: Grid, reference: str | None = None,
-               archs: Sequence[str] = ()) -> pd.DataFrame:
+def best_table(
+    scores: pd.DataFrame, grid: Grid, reference: str | None = None, archs: Sequence[str] = ()
+) -> pd.DataFrame:
     """One row per (dataset, arch): the chosen configuration, its validation Dice/IoU and how it was chosen."""
     rows = []
     best = best_points(scores, grid)
@@ -213,37 +259,75 @@ def best_table(scores: pd.DataFrame, grid: Grid, reference: str | None = None,
         for arch in names:
             source = reference if reference else arch
             point = per_arch[source]
-            hit = scores[(scores["dataset"] == dataset) & (scores["arch"] == source)
-                         & (scores["point"] == point_label(point))].iloc[0]
-            rows.append({"dataset": dataset, "arch": arch, "best": point_label(given_point(point, arch, reference)),
-                         "val_dice": float(hit["score"]), "val_iou": float(hit["iou"]),
-                         "n_points": int(((scores["dataset"] == dataset) & (scores["arch"] == source)).sum()),
-                         "n_models": int(hit["n_models"]),
-                         "tuned_on": source if reference else "itself"})
+            hit = scores[
+                (scores["dataset"] == dataset) & (scores["arch"] == source) & (scores["point"] == point_label(point))
+            ].iloc[0]
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "arch": arch,
+                    "best": point_label(given_point(point, arch, reference)),
+                    "val_dice": float(hit["score"]),
+                    "val_iou": float(hit["iou"]),
+                    "n_points": int(((scores["dataset"] == dataset) & (scores["arch"] == source)).sum()),
+                    "n_models": int(hit["n_models"]),
+                    "tuned_on": source if reference else "itself",
+                }
+            )
     table = pd.DataFrame(rows)
-    how = (f"the paper's protocol: only {reference} was tuned, its best point is given to every architecture "
-           "(val_dice is the reference's)" + ("; arch. values only to architectures built by the same constructor"
-                                            if any(arch_grid.is_arch_key(k) for k, _ in grid.values) else "")) \
-        if reference else \
-        "fair: every architecture tuned on the same grid, folds and budget"
-    table.attrs["caption"] = (f"Table 3 (tuning): best configuration per architecture by mean validation Dice over "
-                              f"the fold models' validation folds (never the test set); {how}. Grid: "
-                              f"{json.dumps(grid.to_dict())}.")
+    how = (
+        (
+            f"the paper's protocol: only {reference} was tuned, its best point is given to every architecture "
+            "(val_dice is the reference's)"
+            + (
+                "; arch. values only to architectures built by the same constructor"
+                if any(arch_grid.is_arch_key(k) for k, _ in grid.values)
+                else ""
+            )
+        )
+        if reference
+        else "fair: every architecture tuned on the same grid, folds and budget"
+    )
+    table.attrs["caption"] = (
+        f"Table 3 (tuning): best configuration per architecture by mean validation Dice over "
+        f"the fold models' validation folds (never the test set); {how}. Grid: "
+        f"{json.dumps(grid.to_dict())}."
+    )
     return table
 
 
-def write_profile(path: Path, name: str, base: str, grid: Grid, best: Mapping[str, Mapping[str, Mapping[str, Any]]],
-                  reference: str | None, archs: Sequence[str], settings: Mapping[str, Any] | None = None) -> Path:
+def write_profile(
+    path: Path,
+    name: str,
+    base: str,
+    grid: Grid,
+    best: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    reference: str | None,
+    archs: Sequence[str],
+    settings: Mapping[str, Any] | None = None,
+) -> Path:
     """The tuned profile: ``bench run --tuned NAME`` reads it (``load_tuned``). ``settings``: the ``--set``
     values the tuning ran with on top of ``base`` (applied again by ``bench run --tuned``)."""
+
     def values(point: Mapping[str, Any], arch: str) -> dict[str, Any]:
         return {k: arch_grid.plain(v) for k, v in given_point(point, arch, reference).items()}
 
-    chosen = {ds: ({a: values(per[reference], a) for a in archs} if reference else
-                   {a: values(point, a) for a, point in per.items()}) for ds, per in best.items()}
-    doc = {"name": name, "base_profile": base, "settings": dict(settings or {}),
-           "mode": f"paper: tuned on {reference} only" if reference else "fair", "grid": grid.to_dict(),
-           "chosen": chosen}
+    chosen = {
+        ds: (
+            {a: values(per[reference], a) for a in archs}
+            if reference
+            else {a: values(point, a) for a, point in per.items()}
+        )
+        for ds, per in best.items()
+    }
+    doc = {
+        "name": name,
+        "base_profile": base,
+        "settings": dict(settings or {}),
+        "mode": f"paper: tuned on {reference} only" if reference else "fair",
+        "grid": grid.to_dict(),
+        "chosen": chosen,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -253,17 +337,28 @@ def load_tuned(results: Path, name: str) -> dict[str, Any]:
     path = profile_path(results, name)
     if not path.is_file():
         have = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
-        raise MissingInput(f"no tuned configuration {name!r} ({path}); `bench tune --name {name}` makes it; "
-                                f"tuned here: {', '.join(have) or 'none'}")
+        raise MissingInput(
+            f"no tuned configuration {name!r} ({path}); `bench tune --name {name}` makes it; "
+            f"tuned here: {', '.join(have) or 'none'}"
+        )
     doc = yaml.safe_load(path.read_text())
     if not isinstance(doc, dict) or not isinstance(doc.get("chosen"), dict) or "base_profile" not in doc:
         raise InvalidInput(f"{path}: not a tuned profile (expected name, base_profile, grid, chosen)")
     return doc
 
 
-def tuned_jobs(results: Path, name: str, archs: Sequence[str], datasets: Sequence[str], protocol: str,
-               overrides: Mapping[str, Any], folds: tuple[int, ...] | None, seeds: tuple[int, ...] | None,
-               data_root: Path | None, skip: tuple[str, ...] = ()) -> Iterator[Job]:
+def tuned_jobs(
+    results: Path,
+    name: str,
+    archs: Sequence[str],
+    datasets: Sequence[str],
+    protocol: str,
+    overrides: Mapping[str, Any],
+    folds: tuple[int, ...] | None,
+    seeds: tuple[int, ...] | None,
+    data_root: Path | None,
+    skip: tuple[str, ...] = (),
+) -> Iterator[Job]:
     """The jobs of ``bench run --tuned NAME``: each (dataset, arch) with its chosen values on the base profile
     and the tuning's own ``--set`` values (this run's ``overrides`` win); its ``arch.`` values become the job's
     ``arch_kwargs``. Raises ValueError for a pair the tuning did not cover."""
@@ -274,14 +369,21 @@ def tuned_jobs(results: Path, name: str, archs: Sequence[str], datasets: Sequenc
         for arch in archs:
             chosen = (doc["chosen"].get(dataset) or {}).get(arch)
             if chosen is None:
-                raise NoResults(f"tuned configuration {name!r} has no choice for {dataset}/{arch}; it covers "
-                                 + "; ".join(f"{d}: {', '.join(a)}" for d, a in doc["chosen"].items()))
-            train, kwargs = arch_grid.split_point({k: arch_grid.parse_value(k, v) if arch_grid.is_arch_key(k) else v
-                                                   for k, v in chosen.items()})
-            arch_grid.check_arch_keys({arch_grid.PREFIX + k: [v] for k, v in kwargs.items()}, [arch],
-                                      f" (tuned configuration {name!r}, {dataset})")
+                raise NoResults(
+                    f"tuned configuration {name!r} has no choice for {dataset}/{arch}; it covers "
+                    + "; ".join(f"{d}: {', '.join(a)}" for d, a in doc["chosen"].items())
+                )
+            train, kwargs = arch_grid.split_point(
+                {k: arch_grid.parse_value(k, v) if arch_grid.is_arch_key(k) else v for k, v in chosen.items()}
+            )
+            arch_grid.check_arch_keys(
+                {arch_grid.PREFIX + k: [v] for k, v in kwargs.items()},
+                [arch],
+                f" (tuned configuration {name!r}, {dataset})",
+            )
             profile = load_profile(doc["base_profile"], {**(doc.get("settings") or {}), **train, **overrides})
             profile = dc_replace(profile, name=f"tuned-{name}")
-            for job in plan(select(arch, dataset, False, protocol, folds, seeds), profile, Path(results), data_root,
-                            skip):
+            for job in plan(
+                select(arch, dataset, False, protocol, folds, seeds), profile, Path(results), data_root, skip
+            ):
                 yield replace(job, arch_kwargs=arch_grid.to_json(kwargs))

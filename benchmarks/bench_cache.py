@@ -20,8 +20,9 @@ from bench.datasets.prepare import prepare
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data_root", nargs="?", type=Path,
-                        default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument(
+        "data_root", nargs="?", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data"
+    )
     parser.add_argument("--size", type=int, default=256)
     args = parser.parse_args()
     print(f"{'dataset':<10} {'sources':>7} {'rows':>5} {'build s':>8} {'load s':>7} {'cache MB':>9}")
@@ -39,8 +40,10 @@ def main() -> None:
             load = time.perf_counter() - start
             size = sum(f.stat().st_size for f in Path(tmp).rglob("*") if f.is_file()) / 1e6
         assert again.fingerprint == data.fingerprint
-        print(f"{name:<10} {len(set(data.source_ids or data.case_ids)):>7} {len(data.case_ids):>5} {build:>8.2f} "
-              f"{load:>7.3f} {size:>9.1f}")
+        print(
+            f"{name:<10} {len(set(data.source_ids or data.case_ids)):>7} {len(data.case_ids):>5} {build:>8.2f} "
+            f"{load:>7.3f} {size:>9.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -49,9 +49,14 @@ df.to_parquet(sys.argv[2])
 """
 
 
-def run_variant(name: str, precision: str, archs: str | None, datasets: str | None, tmp: Path) -> tuple[pd.DataFrame, float]:
-    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
-                                                            "MKL_ENABLE_INSTRUCTIONS")}
+def run_variant(
+    name: str, precision: str, archs: str | None, datasets: str | None, tmp: Path
+) -> tuple[pd.DataFrame, float]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+    }
     env.update(VARIATIONS.get(name, {}))
     overrides = {"precision": precision, "threads": 2 if name == "threads2" else 1}
     code = CHILD.format(archs=archs, datasets=datasets, overrides=overrides)
@@ -112,10 +117,12 @@ def main() -> None:
     if args.write_meta and "fp64" in result["by_precision"]:
         meta_path = Path(args.write_meta)
         meta = json.loads(meta_path.read_text())
-        meta["noise_floor"] = {"environment": result["environment"], "date": result["date"],
-                               "variations": result["by_precision"]["fp64"],
-                               "command": "python benchmarks/bench_check_noise.py --precision fp64 --write-meta "
-                                          + args.write_meta}
+        meta["noise_floor"] = {
+            "environment": result["environment"],
+            "date": result["date"],
+            "variations": result["by_precision"]["fp64"],
+            "command": "python benchmarks/bench_check_noise.py --precision fp64 --write-meta " + args.write_meta,
+        }
         from bench.store import atomic_write_json
 
         atomic_write_json(meta_path, meta)

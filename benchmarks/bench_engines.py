@@ -97,8 +97,7 @@ def sweep(root: Path) -> None:
     prof = load_profile("quick", {"epochs": "1", "image_size": "32", "width": "4", "depth": "3"})
     engines = {"loky": EngineConfig("loky", n_jobs=2), "dask": EngineConfig("dask", n_jobs=2)}
     if shutil.which("sbatch"):
-        engines["submitit"] = EngineConfig("submitit", slurm=SlurmOptions(time_min=10, poll_s=0.5,
-                                                                          array_parallelism=2))
+        engines["submitit"] = EngineConfig("submitit", slurm=SlurmOptions(time_min=10, poll_s=0.5, array_parallelism=2))
     tables = {}
     for name, engine in engines.items():
         results = root / name
@@ -125,8 +124,9 @@ def gpu_case(arch: str, batch: int, amp: str, steps: int) -> str:
 
     prec = precision_for("cuda", amp, "auto" if amp == "auto" else "off")
     torch.manual_seed(0)
-    model = create_model(arch, in_channels=3, classes=1, width=32, depth=5).cuda().to(
-        memory_format=prec.memory_format())
+    model = (
+        create_model(arch, in_channels=3, classes=1, width=32, depth=5).cuda().to(memory_format=prec.memory_format())
+    )
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     scaler = torch.amp.GradScaler("cuda") if prec.scaler else None
     x = torch.randn(batch, 3, 256, 256, device="cuda").to(memory_format=prec.memory_format())
@@ -177,8 +177,10 @@ def gpu(archs: list[str], steps: int) -> None:
     if not torch.cuda.is_available():
         raise SystemExit("--gpu needs a CUDA device (torch.cuda.is_available() is False)")
     torch.backends.cudnn.benchmark = False
-    print(f"(3) {torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}; "
-          "256 px, width 32, depth 5")
+    print(
+        f"(3) {torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}; "
+        "256 px, width 32, depth 5"
+    )
     print("| network | batch | precision | train img/s | infer img/s | peak MiB (train) |")
     print("|---|---:|---|---:|---:|---:|")
     for arch in archs:
@@ -204,13 +206,18 @@ def main() -> None:
     cold, warm = loky_overhead(args.tasks)
     print(f"(1) loky, 2 workers:         cold {cold * 1e3:8.1f} ms/task, warm {warm * 1e3:8.2f} ms/task")
     startup, dcold, dwarm = dask_overhead(args.tasks)
-    print(f"(1) dask LocalCluster 2x1:   cold {dcold * 1e3:8.1f} ms/task, warm {dwarm * 1e3:8.2f} ms/task "
-          f"(cluster start {startup:.1f} s)")
+    print(
+        f"(1) dask LocalCluster 2x1:   cold {dcold * 1e3:8.1f} ms/task, warm {dwarm * 1e3:8.2f} ms/task "
+        f"(cluster start {startup:.1f} s)"
+    )
     if args.slurm_tasks:
         per = slurm_overhead(args.slurm_tasks)
-        print("(1) submitit/SLURM array:    no sbatch on PATH" if per is None else
-              f"(1) submitit/SLURM array:    {per * 1e3:8.1f} ms/task (submit to last result, "
-              f"{args.slurm_tasks} tasks, 2 at a time; a fresh process and imports per task)")
+        print(
+            "(1) submitit/SLURM array:    no sbatch on PATH"
+            if per is None
+            else f"(1) submitit/SLURM array:    {per * 1e3:8.1f} ms/task (submit to last result, "
+            f"{args.slurm_tasks} tasks, 2 at a time; a fresh process and imports per task)"
+        )
     if args.sweep:
         sweep(args.results)
 

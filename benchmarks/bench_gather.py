@@ -72,7 +72,7 @@ def gather(meta: str, way: str, batch: int, seed: int) -> dict[str, object]:
     digest, start, peak = hashlib.sha256(), _rss_file_mib(), 0.0
     c0 = time.process_time()
     for i in range(0, len(order), batch):
-        rows = order[i:i + batch]
+        rows = order[i : i + batch]
         if way == "pread":
             x, y = take_rows(pixels, rows), take_rows(masks, rows)
         else:
@@ -107,23 +107,31 @@ def main() -> None:
         meta = str(next(Path(tmp).glob("*.meta.json")))
         runs: dict[str, list[dict]] = {w: [] for w in WAYS}
         for r in range(args.repeats):
-            for way in WAYS[r % 3:] + WAYS[:r % 3]:
-                out = subprocess.run([sys.executable, str(HERE), "--worker", way, "--meta", meta,
-                                      "--batch", str(args.batch)], check=False, capture_output=True, text=True)
+            for way in WAYS[r % 3 :] + WAYS[: r % 3]:
+                out = subprocess.run(
+                    [sys.executable, str(HERE), "--worker", way, "--meta", meta, "--batch", str(args.batch)],
+                    check=False,
+                    capture_output=True,
+                    text=True,
+                )
                 if out.returncode:
                     raise RuntimeError(f"{way} failed:\n{out.stderr}")
                 runs[way].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    data_mib = args.n * (3 + 1) * args.size ** 2 / 2 ** 20
-    print(f"# {args.n} images x {args.size} px (uint8 images + bool masks: {data_mib:.0f} MiB), batches of "
-          f"{args.batch}, {args.repeats} runs per way")
+    data_mib = args.n * (3 + 1) * args.size**2 / 2**20
+    print(
+        f"# {args.n} images x {args.size} px (uint8 images + bool masks: {data_mib:.0f} MiB), batches of "
+        f"{args.batch}, {args.repeats} runs per way"
+    )
     print("| way | RssFile growth, MiB (max over runs) | CPU s per epoch (median) | batches equal to mmap |")
     print("|---|---:|---:|---|")
     ref = runs["mmap"][0]["digest"]
     for way in WAYS:
         rs = runs[way]
         same = all(r["digest"] == ref for r in rs)
-        print(f"| {way} | {max(r['rss_file_growth'] for r in rs):.1f} | "
-              f"{statistics.median(r['cpu'] for r in rs):.3f} | {'yes' if same else 'NO'} |")
+        print(
+            f"| {way} | {max(r['rss_file_growth'] for r in rs):.1f} | "
+            f"{statistics.median(r['cpu'] for r in rs):.3f} | {'yes' if same else 'NO'} |"
+        )
 
 
 if __name__ == "__main__":

@@ -113,8 +113,18 @@ def run_job(results: Path, index: int) -> dict[str, float]:
 
 #: What a job imports, in the order it does (the job's imports beyond ``bench.execute`` happen inside it:
 #: torch.optim's first ``add_param_group`` imports ``torch._dynamo``, scoring ``bench.tables``, etc.).
-PRELOAD = ("bench.config", "bench.execute", "bench.compute", "bench.devices", "bench.store", "torch._dynamo",
-           "bench.tables", "torch.utils.flop_counter", "pyarrow.parquet", "tqdm.auto")
+PRELOAD = (
+    "bench.config",
+    "bench.execute",
+    "bench.compute",
+    "bench.devices",
+    "bench.store",
+    "torch._dynamo",
+    "bench.tables",
+    "torch.utils.flop_counter",
+    "pyarrow.parquet",
+    "tqdm.auto",
+)
 
 
 def fork_pair(results: Path) -> None:
@@ -166,8 +176,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="32,64,128,256,512")
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--code", type=Path, default=HERE.parent.parent, help="project checkout the workers run")
-    parser.add_argument("--fork", action="store_true",
-                        help="also run the pair as two children forked from one parent that imported torch")
+    parser.add_argument(
+        "--fork",
+        action="store_true",
+        help="also run the pair as two children forked from one parent that imported torch",
+    )
     parser.add_argument("--worker", choices=("plan", "run", "fork-pair"), help=argparse.SUPPRESS)
     parser.add_argument("--results", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -180,16 +193,21 @@ def main() -> None:
         return None
     if args.worker == "fork-pair":
         return fork_pair(args.results)
-    print(f"# code: {args.code}; U-Net width 4 depth 3, 1 epoch, {args.image_size} px, synthetic DSB-2018; MiB; "
-          f"peaks over the job")
-    print("| images | one: RSS | one: anon | one: PSS | one: USS | two: RSS each | two: sum RSS | two: sum PSS "
-          "| two: sum USS | two / one (PSS) | two / one (RSS) | forked two: sum PSS | forked two / one (PSS) |")
+    print(
+        f"# code: {args.code}; U-Net width 4 depth 3, 1 epoch, {args.image_size} px, synthetic DSB-2018; MiB; "
+        f"peaks over the job"
+    )
+    print(
+        "| images | one: RSS | one: anon | one: PSS | one: USS | two: RSS each | two: sum RSS | two: sum PSS "
+        "| two: sum USS | two / one (PSS) | two / one (RSS) | forked two: sum PSS | forked two / one (PSS) |"
+    )
     print("|---:|" + "---:|" * 12)
     for n in map(int, args.sizes.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             results = Path(tmp)
-            plan = _worker(args.code, "--worker", "plan", "--results", tmp, "--n", str(n),
-                           "--image-size", str(args.image_size))
+            plan = _worker(
+                args.code, "--worker", "plan", "--results", tmp, "--n", str(n), "--image-size", str(args.image_size)
+            )
             if plan.wait():
                 raise RuntimeError("planning failed")
             one = _result(_worker(args.code, "--worker", "run", "--results", tmp, "--index", "0"))
@@ -207,10 +225,14 @@ def main() -> None:
         both = sampler.peak_sum
         fork_pss = forked.get("sum_Pss")
         fork_cols = f"{fork_pss:.0f} | {fork_pss / one['peak_Pss']:.2f}" if fork_pss else "- | -"
-        print(f"| {n} | {one['peak_VmRSS']:.0f} | {one['peak_RssAnon']:.0f} | {one['peak_Pss']:.0f} | "
-              f"{one['peak_Uss']:.0f} | {two[0]['peak_VmRSS']:.0f} / {two[1]['peak_VmRSS']:.0f} | "
-              f"{both['VmRSS']:.0f} | {both['Pss']:.0f} | {both['Uss']:.0f} | {both['Pss'] / one['peak_Pss']:.2f} | "
-              f"{both['VmRSS'] / one['peak_VmRSS']:.2f} | {fork_cols} |", flush=True)
+        print(
+            f"| {n} | {one['peak_VmRSS']:.0f} | {one['peak_RssAnon']:.0f} | {one['peak_Pss']:.0f} | "
+            f"{one['peak_Uss']:.0f} | {two[0]['peak_VmRSS']:.0f} / {two[1]['peak_VmRSS']:.0f} | "
+            f"{both['VmRSS']:.0f} | {both['Pss']:.0f} | {both['Uss']:.0f} | {both['Pss'] / one['peak_Pss']:.2f} | "
+            f"{both['VmRSS'] / one['peak_VmRSS']:.2f} | {fork_cols} |",
+            flush=True,
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -39,8 +39,12 @@ def worker_memory(_: int) -> dict[str, int]:
     for line in Path("/proc/self/smaps_rollup").read_text().splitlines()[1:]:
         key, _, value = line.partition(":")
         rollup[key] = int(value.split()[0]) // 1024
-    return {"pid": os.getpid(), "rss": rollup["Rss"], "pss": rollup["Pss"],
-            "uss": rollup["Private_Clean"] + rollup["Private_Dirty"]}
+    return {
+        "pid": os.getpid(),
+        "rss": rollup["Rss"],
+        "pss": rollup["Pss"],
+        "uss": rollup["Private_Clean"] + rollup["Private_Dirty"],
+    }
 
 
 def main() -> None:
@@ -57,9 +61,11 @@ def main() -> None:
     print("| pool | worker RSS | worker PSS | worker USS | sum PSS | sum USS |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, out in (("loky (fresh interpreters)", loky), ("forkserver, torch preloaded", forked)):
-        print(f"| {name} | {' / '.join(str(o['rss']) for o in out)} | {' / '.join(str(o['pss']) for o in out)} | "
-              f"{' / '.join(str(o['uss']) for o in out)} | {sum(o['pss'] for o in out)} | "
-              f"{sum(o['uss'] for o in out)} |")
+        print(
+            f"| {name} | {' / '.join(str(o['rss']) for o in out)} | {' / '.join(str(o['pss']) for o in out)} | "
+            f"{' / '.join(str(o['uss']) for o in out)} | {sum(o['pss'] for o in out)} | "
+            f"{sum(o['uss'] for o in out)} |"
+        )
     print(json.dumps({"loky": loky, "forkserver": forked}))
 
 

@@ -37,8 +37,9 @@ from bench.execute import tensors
 from bench.train import fit
 
 
-def bare_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, epochs: int,
-              batch: int) -> float:
+def bare_loop(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, epochs: int, batch: int
+) -> float:
     """The same recipe written as a plain loop: Adam steps, then a no-grad pass over the selection set."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.1, patience=3)
@@ -49,14 +50,14 @@ def bare_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, xs: torch.Tens
         model.train()
         order = torch.randperm(len(x), generator=gen)
         for i in range(0, len(order), batch):
-            idx = order[i:i + batch]
+            idx = order[i : i + batch]
             loss = crit(model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         model.eval()
         with torch.no_grad():
-            sel = sum(float(crit(model(xs[i:i + batch]), ys[i:i + batch])) for i in range(0, len(xs), batch))
+            sel = sum(float(crit(model(xs[i : i + batch]), ys[i : i + batch])) for i in range(0, len(xs), batch))
         sched.step(sel)
     return time.perf_counter() - start
 
@@ -65,8 +66,9 @@ def step_overhead(arch: str, epochs: int, repeats: int) -> None:
     torch.set_num_threads(1)
     prof = load_profile("quick")
     cfg = replace(prof.train, epochs=epochs)
-    data = prepare(open_dataset("dsb2018", n=prof.train.synthetic_n), cfg.image_size,
-                   cache_dir=Path(tempfile.mkdtemp()) / "cache")
+    data = prepare(
+        open_dataset("dsb2018", n=prof.train.synthetic_n), cfg.image_size, cache_dir=Path(tempfile.mkdtemp()) / "cache"
+    )
     x = torch.from_numpy(np.asarray(data.images))
     y = torch.from_numpy(np.asarray(data.masks)[:, None].astype("float32"))
     n_sel = max(1, len(x) // 5)
@@ -78,14 +80,18 @@ def step_overhead(arch: str, epochs: int, repeats: int) -> None:
         torch.manual_seed(0)
         return create_model(arch, in_channels=x.shape[1], width=cfg.width, depth=cfg.depth)
 
-    cases = {"bare": lambda: bare_loop(model(), x[n_sel:], y[n_sel:], x[:n_sel], y[:n_sel], epochs, cfg.batch_size),
-             "harness": lambda: fit(model(), cfg, train, select, seed=0)}
+    cases = {
+        "bare": lambda: bare_loop(model(), x[n_sel:], y[n_sel:], x[:n_sel], y[:n_sel], epochs, cfg.batch_size),
+        "harness": lambda: fit(model(), cfg, train, select, seed=0),
+    }
     t = interleaved(cases, repeats=repeats)
     b, h = t["bare"].median_cpu / steps * 1e3, t["harness"].median_cpu / steps * 1e3
-    print(f"(1) {arch}, {cfg.image_size}px width {cfg.width}, {steps} steps, {repeats} rounds after a warm-up: "
-          f"bare loop {b:.1f} ms/step, harness fit {h:.1f} ms/step (CPU time; both with a per-epoch selection "
-          f"pass); overhead, median of per-round ratios: CPU {100 * (ratio(t['harness'], t['bare']) - 1):+.1f}%, "
-          f"wall {100 * (ratio(t['harness'], t['bare'], 'wall') - 1):+.1f}%; {load_note()}")
+    print(
+        f"(1) {arch}, {cfg.image_size}px width {cfg.width}, {steps} steps, {repeats} rounds after a warm-up: "
+        f"bare loop {b:.1f} ms/step, harness fit {h:.1f} ms/step (CPU time; both with a per-epoch selection "
+        f"pass); overhead, median of per-round ratios: CPU {100 * (ratio(t['harness'], t['bare']) - 1):+.1f}%, "
+        f"wall {100 * (ratio(t['harness'], t['bare'], 'wall') - 1):+.1f}%; {load_note()}"
+    )
 
 
 def sweep(results: Path) -> None:
@@ -94,8 +100,24 @@ def sweep(results: Path) -> None:
         out = results / f"jobs{jobs}"
         shutil.rmtree(out, ignore_errors=True)
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "bench.cli", "run", "--all", "--profile", "quick", "--quiet",
-                        "--jobs", str(jobs), "--results", str(out)], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.cli",
+                "run",
+                "--all",
+                "--profile",
+                "quick",
+                "--quiet",
+                "--jobs",
+                str(jobs),
+                "--results",
+                str(out),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         times[jobs] = time.perf_counter() - start
         print(f"(3) bench run --all --profile quick --jobs {jobs}: {times[jobs]:.1f} s")
     print(f"(3) speed-up with 2 jobs: {times[1] / times[2]:.2f}x")

@@ -58,21 +58,30 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     size, width = SCALES[args.scale]
-    print(f"# {args.scale}: {size} px, width {width}, depth 5, batch 4, {args.steps} step(s) per call, "
-          f"{args.repeats} rounds; torch {torch.__version__}, 1 thread; {cpu_name()}; {load_note()} (start)")
+    print(
+        f"# {args.scale}: {size} px, width {width}, depth 5, batch 4, {args.steps} step(s) per call, "
+        f"{args.repeats} rounds; torch {torch.__version__}, 1 thread; {cpu_name()}; {load_note()} (start)"
+    )
     print("| network | fp32 img/s (CPU) | fp32 img/s (wall) | bf16 | channels-last | bf16 + channels-last |")
     print("|---|---:|---:|---:|---:|---:|")
     for arch in args.arch.split(","):
         torch.manual_seed(0)
         base = create_model(arch, in_channels=3, classes=1, width=width, depth=5)
-        cases = {name: stepper(arch, size, width, amp, layout, args.steps, base)
-                 for name, (amp, layout) in VARIANTS.items()}
+        cases = {
+            name: stepper(arch, size, width, amp, layout, args.steps, base) for name, (amp, layout) in VARIANTS.items()
+        }
         t = interleaved(cases, repeats=args.repeats)
         ips = 4 * args.steps
-        cells = [f"{ratio(t['fp32'], t[v]):.2f}x (wall {ratio(t['fp32'], t[v], 'wall'):.2f}x)"
-                 for v in ("bf16", "cl", "bf16+cl")]
-        print(f"| {arch} | {ips / t['fp32'].median_cpu:.2f} | {ips / t['fp32'].median_wall:.2f} | "
-              + " | ".join(cells) + " |", flush=True)
+        cells = [
+            f"{ratio(t['fp32'], t[v]):.2f}x (wall {ratio(t['fp32'], t[v], 'wall'):.2f}x)"
+            for v in ("bf16", "cl", "bf16+cl")
+        ]
+        print(
+            f"| {arch} | {ips / t['fp32'].median_cpu:.2f} | {ips / t['fp32'].median_wall:.2f} | "
+            + " | ".join(cells)
+            + " |",
+            flush=True,
+        )
     print(f"# {load_note()} (end)")
 
 

@@ -35,8 +35,13 @@ def run_once(code: Path, args: list[str]) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "bench.cli", "run", *args, "--quiet", "--results", tmp],
-                       env=env, cwd=code, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "bench.cli", "run", *args, "--quiet", "--results", tmp],
+            env=env,
+            cwd=code,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, wall
@@ -58,13 +63,15 @@ def main() -> None:
     ratios_cpu, ratios_wall = [], []
     for r in range(ns.rounds):
         out = {}
-        for name in (("before", "after") if r % 2 == 0 else ("after", "before")):
+        for name in ("before", "after") if r % 2 == 0 else ("after", "before"):
             out[name] = run_once(codes[name], args)
         (bc, bw), (ac, aw) = out["before"], out["after"]
         ratios_cpu.append(bc / ac)
         ratios_wall.append(bw / aw)
         print(f"| {r + 1} | {bc:.1f} ({bw:.1f}) | {ac:.1f} ({aw:.1f}) | {bc / ac:.2f}x | {bw / aw:.2f}x |", flush=True)
-    print(f"\nmedian before / after: CPU {statistics.median(ratios_cpu):.2f}x, wall {statistics.median(ratios_wall):.2f}x")
+    print(
+        f"\nmedian before / after: CPU {statistics.median(ratios_cpu):.2f}x, wall {statistics.median(ratios_wall):.2f}x"
+    )
     print(f"# end: {load_note()}")
 
 

@@ -68,12 +68,15 @@ def main() -> None:
     from bench.plan import plan, select
     from bench.runner import run_job
 
-    print(f"# imports before the first job (bench.config, bench.plan, bench.runner): {time.process_time() - c0:.2f} s CPU")
+    print(
+        f"# imports before the first job (bench.config, bench.plan, bench.runner): {time.process_time() - c0:.2f} s CPU"
+    )
     settings = dict(s.split("=", 1) for s in args.set)
     for arch in args.arch.split(","):
         with tempfile.TemporaryDirectory() as tmp:
-            jobs = plan(select(arch, args.dataset, False, "holdout", (0,)), load_profile(args.profile, settings),
-                        Path(tmp))
+            jobs = plan(
+                select(arch, args.dataset, False, "holdout", (0,)), load_profile(args.profile, settings), Path(tmp)
+            )
             prof = cProfile.Profile(time.process_time)
             c0 = time.process_time()
             status = prof.runcall(run_job, jobs[0], Path(tmp))

@@ -55,16 +55,18 @@ def paper_augmentation(seed: int) -> A.Compose:
     )
 
 
-def augment_batch(images: np.ndarray, masks: np.ndarray, transform: A.BasicTransform | A.Compose) -> tuple[
-        np.ndarray, np.ndarray]:
+def augment_batch(
+    images: np.ndarray, masks: np.ndarray, transform: A.BasicTransform | A.Compose
+) -> tuple[np.ndarray, np.ndarray]:
     """Apply ``transform`` to each pair: images B x C x H x W float32 in [0, 1], masks B x H x W bool.
 
     Returns arrays of the same shapes and dtypes (images clipped to [0, 1], masks boolean). The image
     and its mask get the same geometric transform; one draw of the transform's RNG per image.
     """
     if images.ndim != 4 or masks.shape != (images.shape[0], *images.shape[2:]):
-        raise ValueError(f"augment_batch: images {images.shape} (B x C x H x W) and masks {masks.shape} "
-                         f"(B x H x W) do not match")
+        raise ValueError(
+            f"augment_batch: images {images.shape} (B x C x H x W) and masks {masks.shape} (B x H x W) do not match"
+        )
     out_images = np.empty(images.shape, np.float32)
     out_masks = np.empty(masks.shape, bool)
     for i in range(images.shape[0]):

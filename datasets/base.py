@@ -40,8 +40,19 @@ from bench.datasets.options import DatasetOption, resolve_options
 from bench.datasets.problems import CaseProblem, DataError, Problem, ReadFailure
 from bench.errors import InvalidInput
 
-__all__ = ["Case", "CaseProblem", "DataError", "DatasetOption", "Fixture", "NativeDataset", "PaperFacts", "Problem",
-           "ReadFailure", "Scan", "SegDataset"]
+__all__ = [
+    "Case",
+    "CaseProblem",
+    "DataError",
+    "DatasetOption",
+    "Fixture",
+    "NativeDataset",
+    "PaperFacts",
+    "Problem",
+    "ReadFailure",
+    "Scan",
+    "SegDataset",
+]
 
 
 @dataclass(frozen=True)
@@ -73,8 +84,9 @@ class Fixture:
     masks_expected: dict[str, np.ndarray] = field(default_factory=dict)
     groups: dict[str, str] = field(default_factory=dict)
 
-    def add(self, case_id: str, image: Path, masks: tuple[Path, ...], mask: np.ndarray, group: str | None = None
-            ) -> None:
+    def add(
+        self, case_id: str, image: Path, masks: tuple[Path, ...], mask: np.ndarray, group: str | None = None
+    ) -> None:
         """Record one written case (``mask``: what it must read as, any array whose ``> 0`` is foreground)."""
         self.files[case_id] = (image, masks)
         self.masks_expected[case_id] = np.asarray(mask) > 0
@@ -159,8 +171,10 @@ class NativeDataset(SegDataset):
 
     def __init__(self, root: Path | str | None, skip: Iterable[str] = (), **options: Any) -> None:
         if root is None:
-            raise InvalidInput(f"{self.name}: root is None; open_dataset({self.name!r}, None) gives the synthetic "
-                             "stand-in, a native reader needs the dataset's own folder")
+            raise InvalidInput(
+                f"{self.name}: root is None; open_dataset({self.name!r}, None) gives the synthetic "
+                "stand-in, a native reader needs the dataset's own folder"
+            )
         if isinstance(skip, str):
             raise TypeError(f"{self.name}: skip must be a list of case ids, not the string {skip!r}")
         super().__init__(root, skip)
@@ -182,8 +196,10 @@ class NativeDataset(SegDataset):
     @classmethod
     def make_fixture(cls, root: Path) -> Fixture:
         """Write a tiny copy of the native layout under ``root`` and say what must be read from it."""
-        raise NotImplementedError(f"{cls.name}: no make_fixture; every native dataset writes a tiny copy of its "
-                                  "layout for the tests (datasets/base.py)")
+        raise NotImplementedError(
+            f"{cls.name}: no make_fixture; every native dataset writes a tiny copy of its "
+            "layout for the tests (datasets/base.py)"
+        )
 
     def _scan(self) -> Scan:
         raise NotImplementedError
@@ -236,8 +252,9 @@ class NativeDataset(SegDataset):
                 mask = part if mask is None else (mask | part)
         return image, mask, problems
 
-    def _mask_part(self, path: Path, case: Case, image: np.ndarray | None, mask: np.ndarray | None,
-                   problems: list[Problem]) -> np.ndarray | None:
+    def _mask_part(
+        self, path: Path, case: Case, image: np.ndarray | None, mask: np.ndarray | None, problems: list[Problem]
+    ) -> np.ndarray | None:
         origin = where(path, case.page)
         try:
             part = self.decode_mask(path, case.page)
@@ -246,8 +263,14 @@ class NativeDataset(SegDataset):
             return None
         expected = image.shape[:2] if image is not None else (mask.shape if mask is not None else part.shape)
         if part.shape != expected:
-            problems.append(CaseProblem(origin, "size_mismatch", f"mask is {wxh(part.shape)}, its image is "
-                                                                 f"{wxh(expected)} (W x H)", case.case_id))
+            problems.append(
+                CaseProblem(
+                    origin,
+                    "size_mismatch",
+                    f"mask is {wxh(part.shape)}, its image is {wxh(expected)} (W x H)",
+                    case.case_id,
+                )
+            )
             return None
         return part
 

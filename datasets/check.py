@@ -54,8 +54,11 @@ class _Stats:
             self.empty += share == 0.0
 
     def counts(self) -> dict[str, Any]:
-        return {"image_sizes (W x H)": dict(self.sizes.most_common()), "empty_masks": self.empty,
-                "foreground_share_mean": round(self.fg_sum / self.n, 4) if self.n else None}
+        return {
+            "image_sizes (W x H)": dict(self.sizes.most_common()),
+            "empty_masks": self.empty,
+            "foreground_share_mean": round(self.fg_sum / self.n, 4) if self.n else None,
+        }
 
 
 def _listed_cases(ds: SegDataset, report: CheckReport) -> list[Case]:
@@ -116,8 +119,10 @@ def check_data_root(path: Path | str, options: dict[str, dict[str, Any]] | None 
         report.problems.append(Problem(str(root), "missing_folder", "the data root does not exist"))
         return [report]
     found = [(folder, name) for name, folders in dataset_folders(root).items() for folder in folders]
-    return [check_dataset(create_dataset(name, root=folder, **(options or {}).get(name, {})))
-            for folder, name in sorted(found, key=lambda item: natural_key(item[0].name))]
+    return [
+        check_dataset(create_dataset(name, root=folder, **(options or {}).get(name, {})))
+        for folder, name in sorted(found, key=lambda item: natural_key(item[0].name))
+    ]
 
 
 def _format_count(key: str, value: Any) -> str:
@@ -152,6 +157,8 @@ def format_report(report: CheckReport) -> str:
         lines.append(f"verdict: OK, {report.n_cases} cases readable{versus}")
     else:
         files = len({p.path for p in report.problems})
-        lines.append(f"verdict: FAIL, {len(report.problems)} problem(s) in {files} file(s)/folder(s); fix or "
-                     "remove them, or exclude their case ids explicitly with skip=[...]")
+        lines.append(
+            f"verdict: FAIL, {len(report.problems)} problem(s) in {files} file(s)/folder(s); fix or "
+            "remove them, or exclude their case ids explicitly with skip=[...]"
+        )
     return "\n".join(lines)

@@ -103,8 +103,11 @@ def as_image(arr: np.ndarray, channels: int, origin: str) -> np.ndarray:
         return np.repeat(arr, 3, axis=2)
     if k == 3 and channels == 1 and _channels_equal(arr):
         return np.ascontiguousarray(arr[..., :1])
-    raise ReadFailure(origin, "bad_channels", f"expected {channels} channel(s) (grey stored as RGB is fine), "
-                                              f"found {k} channels that differ")
+    raise ReadFailure(
+        origin,
+        "bad_channels",
+        f"expected {channels} channel(s) (grey stored as RGB is fine), found {k} channels that differ",
+    )
 
 
 def as_mask(arr: np.ndarray, binary: bool, origin: str) -> np.ndarray:
@@ -113,8 +116,11 @@ def as_mask(arr: np.ndarray, binary: bool, origin: str) -> np.ndarray:
     if arr.ndim == 3:
         arr = _drop_alpha(arr)
         if not _channels_equal(arr):
-            raise ReadFailure(origin, "bad_channels", f"mask has {arr.shape[2]} channels that differ; "
-                                                      "expected one channel (or equal R=G=B)")
+            raise ReadFailure(
+                origin,
+                "bad_channels",
+                f"mask has {arr.shape[2]} channels that differ; expected one channel (or equal R=G=B)",
+            )
         arr = arr[..., 0]
     if arr.ndim != 2:
         raise ReadFailure(origin, "bad_channels", f"expected a 2D mask, found array shape {arr.shape}")

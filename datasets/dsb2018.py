@@ -34,8 +34,10 @@ class DSB2018(NativeDataset):
     modality = "cell nuclei microscopy"
     channels = 3
     paper = PaperFacts("DSB-2018", "Cell nuclei microscopy", 670, (320, 256), "image", (94, 94, 94, 94, 93), 201)
-    layout = (f"{BASE}/<id>/images/<id>.png   (RGBA, alpha dropped)\n"
-              f"{BASE}/<id>/masks/<hash>.png   (one per nucleus, 0 or 255; the target is their union)")
+    layout = (
+        f"{BASE}/<id>/images/<id>.png   (RGBA, alpha dropped)\n"
+        f"{BASE}/<id>/masks/<hash>.png   (one per nucleus, 0 or 255; the target is their union)"
+    )
 
     @classmethod
     def looks_like(cls, folder: Path) -> bool:
@@ -95,8 +97,9 @@ class DSB2018(NativeDataset):
     def _masks(self, folder: Path, scan: Scan) -> list[Path]:
         masks = self._pngs(folder / "masks", scan, "nucleus masks", folder.name)
         if not masks:
-            scan.add(folder / "masks", "missing_mask", "image without nucleus masks (masks/ missing or empty)",
-                     folder.name)
+            scan.add(
+                folder / "masks", "missing_mask", "image without nucleus masks (masks/ missing or empty)", folder.name
+            )
         return masks
 
     @classmethod
@@ -111,7 +114,7 @@ class DSB2018(NativeDataset):
             masks, union = [], np.zeros((H, W), bool)
             for k in range(nuclei):
                 nucleus = np.zeros((H, W), np.uint8)
-                nucleus[4 + 8 * k: 9 + 8 * k, 3 + 10 * i: 9 + 10 * i] = 255
+                nucleus[4 + 8 * k : 9 + 8 * k, 3 + 10 * i : 9 + 10 * i] = 255
                 name = hashlib.sha1(f"{cid}{k}".encode()).hexdigest()[:16]
                 masks.append(write(root / BASE / cid / "masks" / f"{name}.png", nucleus))
                 union |= nucleus > 0

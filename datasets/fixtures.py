@@ -27,7 +27,7 @@ def blob(seed: int, h: int = H, w: int = W, empty: bool = False) -> np.ndarray:
     if not empty:
         r = np.random.default_rng(seed)
         top, left = int(r.integers(0, h // 2)), int(r.integers(0, w // 2))
-        mask[top: top + int(r.integers(3, h // 2)), left: left + int(r.integers(3, w // 2))] = 255
+        mask[top : top + int(r.integers(3, h // 2)), left : left + int(r.integers(3, w // 2))] = 255
     return mask
 
 

@@ -49,8 +49,10 @@ def dataset_folders(data_root: Path | str) -> dict[str, list[Path]]:
     Raises FileNotFoundError when ``data_root`` is not a folder."""
     root = Path(data_root)
     if not root.is_dir():
-        raise MissingInput(f"--data-root {root} is not a folder (expected one native-layout folder per "
-                                "dataset, e.g. <data-root>/lgg_mri)")
+        raise MissingInput(
+            f"--data-root {root} is not a folder (expected one native-layout folder per "
+            "dataset, e.g. <data-root>/lgg_mri)"
+        )
     found: dict[str, list[Path]] = {}
     for folder in visible_entries(root):
         name = identify_folder(folder) if folder.is_dir() else None
@@ -67,9 +69,11 @@ def find_dataset_folder(data_root: Path | str, dataset: str) -> Path | None:
         named = [f for f in folders if _by_name(f) == dataset]
         if len(named) == 1:
             return named[0]
-        raise InvalidInput(f"{dataset}: several folders under {data_root} hold its layout: "
-                         f"{', '.join(f.name for f in folders)}; rename the one to use to {dataset} "
-                         "(or move the others out)")
+        raise InvalidInput(
+            f"{dataset}: several folders under {data_root} hold its layout: "
+            f"{', '.join(f.name for f in folders)}; rename the one to use to {dataset} "
+            "(or move the others out)"
+        )
     return folders[0] if folders else None
 
 

@@ -20,24 +20,34 @@ from bench.errors import InvalidInput
 GRADES = "Grade.csv"
 _NAME_RE = re.compile(r"^(train|testA|testB)_(\d+)(_anno)?\.(?i:bmp|png)$")
 #: Grade.csv column names (stripped) -> meta keys.
-_COLUMNS = {"name": "name", "patient ID": "patient_id", "grade (GlaS)": "grade_glas",
-            "grade (Sirinukunwattana et al. 2015)": "grade_sirinukunwattana"}
+_COLUMNS = {
+    "name": "name",
+    "patient ID": "patient_id",
+    "grade (GlaS)": "grade_glas",
+    "grade (Sirinukunwattana et al. 2015)": "grade_sirinukunwattana",
+}
 
 
 def _key(anno: bool) -> Callable[[Path], str | None]:
     """Case id ``<split>_<N>`` of an image file (``anno=False``) or an annotation file."""
+
     def key(path: Path) -> str | None:
         match = _NAME_RE.match(path.name)
         return f"{match.group(1)}_{int(match.group(2))}" if match and bool(match.group(3)) == anno else None
+
     return key
 
 
 #: The fixture's images (``make_fixture``) and its Grade.csv as released: CRLF, leading spaces in the
 #: header and values, plus a row without an image.
 FIXTURE_NAMES = ("train_1", "train_2", "testA_1", "testB_1")
-FIXTURE_GRADES = {"train_1": (" benign", " healthy"), "train_2": (" malignant", " adenocarcinoma"),
-                  "testA_1": (" benign", " adenomatous"), "testB_1": (" malignant", " adenocarcinoma"),
-                  "testB_20": (" benign", " healthy")}
+FIXTURE_GRADES = {
+    "train_1": (" benign", " healthy"),
+    "train_2": (" malignant", " adenocarcinoma"),
+    "testA_1": (" benign", " adenomatous"),
+    "testB_1": (" malignant", " adenocarcinoma"),
+    "testB_20": (" benign", " healthy"),
+}
 GRADE_HEADER = "name,patient ID, grade (GlaS), grade (Sirinukunwattana et al. 2015)"
 
 
@@ -75,14 +85,17 @@ class GlaS2015(NativeDataset):
     modality = "histopathology"
     unit_nouns = ("source images", "patches")
     channels = 3
-    paper = PaperFacts("GlaS-2015", "Histopathology", 165, (775, 522), "patch", (253, 253, 253, 253, 253), 550,
-                       patches_per_image=11)
+    paper = PaperFacts(
+        "GlaS-2015", "Histopathology", 165, (775, 522), "patch", (253, 253, 253, 253, 253), 550, patches_per_image=11
+    )
     patch_based = True
     mask_kind = "instance"
-    layout = ("train_N.bmp + train_N_anno.bmp, testA_N.bmp + testA_N_anno.bmp, testB_N.bmp + testB_N_anno.bmp\n"
-              "  (annotation = instance labels, 0 = background; .png copies accepted; directly in the folder "
-              "or one sub-folder down)\n"
-              f"{GRADES}   (optional: name, patient ID, grade (GlaS), grade (Sirinukunwattana et al. 2015))")
+    layout = (
+        "train_N.bmp + train_N_anno.bmp, testA_N.bmp + testA_N_anno.bmp, testB_N.bmp + testB_N_anno.bmp\n"
+        "  (annotation = instance labels, 0 = background; .png copies accepted; directly in the folder "
+        "or one sub-folder down)\n"
+        f"{GRADES}   (optional: name, patient ID, grade (GlaS), grade (Sirinukunwattana et al. 2015))"
+    )
 
     @classmethod
     def looks_like(cls, folder: Path) -> bool:
@@ -97,8 +110,11 @@ class GlaS2015(NativeDataset):
         scan = Scan()
         folders = self._image_folders(self.root)
         if not folders:
-            scan.add(self.root, "missing_image", "no train_N / testA_N / testB_N images (.bmp or .png) here or "
-                                                 "one folder down")
+            scan.add(
+                self.root,
+                "missing_image",
+                "no train_N / testA_N / testB_N images (.bmp or .png) here or one folder down",
+            )
         files = [p for f in folders for p in self._files(f, scan)]
         images = index_by_id([p for p in files if "_anno" not in p.stem], _key(False), scan, "image")
         annos = index_by_id([p for p in files if "_anno" in p.stem], _key(True), scan, "annotation (<name>_anno)")
@@ -106,8 +122,11 @@ class GlaS2015(NativeDataset):
         for cid, image, anno in pair_files(images, annos, scan):
             meta = (("official_split", cid.split("_")[0]),) + grades.get(cid, ())
             scan.cases.append(Case(cid, cid, image, (anno,), meta=meta))
-        scan.counts.update(images=len(images), annotations=len(annos),
-                           official_split=dict(Counter(c.case_id.split("_")[0] for c in scan.cases)))
+        scan.counts.update(
+            images=len(images),
+            annotations=len(annos),
+            official_split=dict(Counter(c.case_id.split("_")[0] for c in scan.cases)),
+        )
         if grades:
             self._count_grades(grades, set(images), scan)
         return scan

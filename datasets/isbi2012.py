@@ -58,13 +58,22 @@ class ISBI2012(NativeDataset):
     modality = "electron microscopy"
     unit_nouns = ("source images", "patches")
     channels = 1
-    paper = PaperFacts("ISBI-2012", "Electron microscopy", 30, (512, 512), "patch", (16, 16, 16, 16, 20), 36,
-                       patches_per_image=4)
+    paper = PaperFacts(
+        "ISBI-2012", "Electron microscopy", 30, (512, 512), "patch", (16, 16, 16, 16, 20), 36, patches_per_image=4
+    )
     patch_based = True
-    layout = (f"{VOLUME} + {LABELS}   (multi-page TIFF stacks, one page per slice), or\n"
-              f"{PNG_IMAGES}/N.png + {PNG_LABELS}/N.png   (N = 0, 1, ...; labels 255 = cell interior, 0 = membrane)")
-    OPTIONS = (DatasetOption("variant", "auto", VARIANTS, "which copy of the slices to read: the TIFF stacks, the "
-                                                         "PNG slices, or auto (the stacks when present)"),)
+    layout = (
+        f"{VOLUME} + {LABELS}   (multi-page TIFF stacks, one page per slice), or\n"
+        f"{PNG_IMAGES}/N.png + {PNG_LABELS}/N.png   (N = 0, 1, ...; labels 255 = cell interior, 0 = membrane)"
+    )
+    OPTIONS = (
+        DatasetOption(
+            "variant",
+            "auto",
+            VARIANTS,
+            "which copy of the slices to read: the TIFF stacks, the PNG slices, or auto (the stacks when present)",
+        ),
+    )
 
     @property
     def variant(self) -> str:
@@ -75,7 +84,7 @@ class ISBI2012(NativeDataset):
         return (folder / VOLUME).is_file() or (folder / PNG_IMAGES).is_dir()
 
     def resolved_variant(self) -> str | None:
-        """"tiff" or "png" as ``variant`` resolves on this folder; None when neither layout is present."""
+        """ "tiff" or "png" as ``variant`` resolves on this folder; None when neither layout is present."""
         if self.variant != "auto":
             return self.variant
         if (self.root / VOLUME).is_file() or (self.root / LABELS).is_file():
@@ -97,7 +106,9 @@ class ISBI2012(NativeDataset):
         elif variant == "png":
             self._scan_png(scan)
         else:
-            scan.add(self.root, "missing_folder", f"found neither {VOLUME} + {LABELS} nor {PNG_IMAGES}/ + {PNG_LABELS}/")
+            scan.add(
+                self.root, "missing_folder", f"found neither {VOLUME} + {LABELS} nor {PNG_IMAGES}/ + {PNG_LABELS}/"
+            )
         return scan
 
     def _pages(self, path: Path, scan: Scan) -> int | None:

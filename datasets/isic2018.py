@@ -36,8 +36,7 @@ class ISIC2018(NativeDataset):
     modality = "dermoscopy"
     channels = 3
     paper = PaperFacts("ISIC-2018", "Dermoscopy", 2594, (1022, 767), "image", (363, 363, 363, 363, 364), 778)
-    layout = (f"{INPUT_DIR}/ISIC_<id>.jpg\n"
-              f"{TRUTH_DIR}/ISIC_<id>{MASK_SUFFIX}.png   (8-bit grey, 0 = skin, 255 = lesion)")
+    layout = f"{INPUT_DIR}/ISIC_<id>.jpg\n{TRUTH_DIR}/ISIC_<id>{MASK_SUFFIX}.png   (8-bit grey, 0 = skin, 255 = lesion)"
 
     @classmethod
     def looks_like(cls, folder: Path) -> bool:
@@ -57,8 +56,9 @@ class ISIC2018(NativeDataset):
         return scan
 
     @classmethod
-    def make_fixture(cls, root: Path, ids: tuple[str, ...] = ("ISIC_0000001", "ISIC_0000002", "ISIC_0000010")
-                     ) -> Fixture:
+    def make_fixture(
+        cls, root: Path, ids: tuple[str, ...] = ("ISIC_0000001", "ISIC_0000002", "ISIC_0000010")
+    ) -> Fixture:
         """JPEG images with PNG masks (by default three, ids with a gap: 1, 2, 10) and a non-image file to
         ignore."""
         out = Fixture(root)

@@ -37,8 +37,10 @@ class KvasirSEG(NativeDataset):
     modality = "colonoscopy"
     channels = 3
     typical_size = (576, 720)  # (H, W) of the synthetic stand-in: within the release's range, not a measured majority
-    layout = (f"{IMAGES}/<id>.jpg   (RGB colonoscopy frame)\n"
-              f"{MASKS}/<id>.jpg   (polyp mask, JPEG: grey level >= {THRESHOLD} = polyp)")
+    layout = (
+        f"{IMAGES}/<id>.jpg   (RGB colonoscopy frame)\n"
+        f"{MASKS}/<id>.jpg   (polyp mask, JPEG: grey level >= {THRESHOLD} = polyp)"
+    )
 
     @classmethod
     def looks_like(cls, folder: Path) -> bool:
@@ -51,8 +53,9 @@ class KvasirSEG(NativeDataset):
         scan = Scan()
         nested = self.root / "Kvasir-SEG"
         if not (self.root / IMAGES).is_dir() and (nested / IMAGES).is_dir():
-            scan.add(self.root / IMAGES, "missing_folder", f"expected {IMAGES}/ here (found {nested}: point root "
-                                                           "at it)")
+            scan.add(
+                self.root / IMAGES, "missing_folder", f"expected {IMAGES}/ here (found {nested}: point root at it)"
+            )
             return scan
         images = image_files(self.root / IMAGES, scan, SUFFIXES, "colonoscopy images")
         masks = image_files(self.root / MASKS, scan, SUFFIXES, "polyp masks")

@@ -61,8 +61,9 @@ def natural_key(text: str) -> tuple[Any, ...]:
 
 def visible_entries(folder: Path) -> list[Path]:
     """Entries of ``folder`` not starting with ".", in natural name order (ties broken by the name)."""
-    return sorted((p for p in folder.iterdir() if not p.name.startswith(".")),
-                  key=lambda p: (natural_key(p.name), p.name))
+    return sorted(
+        (p for p in folder.iterdir() if not p.name.startswith(".")), key=lambda p: (natural_key(p.name), p.name)
+    )
 
 
 def image_files(folder: Path, scan: Scan, allowed: Iterable[str], what: str) -> list[Path] | None:
@@ -86,8 +87,7 @@ def image_files(folder: Path, scan: Scan, allowed: Iterable[str], what: str) -> 
     return found
 
 
-def index_by_id(paths: Iterable[Path], case_id: Callable[[Path], str | None], scan: Scan, what: str
-                ) -> dict[str, Path]:
+def index_by_id(paths: Iterable[Path], case_id: Callable[[Path], str | None], scan: Scan, what: str) -> dict[str, Path]:
     """Map files to case ids. A name ``case_id`` rejects (None) is an unexpected file; two files with one
     id are a duplicate (the first is kept so the pairing can still be checked)."""
     out: dict[str, Path] = {}

@@ -39,6 +39,7 @@ def _slice_key(folder: str, mask: bool) -> Callable[[Path], str | None]:
     def key(path: Path) -> str | None:
         match = pattern.match(path.name)
         return f"{folder}_{int(match.group(1))}" if match and bool(match.group(2)) == mask else None
+
     return key
 
 
@@ -79,10 +80,12 @@ class LGGMRI(NativeDataset):
     unit_nouns = ("patients", "slices")
     channels = 3
     paper = PaperFacts("MRI", "MRI", 1144, (256, 256), "image", (160, 160, 160, 160, 161), 343)
-    layout = (f"{BASE}/TCGA_<inst>_<pid>_<date>/TCGA_<inst>_<pid>_<date>_<N>.tif   (RGB: pre-contrast, FLAIR, "
-              "post-contrast)\n"
-              f"{BASE}/TCGA_<inst>_<pid>_<date>/TCGA_<inst>_<pid>_<date>_<N>_mask.tif   (grey, 0 or 255)\n"
-              f"{BASE}/{CSV}   (optional: genomic clusters per patient)")
+    layout = (
+        f"{BASE}/TCGA_<inst>_<pid>_<date>/TCGA_<inst>_<pid>_<date>_<N>.tif   (RGB: pre-contrast, FLAIR, "
+        "post-contrast)\n"
+        f"{BASE}/TCGA_<inst>_<pid>_<date>/TCGA_<inst>_<pid>_<date>_<N>_mask.tif   (grey, 0 or 255)\n"
+        f"{BASE}/{CSV}   (optional: genomic clusters per patient)"
+    )
 
     OPTIONS = (DatasetOption("subset", "all", tuple(SUBSETS), "; ".join(f"{k}: {v}" for k, v in SUBSETS.items())),)
 
@@ -136,8 +139,12 @@ class LGGMRI(NativeDataset):
             scan.add(folder, "empty_folder", "patient folder without slices")
             return
         named_mask = [p for p in files if p.stem.lower().endswith("_mask")]
-        images = index_by_id([p for p in files if p not in named_mask], _slice_key(folder.name, False), scan,
-                             f"slice ({folder.name}_<N>.tif)")
+        images = index_by_id(
+            [p for p in files if p not in named_mask],
+            _slice_key(folder.name, False),
+            scan,
+            f"slice ({folder.name}_<N>.tif)",
+        )
         masks = index_by_id(named_mask, _slice_key(folder.name, True), scan, f"mask ({folder.name}_<N>_mask.tif)")
         meta = (("patient", patient_id(folder.name)),)
         for cid, image, mask in pair_files(images, masks, scan):

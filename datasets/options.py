@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
 from bench.errors import InvalidInput
 
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
@@ -52,8 +53,7 @@ class DatasetOption:
         return f"{self.name} ({allowed}, default {self.default}){': ' + self.help if self.help else ''}"
 
 
-def resolve_options(dataset: str, declared: tuple[DatasetOption, ...], given: Mapping[str, Any]
-                    ) -> dict[str, Any]:
+def resolve_options(dataset: str, declared: tuple[DatasetOption, ...], given: Mapping[str, Any]) -> dict[str, Any]:
     """Every declared option of ``dataset`` with its value: the ``given`` one (parsed) or the default.
     An option the dataset does not declare is a ValueError that lists the ones it does."""
     by_name = {o.name: o for o in declared}
@@ -94,5 +94,5 @@ def options_of(dataset: str, pairs: tuple[tuple[str, Any], ...]) -> dict[str, An
     from bench.datasets import dataset_info
 
     prefix = f"{dataset}."
-    given = {key[len(prefix):]: value for key, value in pairs if key.startswith(prefix)}
+    given = {key[len(prefix) :]: value for key, value in pairs if key.startswith(prefix)}
     return resolve_options(dataset, getattr(dataset_info(dataset), "OPTIONS", ()), given)

@@ -100,7 +100,7 @@ def take_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
             if not -len(array) <= r < len(array):
                 raise IndexError(f"row {r} is out of bounds for {len(array)} rows of {array.filename}")
             offset = array.offset + (r % len(array)) * row_bytes
-            if os.preadv(fd, [memoryview(out[k:k + 1]).cast("B")], offset) != row_bytes:
+            if os.preadv(fd, [memoryview(out[k : k + 1]).cast("B")], offset) != row_bytes:
                 raise DamagedCache(f"cache file {array.filename} is shorter than its header says (row {r})")
     finally:
         os.close(fd)
@@ -110,8 +110,13 @@ def take_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
 def _whole_file(array: np.ndarray) -> bool:
     """Whether ``array`` is a C-contiguous memory map of the rest of its file from ``array.offset`` on
     (what ``np.load(mmap_mode="r")`` of a cache ``.npy`` returns; not a slice or view of one)."""
-    if (not hasattr(os, "preadv") or not isinstance(array, np.memmap) or not array.filename
-            or not array.flags.c_contiguous or not array.ndim):
+    if (
+        not hasattr(os, "preadv")
+        or not isinstance(array, np.memmap)
+        or not array.filename
+        or not array.flags.c_contiguous
+        or not array.ndim
+    ):
         return False
     try:
         return array.offset + array.nbytes == os.path.getsize(array.filename)
@@ -173,8 +178,9 @@ class PreparedData:
         return len(self.case_ids)
 
 
-def prepare(ds: SegDataset, size: int, *, patch_size: int | None = None, patch_padding: int = 16,
-            cache_dir: Path | None = None) -> PreparedData:
+def prepare(
+    ds: SegDataset, size: int, *, patch_size: int | None = None, patch_padding: int = 16, cache_dir: Path | None = None
+) -> PreparedData:
     """Resize (and for patch-based datasets, patch) every case of ``ds``; reuse the cache when valid.
 
     ``patch_size`` is the patch side in native pixels; None means 256 for patch-based datasets and no
@@ -186,8 +192,13 @@ def prepare(ds: SegDataset, size: int, *, patch_size: int | None = None, patch_p
     if not cases:
         raise InvalidInput(f"{ds.name}: no cases found under {ds.root}; see its layout:\n{ds.layout}")
     patch = patch_size if patch_size is not None else (PAPER_PATCH if ds.patch_based else None)
-    options = {"dataset_options": ds.options(), "size": int(size), "patch_size": patch,
-               "patch_padding": int(patch_padding) if patch else None, "normalization": "minmax_per_source"}
+    options = {
+        "dataset_options": ds.options(),
+        "size": int(size),
+        "patch_size": patch,
+        "patch_padding": int(patch_padding) if patch else None,
+        "normalization": "minmax_per_source",
+    }
     fp = fingerprint(ds, cases, options, cache_dir)
     if cache_dir is None:
         return _assemble(*_build(ds, cases, options, fp))
@@ -272,7 +283,10 @@ def fingerprint(ds: SegDataset, cases: list[Case], options: dict[str, Any], cach
     without ``-p`` keeps the fingerprint); (synthetic) the generator version. File hashes are cached in
     ``cache_dir`` (``FileHashes``) so unchanged files are read once."""
     payload: dict[str, Any] = {
-        "dataset": ds.name, "source": ds.source, "options": options, "code": CODE_VERSION,
+        "dataset": ds.name,
+        "source": ds.source,
+        "options": options,
+        "code": CODE_VERSION,
         "reader": f"{type(ds).__module__}.{type(ds).__qualname__}",
         "cases": [[c.case_id, c.group, c.page, list(map(list, c.meta))] for c in cases],
     }
@@ -310,8 +324,9 @@ def patch_offsets(length: int, patch: int, step: int) -> list[int]:
     return list(range(0, length - patch + 1, step)) if length >= patch else []
 
 
-def patch_geometry(native_shape: tuple[int, int], size: int, patch_size: int, patch_padding: int,
-                   native_scale: float = 1.0) -> tuple[tuple[int, int], int]:
+def patch_geometry(
+    native_shape: tuple[int, int], size: int, patch_size: int, patch_padding: int, native_scale: float = 1.0
+) -> tuple[tuple[int, int], int]:
     """(resized source (H, W), step) for cutting ``size`` patches; ``native_scale`` = source px per native px."""
     factor = size / (patch_size * native_scale)
     shape = (max(1, round(native_shape[0] * factor)), max(1, round(native_shape[1] * factor)))
@@ -321,11 +336,14 @@ def patch_geometry(native_shape: tuple[int, int], size: int, patch_size: int, pa
 def _check(ds: SegDataset, case: Case, image: np.ndarray, mask: np.ndarray) -> None:
     where = case.image_path or case.case_id
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != ds.channels:
-        raise ValueError(f"{ds.name} {case.case_id}: read() gave image {image.dtype} {image.shape}, expected "
-                         f"uint8 H x W x {ds.channels}; see {where}")
+        raise ValueError(
+            f"{ds.name} {case.case_id}: read() gave image {image.dtype} {image.shape}, expected "
+            f"uint8 H x W x {ds.channels}; see {where}"
+        )
     if mask.dtype != bool or mask.shape != image.shape[:2]:
-        raise ValueError(f"{ds.name} {case.case_id}: mask {mask.dtype} {mask.shape} != bool {image.shape[:2]}; "
-                         f"see {where}")
+        raise ValueError(
+            f"{ds.name} {case.case_id}: mask {mask.dtype} {mask.shape} != bool {image.shape[:2]}; see {where}"
+        )
 
 
 @dataclass
@@ -350,15 +368,24 @@ def _source(ds: SegDataset, case: Case, options: dict[str, Any]) -> _Source:
     image, mask = _resize(image, mask, shape)
     ys, xs = patch_offsets(shape[0], size, step), patch_offsets(shape[1], size, step)
     if not ys or not xs:
-        raise InvalidInput(f"{ds.name} {case.case_id}: image {native} resized to {shape} is smaller than one "
-                         f"{size} px patch; see {case.image_path or case.case_id}")
-    rows = [(f"{case.case_id}_p{k:02d}", image[y:y + size, x:x + size].transpose(2, 0, 1), mask[y:y + size, x:x + size])
-            for k, (y, x) in enumerate((y, x) for y in ys for x in xs)]
+        raise InvalidInput(
+            f"{ds.name} {case.case_id}: image {native} resized to {shape} is smaller than one "
+            f"{size} px patch; see {case.image_path or case.case_id}"
+        )
+    rows = [
+        (
+            f"{case.case_id}_p{k:02d}",
+            image[y : y + size, x : x + size].transpose(2, 0, 1),
+            mask[y : y + size, x : x + size],
+        )
+        for k, (y, x) in enumerate((y, x) for y in ys for x in xs)
+    ]
     return _Source(rows, native, int(image.min()), int(image.max()))
 
 
-def _build(ds: SegDataset, cases: list[Case], options: dict[str, Any],
-           fp: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def _build(
+    ds: SegDataset, cases: list[Case], options: dict[str, Any], fp: str
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Arrays (uint8 images, bool masks, per-row source min/max) and metadata of the cache file."""
     parts = [(case, _source(ds, case, options)) for case in cases]
     rows = [(case, src, row) for case, src in parts for row in src.rows]
@@ -369,9 +396,14 @@ def _build(ds: SegDataset, cases: list[Case], options: dict[str, Any],
         "hi": np.array([src.hi for _, src, _ in rows], np.float32),
     }
     meta = {
-        "dataset": ds.name, "source": ds.source, "fingerprint": fp, "options": options,
-        "case_ids": [row[0] for _, _, row in rows], "groups": [case.group for case, _, _ in rows],
-        "source_ids": [case.case_id for case, _, _ in rows], "native_shapes": [list(src.native) for _, src, _ in rows],
+        "dataset": ds.name,
+        "source": ds.source,
+        "fingerprint": fp,
+        "options": options,
+        "case_ids": [row[0] for _, _, row in rows],
+        "groups": [case.group for case, _, _ in rows],
+        "source_ids": [case.case_id for case, _, _ in rows],
+        "native_shapes": [list(src.native) for _, src, _ in rows],
         "channels": int(arrays["images"].shape[1]),
     }
     return arrays, meta
@@ -389,10 +421,19 @@ def normalize(images: np.ndarray, lo: np.ndarray, hi: np.ndarray, chunk: int = 2
 
 def _assemble(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> PreparedData:
     return PreparedData(
-        dataset=meta["dataset"], source=meta["source"], pixels=arrays["images"], lo=arrays["lo"], hi=arrays["hi"],
-        masks=arrays["masks"], case_ids=tuple(meta["case_ids"]), groups=tuple(meta["groups"]),
-        fingerprint=meta["fingerprint"], options=meta["options"], source_ids=tuple(meta["source_ids"]),
-        native_shapes=tuple((int(h), int(w)) for h, w in meta["native_shapes"]))
+        dataset=meta["dataset"],
+        source=meta["source"],
+        pixels=arrays["images"],
+        lo=arrays["lo"],
+        hi=arrays["hi"],
+        masks=arrays["masks"],
+        case_ids=tuple(meta["case_ids"]),
+        groups=tuple(meta["groups"]),
+        fingerprint=meta["fingerprint"],
+        options=meta["options"],
+        source_ids=tuple(meta["source_ids"]),
+        native_shapes=tuple((int(h), int(w)) for h, w in meta["native_shapes"]),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- cache
@@ -412,7 +453,7 @@ class DamagedCache(ValueError):
 def array_path(meta_path: Path, name: str) -> Path:
     """Where array ``name`` of the cache entry ``meta_path`` (``<stem>.meta.json``) lies."""
     meta_path = Path(meta_path)
-    return meta_path.with_name(f"{meta_path.name[:-len(META_SUFFIX)]}.{name}.npy")
+    return meta_path.with_name(f"{meta_path.name[: -len(META_SUFFIX)]}.{name}.npy")
 
 
 def _save_cache(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -432,8 +473,9 @@ def _open_array(path: Path, name: str, expected: tuple[int, ...]) -> np.ndarray:
     except (OSError, ValueError, EOFError) as err:  # missing, truncated or a damaged header
         raise DamagedCache(f"cache file {file} is damaged or missing ({err})") from err
     if array.dtype != _DTYPES[name] or array.shape != expected:
-        raise DamagedCache(f"cache file {file} holds {array.dtype} {array.shape}, expected "
-                           f"{np.dtype(_DTYPES[name])} {expected}")
+        raise DamagedCache(
+            f"cache file {file} holds {array.dtype} {array.shape}, expected {np.dtype(_DTYPES[name])} {expected}"
+        )
     return array
 
 
@@ -448,9 +490,14 @@ def load_cache(path: Path, fingerprint: str | None = None) -> PreparedData:
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise DamagedCache(f"cache file {path} is damaged ({err!r})") from err
     if fingerprint is not None and meta.get("fingerprint") != fingerprint:
-        raise ValueError(f"cache file {path} holds fingerprint {meta.get('fingerprint')}, expected {fingerprint}; "
-                         f"delete it to rebuild")
-    arrays = {"images": _open_array(path, "images", (n, channels, size, size)),
-              "masks": _open_array(path, "masks", (n, size, size)),
-              "lo": _open_array(path, "lo", (n,)), "hi": _open_array(path, "hi", (n,))}
+        raise ValueError(
+            f"cache file {path} holds fingerprint {meta.get('fingerprint')}, expected {fingerprint}; "
+            f"delete it to rebuild"
+        )
+    arrays = {
+        "images": _open_array(path, "images", (n, channels, size, size)),
+        "masks": _open_array(path, "masks", (n, size, size)),
+        "lo": _open_array(path, "lo", (n,)),
+        "hi": _open_array(path, "hi", (n,)),
+    }
     return _assemble(arrays, meta)

@@ -47,8 +47,10 @@ class DataError(UserError, ValueError):
         lines += [f"  - {p}" for p in self.problems]
         if layout:
             lines.append(f"expected layout:\n{layout}")
-        lines.append("Fix or remove these files, or exclude their case ids explicitly "
-                     "(`bench run --skip ID,ID`; in Python: skip=[case ids]).")
+        lines.append(
+            "Fix or remove these files, or exclude their case ids explicitly "
+            "(`bench run --skip ID,ID`; in Python: skip=[case ids])."
+        )
         super().__init__("\n".join(lines))
 
 

@@ -61,8 +61,13 @@ class SplitParams:
     inner_fraction: float = DEFAULT_INNER_FRACTION
 
     def to_dict(self) -> dict[str, Any]:
-        return {"protocol": self.protocol, "seed": int(self.seed), "n_folds": int(self.n_folds),
-                "test_fraction": float(self.test_fraction), "inner_fraction": float(self.inner_fraction)}
+        return {
+            "protocol": self.protocol,
+            "seed": int(self.seed),
+            "n_folds": int(self.n_folds),
+            "test_fraction": float(self.test_fraction),
+            "inner_fraction": float(self.inner_fraction),
+        }
 
 
 @dataclass(frozen=True)
@@ -87,8 +92,13 @@ class Split:
     @property
     def params(self) -> dict[str, Any]:
         """The recorded split parameters (``SplitParams.to_dict`` shape; None where not recorded)."""
-        return {"protocol": self.protocol, "seed": self.seed, "n_folds": len(self.folds),
-                "test_fraction": self.test_fraction, "inner_fraction": self.inner_fraction}
+        return {
+            "protocol": self.protocol,
+            "seed": self.seed,
+            "n_folds": len(self.folds),
+            "test_fraction": self.test_fraction,
+            "inner_fraction": self.inner_fraction,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         folds = [{"train": list(tr), "val": list(va)} for tr, va in self.folds]
@@ -96,8 +106,12 @@ class Split:
             f["select"] = list(sel)
         out: dict[str, Any] = {"seed": self.seed, "protocol": self.protocol, "test": list(self.test), "folds": folds}
         if self.test_fraction is not None:  # files written before these were recorded keep their shape (and hash)
-            out.update(n_folds=len(self.folds), test_fraction=self.test_fraction, inner_fraction=self.inner_fraction,
-                       cases_sha256=self.cases_sha256)
+            out.update(
+                n_folds=len(self.folds),
+                test_fraction=self.test_fraction,
+                inner_fraction=self.inner_fraction,
+                cases_sha256=self.cases_sha256,
+            )
         return out
 
     def to_json(self, indent: int | None = None) -> str:
@@ -120,8 +134,15 @@ class Split:
         if "n_folds" in d and int(d["n_folds"]) != len(folds):
             raise SplitError(f"{where}: n_folds is {d['n_folds']} but {len(folds)} folds are listed")
         fractions = {k: None if d.get(k) is None else float(d[k]) for k in ("test_fraction", "inner_fraction")}
-        return cls(int(d["seed"]), str(d["protocol"]), tuple(d["test"]), folds, select,
-                   cases_sha256=d.get("cases_sha256"), **fractions)
+        return cls(
+            int(d["seed"]),
+            str(d["protocol"]),
+            tuple(d["test"]),
+            folds,
+            select,
+            cases_sha256=d.get("cases_sha256"),
+            **fractions,
+        )
 
     @classmethod
     def load(cls, path: Path) -> Split:
@@ -146,25 +167,35 @@ class Split:
         if self.protocol == "holdout":
             return {"train": list(train), "select": list(val), "val": list(val), "test": list(self.test)}
         if len(self.select) != len(self.folds):
-            raise SplitError(f"this cv split (seed {self.seed}, hash {self.hash}) has no inner validation parts; "
-                             "it was written by an older version: delete it so `bench run` makes a new one")
+            raise SplitError(
+                f"this cv split (seed {self.seed}, hash {self.hash}) has no inner validation parts; "
+                "it was written by an older version: delete it so `bench run` makes a new one"
+            )
         inner = set(self.select[k])
-        return {"train": [i for i in train if i not in inner], "select": list(self.select[k]), "val": list(val),
-                "test": []}
+        return {
+            "train": [i for i in train if i not in inner],
+            "select": list(self.select[k]),
+            "val": list(val),
+            "test": [],
+        }
 
     def fold(self, k: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(train, val) of fold ``k``; a missing fold is an error (never a fallback split)."""
         if not isinstance(k, (int, np.integer)) or not 0 <= k < len(self.folds):
-            raise IndexError(f"fold {k!r} does not exist: this {self.protocol} split (seed {self.seed}) has folds "
-                             f"0..{len(self.folds) - 1}")
+            raise IndexError(
+                f"fold {k!r} does not exist: this {self.protocol} split (seed {self.seed}) has folds "
+                f"0..{len(self.folds) - 1}"
+            )
         return self.folds[int(k)]
 
     def validate(self, case_ids: Sequence[str], groups: Sequence[str]) -> None:
         """Raise ``SplitError`` listing the offending ids if the split does not fit these cases."""
         problems = _problems(self, list(case_ids), list(groups))
         if problems:
-            raise SplitError(f"{self.protocol} split (seed {self.seed}, hash {self.hash}) is invalid:\n  - "
-                             + "\n  - ".join(problems))
+            raise SplitError(
+                f"{self.protocol} split (seed {self.seed}, hash {self.hash}) is invalid:\n  - "
+                + "\n  - ".join(problems)
+            )
 
 
 def _few(ids: Any, n: int = 10) -> str:
@@ -206,12 +237,16 @@ def _problems(split: Split, case_ids: list[str], groups: list[str]) -> list[str]
         if _dupes(train):
             out.append(f"fold {k}: ids repeated in train: {_few(_dupes(train))}")
         if set(train) | set(val) != pool:
-            out.append(f"fold {k}: train + val differ from the other folds' ids: {_few(pool ^ (set(train) | set(val)))}")
+            out.append(
+                f"fold {k}: train + val differ from the other folds' ids: {_few(pool ^ (set(train) | set(val)))}"
+            )
     for k, sel in enumerate(split.select):
         train = set(split.folds[k][0]) if k < len(split.folds) else set()
         if not sel or set(sel) - train:
-            out.append(f"fold {k}: inner validation part is empty or not within the training folds: "
-                       f"{_few(set(sel) - train) or 'empty'}")
+            out.append(
+                f"fold {k}: inner validation part is empty or not within the training folds: "
+                f"{_few(set(sel) - train) or 'empty'}"
+            )
         elif not train - set(sel):
             out.append(f"fold {k}: the inner validation part leaves nothing to train on")
     if split.select and len(split.select) != len(split.folds):
@@ -231,8 +266,11 @@ def _group_problems(split: Split, case_ids: list[str], groups: list[str]) -> lis
         if cid in part:
             seen.setdefault(g, set()).add(part[cid])
     crossing = {g: parts for g, parts in seen.items() if len(parts) > 1}
-    out = [f"group {g!r} crosses a boundary ({', '.join(sorted(p))}): "
-           f"{_few([c for c, gg in zip(case_ids, groups) if gg == g])}" for g, p in sorted(crossing.items())]
+    out = [
+        f"group {g!r} crosses a boundary ({', '.join(sorted(p))}): "
+        f"{_few([c for c, gg in zip(case_ids, groups) if gg == g])}"
+        for g, p in sorted(crossing.items())
+    ]
     group_of = dict(zip(case_ids, groups))
     for k, sel in enumerate(split.select):
         inner = {group_of.get(i) for i in sel}
@@ -276,16 +314,23 @@ def _assign_folds(order: list[str], members: dict[str, list[str]], n_folds: int)
     return folds
 
 
-def _inner_parts(folds: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...], members: dict[str, list[str]],
-                 group_of: dict[str, str], fraction: float, seed: int) -> tuple[tuple[str, ...], ...]:
+def _inner_parts(
+    folds: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...],
+    members: dict[str, list[str]],
+    group_of: dict[str, str],
+    fraction: float,
+    seed: int,
+) -> tuple[tuple[str, ...], ...]:
     """Per fold: whole groups of its training folds (shuffled with ``default_rng([seed, k])``) making up
     about ``fraction`` of their cases; at least one group, never all of them."""
     parts = []
     for k, (train, _) in enumerate(folds):
         pool = sorted({group_of[i] for i in train})
         if len(pool) < 2:
-            raise SplitError(f"cv fold {k}: {len(pool)} group(s) in the training folds; need 2 or more to hold an "
-                             "inner validation part out")
+            raise SplitError(
+                f"cv fold {k}: {len(pool)} group(s) in the training folds; need 2 or more to hold an "
+                "inner validation part out"
+            )
         np.random.default_rng([seed, k]).shuffle(pool)
         chosen = _take_test(pool, {g: members[g] for g in pool}, fraction) or {pool[0]}
         if len(chosen) == len(pool):
@@ -294,8 +339,15 @@ def _inner_parts(folds: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...], mem
     return tuple(parts)
 
 
-def make_splits(case_ids: Sequence[str], groups: Sequence[str], protocol: str, seed: int, n_folds: int = 5,
-                test_fraction: float = 0.3, inner_fraction: float = DEFAULT_INNER_FRACTION) -> Split:
+def make_splits(
+    case_ids: Sequence[str],
+    groups: Sequence[str],
+    protocol: str,
+    seed: int,
+    n_folds: int = 5,
+    test_fraction: float = 0.3,
+    inner_fraction: float = DEFAULT_INNER_FRACTION,
+) -> Split:
     """A seeded group-aware split of ``case_ids`` (see the module docstring)."""
     if protocol not in PROTOCOLS:
         raise SplitError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
@@ -311,21 +363,32 @@ def make_splits(case_ids: Sequence[str], groups: Sequence[str], protocol: str, s
     test = _take_test(order, members, test_fraction) if protocol == "holdout" else set()
     pool = [g for g in order if g not in test]
     if len(pool) < n_folds:
-        raise SplitError(f"{protocol}: {len(pool)} group(s) left for {n_folds} folds ({len(members)} groups, "
-                         f"{len(case_ids)} cases); need at least {n_folds} groups outside the test set")
+        raise SplitError(
+            f"{protocol}: {len(pool)} group(s) left for {n_folds} folds ({len(members)} groups, "
+            f"{len(case_ids)} cases); need at least {n_folds} groups outside the test set"
+        )
     vals = _assign_folds(pool, members, n_folds)
     every = sorted(i for v in vals for i in v)
     folds = tuple((tuple(i for i in every if i not in held), tuple(sorted(held))) for held in map(set, vals))
     group_of = dict(zip(case_ids, groups))
     select = _inner_parts(folds, members, group_of, inner_fraction, seed) if protocol == "cv" else ()
-    split = Split(int(seed), protocol, tuple(sorted(i for g in test for i in members[g])), folds, select,
-                  float(test_fraction), float(inner_fraction), cases_hash(case_ids, groups))
+    split = Split(
+        int(seed),
+        protocol,
+        tuple(sorted(i for g in test for i in members[g])),
+        folds,
+        select,
+        float(test_fraction),
+        float(inner_fraction),
+        cases_hash(case_ids, groups),
+    )
     split.validate(case_ids, groups)
     return split
 
 
-def split_file_name(dataset: str, source: str, params: SplitParams, case_ids: Sequence[str],
-                    groups: Sequence[str]) -> str:
+def split_file_name(
+    dataset: str, source: str, params: SplitParams, case_ids: Sequence[str], groups: Sequence[str]
+) -> str:
     """``<dataset>-<source>-<protocol>-seed<seed>-<identity>.json``; the identity hashes every split
     parameter and the (case id, group) pairs, so any change makes a new file."""
     identity = json.dumps({**params.to_dict(), "cases_sha256": cases_hash(case_ids, groups)}, sort_keys=True)
@@ -333,9 +396,16 @@ def split_file_name(dataset: str, source: str, params: SplitParams, case_ids: Se
     return f"{dataset}-{source}-{params.protocol}-seed{params.seed}-{digest}.json"
 
 
-def load_or_create_split(path: Path, case_ids: Sequence[str], groups: Sequence[str], protocol: str, seed: int,
-                         n_folds: int = 5, test_fraction: float = 0.3,
-                         inner_fraction: float = DEFAULT_INNER_FRACTION) -> Split:
+def load_or_create_split(
+    path: Path,
+    case_ids: Sequence[str],
+    groups: Sequence[str],
+    protocol: str,
+    seed: int,
+    n_folds: int = 5,
+    test_fraction: float = 0.3,
+    inner_fraction: float = DEFAULT_INNER_FRACTION,
+) -> Split:
     """Reuse the split file at ``path`` (validated against these ids, refused if any recorded split
     parameter or the cases differ), or make one and write it there once."""
     path = Path(path)
@@ -347,11 +417,14 @@ def load_or_create_split(path: Path, case_ids: Sequence[str], groups: Sequence[s
     wanted = SplitParams(protocol, int(seed), n_folds, float(test_fraction), float(inner_fraction)).to_dict()
     differ = [f"{k} {split.params[k]!r} (asked for {v!r})" for k, v in wanted.items() if split.params[k] != v]
     if differ:
-        raise SplitError(f"{path} was made with other split parameters: {'; '.join(differ)}. "
-                         "Use another path or delete the file")
+        raise SplitError(
+            f"{path} was made with other split parameters: {'; '.join(differ)}. Use another path or delete the file"
+        )
     if split.cases_sha256 is not None and split.cases_sha256 != cases_hash(case_ids, groups):
-        raise SplitError(f"{path} does not match the current data (delete it to make a new split): made from "
-                         f"cases {split.cases_sha256}, these cases hash to {cases_hash(case_ids, groups)}")
+        raise SplitError(
+            f"{path} does not match the current data (delete it to make a new split): made from "
+            f"cases {split.cases_sha256}, these cases hash to {cases_hash(case_ids, groups)}"
+        )
     try:
         split.validate(case_ids, groups)
     except SplitError as err:

@@ -14,8 +14,10 @@ from bench.datasets.base import SegDataset
 from bench.datasets.prepare import PreparedData
 from bench.datasets.splits import Split
 
-PAPER_SOURCE = ("Gudhe et al., Sci Rep 11, 14105 (2021), doi:10.1038/s41598-021-93169-w: Table 1 (datasets) and "
-                "Table 2 (splitting protocol), as published")
+PAPER_SOURCE = (
+    "Gudhe et al., Sci Rep 11, 14105 (2021), doi:10.1038/s41598-021-93169-w: Table 1 (datasets) and "
+    "Table 2 (splitting protocol), as published"
+)
 
 
 def paper_counts() -> dict[str, Any]:
@@ -29,8 +31,12 @@ def paper_counts() -> dict[str, Any]:
         pub = getattr(DATASETS.get(name).factory, "paper", None)
         if pub is None:
             continue
-        out["table1"][name] = {"name": pub.name, "modality": pub.modality, "images": pub.images,
-                               "majority_size": list(pub.majority_size)}
+        out["table1"][name] = {
+            "name": pub.name,
+            "modality": pub.modality,
+            "images": pub.images,
+            "majority_size": list(pub.majority_size),
+        }
         out["table2"][name] = {"unit": pub.unit, "folds": list(pub.folds), "test": pub.test}
         if pub.patches_per_image is not None:
             out["patches"][name] = {"per_image": pub.patches_per_image, "total": pub.patches_per_image * pub.images}
@@ -69,14 +75,21 @@ def table1(*items: PreparedData | SegDataset) -> pd.DataFrame:
         name, source, channels, shapes = _native_sizes(item)
         (h, w), n_major = Counter(shapes).most_common(1)[0] if shapes else ((0, 0), 0)
         pub = paper.get(name, {})
-        rows.append({
-            "dataset": name, "source": source, "modality": pub.get("modality", _modality(name)),
-            "images": len(shapes), "majority_size": _wxh((w, h)) if shapes else None,
-            "majority_share": n_major / len(shapes) if shapes else float("nan"), "channels": channels,
-            "rows": len(item) if isinstance(item, PreparedData) else len(shapes),
-            "unit": item.unit if isinstance(item, PreparedData) else "image",
-            "paper_images": pub.get("images"), "paper_majority_size": _wxh(pub.get("majority_size")),
-        })
+        rows.append(
+            {
+                "dataset": name,
+                "source": source,
+                "modality": pub.get("modality", _modality(name)),
+                "images": len(shapes),
+                "majority_size": _wxh((w, h)) if shapes else None,
+                "majority_share": n_major / len(shapes) if shapes else float("nan"),
+                "channels": channels,
+                "rows": len(item) if isinstance(item, PreparedData) else len(shapes),
+                "unit": item.unit if isinstance(item, PreparedData) else "image",
+                "paper_images": pub.get("images"),
+                "paper_majority_size": _wxh(pub.get("majority_size")),
+            }
+        )
     df = pd.DataFrame(rows)
     return df.astype({"paper_images": "Int64"}) if len(df) else df
 
@@ -98,11 +111,21 @@ def table2(*pairs: tuple[PreparedData, Split]) -> pd.DataFrame:
         paper_folds, paper_test = _paper_fold_counts(data.dataset, split.protocol, len(split.folds))
         known = not any(v is pd.NA for v in paper_folds)
         for k, (train, val) in enumerate(split.folds):
-            rows.append({
-                "dataset": data.dataset, "source": data.source, "protocol": split.protocol, "unit": data.unit,
-                "split_hash": split.hash, "fold": k, "train": len(train), "val": len(val), "test": len(split.test),
-                "paper_train": sum(paper_folds) - paper_folds[k] if known else pd.NA,
-                "paper_val": paper_folds[k], "paper_test": paper_test,
-            })
+            rows.append(
+                {
+                    "dataset": data.dataset,
+                    "source": data.source,
+                    "protocol": split.protocol,
+                    "unit": data.unit,
+                    "split_hash": split.hash,
+                    "fold": k,
+                    "train": len(train),
+                    "val": len(val),
+                    "test": len(split.test),
+                    "paper_train": sum(paper_folds) - paper_folds[k] if known else pd.NA,
+                    "paper_val": paper_folds[k],
+                    "paper_test": paper_test,
+                }
+            )
     df = pd.DataFrame(rows)
     return df.astype({c: "Int64" for c in ("paper_train", "paper_val", "paper_test")}) if len(df) else df

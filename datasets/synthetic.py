@@ -54,8 +54,14 @@ def _field(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.n
     return cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
-def _blob(rng: np.random.Generator, shape: tuple[int, int], center: tuple[float, float], radius: float,
-          roughness: float, harmonics: int = 7) -> np.ndarray:
+def _blob(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    center: tuple[float, float],
+    radius: float,
+    roughness: float,
+    harmonics: int = 7,
+) -> np.ndarray:
     """Star-shaped blob mask: r(theta) = radius * (1 + sum_k a_k cos(k theta + phi_k)), a_k ~ N(0, roughness/k)."""
     h, w = shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -84,8 +90,14 @@ def _finish(rng: np.random.Generator, img: np.ndarray, noise: float, blur: float
     return np.clip(img, 0.0, 1.0)
 
 
-def _dots(canvas: np.ndarray, rng: np.random.Generator, n: int, radius: tuple[float, float], value: Any,
-          where: np.ndarray | None = None) -> None:
+def _dots(
+    canvas: np.ndarray,
+    rng: np.random.Generator,
+    n: int,
+    radius: tuple[float, float],
+    value: Any,
+    where: np.ndarray | None = None,
+) -> None:
     """Draw ``n`` filled circles (in place), centres drawn uniformly or among True pixels of ``where``."""
     h, w = canvas.shape[:2]
     if where is not None:
@@ -193,7 +205,9 @@ def _isic(rng: np.random.Generator, shape: tuple[int, int], info: dict[str, str]
     centre = (h * rng.uniform(0.35, 0.65), w * rng.uniform(0.35, 0.65))
     mask = _blob(rng, shape, centre, min(h, w) * rng.uniform(0.14, 0.3), rng.uniform(0.12, 0.26))
     colour = np.array([0.45, 0.28, 0.2], np.float32) * rng.uniform(0.7, 1.2, 3).astype(np.float32)
-    alpha = _blur(mask.astype(np.float32), rng.uniform(4, 16) * s) * np.clip(0.75 + 0.3 * _field(rng, shape, 10), 0.35, 1)
+    alpha = _blur(mask.astype(np.float32), rng.uniform(4, 16) * s) * np.clip(
+        0.75 + 0.3 * _field(rng, shape, 10), 0.35, 1
+    )
     lesion = colour * (1 + 0.25 * _field(rng, shape, 16))[..., None]
     img = img * (1 - alpha[..., None]) + lesion * alpha[..., None]
     hairs = np.zeros(shape, np.float32)
@@ -266,7 +280,11 @@ def _generic(rng: np.random.Generator, shape: tuple[int, int], info: dict[str, s
 Generator = Callable[[np.random.Generator, tuple[int, int], dict[str, str]], Generated]
 #: The paper's datasets' own generators; every other dataset uses ``_generic``.
 GENERATORS: dict[str, Generator] = {
-    "isbi2012": _isbi, "isic2018": _isic, "lgg_mri": _lgg, "glas2015": _glas, "dsb2018": _dsb,
+    "isbi2012": _isbi,
+    "isic2018": _isic,
+    "lgg_mri": _lgg,
+    "glas2015": _glas,
+    "dsb2018": _dsb,
 }
 
 
@@ -323,8 +341,11 @@ class SyntheticDataset(SegDataset):
         while index < self.n:
             k = min(int(plan.integers(2, 4)), self.n - index)
             for j in range(k):
-                extra = {"patient": str(patient), "position": f"{(j + 0.5) / k:.4f}",
-                         "tumour": "1" if index in tumour else "0"}
+                extra = {
+                    "patient": str(patient),
+                    "position": f"{(j + 0.5) / k:.4f}",
+                    "tumour": "1" if index in tumour else "0",
+                }
                 cases.append(self._case(f"p{patient:03d}_{j:02d}", f"p{patient:03d}", index, extra))
                 index += 1
             patient += 1

@@ -20,9 +20,28 @@ from bench.datasets.isic2018 import ISIC2018
 from bench.datasets.lgg_mri import FIXTURE_PATIENTS as LGG_PATIENTS
 from bench.datasets.lgg_mri import LGGMRI
 
-__all__ = ["DSB_IDS", "GLAS_NAMES", "LGG_PATIENTS", "H", "Layout", "W", "blob", "grey", "make_dsb", "make_glas",
-           "make_isbi_png", "make_isbi_tiff", "make_isic", "make_lgg", "make_non_binary", "make_wrong_size", "rewrite",
-           "rgb", "truncate", "write"]
+__all__ = [
+    "DSB_IDS",
+    "GLAS_NAMES",
+    "LGG_PATIENTS",
+    "H",
+    "Layout",
+    "W",
+    "blob",
+    "grey",
+    "make_dsb",
+    "make_glas",
+    "make_isbi_png",
+    "make_isbi_tiff",
+    "make_isic",
+    "make_lgg",
+    "make_non_binary",
+    "make_wrong_size",
+    "rewrite",
+    "rgb",
+    "truncate",
+    "write",
+]
 
 make_isic = ISIC2018.make_fixture
 make_isbi_png = partial(ISBI2012.make_fixture, variant="png")

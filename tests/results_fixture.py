@@ -22,16 +22,34 @@ from bench.metrics import dice_from_counts, iou_from_counts
 
 ARCHS = ("unet", "unetpp", "residual_unet", "resdunet", "multiresunet", "mildnet", "unet_mlr", "mildnet_no_mlr")
 #: Mean Dice each arch aims at (roughly the paper's ordering: MILDNet best).
-QUALITY = {"unet": 0.74, "unetpp": 0.78, "residual_unet": 0.76, "resdunet": 0.77, "multiresunet": 0.79,
-           "mildnet": 0.84, "unet_mlr": 0.76, "mildnet_no_mlr": 0.81}
+QUALITY = {
+    "unet": 0.74,
+    "unetpp": 0.78,
+    "residual_unet": 0.76,
+    "resdunet": 0.77,
+    "multiresunet": 0.79,
+    "mildnet": 0.84,
+    "unet_mlr": 0.76,
+    "mildnet_no_mlr": 0.81,
+}
 EMPTY_FRACTION = {"lgg_mri": 0.3}  # tumour-free slices
 GROUP_SIZE = {"lgg_mri": 4}  # slices per patient
 
 
-def make_results(*, datasets: Sequence[str] = ("isic2018", "lgg_mri"), archs: Sequence[str] = ARCHS,
-                 protocols: Sequence[str] = ("holdout", "cv"), n_cases: int = 20, n_folds: int = 5,
-                 seeds: Sequence[int] = (0,), eval_size: int = 32, quality: dict[str, float] | None = None,
-                 noise: float = 0.04, source: str = "synthetic", rng_seed: int = 0) -> pd.DataFrame:
+def make_results(
+    *,
+    datasets: Sequence[str] = ("isic2018", "lgg_mri"),
+    archs: Sequence[str] = ARCHS,
+    protocols: Sequence[str] = ("holdout", "cv"),
+    n_cases: int = 20,
+    n_folds: int = 5,
+    seeds: Sequence[int] = (0,),
+    eval_size: int = 32,
+    quality: dict[str, float] | None = None,
+    noise: float = 0.04,
+    source: str = "synthetic",
+    rng_seed: int = 0,
+) -> pd.DataFrame:
     """One row per (job, image) for every dataset x arch x protocol x fold x seed."""
     quality = {**QUALITY, **(quality or {})}
     frames = []
@@ -83,8 +101,18 @@ def _score(cases: pd.DataFrame, quality: float, noise: float, size: int, rng: np
     n_pred[empty] = np.where(rng.random(empty.sum()) < 1.2 * (1 - quality), rng.integers(1, 30, empty.sum()), 0)
     tp[empty] = 0
     fp, fn = n_pred - tp, n_ref - tp
-    out = pd.DataFrame({"case_id": cases.index, "group": cases["group"].to_numpy(), "tp": tp, "fp": fp, "fn": fn,
-                        "tn": size * size - tp - fp - fn, "n_ref": n_ref, "n_pred": n_pred})
+    out = pd.DataFrame(
+        {
+            "case_id": cases.index,
+            "group": cases["group"].to_numpy(),
+            "tp": tp,
+            "fp": fp,
+            "fn": fn,
+            "tn": size * size - tp - fp - fn,
+            "n_ref": n_ref,
+            "n_pred": n_pred,
+        }
+    )
     out["empty_ref"], out["empty_pred"] = out["n_ref"] == 0, out["n_pred"] == 0
     out["dice"] = dice_from_counts(out["tp"], out["fp"], out["fn"]).astype(float)
     out["iou"] = iou_from_counts(out["tp"], out["fp"], out["fn"]).astype(float)
@@ -102,12 +130,32 @@ def _distances(out: pd.DataFrame, size: int, rng: np.random.Generator) -> pd.Dat
     return out
 
 
-def _annotate(rows: pd.DataFrame, dataset: str, source: str, arch: str, protocol: str, fold: int, seed: int,
-              split: str, eval_size: int) -> pd.DataFrame:
+def _annotate(
+    rows: pd.DataFrame,
+    dataset: str,
+    source: str,
+    arch: str,
+    protocol: str,
+    fold: int,
+    seed: int,
+    split: str,
+    eval_size: int,
+) -> pd.DataFrame:
     key = hashlib.sha256(f"{dataset}/{source}/{arch}/{protocol}/{fold}/{seed}".encode()).hexdigest()[:16]
-    meta = {"dataset": dataset, "source": source, "data_options": "{}", "arch": arch, "protocol": protocol,
-            "fold": fold, "seed": seed, "profile": "quick", "split": split, "eval_size": eval_size,
-            "split_hash": f"split-{dataset}-{protocol}", "job_key": key}
+    meta = {
+        "dataset": dataset,
+        "source": source,
+        "data_options": "{}",
+        "arch": arch,
+        "protocol": protocol,
+        "fold": fold,
+        "seed": seed,
+        "profile": "quick",
+        "split": split,
+        "eval_size": eval_size,
+        "split_hash": f"split-{dataset}-{protocol}",
+        "job_key": key,
+    }
     rows = rows.assign(**meta)
     for col in ("tp", "fp", "fn", "tn", "n_ref", "n_pred"):
         rows[col] = rows[col].astype("int64")
@@ -116,8 +164,10 @@ def _annotate(rows: pd.DataFrame, dataset: str, source: str, arch: str, protocol
 
 def make_failures(rows: Sequence[tuple[str, str, str, int, str]] = ()) -> pd.DataFrame:
     """Failed jobs as ``bench.store.failures`` returns them: (dataset, arch, protocol, fold, error) tuples."""
-    records = [{"dataset": d, "arch": a, "protocol": p, "fold": f, "seed": 0, "error": e, "key": f"k{i}"}
-               for i, (d, a, p, f, e) in enumerate(rows)]
+    records = [
+        {"dataset": d, "arch": a, "protocol": p, "fold": f, "seed": 0, "error": e, "key": f"k{i}"}
+        for i, (d, a, p, f, e) in enumerate(rows)
+    ]
     return pd.DataFrame(records, columns=["dataset", "arch", "protocol", "fold", "seed", "error", "key"])
 
 
@@ -127,16 +177,38 @@ def make_sidecars(df: pd.DataFrame, **train: Any) -> list[dict[str, Any]]:
 
     cfg = {**TrainConfig().to_dict(), **train}
     jobs = df.drop_duplicates("job_key")
-    return [{"job": {"dataset": r.dataset, "arch": r.arch, "protocol": r.protocol, "fold": int(r.fold),
-                     "seed": int(r.seed), "profile": r.profile, "train": cfg, "source": r.source, "key": r.job_key,
-                     "arch_kwargs": "{}"},
-             "key": r.job_key, "status": "ok", "seconds": 1.0,
-             "environment": {"versions": {"bench": "0.1.0", "torch": "2.x", "numpy": np.__version__}}}
-            for r in jobs.itertuples()]
+    return [
+        {
+            "job": {
+                "dataset": r.dataset,
+                "arch": r.arch,
+                "protocol": r.protocol,
+                "fold": int(r.fold),
+                "seed": int(r.seed),
+                "profile": r.profile,
+                "train": cfg,
+                "source": r.source,
+                "key": r.job_key,
+                "arch_kwargs": "{}",
+            },
+            "key": r.job_key,
+            "status": "ok",
+            "seconds": 1.0,
+            "environment": {"versions": {"bench": "0.1.0", "torch": "2.x", "numpy": np.__version__}},
+        }
+        for r in jobs.itertuples()
+    ]
 
 
-def make_rows(records: Sequence[dict[str, Any]], *, dataset: str = "isic2018", protocol: str = "holdout",
-              split: str = "test", eval_size: int = 4, source: str = "synthetic") -> pd.DataFrame:
+def make_rows(
+    records: Sequence[dict[str, Any]],
+    *,
+    dataset: str = "isic2018",
+    protocol: str = "holdout",
+    split: str = "test",
+    eval_size: int = 4,
+    source: str = "synthetic",
+) -> pd.DataFrame:
     """Hand-built rows: each record gives arch, case_id, tp, fp, fn, tn (and optionally fold, seed, hd, hd95);
     flags, n_ref/n_pred and dice/iou are derived with the project's rules."""
     rows = pd.DataFrame([{"fold": 0, "seed": 0, **r} for r in records])
@@ -148,8 +220,17 @@ def make_rows(records: Sequence[dict[str, Any]], *, dataset: str = "isic2018", p
         if col not in rows:
             rows[col] = 1.0
     rows["hd_worst_case"] = rows["empty_ref"] != rows["empty_pred"]
-    meta = {"dataset": dataset, "source": source, "protocol": protocol, "split": split, "eval_size": eval_size,
-            "profile": "quick", "group": rows["case_id"], "split_hash": "h", "data_options": "{}"}
+    meta = {
+        "dataset": dataset,
+        "source": source,
+        "protocol": protocol,
+        "split": split,
+        "eval_size": eval_size,
+        "profile": "quick",
+        "group": rows["case_id"],
+        "split_hash": "h",
+        "data_options": "{}",
+    }
     rows = rows.assign(**meta)
     rows["job_key"] = rows["arch"] + "-" + rows["fold"].astype(str) + "-" + rows["seed"].astype(str)
     return rows
@@ -161,11 +242,14 @@ def every_comparison(full: pd.DataFrame) -> dict[str, Any]:
     from bench import figures, ranking, report, stats, tables
 
     return {
-        "table 5": lambda: tables.table5(full), "table 4": lambda: tables.table4(full),
+        "table 5": lambda: tables.table5(full),
+        "table 4": lambda: tables.table4(full),
         "tests table": lambda: report.build_table(full, "tests"),
         "ttest": lambda: stats.paired_test(full, dataset="mri"),
         "fold-level": lambda: stats.fold_level_test(full, dataset="mri"),
-        "fig 8": lambda: figures.fig8_figure(full), "bars": lambda: figures.bar_figure(full),
-        "ranking": lambda: figures.mean_ranks(full), "rank bootstrap": lambda: ranking.rank_table(full, n_boot=10),
+        "fig 8": lambda: figures.fig8_figure(full),
+        "bars": lambda: figures.bar_figure(full),
+        "ranking": lambda: figures.mean_ranks(full),
+        "rank bootstrap": lambda: ranking.rank_table(full, n_boot=10),
         "sensitivity": lambda: tables.sensitivity(full),
     }

@@ -15,7 +15,7 @@ def _batch(channels: int, b: int = 4, s: int = 32) -> tuple[np.ndarray, np.ndarr
     rng = np.random.default_rng(0)
     masks = np.zeros((b, s, s), bool)
     masks[:, 4:14, 6:20] = True
-    images = (0.2 + 0.6 * masks[:, None].repeat(channels, 1) + 0.05 * rng.random((b, channels, s, s)))
+    images = 0.2 + 0.6 * masks[:, None].repeat(channels, 1) + 0.05 * rng.random((b, channels, s, s))
     return images.astype(np.float32), masks
 
 
@@ -57,8 +57,16 @@ def test_image_and_mask_get_the_same_geometry() -> None:
 def test_pipeline_names_the_papers_transforms() -> None:
     t = paper_augmentation(0)
     names = [type(x).__name__ for x in t.transforms]
-    assert names == ["OneOf", "HorizontalFlip", "VerticalFlip", "Affine", "ElasticTransform", "ColorJitter",
-                     "GaussianBlur", "GaussNoise"]
+    assert names == [
+        "OneOf",
+        "HorizontalFlip",
+        "VerticalFlip",
+        "Affine",
+        "ElasticTransform",
+        "ColorJitter",
+        "GaussianBlur",
+        "GaussNoise",
+    ]
     assert t.strict and len(t.transforms[0].transforms) == len(ROTATIONS)
     noise = t.transforms[-1]
     assert noise.std_range == pytest.approx((10**0.5 / 255, 50**0.5 / 255))
@@ -72,10 +80,11 @@ def test_mismatched_shapes() -> None:
 
 def _changed_mask_fraction(transform: A.BasicTransform, n: int = 20) -> float:
     yy, xx = np.mgrid[:64, :64]
-    mask = ((yy - 32) ** 2 + (xx - 32) ** 2 < 18 ** 2).astype(np.uint8)
+    mask = ((yy - 32) ** 2 + (xx - 32) ** 2 < 18**2).astype(np.uint8)
     image = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
-    return float(np.mean([(A.Compose([transform], seed=s)(image=image, mask=mask)["mask"] != mask).mean()
-                          for s in range(n)]))
+    return float(
+        np.mean([(A.Compose([transform], seed=s)(image=image, mask=mask)["mask"] != mask).mean() for s in range(n)])
+    )
 
 
 def test_elastic_transform_actually_deforms() -> None:

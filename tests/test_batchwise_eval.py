@@ -40,8 +40,10 @@ def _model() -> nn.Module:
 
 def _parts(data):
     ids = {"val": list(data.case_ids[1:6]), "test": list(data.case_ids[7:14])}
-    return ids, [Part(name, *tensors(data, ids[name]), ids[name], [data.groups[i] for i in data.index(ids[name])])
-                 for name in ids]
+    return ids, [
+        Part(name, *tensors(data, ids[name]), ids[name], [data.groups[i] for i in data.index(ids[name])])
+        for name in ids
+    ]
 
 
 def test_batchwise_rows_and_stored_predictions_equal_the_whole_split_path(tmp_path: Path) -> None:
@@ -56,8 +58,9 @@ def test_batchwise_rows_and_stored_predictions_equal_the_whole_split_path(tmp_pa
     for name in ("val", "test"):
         idx = data.index(ids[name])
         probs = predict(model, torch.from_numpy(np.asarray(data.images)[idx]), 3)
-        whole.append(score(probs, np.asarray(data.masks)[idx], ids[name], [data.groups[i] for i in idx])
-                     .assign(split=name))
+        whole.append(
+            score(probs, np.asarray(data.masks)[idx], ids[name], [data.groups[i] for i in idx]).assign(split=name)
+        )
         kept.append(probs)
     pd.testing.assert_frame_equal(rows, pd.concat(whole, ignore_index=True), check_exact=True)
     old = tmp_path / "old.pred.npz"
@@ -78,8 +81,21 @@ def test_batchwise_rows_and_stored_predictions_equal_the_whole_split_path(tmp_pa
 
 
 def test_stored_probabilities_stay_on_the_side_of_the_threshold_of_their_mask(tmp_path: Path) -> None:
-    probs = np.array([[[0.5, np.nextafter(np.float32(0.5), np.float32(1)), np.nextafter(np.float32(0.5), np.float32(0)),
-                        0.0, 1.0, 0.25]]], np.float32)
+    probs = np.array(
+        [
+            [
+                [
+                    0.5,
+                    np.nextafter(np.float32(0.5), np.float32(1)),
+                    np.nextafter(np.float32(0.5), np.float32(0)),
+                    0.0,
+                    1.0,
+                    0.25,
+                ]
+            ]
+        ],
+        np.float32,
+    )
     save_predictions(tmp_path / "p.pred.npz", probs, ["c"])
     _, stored, masks = load_predictions(tmp_path / "p.pred.npz")
     assert masks.tolist() == [[[False, True, False, False, True, False]]]
@@ -125,7 +141,9 @@ def test_positional_reads_give_the_same_rows_as_the_mapping(tmp_path: Path) -> N
         got = take_rows(array, rows)
         assert got.dtype == array.dtype and got.shape == (len(rows), *array.shape[1:])
         assert np.array_equal(got, np.asarray(array)[rows])
-        assert np.array_equal(take_rows(array[2:], rows[1:4]), np.asarray(array)[2:][rows[1:4]])  # a slice: plain indexing
+        assert np.array_equal(
+            take_rows(array[2:], rows[1:4]), np.asarray(array)[2:][rows[1:4]]
+        )  # a slice: plain indexing
     assert take_rows(data.pixels, np.array([], np.int64)).shape == (0, *data.pixels.shape[1:])
     with pytest.raises(IndexError, match="out of bounds"):
         take_rows(data.pixels, np.array([14]))
@@ -153,7 +171,7 @@ def test_positional_reads_leave_the_mapped_cache_out_of_resident_memory(tmp_path
     data = _data(tmp_path, n=40)  # 40 x 3 x 32 x 32 bytes: 30 pages
     x, y = tensors(data, list(data.case_ids))
     for i in range(0, len(x), 4):
-        x[i:i + 4], y[i:i + 4]
+        x[i : i + 4], y[i : i + 4]
     assert _mapped_kib(data.pixels.filename) == 0 and _mapped_kib(data.masks.filename) == 0
     np.asarray(data.pixels)[::2].sum()  # reading through the mapping makes its pages resident
     assert _mapped_kib(data.pixels.filename) > 0

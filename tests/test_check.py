@@ -65,12 +65,17 @@ def test_unchanged_tree_passes_both_layers(baseline: Path, capsys: pytest.Captur
     assert "environment:" in out and "cpu_capability" in out  # both runs' environments are shown
 
 
-def test_changed_metric_fails_the_scoring_layer(baseline: Path, monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture) -> None:
+def test_changed_metric_fails_the_scoring_layer(
+    baseline: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     import bench.evaluate
 
     real = bench.evaluate.image_metrics
-    monkeypatch.setattr(bench.evaluate, "image_metrics", lambda ref, pred: {**real(ref, pred), "hd": real(ref, pred)["hd"] * 1.01 + 0.01})
+    monkeypatch.setattr(
+        bench.evaluate,
+        "image_metrics",
+        lambda ref, pred: {**real(ref, pred), "hd": real(ref, pred)["hd"] * 1.01 + 0.01},
+    )
     assert main(["check", "--baseline", str(baseline), "--layer", "scoring"]) == 1
     out = capsys.readouterr().out
     assert "scoring layer: DRIFT" in out and "DRIFT in the scoring layer" in out
@@ -83,9 +88,11 @@ def test_changed_empty_mask_rule_fails_the_scoring_layer(baseline: Path, monkeyp
     rows = pd.read_parquet(baseline / "rows.parquet")
     assert (rows["empty_pred"] != rows["empty_ref"]).any(), "fixture needs an image with exactly one empty mask"
     real = bench.metrics._empty_rule
-    monkeypatch.setattr(bench.metrics, "_empty_rule",
-                        lambda n_ref, n_pred, shape: None if real(n_ref, n_pred, shape) is None
-                        else 2 * real(n_ref, n_pred, shape))
+    monkeypatch.setattr(
+        bench.metrics,
+        "_empty_rule",
+        lambda n_ref, n_pred, shape: None if real(n_ref, n_pred, shape) is None else 2 * real(n_ref, n_pred, shape),
+    )
     result = chk.check(baseline, layers=("scoring",))
     assert not result.ok and {"hd", "hd95"} <= set(result.layer("scoring").drifted["column"])
 
@@ -108,8 +115,9 @@ def test_changed_init_fails_the_training_layer(baseline: Path, monkeypatch: pyte
     assert {"dice", "iou"} & set(result.layer("training").drifted["column"])
 
 
-def test_changed_recipe_default_fails_the_training_layer(baseline: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         tmp_path: Path) -> None:
+def test_changed_recipe_default_fails_the_training_layer(
+    baseline: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     with_profile(monkeypatch, tmp_path, lr=0.002)
     result = chk.check(baseline, layers=("training",))
     assert not result.ok and not result.layer("training").drifted.empty
@@ -118,7 +126,7 @@ def test_changed_recipe_default_fails_the_training_layer(baseline: Path, monkeyp
 def test_removed_mlr_identity_fails_the_training_layer(baseline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from bench.architectures._blocks import MLRBlock
 
-    def no_outer_identity(self: MLRBlock, x):  # noqa: ANN001
+    def no_outer_identity(self: MLRBlock, x):
         h = x
         for level in self.levels:
             h = level(h) + h
@@ -130,8 +138,9 @@ def test_removed_mlr_identity_fails_the_training_layer(baseline: Path, monkeypat
     assert not result.ok and set(drifted["arch"]) == {"mildnet"}  # U-Net has no MLR block: unchanged
 
 
-def test_other_thread_count_passes_the_training_layer(baseline: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      tmp_path: Path) -> None:
+def test_other_thread_count_passes_the_training_layer(
+    baseline: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     with_profile(monkeypatch, tmp_path, threads=2)
     result = chk.check(baseline, layers=("training",))
     assert result.ok, chk.format_result(result, 0)
@@ -141,8 +150,14 @@ def test_other_thread_count_passes_the_training_layer(baseline: Path, monkeypatc
 def test_other_cpu_kernels_pass(baseline: Path) -> None:
     """ATen, oneDNN and MKL kernels for AVX2, as another processor would pick: still no drift."""
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
-    out = subprocess.run([sys.executable, "-m", "bench.cli", "check", "--baseline", str(baseline)], env=env,
-                         capture_output=True, text=True, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "check", "--baseline", str(baseline)],
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "ATEN_CPU_CAPABILITY" in out.stdout and "bench check: OK" in out.stdout
 
@@ -162,7 +177,9 @@ def test_missing_rows_and_flipped_verdicts_fail_both_layers(baseline: Path, tmp_
     assert len(result.layer("training").flips) == len(derived["tests"])
     assert any("baseline integrity" in e for e in result.layer("scoring").errors)
     text = chk.format_result(result, 0.0)
-    assert "1 new row(s)" in text and "verdict(s) flipped" in text and "DRIFT in the scoring and training layers" in text
+    assert (
+        "1 new row(s)" in text and "verdict(s) flipped" in text and "DRIFT in the scoring and training layers" in text
+    )
 
 
 def test_lost_prediction_is_a_missing_row(baseline: Path, tmp_path: Path) -> None:

@@ -18,13 +18,26 @@ TINY = ["--set", "epochs=1", "--set", "image_size=32", "--set", "width=4", "--se
 def test_bench_list_prints_the_eight_entries_with_spec_parameter_counts(capsys: pytest.CaptureFixture) -> None:
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for name, params in [("unet", "7,760,097"), ("residual_unet", "8,118,599"), ("resdunet", "10,523,293"),
-                         ("unetpp", "9,042,177"), ("multiresunet", "7,238,228"), ("mildnet", "25,381,383"),
-                         ("unet_mlr", "10,899,297"), ("mildnet_no_mlr", "22,242,183")]:
+    for name, params in [
+        ("unet", "7,760,097"),
+        ("residual_unet", "8,118,599"),
+        ("resdunet", "10,523,293"),
+        ("unetpp", "9,042,177"),
+        ("multiresunet", "7,238,228"),
+        ("mildnet", "25,381,383"),
+        ("unet_mlr", "10,899,297"),
+        ("mildnet_no_mlr", "22,242,183"),
+    ]:
         line = next(ln for ln in out.splitlines() if ln.split()[:1] == [name])
         assert params in line
-        assert line.endswith({"unet": "Table 4, Table 5", "mildnet": "Table 4, Table 5", "unet_mlr": "Table 4",
-                              "mildnet_no_mlr": "Table 4"}.get(name, "Table 5"))
+        assert line.endswith(
+            {
+                "unet": "Table 4, Table 5",
+                "mildnet": "Table 4, Table 5",
+                "unet_mlr": "Table 4",
+                "mildnet_no_mlr": "Table 4",
+            }.get(name, "Table 5")
+        )
     for dataset in ["isic2018", "isbi2012", "lgg_mri", "glas2015", "dsb2018"]:
         assert dataset in out
 
@@ -94,16 +107,22 @@ def test_report_without_results_is_a_clear_error(tmp_path: Path, capsys: pytest.
 # ------------------------------------------------------------------------------------- errors: input vs bug
 
 
-@pytest.mark.parametrize("args, says", [
-    (["run", "--arch", "unet", "--dataset", "dsb2018", "--set", "epochs=many", "--dry-run"], "epochs"),
-    (["run", "--arch", "unet", "--dataset", "nosuchdata", "--dry-run"], "unknown dataset 'nosuchdata'"),
-    (["run", "--arch", "unet", "--dataset", "dsb2018", "--set", "epochs", "--dry-run"], "--set expects key=value"),
-    (["run", "--arch", "unet", "--dataset", "dsb2018", "--set", "nosuchkey=1", "--dry-run"], "unknown setting"),
-    (["run", "--arch", "unet", "--dataset", "dsb2018", "--data-root", "/nonexistent/data", "--dry-run"],
-     "--data-root /nonexistent/data is not a folder"),
-])
-def test_bad_input_is_one_clear_line_and_status_2(args: list[str], says: str, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["run", "--arch", "unet", "--dataset", "dsb2018", "--set", "epochs=many", "--dry-run"], "epochs"),
+        (["run", "--arch", "unet", "--dataset", "nosuchdata", "--dry-run"], "unknown dataset 'nosuchdata'"),
+        (["run", "--arch", "unet", "--dataset", "dsb2018", "--set", "epochs", "--dry-run"], "--set expects key=value"),
+        (["run", "--arch", "unet", "--dataset", "dsb2018", "--set", "nosuchkey=1", "--dry-run"], "unknown setting"),
+        (
+            ["run", "--arch", "unet", "--dataset", "dsb2018", "--data-root", "/nonexistent/data", "--dry-run"],
+            "--data-root /nonexistent/data is not a folder",
+        ),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_status_2(
+    args: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     assert main([*args, "--results", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("bench run: error: ") and says in err and len(err.strip().splitlines()) == 1
@@ -111,9 +130,9 @@ def test_bad_input_is_one_clear_line_and_status_2(args: list[str], says: str, tm
 
 
 @pytest.mark.parametrize("exc", [KeyError("internal_key"), ValueError("internal value"), FileNotFoundError("x.bin")])
-def test_an_internal_error_shows_its_traceback_and_says_it_is_a_bug(exc: Exception, tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch,
-                                                                      capsys: pytest.CaptureFixture) -> None:
+def test_an_internal_error_shows_its_traceback_and_says_it_is_a_bug(
+    exc: Exception, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     import bench.plan
 
     def broken(*args: object, **kwargs: object) -> None:

@@ -11,33 +11,38 @@ from bench.cli import main
 from bench.config import INIT_CHOICES, TrainConfig, load_profile
 
 
-@pytest.mark.parametrize("setting, message", [
-    ("epochs=three", "setting epochs expects an integer, got 'three'"),
-    ("lr=fast", "setting lr expects a number"),
-    ("augment=maybe", "setting augment expects true/false"),
-    ("epochs=0", "setting epochs=0: must be >= 1"),
-    ("batch_size=0", "setting batch_size=0: must be >= 1"),
-    ("threads=0", "setting threads=0: must be >= 1"),
-    ("lr=0", "setting lr=0.0: must be a finite number > 0"),
-    ("lr=inf", "setting lr=inf"),
-    ("test_fraction=1", "setting test_fraction=1.0: must be in (0, 1)"),
-    ("n_folds=1", "setting n_folds=1: must be >= 2"),
-    ("image_size=0", "setting image_size=0: must be >= 8"),
-    ("image_size=36", "setting image_size=36: must be a multiple of 16"),
-    ("depth=1", "setting depth=1: must be >= 2"),
-    ("device=gpu", "setting device='gpu': must be auto, cpu, cuda or cuda:N"),
-    ("init=kaiming", "setting init='kaiming': must be one of xavier_uniform, xavier_normal"),
-    ("synthetic_n=0", "setting synthetic_n=0: must be none or >= 1"),
-    ("epoch=3", "unknown setting 'epoch'"),
-    ("precision=fp16", "setting precision='fp16': must be one of fp32, fp64"),
-    ("amp=fp8", "setting amp='fp8': must be one of auto, off, bf16, fp16"),
-    ("inner_fraction=0", "setting inner_fraction=0.0: must be in (0, 1)"),
-])
-def test_a_bad_setting_stops_the_run_naming_the_key(tmp_path: Path, capsys: pytest.CaptureFixture, setting: str,
-                                                    message: str) -> None:
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("epochs=three", "setting epochs expects an integer, got 'three'"),
+        ("lr=fast", "setting lr expects a number"),
+        ("augment=maybe", "setting augment expects true/false"),
+        ("epochs=0", "setting epochs=0: must be >= 1"),
+        ("batch_size=0", "setting batch_size=0: must be >= 1"),
+        ("threads=0", "setting threads=0: must be >= 1"),
+        ("lr=0", "setting lr=0.0: must be a finite number > 0"),
+        ("lr=inf", "setting lr=inf"),
+        ("test_fraction=1", "setting test_fraction=1.0: must be in (0, 1)"),
+        ("n_folds=1", "setting n_folds=1: must be >= 2"),
+        ("image_size=0", "setting image_size=0: must be >= 8"),
+        ("image_size=36", "setting image_size=36: must be a multiple of 16"),
+        ("depth=1", "setting depth=1: must be >= 2"),
+        ("device=gpu", "setting device='gpu': must be auto, cpu, cuda or cuda:N"),
+        ("init=kaiming", "setting init='kaiming': must be one of xavier_uniform, xavier_normal"),
+        ("synthetic_n=0", "setting synthetic_n=0: must be none or >= 1"),
+        ("epoch=3", "unknown setting 'epoch'"),
+        ("precision=fp16", "setting precision='fp16': must be one of fp32, fp64"),
+        ("amp=fp8", "setting amp='fp8': must be one of auto, off, bf16, fp16"),
+        ("inner_fraction=0", "setting inner_fraction=0.0: must be in (0, 1)"),
+    ],
+)
+def test_a_bad_setting_stops_the_run_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture, setting: str, message: str
+) -> None:
     res = tmp_path / "results"
-    assert main(["run", "--results", str(res), "--arch", "unet", "--dataset", "dsb2018", "--quiet", "--set",
-                 setting]) == 2
+    assert (
+        main(["run", "--results", str(res), "--arch", "unet", "--dataset", "dsb2018", "--quiet", "--set", setting]) == 2
+    )
     assert message in capsys.readouterr().err
     assert not res.exists()  # nothing planned, nothing written
 
@@ -45,8 +50,9 @@ def test_a_bad_setting_stops_the_run_naming_the_key(tmp_path: Path, capsys: pyte
 def test_good_settings_pass(tmp_path: Path) -> None:
     for name in ("quick", "paper", "check"):
         load_profile(name)
-    cfg = load_profile("quick", {"device": "cuda:1", "init": "xavier_normal", "synthetic_n": "none",
-                                 "lr": "1e-4"}).train
+    cfg = load_profile(
+        "quick", {"device": "cuda:1", "init": "xavier_normal", "synthetic_n": "none", "lr": "1e-4"}
+    ).train
     assert (cfg.device, cfg.init, cfg.synthetic_n, cfg.lr) == ("cuda:1", "xavier_normal", None, 1e-4)
 
 
@@ -77,19 +83,24 @@ def test_yaml_on_off_mean_the_strings(tmp_path: Path) -> None:
 def test_a_malformed_profile_names_the_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     bad = tmp_path / "mine.yaml"
     bad.write_text("image_size: 32\nwidth: 4\nepochs: [1, 2\ndepth: 3\n")
-    assert main(["run", "--profile", str(bad), "--arch", "unet", "--dataset", "dsb2018",
-                 "--results", str(tmp_path / "r")]) == 2
+    assert (
+        main(["run", "--profile", str(bad), "--arch", "unet", "--dataset", "dsb2018", "--results", str(tmp_path / "r")])
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"profile {bad}, line 4" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("text, message", [
-    ("epochs: three\n", "setting epochs expects an integer, got 'three'"),
-    ("epochs: 0\n", "setting epochs=0: must be >= 1"),
-    ("epoch: 3\n", "unknown setting 'epoch'"),
-    ("- 1\n- 2\n", "expected a mapping of settings"),
-    ("folds: [0, one]\n", "folds must be a list of integers >= 0"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("epochs: three\n", "setting epochs expects an integer, got 'three'"),
+        ("epochs: 0\n", "setting epochs=0: must be >= 1"),
+        ("epoch: 3\n", "unknown setting 'epoch'"),
+        ("- 1\n- 2\n", "expected a mapping of settings"),
+        ("folds: [0, one]\n", "folds must be a list of integers >= 0"),
+    ],
+)
 def test_a_bad_value_in_a_profile_names_the_file(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "mine.yaml"
     path.write_text("image_size: 32\nwidth: 4\ndepth: 3\n" + text if not text.startswith("-") else text)

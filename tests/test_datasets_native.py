@@ -70,7 +70,8 @@ def test_every_registered_dataset_is_native_and_writes_a_fixture(name: str) -> N
     cls = DATASETS.get(name).factory
     assert isinstance(cls, type) and issubclass(cls, NativeDataset), f"{name}: not a NativeDataset reader"
     assert cls.make_fixture.__func__ is not NativeDataset.make_fixture.__func__, (
-        f"{name}: no make_fixture; every native dataset writes a tiny copy of its layout (datasets/base.py)")
+        f"{name}: no make_fixture; every native dataset writes a tiny copy of its layout (datasets/base.py)"
+    )
     assert cls.name == name and cls.display_name and cls.modality and cls.channels in (1, 3) and cls.layout
 
 
@@ -120,8 +121,11 @@ def test_isbi_variants_agree_and_foreground_is_white(tmp_path: Path) -> None:
 
 def test_isbi_png_numeric_order_and_variant_choice(tmp_path: Path) -> None:
     layout = make_isbi_png(tmp_path / "isbi", n=12)
-    assert [c.case_id for c in open_dataset("isbi2012", layout.root).cases()][:3] == ["slice_00", "slice_01",
-                                                                                         "slice_02"]
+    assert [c.case_id for c in open_dataset("isbi2012", layout.root).cases()][:3] == [
+        "slice_00",
+        "slice_01",
+        "slice_02",
+    ]
     make_isbi_tiff(layout.root, n=12)  # both variants present: auto uses the official stacks and says so
     auto = open_dataset("isbi2012", layout.root)
     assert auto.options() == {"variant": "tiff"}
@@ -172,8 +176,12 @@ def test_glas_grades_instances_and_missing_csv(tmp_path: Path) -> None:
     ds = open_dataset("glas2015", layout.root)
     cases = {c.case_id: dict(c.meta) for c in ds.cases()}
     assert set(cases) == set(GLAS_NAMES)
-    assert cases["testA_1"] == {"official_split": "testA", "patient_id": "3", "grade_glas": "benign",
-                                "grade_sirinukunwattana": "adenomatous"}
+    assert cases["testA_1"] == {
+        "official_split": "testA",
+        "patient_id": "3",
+        "grade_glas": "benign",
+        "grade_sirinukunwattana": "adenomatous",
+    }
     report = check_dataset(ds)
     assert report.ok and report.counts["grade_rows"] == 5 and report.counts["grade_rows_without_images"] == 1
     (layout.root / "Grade.csv").unlink()
@@ -192,8 +200,9 @@ def test_dsb_union_and_alpha(tmp_path: Path) -> None:
     ds = open_dataset("dsb2018", layout.root)
     images = read_all(ds)
     grey_stored_as_rgba = images["0a1b2c"][0]
-    assert grey_stored_as_rgba.shape[2] == 3 and np.array_equal(grey_stored_as_rgba[..., 0],
-                                                                grey_stored_as_rgba[..., 2])
+    assert grey_stored_as_rgba.shape[2] == 3 and np.array_equal(
+        grey_stored_as_rgba[..., 0], grey_stored_as_rgba[..., 2]
+    )
     assert check_dataset(ds).counts["nucleus_masks"] == 9
 
 
@@ -233,11 +242,22 @@ def _damage(defect: str, name: str, layout: Layout, cid: str) -> tuple[str, Path
     return "duplicate_id", _duplicate(name, layout, cid)
 
 
-DEFECTS = ("truncated_image", "truncated_mask", "size_mismatch", "non_binary", "missing_mask", "missing_image",
-           "duplicate")
+DEFECTS = (
+    "truncated_image",
+    "truncated_mask",
+    "size_mismatch",
+    "non_binary",
+    "missing_mask",
+    "missing_image",
+    "duplicate",
+)
 READ_TIME = {"truncated_image", "truncated_mask", "size_mismatch", "non_binary"}
-BAD = [(n, d) for n in MAKERS for d in DEFECTS
-       if not (d == "non_binary" and not strict_binary_masks(n)) and not (d == "duplicate" and n == "dsb2018")]
+BAD = [
+    (n, d)
+    for n in MAKERS
+    for d in DEFECTS
+    if not (d == "non_binary" and not strict_binary_masks(n)) and not (d == "duplicate" and n == "dsb2018")
+]
 
 
 @pytest.mark.parametrize(("name", "defect"), BAD, ids=[f"{n}-{d}" for n, d in BAD])
@@ -355,13 +375,16 @@ def real_report(name: str) -> CheckReport:
 
 @real_data
 @pytest.mark.real_data
-@pytest.mark.parametrize(("name", "n_cases", "n_groups", "empty", "sizes"), [
-    ("isic2018", 30, 30, 0, None),
-    ("isbi2012", 30, 30, 0, {"512x512": 30}),
-    ("lgg_mri", 66, 3, 40, {"256x256": 66}),
-    ("dsb2018", 60, 60, 0, None),
-    ("glas2015", 1, 1, 0, {"775x522": 1}),
-])
+@pytest.mark.parametrize(
+    ("name", "n_cases", "n_groups", "empty", "sizes"),
+    [
+        ("isic2018", 30, 30, 0, None),
+        ("isbi2012", 30, 30, 0, {"512x512": 30}),
+        ("lgg_mri", 66, 3, 40, {"256x256": 66}),
+        ("dsb2018", 60, 60, 0, None),
+        ("glas2015", 1, 1, 0, {"775x522": 1}),
+    ],
+)
 def test_real_samples(name: str, n_cases: int, n_groups: int, empty: int, sizes: dict[str, int] | None) -> None:
     report = real_report(name)
     assert report.ok, format_report(report)
@@ -372,10 +395,16 @@ def test_real_samples(name: str, n_cases: int, n_groups: int, empty: int, sizes:
 
 @real_data
 @pytest.mark.real_data
-@pytest.mark.parametrize(("name", "channels", "fg_range"), [
-    ("isbi2012", 1, (0.6, 0.95)), ("lgg_mri", 3, (0.0, 0.1)), ("glas2015", 3, (0.3, 0.95)),
-    ("dsb2018", 3, (0.01, 0.5)), ("isic2018", 3, (0.01, 0.6)),
-])
+@pytest.mark.parametrize(
+    ("name", "channels", "fg_range"),
+    [
+        ("isbi2012", 1, (0.6, 0.95)),
+        ("lgg_mri", 3, (0.0, 0.1)),
+        ("glas2015", 3, (0.3, 0.95)),
+        ("dsb2018", 3, (0.01, 0.5)),
+        ("isic2018", 3, (0.01, 0.6)),
+    ],
+)
 def test_real_first_case(name: str, channels: int, fg_range: tuple[float, float]) -> None:
     ds = open_dataset(name, REAL / name)
     case = ds.cases()[-1] if name == "lgg_mri" else ds.cases()[0]
@@ -389,8 +418,11 @@ def test_real_first_case(name: str, channels: int, fg_range: tuple[float, float]
 @pytest.mark.real_data
 def test_real_lgg_groups_tumour_subset_and_glas_grades() -> None:
     lgg = open_dataset("lgg_mri", REAL / "lgg_mri")
-    assert sorted({c.group for c in lgg.cases()}) == ["TCGA_CS_4941_19960909", "TCGA_DU_A5TU_19980312",
-                                                      "TCGA_HT_7602_19951103"]
+    assert sorted({c.group for c in lgg.cases()}) == [
+        "TCGA_CS_4941_19960909",
+        "TCGA_DU_A5TU_19980312",
+        "TCGA_HT_7602_19951103",
+    ]
     ids = [c.case_id for c in lgg.cases() if c.group == "TCGA_CS_4941_19960909"]
     assert ids[:3] == ["TCGA_CS_4941_19960909_1", "TCGA_CS_4941_19960909_2", "TCGA_CS_4941_19960909_3"]
     assert len(open_dataset("mri", REAL / "lgg_mri", subset="tumour").cases()) == 26
@@ -460,7 +492,9 @@ def test_profile_yaml_and_command_line_dataset_options(tmp_path: Path) -> None:
     assert load_profile("paper", None, {"lgg_mri.subset": "all"}).dataset_options == (("lgg_mri.subset", "all"),)
     from bench.config import Job
 
-    old = Job("lgg_mri", "unet", "holdout", 0, 0, "paper", paper.train, "d/lgg_mri", data_options='{"subset": "tumour"}')
+    old = Job(
+        "lgg_mri", "unet", "holdout", 0, 0, "paper", paper.train, "d/lgg_mri", data_options='{"subset": "tumour"}'
+    )
     record = old.to_dict() | {"train": {**paper.train.to_dict(), "lgg_subset": "tumour"}}  # written before the move
     assert Job.from_dict(record) == old
     bad = tmp_path / "bad.yaml"
@@ -478,7 +512,10 @@ def test_one_rule_finds_dataset_folders(tmp_path: Path) -> None:
     MAKERS["kvasir_seg"](tmp_path / "Kvasir-SEG")  # the release's folder name is an alias
     (tmp_path / "notes").mkdir()
     assert {k: [p.name for p in v] for k, v in dataset_folders(tmp_path).items()} == {
-        "dsb2018": ["kaggle-nuclei"], "kvasir_seg": ["Kvasir-SEG"], "lgg_mri": ["MRI"]}
+        "dsb2018": ["kaggle-nuclei"],
+        "kvasir_seg": ["Kvasir-SEG"],
+        "lgg_mri": ["MRI"],
+    }
     assert dataset_root(tmp_path, "dsb2018") == tmp_path / "kaggle-nuclei"
     assert find_dataset_folder(tmp_path, "isic2018") is None
     with pytest.raises(FileNotFoundError, match=r"isic2018: no folder under .* holds it .* kaggle-nuclei \(dsb2018\)"):
@@ -499,8 +536,20 @@ def test_run_and_data_check_find_the_same_folders(tmp_path: Path, capsys: pytest
     make_dsb(data / "kaggle-nuclei")
     assert main(["data", "check", "--data-root", str(data)]) == 0
     assert f"== dsb2018 at {data / 'kaggle-nuclei'}" in capsys.readouterr().out
-    run = ["run", "--results", str(tmp_path / "r"), "--data-root", str(data), "--arch", "unet", "--set", "n_folds=2",
-           "--folds", "0", "--dry-run"]
+    run = [
+        "run",
+        "--results",
+        str(tmp_path / "r"),
+        "--data-root",
+        str(data),
+        "--arch",
+        "unet",
+        "--set",
+        "n_folds=2",
+        "--folds",
+        "0",
+        "--dry-run",
+    ]
     assert main([*run, "--dataset", "dsb2018"]) == 0
     assert "1 jobs" in capsys.readouterr().out
     assert main([*run, "--dataset", "isic2018"]) == 2
@@ -521,8 +570,23 @@ def test_data_check_takes_dataset_options(tmp_path: Path, capsys: pytest.Capture
     assert "subset='tumour'" in out and "found: 4 cases in 2 groups" in out
     assert main(["data", "check", "mri", "--root", str(tmp_path / "lgg_mri"), "--dataset-option", "mri.subset=x"]) == 2
     assert "lgg_mri: option subset='x'" in capsys.readouterr().err
-    assert main(["run", "--dataset", "mri", "--arch", "unet", "--dataset-option", "lgg_mri.subset=tumour",
-                 "--dry-run", "--results", str(tmp_path / "r")]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--dataset",
+                "mri",
+                "--arch",
+                "unet",
+                "--dataset-option",
+                "lgg_mri.subset=tumour",
+                "--dry-run",
+                "--results",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 2
+    )
     assert "needs --data-root" in capsys.readouterr().err
 
 
@@ -547,9 +611,37 @@ def test_kvasir_checks_runs_and_reports_with_its_own_labels(tmp_path: Path, caps
     assert main(["data", "check", "--data-root", str(data)]) == 0
     assert "verdict: OK, 6 cases readable" in capsys.readouterr().out
     res = str(tmp_path / "r")
-    assert main(["run", "--results", res, "--data-root", str(data), "--dataset", "kvasir_seg", "--arch", "unet",
-                 "--folds", "0", "--set", "n_folds=2", "--set", "epochs=1", "--set", "image_size=32", "--set",
-                 "width=4", "--set", "depth=3", "--quiet", "--jobs", "1"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--results",
+                res,
+                "--data-root",
+                str(data),
+                "--dataset",
+                "kvasir_seg",
+                "--arch",
+                "unet",
+                "--folds",
+                "0",
+                "--set",
+                "n_folds=2",
+                "--set",
+                "epochs=1",
+                "--set",
+                "image_size=32",
+                "--set",
+                "width=4",
+                "--set",
+                "depth=3",
+                "--quiet",
+                "--jobs",
+                "1",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert dataset_label("kvasir_seg") == "Kvasir-SEG"
     assert main(["report", "--table", "1", "--results", res]) == 0
@@ -563,8 +655,17 @@ def test_reproduce_commands_carry_dataset_options_that_differ_from_the_profile()
     from bench.reproduce import run_commands
 
     def side(profile: str, options: str) -> dict:
-        job = {"dataset": "lgg_mri", "arch": "unet", "fold": 0, "seed": 0, "profile": profile, "protocol": "holdout",
-               "data_root": "d/lgg_mri", "data_options": options, "train": {}}
+        job = {
+            "dataset": "lgg_mri",
+            "arch": "unet",
+            "fold": 0,
+            "seed": 0,
+            "profile": profile,
+            "protocol": "holdout",
+            "data_root": "d/lgg_mri",
+            "data_options": options,
+            "train": {},
+        }
         return {"status": "ok", "job": job}
 
     assert run_commands([side("quick", '{"subset": "tumour"}')])[0].endswith(" --dataset-option lgg_mri.subset=tumour")

@@ -26,7 +26,9 @@ CODE_DIRS = ("bench", "datasets", "architectures", "tests", "benchmarks", "scrip
 
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^()\s]+)\)")
 FENCE = re.compile(r"^(```|~~~)")
-QUOTED_PATH = re.compile(r"`((?:bench|datasets|architectures|tests|benchmarks|scripts|docs)/[\w./-]+\.(?:py|md|yaml|sh))`")
+QUOTED_PATH = re.compile(
+    r"`((?:bench|datasets|architectures|tests|benchmarks|scripts|docs)/[\w./-]+\.(?:py|md|yaml|sh))`"
+)
 CITED_MD = re.compile(r"[\w./-]*\w\.md\b")
 
 
@@ -77,8 +79,14 @@ LINKS = [(rel(md), target) for md in MARKDOWN if md.exists() for target in links
 
 def test_the_documentation_set_is_there() -> None:
     names = {p.name for p in DOCS}
-    assert {"conventions.md", "protocols.md", "architectures.md", "execution.md", "extending.md",
-            "datasets.md"} <= names
+    assert {
+        "conventions.md",
+        "protocols.md",
+        "architectures.md",
+        "execution.md",
+        "extending.md",
+        "datasets.md",
+    } <= names
     readme = links(ROOT / "README.md")
     for doc in DOCS:
         assert f"docs/{doc.name}" in readme, f"README.md does not link docs/{doc.name}"
@@ -92,21 +100,33 @@ def test_relative_link_resolves_inside_the_repository(source: str, target: str) 
     assert dest.is_relative_to(ROOT), f"{source}: link {target!r} leaves the repository"
     assert dest.exists(), f"{source}: link {target!r} names {dest.relative_to(ROOT)}, which does not exist"
     if anchor and dest.suffix == ".md":
-        assert anchor in anchors(dest), (f"{source}: link {target!r}: no heading #{anchor} in "
-                                         f"{rel(dest)} (headings: {', '.join(sorted(anchors(dest)))})")
+        assert anchor in anchors(dest), (
+            f"{source}: link {target!r}: no heading #{anchor} in "
+            f"{rel(dest)} (headings: {', '.join(sorted(anchors(dest)))})"
+        )
 
 
 def test_paths_quoted_in_the_docs_exist() -> None:
-    missing = [f"{rel(md)}: `{p}`" for md in MARKDOWN if md.exists()
-               for p in QUOTED_PATH.findall(prose(md)) if not (ROOT / p).exists()]
+    missing = [
+        f"{rel(md)}: `{p}`"
+        for md in MARKDOWN
+        if md.exists()
+        for p in QUOTED_PATH.findall(prose(md))
+        if not (ROOT / p).exists()
+    ]
     assert not missing, "paths quoted in the docs that do not exist:\n" + "\n".join(missing)
 
 
 def test_docs_point_to_nothing_outside_the_repository() -> None:
     """No design notes or sibling folders of the checkout: a user who clones the repository has neither."""
     outside = re.compile(r"\.\./shared|design/|design notes")
-    hits = [f"{rel(md)}:{n}: {line.strip()}" for md in MARKDOWN if md.exists()
-            for n, line in enumerate(md.read_text(encoding="utf-8").splitlines(), 1) if outside.search(line)]
+    hits = [
+        f"{rel(md)}:{n}: {line.strip()}"
+        for md in MARKDOWN
+        if md.exists()
+        for n, line in enumerate(md.read_text(encoding="utf-8").splitlines(), 1)
+        if outside.search(line)
+    ]
     assert not hits, "references to places outside the repository:\n" + "\n".join(hits)
 
 
@@ -146,16 +166,19 @@ def test_code_cites_only_documents_that_exist() -> None:
                     ok = (ROOT / "docs" / name).is_file() or name in outputs
                 if not ok:
                     bad.append(f"{rel(path)}:{line}: {name}")
-    assert not bad, ("documents cited in code that are not in the repository (cite docs/<name>.md):\n"
-                     + "\n".join(bad))
+    assert not bad, "documents cited in code that are not in the repository (cite docs/<name>.md):\n" + "\n".join(bad)
 
 
 def test_the_checks_catch_what_they_are_for(tmp_path: Path) -> None:
     """The helpers themselves: a fenced command is no link, headings get GitHub's ids."""
     md = tmp_path / "x.md"
-    md.write_text("# Units of analysis and paired tests\n## Empty masks\n## Empty masks\n"
-                  "see [a](a.md#b) and [web](https://example.org)\n```\n[not](a link)\n```\n")
+    md.write_text(
+        "# Units of analysis and paired tests\n## Empty masks\n## Empty masks\n"
+        "see [a](a.md#b) and [web](https://example.org)\n```\n[not](a link)\n```\n"
+    )
     assert links(md) == ["a.md#b"]
     assert anchors(md) == {"units-of-analysis-and-paired-tests", "empty-masks", "empty-masks-1"}
-    assert slug("ISIC-2018 Task 1 (`isic2018`): dermoscopy, skin lesions") == \
-        "isic-2018-task-1-isic2018-dermoscopy-skin-lesions"
+    assert (
+        slug("ISIC-2018 Task 1 (`isic2018`): dermoscopy, skin lesions")
+        == "isic-2018-task-1-isic2018-dermoscopy-skin-lesions"
+    )

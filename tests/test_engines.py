@@ -61,22 +61,57 @@ def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 60) -> None:
 
 
 @pytest.mark.slow
-def test_separate_scheduler_and_worker_processes_give_the_loky_table(tmp_path: Path,
-                                                                     loky_table: pd.DataFrame) -> None:
+def test_separate_scheduler_and_worker_processes_give_the_loky_table(tmp_path: Path, loky_table: pd.DataFrame) -> None:
     env = {**os.environ, "DASK_CONFIG": str(REPO / "scripts" / "dask-worker.yaml")}  # workers: the driver's Python
     sched_file = tmp_path / "scheduler.json"
     procs = []
     try:
-        procs.append(subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1",
-                                       "--port", "0", "--dashboard-address", "127.0.0.1:0", "--scheduler-file",
-                                       str(sched_file)], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "dask",
+                    "scheduler",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--dashboard-address",
+                    "127.0.0.1:0",
+                    "--scheduler-file",
+                    str(sched_file),
+                ],
+                env=env,
+                cwd=tmp_path,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         _wait_for(sched_file, procs[0])
         address = json.loads(sched_file.read_text())["address"]
         assert address.startswith("tcp://127.0.0.1:")
-        procs.append(subprocess.Popen([sys.executable, "-m", "dask", "worker", address, "--nthreads", "1",
-                                       "--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0"],
-                                      env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "dask",
+                    "worker",
+                    address,
+                    "--nthreads",
+                    "1",
+                    "--host",
+                    "127.0.0.1",
+                    "--dashboard-address",
+                    "127.0.0.1:0",
+                ],
+                env=env,
+                cwd=tmp_path,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         results = tmp_path / "results"
         engine = EngineConfig("dask", n_jobs=1, scheduler=address)
         with dask_client(address, 1) as client:
@@ -151,10 +186,16 @@ def test_cuda_without_a_gpu_is_an_error_not_a_cpu_run() -> None:
 def test_precision_defaults_cpu_unchanged_gpu_mixed_and_channels_last() -> None:
     cpu = precision_for("cpu")
     assert (cpu.name, cpu.scaler, cpu.channels_last) == ("fp32", False, False)
-    assert precision_for("cuda:0", bf16_supported=True).to_dict() == {"precision": "bf16", "grad_scaler": False,
-                                                                      "channels_last": True}
-    assert precision_for("cuda", bf16_supported=False).to_dict() == {"precision": "fp16", "grad_scaler": True,
-                                                                     "channels_last": True}
+    assert precision_for("cuda:0", bf16_supported=True).to_dict() == {
+        "precision": "bf16",
+        "grad_scaler": False,
+        "channels_last": True,
+    }
+    assert precision_for("cuda", bf16_supported=False).to_dict() == {
+        "precision": "fp16",
+        "grad_scaler": True,
+        "channels_last": True,
+    }
     off = precision_for("cuda", amp="off", channels_last="off")
     assert (off.name, off.channels_last) == ("fp32", False)
     with pytest.raises(ValueError, match="amp must be one of"):
@@ -213,8 +254,7 @@ def test_each_job_records_its_compute_and_the_report_shows_it(tmp_path: Path, ca
     assert (c["device"], c["precision"], c["channels_last"], c["threads"]) == ("cpu", "fp32", True, 1)
     table = compute_table(store.load_all(tmp_path), store.sidecars(tmp_path))
     assert list(table["arch"]) == ["unet"] and table["jobs"].tolist() == [1]
-    assert table["dice"].iloc[0] == pytest.approx(
-        store.load_all(tmp_path).query("split == 'test'")["dice"].mean())
+    assert table["dice"].iloc[0] == pytest.approx(store.load_all(tmp_path).query("split == 'test'")["dice"].mean())
     assert all(pd.notna(table[col].iloc[0]) for col in COMPUTE_COLUMNS)
     assert main(["report", "--table", "compute", "--results", str(tmp_path), "--format", "csv"]) == 0
     out = capsys.readouterr().out
@@ -242,13 +282,28 @@ def test_mixed_precision_training_path_runs_and_cpu_default_is_plain_fp32() -> N
     assert not torch.equal(weights["bf16"], weights["off"])  # autocast really changed the arithmetic
 
 
-def test_submitit_without_slurm_is_a_clear_error_not_a_local_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                 capsys: pytest.CaptureFixture) -> None:
+def test_submitit_without_slurm_is_a_clear_error_not_a_local_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     import bench.slurm
 
     monkeypatch.setattr(bench.slurm.shutil, "which", lambda name: None)
-    args = ["run", "--results", str(tmp_path), "--arch", "unet", "--dataset", "dsb2018", "--folds", "0", "--quiet",
-            "--engine", "submitit", "--set", "image_size=32"]
+    args = [
+        "run",
+        "--results",
+        str(tmp_path),
+        "--arch",
+        "unet",
+        "--dataset",
+        "dsb2018",
+        "--folds",
+        "0",
+        "--quiet",
+        "--engine",
+        "submitit",
+        "--set",
+        "image_size=32",
+    ]
     assert main(args) == 2
     assert "--engine submitit submits to SLURM, but `sbatch`/`squeue` are not on PATH" in capsys.readouterr().err
     assert not list((tmp_path / "runs").glob("*/*/*.json"))

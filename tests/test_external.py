@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from native_layouts import blob, make_isic, rgb, write
+from results_fixture import make_results
 
 from bench import store, tables
 from bench.architectures import create_model
@@ -21,8 +23,6 @@ from bench.external import score_native
 from bench.metrics import image_metrics
 from bench.predict import to_native
 from bench.stats import select
-from native_layouts import blob, make_isic, rgb, write
-from results_fixture import make_results
 
 TINY = ["--set", "epochs=1", "--set", "image_size=32", "--set", "width=4", "--set", "depth=3", "--quiet", "--jobs", "1"]
 METRICS = ["tp", "fp", "fn", "tn", "dice", "iou", "hd", "hd95", "hd_worst_case"]
@@ -31,9 +31,20 @@ METRICS = ["tp", "fp", "fn", "tn", "dice", "iou", "hd", "hd95", "hd_worst_case"]
 def net_and_meta(size: int) -> tuple[torch.nn.Module, CheckpointMeta]:
     torch.manual_seed(0)
     net = create_model("unet", in_channels=3, classes=1, width=4, depth=3).eval()
-    meta = CheckpointMeta(arch="unet", model_kwargs={}, preprocessing=Preprocessing(size, 3), dataset="isic2018",
-                          source="real", data_options="{}", data_fingerprint="", job_key="", protocol="holdout",
-                          fold=0, seed=0, profile="quick")
+    meta = CheckpointMeta(
+        arch="unet",
+        model_kwargs={},
+        preprocessing=Preprocessing(size, 3),
+        dataset="isic2018",
+        source="real",
+        data_options="{}",
+        data_fingerprint="",
+        job_key="",
+        protocol="holdout",
+        fold=0,
+        seed=0,
+        profile="quick",
+    )
     return net, meta
 
 
@@ -83,27 +94,44 @@ def test_reports_never_mix_input_and_native_rows() -> None:
     unet = only_native[(only_native["arch"] == "unet") & (only_native["kind"] == "model")].iloc[0]
     assert unet["dice_mean"] == pytest.approx(tables.table5(df).set_index("arch").loc["unet", "dice_mean"] * 0.5)
     test = df[df["split"] == "test"]
-    cohorts = pd.concat([test.assign(split="external", cohort_fingerprint="a" * 64),
-                         test.assign(split="external", cohort_fingerprint="b" * 64, case_id=test["case_id"] + "_b")])
+    cohorts = pd.concat(
+        [
+            test.assign(split="external", cohort_fingerprint="a" * 64),
+            test.assign(split="external", cohort_fingerprint="b" * 64, case_id=test["case_id"] + "_b"),
+        ]
+    )
     assert tables.table5(pd.concat([df, cohorts.iloc[: len(test)]]), split="external")["n_images"].max() > 0
     with pytest.raises(ValueError, match="mix cohort_fingerprint"):  # two external cohorts are never pooled
         tables.table5(pd.concat([df, cohorts]), split="external")
     legacy = df.drop(columns="eval_resolution")  # rows written before the column existed are input-size rows
     assert len(select(pd.concat([legacy, native], ignore_index=True), protocol="holdout")) == len(
-        select(df, protocol="holdout"))
+        select(df, protocol="holdout")
+    )
 
 
 @pytest.mark.slow
-def test_evaluate_writes_external_rows_that_table5_reports_separately(tmp_path: Path,
-                                                                      capsys: pytest.CaptureFixture) -> None:
+def test_evaluate_writes_external_rows_that_table5_reports_separately(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     results = tmp_path / "results"
-    assert main(["run", "--results", str(results), "--dataset", "isic2018", "--arch", "unet", "--folds", "0,1",
-                 *TINY]) == 0
+    assert (
+        main(["run", "--results", str(results), "--dataset", "isic2018", "--arch", "unet", "--folds", "0,1", *TINY])
+        == 0
+    )
     before = store.load_all(results)
     internal = tables.table5(before)
     cohort = make_isic(tmp_path / "cohort" / "isic2018")
-    args = ["evaluate", "--from", str(results), "--data-root", str(tmp_path / "cohort"), "--dataset", "isic2018",
-            "--resolution", "both"]
+    args = [
+        "evaluate",
+        "--from",
+        str(results),
+        "--data-root",
+        str(tmp_path / "cohort"),
+        "--dataset",
+        "isic2018",
+        "--resolution",
+        "both",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "Table 5 (external cohort)" in out and "drop" in out
@@ -139,20 +167,67 @@ def test_real_sample_sweep_then_predict_and_external_evaluation(tmp_path: Path, 
     from PIL import Image
 
     results = tmp_path / "results"
-    assert main(["run", "--results", str(results), "--data-root", str(SHARED_DATA), "--dataset", "dsb2018",
-                 "--arch", "unet", "--folds", "0", *TINY]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--results",
+                str(results),
+                "--data-root",
+                str(SHARED_DATA),
+                "--dataset",
+                "dsb2018",
+                "--arch",
+                "unet",
+                "--folds",
+                "0",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     folders = sorted((SHARED_DATA / "dsb2018" / "stage1_train").iterdir())
     for folder in folders[:2]:  # unlabelled: the images only
         shutil.copytree(folder / "images", tmp_path / "new" / folder.name / "images")
     for folder in folders[-4:]:  # a labelled cohort in the same native layout
         shutil.copytree(folder, tmp_path / "cohort" / "dsb2018" / "stage1_train" / folder.name)
-    assert main(["predict", "--from", str(results), "--dataset", "dsb2018", "--arch", "unet", "--images",
-                 str(tmp_path / "new"), "--out", str(tmp_path / "masks")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--from",
+                str(results),
+                "--dataset",
+                "dsb2018",
+                "--arch",
+                "unet",
+                "--images",
+                str(tmp_path / "new"),
+                "--out",
+                str(tmp_path / "masks"),
+            ]
+        )
+        == 0
+    )
     for folder in folders[:2]:
         mask = np.array(Image.open(tmp_path / "masks" / "fold0" / folder.name / "masks" / f"{folder.name}.png"))
         assert mask.shape == Image.open(folder / "images" / f"{folder.name}.png").size[::-1]
-    assert main(["evaluate", "--from", str(results), "--data-root", str(tmp_path / "cohort"), "--dataset", "dsb2018",
-                 "--resolution", "both"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--from",
+                str(results),
+                "--data-root",
+                str(tmp_path / "cohort"),
+                "--dataset",
+                "dsb2018",
+                "--resolution",
+                "both",
+            ]
+        )
+        == 0
+    )
     assert "Table 5 (external cohort)" in capsys.readouterr().out
     ext = store.load_all(results).query("split == 'external'")
     assert len(ext) == 8 and set(ext["eval_resolution"]) == {"input", "native"} and set(ext["source"]) == {"real"}

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from results_fixture import make_failures, make_results, make_sidecars
 
 from bench import figures, report
-from results_fixture import make_failures, make_results, make_sidecars
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +38,9 @@ def test_boxplot_panel_has_annotations(df: pd.DataFrame) -> None:
 
 def test_fig8_files_and_panels(df: pd.DataFrame, tmp_path: Path) -> None:
     paths = figures.fig8(df, tmp_path)
-    assert sorted(p.name for p in paths) == sorted(f"{stem}.{ext}" for stem in ("fig8_isic2018", "fig8_dsb2018", "fig8")
-                                                   for ext in ("png", "pdf"))
+    assert sorted(p.name for p in paths) == sorted(
+        f"{stem}.{ext}" for stem in ("fig8_isic2018", "fig8_dsb2018", "fig8") for ext in ("png", "pdf")
+    )
     _check_files(paths)
     assert len(figures.fig8_figure(df).axes) == 2
 
@@ -68,8 +69,20 @@ def test_build_report_writes_everything(df: pd.DataFrame, tmp_path: Path) -> Non
     text = index.read_text()
     assert "SYNTHETIC DATA" in text and "Profile(s): quick" in text and "status ok: 60" in text
     assert "Both masks empty: Dice = IoU = 1" in text and "scipy:" in text and "RuntimeError: boom" in text
-    for name in ("table3", "table4", "table5", "floors", "sensitivity", "tests_cv", "tests_holdout", "tests_cv_image",
-                 "tests_holdout_image", "folds", "ranks", "settings"):
+    for name in (
+        "table3",
+        "table4",
+        "table5",
+        "floors",
+        "sensitivity",
+        "tests_cv",
+        "tests_holdout",
+        "tests_cv_image",
+        "tests_holdout_image",
+        "folds",
+        "ranks",
+        "settings",
+    ):
         for ext in ("md", "tex", "csv", "html"):
             assert (tmp_path / "tables" / f"{name}.{ext}").stat().st_size > 0
             assert f"tables/{name}.{ext}" in text

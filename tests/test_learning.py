@@ -27,7 +27,7 @@ def masks(n: int, seed: int = 0) -> np.ndarray:
     for i in range(n):
         if i % 4 != 3:
             r, c, k = *rng.integers(0, S - 6, 2), int(rng.integers(3, 6))
-            out[i, r:r + k, c:c + k] = True
+            out[i, r : r + k, c : c + k] = True
     return out
 
 
@@ -37,9 +37,19 @@ def job_rows(pred: np.ndarray, ref: np.ndarray, arch: str, fold: int, protocol: 
     rows = score(pred.astype(np.float32), ref, ids, ids)
     half = len(ref) // 2
     split = ["val"] * half + (["test"] * (len(ref) - half) if protocol == "holdout" else ["val"] * (len(ref) - half))
-    return rows.assign(split=split, dataset="dsb2018", source="real", data_options="{}", arch=arch,
-                       protocol=protocol, fold=fold, seed=0, profile="quick", split_hash="h",
-                       job_key=f"{arch}-{protocol}-{fold}")
+    return rows.assign(
+        split=split,
+        dataset="dsb2018",
+        source="real",
+        data_options="{}",
+        arch=arch,
+        protocol=protocol,
+        fold=fold,
+        seed=0,
+        profile="quick",
+        split_hash="h",
+        job_key=f"{arch}-{protocol}-{fold}",
+    )
 
 
 HISTORY_IMPROVES = [{"select_loss": 0.7}, {"select_loss": 0.5}, {"select_loss": 0.4}]
@@ -82,8 +92,9 @@ def test_no_better_than_the_better_floor_on_the_test_images() -> None:
     pred = np.zeros_like(ref)
     pred[:, 0, 0] = True  # one wrong pixel per image: not trivial, Dice 0
     verdict = assess(job_rows(pred, ref, "unet", 0), HISTORY_IMPROVES)
-    assert verdict.reasons == (("mean Dice 0.0000 on the 4 test images is no better than predicting all foreground "
-                               "(0.7200)"),)
+    assert verdict.reasons == (
+        ("mean Dice 0.0000 on the 4 test images is no better than predicting all foreground (0.7200)"),
+    )
 
 
 def test_selection_loss_never_below_epoch_zero() -> None:
@@ -104,13 +115,27 @@ def write_job(results: Path, rows: pd.DataFrame, history: list[dict]) -> dict:
     verdict = assess(rows, history)
     rows = rows.assign(**{COLUMN: verdict.did_not_learn})
     r = rows.iloc[0]
-    job = {"dataset": r.dataset, "arch": r.arch, "protocol": r.protocol, "fold": int(r.fold), "seed": 0,
-           "profile": "quick", "train": {"epochs": 3, "image_size": 64, "width": 8, "depth": 5},
-           "data_root": "/data/dsb2018", "data_options": "{}"}
+    job = {
+        "dataset": r.dataset,
+        "arch": r.arch,
+        "protocol": r.protocol,
+        "fold": int(r.fold),
+        "seed": 0,
+        "profile": "quick",
+        "train": {"epochs": 3, "image_size": 64, "width": 8, "depth": 5},
+        "data_root": "/data/dsb2018",
+        "data_options": "{}",
+    }
     base = store.job_dir(results, r.dataset, r.arch) / f"holdout_f{r.fold}"
     store.atomic_write_parquet(base.with_suffix(".parquet"), rows)
-    side = {"key": r.job_key, "status": "ok", "job": job, "history": history, "learning": verdict.to_dict(),
-            "n_written": len(rows)}
+    side = {
+        "key": r.job_key,
+        "status": "ok",
+        "job": job,
+        "history": history,
+        "learning": verdict.to_dict(),
+        "n_written": len(rows),
+    }
     store.atomic_write_json(base.with_suffix(".json"), side)
     return side
 
@@ -131,8 +156,10 @@ def test_summary_marks_the_rows_of_models_that_did_not_learn(results: Path) -> N
     assert "! 2/2 did not learn" in text.splitlines()[2] and "did not learn" not in text.splitlines()[1]
     lines = not_learned_lines(results, set(df["job_key"]))
     assert "2 of 4 fold models did not learn" in lines[0]
-    assert [ln.split(":")[0].strip() for ln in lines[1:]] == ["dsb2018/unet/holdout/fold 0/seed 0",
-                                                              "dsb2018/unet/holdout/fold 1/seed 0"]
+    assert [ln.split(":")[0].strip() for ln in lines[1:]] == [
+        "dsb2018/unet/holdout/fold 0/seed 0",
+        "dsb2018/unet/holdout/fold 1/seed 0",
+    ]
     assert "predicted background on every scored image" in lines[1]
 
 
@@ -146,8 +173,12 @@ def test_table5_caption_and_fig8_title_name_the_models(results: Path) -> None:
     df = store.load_all(results)
     caption = tables.table5(df).attrs["caption"]
     assert "Did not learn" in caption and "2 of 4 fold models: dsb2018/unet folds 0, 1." in caption
-    cv = pd.concat([job_rows(np.zeros_like(masks(12)), masks(12), "unet", 0, "cv").assign(**{COLUMN: True}),
-                    job_rows(masks(12), masks(12), "mildnet", 0, "cv").assign(**{COLUMN: False})])
+    cv = pd.concat(
+        [
+            job_rows(np.zeros_like(masks(12)), masks(12), "unet", 0, "cv").assign(**{COLUMN: True}),
+            job_rows(masks(12), masks(12), "mildnet", 0, "cv").assign(**{COLUMN: False}),
+        ]
+    )
     title = fig8_figure(cv, metric="dice")._suptitle.get_text()
     assert "Did not learn" in title and "dsb2018/unet fold 0" in title and "mildnet fold" not in title
     assert caption_note(df[df["arch"] == "mildnet"]) == ""
@@ -163,8 +194,11 @@ def test_report_lines_count_and_name_the_jobs(results: Path) -> None:
 def test_run_commands_rebuild_the_sweep(results: Path) -> None:
     """Settings equal to the quick profile's are left out; the one that differs becomes --set."""
     assert run_commands(store.sidecars(results)) == [
-        ("bench run --dataset dsb2018 --arch mildnet,unet --protocol holdout --folds 0,1 --seeds 0 --profile quick "
-        f"--data-root {os.path.relpath('/data')} --set epochs=3")]
+        (
+            "bench run --dataset dsb2018 --arch mildnet,unet --protocol holdout --folds 0,1 --seeds 0 --profile quick "
+            f"--data-root {os.path.relpath('/data')} --set epochs=3"
+        )
+    ]
 
 
 @pytest.mark.slow
@@ -183,8 +217,9 @@ def test_a_run_stores_the_flag_in_rows_and_sidecar(tmp_path: Path) -> None:
     assert side["learning"] == assess(rows.drop(columns=[COLUMN]), side["history"]).to_dict()
 
 
-def test_report_index_states_the_flag_and_the_commands(results: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_report_index_states_the_flag_and_the_commands(
+    results: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import bench.cli
     from bench.cli import main
 

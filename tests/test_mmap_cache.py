@@ -60,8 +60,10 @@ def test_training_on_gathered_batches_gives_identical_weights_and_rows(tmp_path:
 
     def old(ids):
         idx = data.index(ids)
-        return (torch.from_numpy(np.asarray(data.images)[idx]),
-                torch.from_numpy(np.asarray(data.masks)[idx][:, None].astype(np.float32)))
+        return (
+            torch.from_numpy(np.asarray(data.images)[idx]),
+            torch.from_numpy(np.asarray(data.masks)[idx][:, None].astype(np.float32)),
+        )
 
     results = []
     for make in (old, lambda ids: tensors(data, ids)):

@@ -42,7 +42,7 @@ def test_each_optimizer_trains_other_weights_and_is_repeatable() -> None:
     assert same(weights["adam"], tiny_fit()[0])  # the default is Adam, and the run is deterministic
     names = list(weights)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             assert not same(weights[a], weights[b]), f"{a} and {b} gave identical weights after one epoch"
     # the momentum setting reaches SGD and RMSprop too
     assert not same(weights["sgd"], tiny_fit(optimizer="sgd", beta1=0.3)[0])
@@ -69,14 +69,19 @@ def test_each_scheduler_sets_the_learning_rate_it_promises() -> None:
     assert not same(tiny_fit(scheduler="cyclic")[0], tiny_fit()[0])
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"optimizer": "adamw"}, "setting optimizer='adamw': must be one of adam, sgd, rmsprop"),
-    ({"scheduler": "onecycle"}, ("setting scheduler='onecycle': must be one of plateau, step, multistep, cosine, "
-                                 "cyclic, none")),
-    ({"lr_gamma": 1.0}, "setting lr_gamma=1.0: must be in (0, 1)"),
-    ({"step_size": 0}, "setting step_size=0: must be >= 1"),
-    ({"optimizer": 1}, "setting optimizer=1: expected a string"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"optimizer": "adamw"}, "setting optimizer='adamw': must be one of adam, sgd, rmsprop"),
+        (
+            {"scheduler": "onecycle"},
+            ("setting scheduler='onecycle': must be one of plateau, step, multistep, cosine, cyclic, none"),
+        ),
+        ({"lr_gamma": 1.0}, "setting lr_gamma=1.0: must be in (0, 1)"),
+        ({"step_size": 0}, "setting step_size=0: must be >= 1"),
+        ({"optimizer": 1}, "setting optimizer=1: expected a string"),
+    ],
+)
 def test_bad_optimizer_or_scheduler_is_a_clear_error(settings: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         TrainConfig(**settings)
@@ -84,8 +89,23 @@ def test_bad_optimizer_or_scheduler_is_a_clear_error(settings: dict, message: st
 
 def test_an_unknown_optimizer_stops_the_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     res = tmp_path / "results"
-    assert main(["run", "--results", str(res), "--arch", "unet", "--dataset", "dsb2018", "--quiet", "--set",
-                 "optimizer=lbfgs"]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--results",
+                str(res),
+                "--arch",
+                "unet",
+                "--dataset",
+                "dsb2018",
+                "--quiet",
+                "--set",
+                "optimizer=lbfgs",
+            ]
+        )
+        == 2
+    )
     assert "setting optimizer='lbfgs': must be one of adam, sgd, rmsprop" in capsys.readouterr().err
     assert not res.exists()
 
@@ -104,10 +124,10 @@ def test_defaults_are_the_papers_and_every_choice_is_in_the_job_key() -> None:
     assert len(keys) == 1 + (len(OPTIMIZER_CHOICES) - 1) + (len(SCHEDULER_CHOICES) - 1) + 2
 
 
-@pytest.mark.parametrize("setting, other, shown", [("optimizer", "sgd", "adam/sgd"),
-                                                   ("scheduler", "cosine", "cosine/plateau")])
-def test_comparisons_refuse_mixed_optimizers_and_schedulers_like_mixed_lr(setting: str, other: str,
-                                                                          shown: str) -> None:
+@pytest.mark.parametrize(
+    "setting, other, shown", [("optimizer", "sgd", "adam/sgd"), ("scheduler", "cosine", "cosine/plateau")]
+)
+def test_comparisons_refuse_mixed_optimizers_and_schedulers_like_mixed_lr(setting: str, other: str, shown: str) -> None:
     base = make_results(datasets=("lgg_mri",), archs=("unet", "mildnet"), n_cases=20)
     sides = make_sidecars(base)
     again = make_results(datasets=("lgg_mri",), archs=("unet",), n_cases=20, rng_seed=1)

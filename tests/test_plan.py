@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
+from native_layouts import make_dsb, make_isic, make_lgg, truncate
 
 from bench.cli import main
 from bench.config import load_profile
 from bench.plan import PlanError, plan, select
-from native_layouts import make_dsb, make_isic, make_lgg, truncate
 
 REAL = Path(os.environ.get("BENCH_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 TINY = {"image_size": "32", "width": "4", "depth": "3", "epochs": "1"}
@@ -79,8 +79,18 @@ def test_bad_files_and_too_few_groups_are_reported_together(tmp_path: Path) -> N
 def test_run_prints_the_problems_and_starts_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = tmp_path / "data"
     make_dsb(data / "dsb2018")
-    args = ["run", "--arch", "unet", "--dataset", "dsb2018", "--data-root", str(data), "--results",
-            str(tmp_path / "r"), *[f"--set={k}={v}" for k, v in TINY.items()]]
+    args = [
+        "run",
+        "--arch",
+        "unet",
+        "--dataset",
+        "dsb2018",
+        "--data-root",
+        str(data),
+        "--results",
+        str(tmp_path / "r"),
+        *[f"--set={k}={v}" for k, v in TINY.items()],
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "dsb2018: 3 images, each its own group" in err and "--set n_folds=2" in err
@@ -110,9 +120,11 @@ def test_one_skip_list_serves_several_datasets(tmp_path: Path) -> None:
     assert str(bad) in problem_lines(info.value)["isic2018"] and f"--skip {ids[2]}" in str(info.value)
     with pytest.raises(PlanError) as info:
         plan(sel, profile(n_folds="2"), tmp_path / "r", data, skip=(ids[2], "ISIC_9999999"))
-    assert problem_lines(info.value) == {"--skip": "--skip: no selected dataset present holds case id(s) "
-                                         "ISIC_9999999. Way forward: check the ids against `bench data check`, "
-                                         "or drop them from --skip"}
+    assert problem_lines(info.value) == {
+        "--skip": "--skip: no selected dataset present holds case id(s) "
+        "ISIC_9999999. Way forward: check the ids against `bench data check`, "
+        "or drop them from --skip"
+    }
     jobs = plan(sel, profile(n_folds="2"), tmp_path / "r", data, skip=(ids[2],))
     options = {j.dataset: json.loads(j.data_options) for j in jobs}
     assert options["isic2018"]["skip"] == [ids[2]] and "skip" not in options["dsb2018"]

@@ -25,8 +25,10 @@ def test_a_sweep_mixing_numerics_is_refused_by_every_comparison(key: str) -> Non
     unet = df["arch"] == "unet"
     sides = make_sidecars(df[~unet], **{key: base_value}) + make_sidecars(df[unet], **{key: other_value})
     full = selection.attach(df, selection.settings_table(sides))
-    pattern = rf"differ in more than the architecture: lgg_mri: {key} \(mildnet: {base_value}; unet: {other_value}\)" \
-              r".*--where"
+    pattern = (
+        rf"differ in more than the architecture: lgg_mri: {key} \(mildnet: {base_value}; unet: {other_value}\)"
+        r".*--where"
+    )
     comparisons = every_comparison(full)
     for name, make in comparisons.items():
         with pytest.raises(ValueError, match=pattern):
@@ -39,8 +41,9 @@ def test_a_sweep_mixing_numerics_is_refused_by_every_comparison(key: str) -> Non
 
 def test_numerics_are_part_of_the_job_key_and_shown_in_provenance() -> None:
     job = Job("dsb2018", "unet", "holdout", 0, 0, "quick", TrainConfig())
-    keys = {job.key} | {Job("dsb2018", "unet", "holdout", 0, 0, "quick", TrainConfig(**{k: v[1]})).key
-                        for k, v in MIXED.items()}
+    keys = {job.key} | {
+        Job("dsb2018", "unet", "holdout", 0, 0, "quick", TrainConfig(**{k: v[1]})).key for k, v in MIXED.items()
+    }
     assert len(keys) == 1 + len(MIXED)
     assert coerce("compile", "true") is True and coerce("amp", "bf16") == "bf16"
     df = make_results(datasets=("lgg_mri",), archs=("unet",), n_cases=4)
@@ -79,9 +82,11 @@ def test_the_cheap_deterministic_switch_gives_identical_weights() -> None:
 def test_a_worker_imports_neither_the_compiler_nor_albumentations() -> None:
     """What a worker imports before its first job (runner, execute, seeding): not ``torch._dynamo`` /
     ``torch._inductor`` (the deterministic switch) nor albumentations (only ``augment: true`` needs it)."""
-    code = ("import sys, torch; import bench.runner, bench.execute; from bench.train import seed_everything; "
-            "seed_everything(0, 1); assert torch.are_deterministic_algorithms_enabled(); "
-            "print(sorted(m for m in ('torch._dynamo', 'torch._inductor', 'albumentations') if m in sys.modules))")
+    code = (
+        "import sys, torch; import bench.runner, bench.execute; from bench.train import seed_everything; "
+        "seed_everything(0, 1); assert torch.are_deterministic_algorithms_enabled(); "
+        "print(sorted(m for m in ('torch._dynamo', 'torch._inductor', 'albumentations') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -112,11 +117,18 @@ def test_compile_setting_trains_through_torch_compile(monkeypatch: pytest.Monkey
     model = create_model("unet", in_channels=1, classes=1, width=4, depth=3)
     x, y = torch.rand(6, 1, 32, 32), (torch.rand(6, 1, 32, 32) > 0.5).float()
     try:
-        result = fit(model, TrainConfig(image_size=32, width=4, depth=3, epochs=1, compile=True),
-                     (x[2:], y[2:]), (x[:2], y[:2]), seed=0)
+        result = fit(
+            model,
+            TrainConfig(image_size=32, width=4, depth=3, epochs=1, compile=True),
+            (x[2:], y[2:]),
+            (x[:2], y[:2]),
+            seed=0,
+        )
     finally:
         torch.use_deterministic_algorithms(False)
-    assert len(calls) == 1 and calls[0].inner is model and calls[0].forwards == 2  # one training batch, one selection batch
+    assert (
+        len(calls) == 1 and calls[0].inner is model and calls[0].forwards == 2
+    )  # one training batch, one selection batch
     assert result.model is model
     fit(model, TrainConfig(image_size=32, width=4, depth=3, epochs=1), (x[2:], y[2:]), (x[:2], y[:2]), seed=0)
     assert len(calls) == 1  # off by default

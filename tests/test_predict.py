@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from native_layouts import grey, make_dsb, make_isbi_png, write
 from PIL import Image
 
 from bench.architectures import create_model
@@ -25,16 +26,26 @@ from bench.datasets.prepare import prepare
 from bench.evaluate import predict as predict_batches
 from bench.mask_io import find_images, read_input, write_masks
 from bench.predict import covering_offsets, native_probability, network_input, reassemble, tiling, to_native
-from native_layouts import grey, make_dsb, make_isbi_png, write
 
 TINY = ["--set", "epochs=1", "--set", "image_size=32", "--set", "width=4", "--set", "depth=3", "--quiet", "--jobs", "1"]
 KWARGS = {"in_channels": 1, "classes": 1, "width": 4, "depth": 3}
 
 
 def meta(arch: str = "unet", prep: Preprocessing | None = None, **kwargs: object) -> CheckpointMeta:
-    return CheckpointMeta(arch=arch, model_kwargs={**KWARGS, **kwargs}, preprocessing=prep or Preprocessing(32, 1),
-                          dataset="isbi2012", source="real", data_options="{}", data_fingerprint="f" * 64,
-                          job_key="0" * 16, protocol="holdout", fold=0, seed=0, profile="quick")
+    return CheckpointMeta(
+        arch=arch,
+        model_kwargs={**KWARGS, **kwargs},
+        preprocessing=prep or Preprocessing(32, 1),
+        dataset="isbi2012",
+        source="real",
+        data_options="{}",
+        data_fingerprint="f" * 64,
+        job_key="0" * 16,
+        protocol="holdout",
+        fold=0,
+        seed=0,
+        profile="quick",
+    )
 
 
 def tiny_model(seed: int = 0) -> torch.nn.Module:
@@ -115,7 +126,7 @@ def test_reassembly_has_no_seams() -> None:
     net = tiny_model()
     tiles, t = network_input(image, prep)
     assert t.ys == (0, 26, 38) and t.xs == (0, 26, 52, 58)  # step 26 plus one edge tile per axis
-    one_by_one = np.stack([predict_batches(net, torch.from_numpy(tiles[i:i + 1]), 1)[0] for i in range(len(tiles))])
+    one_by_one = np.stack([predict_batches(net, torch.from_numpy(tiles[i : i + 1]), 1)[0] for i in range(len(tiles))])
     expected = to_native(reassemble(one_by_one, t), image.shape[:2])
     np.testing.assert_allclose(native_probability([net], image, prep), expected, atol=1e-6)
     np.testing.assert_array_equal(native_probability([net], image, prep) > 0.5, expected > 0.5)
@@ -132,8 +143,10 @@ def test_whole_image_prediction_is_resized_back_to_native_size() -> None:
     small = predict_batches(net, torch.from_numpy(x), 1)[0]
     np.testing.assert_allclose(prob, to_native(small, (48, 80)), atol=1e-6)
     same = grey(3, 32, 32)[..., None]  # native size == input size: no resizing at all
-    np.testing.assert_allclose(native_probability([net], same, prep),
-                               predict_batches(net, torch.from_numpy(network_input(same, prep)[0]), 1)[0])
+    np.testing.assert_allclose(
+        native_probability([net], same, prep),
+        predict_batches(net, torch.from_numpy(network_input(same, prep)[0]), 1)[0],
+    )
 
 
 def test_ensemble_is_the_mean_probability() -> None:
@@ -172,9 +185,16 @@ def test_an_unreadable_input_names_the_file(tmp_path: Path) -> None:
         read_input(item, 1)
 
 
-@pytest.mark.parametrize(("dataset", "name"), [("isic2018", "a/x_segmentation.png"), ("lgg_mri", "a/x_mask.tif"),
-                                               ("glas2015", "a/x_anno.bmp"), ("isbi2012", "a/x.png"),
-                                               ("dsb2018", "a/x/masks/x.png")])
+@pytest.mark.parametrize(
+    ("dataset", "name"),
+    [
+        ("isic2018", "a/x_segmentation.png"),
+        ("lgg_mri", "a/x_mask.tif"),
+        ("glas2015", "a/x_anno.bmp"),
+        ("isbi2012", "a/x.png"),
+        ("dsb2018", "a/x/masks/x.png"),
+    ],
+)
 def test_masks_in_each_datasets_format(tmp_path: Path, dataset: str, name: str) -> None:
     write(tmp_path / "in" / "a" / "x.png", grey(0, 12, 20))
     (item,) = find_images(tmp_path / "in")
@@ -194,14 +214,35 @@ def test_masks_in_each_datasets_format(tmp_path: Path, dataset: str, name: str) 
 @pytest.mark.slow
 def test_predict_writes_native_masks_per_fold_and_the_ensemble(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     results = tmp_path / "results"
-    assert main(["run", "--results", str(results), "--dataset", "isbi2012", "--arch", "unet", "--folds", "0,1",
-                 *TINY]) == 0
+    assert (
+        main(["run", "--results", str(results), "--dataset", "isbi2012", "--arch", "unet", "--folds", "0,1", *TINY])
+        == 0
+    )
     images = tmp_path / "new"
     images.mkdir()
-    tifffile.imwrite(images / "test-volume.tif", np.stack([grey(k, 50, 70) for k in range(3)]), photometric="minisblack")
+    tifffile.imwrite(
+        images / "test-volume.tif", np.stack([grey(k, 50, 70) for k in range(3)]), photometric="minisblack"
+    )
     write(images / "png" / "7.png", grey(9, 45, 61))
-    assert main(["predict", "--from", str(results), "--dataset", "isbi2012", "--arch", "unet", "--images",
-                 str(images), "--out", str(tmp_path / "masks"), "--ensemble"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--from",
+                str(results),
+                "--dataset",
+                "isbi2012",
+                "--arch",
+                "unet",
+                "--images",
+                str(images),
+                "--out",
+                str(tmp_path / "masks"),
+                "--ensemble",
+            ]
+        )
+        == 0
+    )
     assert "ensemble: 2 mask file(s)" in capsys.readouterr().out
     for sub in ("fold0", "fold1", "ensemble"):
         assert tifffile.imread(tmp_path / "masks" / sub / "test-labels.tif").shape == (3, 50, 70)
@@ -210,6 +251,5 @@ def test_predict_writes_native_masks_per_fold_and_the_ensemble(tmp_path: Path, c
     models = [load_model(p)[0] for p in sorted((results / "runs" / "isbi2012" / "unet").glob("*.pt"))]
     prep = read_checkpoint(next((results / "runs" / "isbi2012" / "unet").glob("*.pt")))[0].preprocessing
     expected = native_probability(models, grey(9, 45, 61)[..., None], prep) > 0.5
-    np.testing.assert_array_equal(np.array(Image.open(tmp_path / "masks" / "ensemble" / "png" / "7.png")) > 0,
-                                  expected)
+    np.testing.assert_array_equal(np.array(Image.open(tmp_path / "masks" / "ensemble" / "png" / "7.png")) > 0, expected)
     assert prep.patch_size == 256 and prep.patch_padding == 16  # the paper's patches, recorded

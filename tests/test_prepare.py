@@ -28,8 +28,11 @@ class FakeFiles(SegDataset):
 
     def list_cases(self) -> list[Case]:
         assert self.root is not None
-        return [Case(p.stem, p.stem, p, (p.with_name(f"{p.stem}_mask.png"),))
-                for p in sorted(self.root.glob("*.png")) if not p.stem.endswith("_mask")]
+        return [
+            Case(p.stem, p.stem, p, (p.with_name(f"{p.stem}_mask.png"),))
+            for p in sorted(self.root.glob("*.png"))
+            if not p.stem.endswith("_mask")
+        ]
 
     def read(self, case: Case) -> tuple[np.ndarray, np.ndarray]:
         self.log.append(case.case_id)
@@ -41,7 +44,7 @@ def _write(root: Path, name: str, shape: tuple[int, int], seed: int) -> None:
     rng = np.random.default_rng(seed)
     image = rng.integers(20, 200, (*shape, 3), dtype=np.uint8)
     mask = np.zeros(shape, np.uint8)
-    mask[shape[0] // 4: shape[0] // 2, shape[1] // 4: shape[1] // 2] = 255
+    mask[shape[0] // 4 : shape[0] // 2, shape[1] // 4 : shape[1] // 2] = 255
     cv2.imwrite(str(root / f"{name}.png"), image)
     cv2.imwrite(str(root / f"{name}_mask.png"), mask)
 
@@ -123,8 +126,10 @@ def test_cache_reused_and_rebuilt_when_a_file_changes(fake_root: Path, tmp_path:
 
 
 def test_synthetic_fingerprint_follows_options(tmp_path: Path) -> None:
-    fps = {prepare(SyntheticDataset("dsb2018", **kw), 16, cache_dir=tmp_path).fingerprint
-           for kw in ({"n": 2}, {"n": 2}, {"n": 3}, {"n": 2, "seed": 1})}
+    fps = {
+        prepare(SyntheticDataset("dsb2018", **kw), 16, cache_dir=tmp_path).fingerprint
+        for kw in ({"n": 2}, {"n": 2}, {"n": 3}, {"n": 2, "seed": 1})
+    }
     assert len(fps) == 3
 
 
@@ -153,9 +158,18 @@ def test_table1_from_prepared_data(fake_root: Path) -> None:
     df = table1(isbi, prepare(FakeFiles(fake_root), 16))
     first = df.iloc[0]
     assert (first["dataset"], first["source"], first["images"], first["rows"], first["unit"]) == (
-        "isbi2012", "synthetic", 2, 8, "patch")
+        "isbi2012",
+        "synthetic",
+        2,
+        8,
+        "patch",
+    )
     assert (first["majority_size"], first["channels"], first["paper_images"], first["paper_majority_size"]) == (
-        "128x128", 1, 30, "512x512")
+        "128x128",
+        1,
+        30,
+        "512x512",
+    )
     fake = df.iloc[1]
     assert (fake["images"], fake["majority_size"], fake["majority_share"]) == (3, "50x40", 2 / 3)
     assert pd_isna(fake["paper_images"])
@@ -217,5 +231,6 @@ def test_a_copy_of_real_data_without_kept_times_has_the_same_fingerprint(tmp_pat
     copy = tmp_path / "glas2015"
     shutil.copytree(SHARED_DATA / "glas2015", copy, copy_function=shutil.copy)  # like `cp -r` without -p
     original, copied = open_dataset("glas2015", SHARED_DATA / "glas2015"), open_dataset("glas2015", copy)
-    assert fingerprint(original, original.cases(), {}, tmp_path / "cache") == \
-        fingerprint(copied, copied.cases(), {}, tmp_path / "cache")
+    assert fingerprint(original, original.cases(), {}, tmp_path / "cache") == fingerprint(
+        copied, copied.cases(), {}, tmp_path / "cache"
+    )

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from results_fixture import make_rows
+from seeing_sweep import train_tiny
 
 from bench import store
 from bench.cli import main
@@ -20,18 +22,21 @@ from bench.qualitative import (
     scored_rows,
     worst_cases,
 )
-from results_fixture import make_rows
-from seeing_sweep import train_tiny
 
 
 def table():
     """3 images x 3 archs on a 4-pixel image (tp, fp, fn, tn). c2 is MILDNet's worst (Dice 0), U-Net's
     worst is c3; the archs disagree most on c2 (1, 1, 0)."""
-    counts = {"unet": {"c1": (2, 0, 0, 2), "c2": (2, 0, 0, 2), "c3": (1, 1, 1, 1)},
-              "unetpp": {"c1": (2, 0, 0, 2), "c2": (2, 0, 0, 2), "c3": (2, 1, 0, 1)},
-              "mildnet": {"c1": (2, 1, 0, 1), "c2": (0, 2, 2, 0), "c3": (2, 0, 0, 2)}}
-    records = [{"arch": a, "case_id": c, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
-               for a, cases in counts.items() for c, (tp, fp, fn, tn) in cases.items()]
+    counts = {
+        "unet": {"c1": (2, 0, 0, 2), "c2": (2, 0, 0, 2), "c3": (1, 1, 1, 1)},
+        "unetpp": {"c1": (2, 0, 0, 2), "c2": (2, 0, 0, 2), "c3": (2, 1, 0, 1)},
+        "mildnet": {"c1": (2, 1, 0, 1), "c2": (0, 2, 2, 0), "c3": (2, 0, 0, 2)},
+    }
+    records = [
+        {"arch": a, "case_id": c, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
+        for a, cases in counts.items()
+        for c, (tp, fp, fn, tn) in cases.items()
+    ]
     return make_rows(records, dataset="isic2018")
 
 
@@ -65,9 +70,13 @@ def test_scored_rows_one_fold_per_architecture() -> None:
 def test_grid_has_image_truth_and_one_panel_per_architecture() -> None:
     rng = np.random.default_rng(0)
     cases = ("a", "b")
-    grid = CaseGrid(cases, rng.random((2, 3, 16, 16), dtype=np.float32), rng.random((2, 16, 16)) > 0.5,
-                    {a: rng.random((2, 16, 16)) > 0.5 for a in ("unet", "mildnet", "unetpp")},
-                    {"unet": np.array([0.5, 0.25]), "mildnet": np.array([0.75, 1.0]), "unetpp": np.array([0.0, 0.125])})
+    grid = CaseGrid(
+        cases,
+        rng.random((2, 3, 16, 16), dtype=np.float32),
+        rng.random((2, 16, 16)) > 0.5,
+        {a: rng.random((2, 16, 16)) > 0.5 for a in ("unet", "mildnet", "unetpp")},
+        {"unet": np.array([0.5, 0.25]), "mildnet": np.array([0.75, 1.0]), "unetpp": np.array([0.0, 0.125])},
+    )
     fig = grid_figure(grid, "t")
     gids = [ax.get_gid() for ax in fig.get_axes()]
     assert len(gids) == len(cases) * (2 + 3)
@@ -95,13 +104,46 @@ def test_gallery_from_a_trained_sweep_uses_the_stored_predictions(tmp_path: Path
         assert int(grid.truth[0].sum()) == int(row["n_ref"].iloc[0])  # the prepared mask the row was scored on
     paths = qualitative(df, results, "dsb2018", tmp_path / "fig", worst=2, n=2)
     names = sorted(p.name for p in paths)
-    assert names == sorted(f"{s}.{e}" for s in ("qualitative_dsb2018", "failures_dsb2018_unet",
-                                                 "failures_dsb2018_mildnet") for e in ("png", "pdf"))
-    assert main(["figure", "--qualitative", "--dataset", "dsb2018", "--cases", case, "--results", str(results),
-                 "--out", str(tmp_path / "cli")]) == 0
+    assert names == sorted(
+        f"{s}.{e}"
+        for s in ("qualitative_dsb2018", "failures_dsb2018_unet", "failures_dsb2018_mildnet")
+        for e in ("png", "pdf")
+    )
+    assert (
+        main(
+            [
+                "figure",
+                "--qualitative",
+                "--dataset",
+                "dsb2018",
+                "--cases",
+                case,
+                "--results",
+                str(results),
+                "--out",
+                str(tmp_path / "cli"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "cli" / "qualitative_dsb2018.png").stat().st_size > 1000
-    assert main(["figure", "--qualitative", "--dataset", "dsb2018", "--cases", "nope", "--results", str(results),
-                 "--out", str(tmp_path / "cli")]) == 2
+    assert (
+        main(
+            [
+                "figure",
+                "--qualitative",
+                "--dataset",
+                "dsb2018",
+                "--cases",
+                "nope",
+                "--results",
+                str(results),
+                "--out",
+                str(tmp_path / "cli"),
+            ]
+        )
+        == 2
+    )
 
 
 def test_report_lists_a_picture_it_cannot_make_with_the_reason(tmp_path: Path) -> None:
@@ -109,6 +151,8 @@ def test_report_lists_a_picture_it_cannot_make_with_the_reason(tmp_path: Path) -
 
     items = dict(picture_items(table(), tmp_path / "results", tmp_path / "fig"))
     assert set(items) == {"Qualitative: ISIC-2018", "Saliency: ISIC-2018 (gradient per decoder stage, averaged)"}
-    assert items["Qualitative: ISIC-2018"].startswith("not built: ") and "no finished sidecar" in \
-        items["Qualitative: ISIC-2018"]
+    assert (
+        items["Qualitative: ISIC-2018"].startswith("not built: ")
+        and "no finished sidecar" in items["Qualitative: ISIC-2018"]
+    )
     assert items["Saliency: ISIC-2018 (gradient per decoder stage, averaged)"].startswith("not built: no finished job")

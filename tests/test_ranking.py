@@ -5,15 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from results_fixture import make_results
 
 from bench import ranking, report
-from results_fixture import make_results
 
 
 @pytest.fixture(scope="module")
 def df() -> pd.DataFrame:
-    return make_results(datasets=("isic2018", "lgg_mri"), archs=("unet", "unetpp", "mildnet"), n_cases=40,
-                        quality={"unet": 0.70, "unetpp": 0.71, "mildnet": 0.90})
+    return make_results(
+        datasets=("isic2018", "lgg_mri"),
+        archs=("unet", "unetpp", "mildnet"),
+        n_cases=40,
+        quality={"unet": 0.70, "unetpp": 0.71, "mildnet": 0.90},
+    )
 
 
 def test_reproducible_under_its_seed(df: pd.DataFrame) -> None:
@@ -40,8 +44,13 @@ def test_dominant_architecture_ranks_first_with_probability_near_one(df: pd.Data
 
 def test_bootstrap_resamples_units_as_documented() -> None:
     """One dataset, two archs: P(first) equals the share of unit resamples whose mean favours the arch."""
-    df = make_results(datasets=("isic2018",), archs=("unet", "mildnet"), n_cases=30, protocols=("holdout",),
-                      quality={"unet": 0.80, "mildnet": 0.80})
+    df = make_results(
+        datasets=("isic2018",),
+        archs=("unet", "mildnet"),
+        n_cases=30,
+        protocols=("holdout",),
+        quality={"unet": 0.80, "mildnet": 0.80},
+    )
     table = ranking.rank_table(df, n_boot=400, seed=3)
     values, _ = ranking.unit_table(df, "isic2018", metric="dice", protocol="holdout", unit="group")
     rng = np.random.default_rng(3)

@@ -14,20 +14,52 @@ from bench.provenance import environment, git_sha
 from bench.record import CRASHED, JobRecord, Status
 
 REPO = Path(__file__).resolve().parents[1]
-JOB = {"dataset": "dsb2018", "arch": "unet", "protocol": "holdout", "fold": 1, "seed": 0, "profile": "quick",
-       "train": {"epochs": 2}, "key": "0123456789abcdef"}
+JOB = {
+    "dataset": "dsb2018",
+    "arch": "unet",
+    "protocol": "holdout",
+    "fold": 1,
+    "seed": 0,
+    "profile": "quick",
+    "train": {"epochs": 2},
+    "key": "0123456789abcdef",
+}
 
 # sidecars exactly as earlier versions wrote them (running, ok, failed, crashed, ok after a failed --force)
 LEGACY = {
     "running": {"job": JOB, "key": "0123456789abcdef", "status": "running", "started": 1.5, "pid": 42, "host": "h"},
-    "ok": {"job": JOB, "key": "0123456789abcdef", "status": "ok", "seconds": 3.25, "n_written": 12, "best_epoch": 1,
-           "best_select_loss": 0.5, "history": [{"train_loss": 1.0, "select_loss": 0.5}], "device": "cpu",
-           "started": 1.5, "environment": {"git_sha": "", "threads": 1}, "compute": {"gmacs": 0.1}},
-    "failed": {"job": JOB, "key": "0123456789abcdef", "status": "failed", "error": "RuntimeError: boom",
-               "traceback": "Traceback (most recent call last):\n...", "seconds": 0.5, "environment": {"threads": 1}},
+    "ok": {
+        "job": JOB,
+        "key": "0123456789abcdef",
+        "status": "ok",
+        "seconds": 3.25,
+        "n_written": 12,
+        "best_epoch": 1,
+        "best_select_loss": 0.5,
+        "history": [{"train_loss": 1.0, "select_loss": 0.5}],
+        "device": "cpu",
+        "started": 1.5,
+        "environment": {"git_sha": "", "threads": 1},
+        "compute": {"gmacs": 0.1},
+    },
+    "failed": {
+        "job": JOB,
+        "key": "0123456789abcdef",
+        "status": "failed",
+        "error": "RuntimeError: boom",
+        "traceback": "Traceback (most recent call last):\n...",
+        "seconds": 0.5,
+        "environment": {"threads": 1},
+    },
     "crashed": {"job": JOB, "key": "0123456789abcdef", "status": "failed", "error": CRASHED, "crashed_pid": 7},
-    "kept": {"job": JOB, "key": "0123456789abcdef", "status": "ok", "seconds": 3.0, "n_written": 12,
-             "last_failure": {"error": "ValueError: late", "traceback": "...", "seconds": 1.0, "at": 9.0}},
+    "kept": {
+        "job": JOB,
+        "key": "0123456789abcdef",
+        "status": "ok",
+        "seconds": 3.0,
+        "n_written": 12,
+        "last_failure": {"error": "ValueError: late", "traceback": "...", "seconds": 1.0, "at": 9.0},
+    },
 }
 
 
@@ -73,7 +105,7 @@ def test_atomic_write_leaves_the_old_file_and_no_temporary_on_failure(tmp_path: 
     atomic_write_json(target, {"x": 1})
 
     def half(fh) -> None:
-        fh.write(b"{\"x\": ")
+        fh.write(b'{"x": ')
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):

@@ -12,9 +12,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from seeing_sweep import train_tiny
 
 from bench.cli import main
-from seeing_sweep import train_tiny
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -30,9 +30,20 @@ def chromium() -> str:
 
 
 def run_browser(page: Path, profile: Path, *args: str) -> str:
-    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={profile}", "--virtual-time-budget=10000", *args, page.resolve().as_uri()]
+    cmd = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=10000",
+        *args,
+        page.resolve().as_uri(),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
@@ -74,9 +85,37 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     chromium()
     base = tmp_path_factory.mktemp("report")
     results = train_tiny(base / "results")
-    assert main(["tune", "--name", "lr", "--grid", "lr=0.001,0.01", "--arch", "unet", "--dataset", "dsb2018",
-                 "--folds", "0", "--results", str(results), "--jobs", "1", "--quiet", "--set", "epochs=1",
-                 "--set", "image_size=32", "--set", "width=4", "--set", "depth=3"]) == 0
+    assert (
+        main(
+            [
+                "tune",
+                "--name",
+                "lr",
+                "--grid",
+                "lr=0.001,0.01",
+                "--arch",
+                "unet",
+                "--dataset",
+                "dsb2018",
+                "--folds",
+                "0",
+                "--results",
+                str(results),
+                "--jobs",
+                "1",
+                "--quiet",
+                "--set",
+                "epochs=1",
+                "--set",
+                "image_size=32",
+                "--set",
+                "width=4",
+                "--set",
+                "depth=3",
+            ]
+        )
+        == 0
+    )
     out = base / "report"
     assert main(["report", "--all", "--results", str(results), "--out", str(out)]) == 0
     return out
@@ -89,12 +128,18 @@ def test_every_image_loads_and_every_link_resolves(report: Path, tmp_path: Path)
     assert len(source.imgs) >= 8  # tables' figures, learning curves, grid, two galleries, saliency
     assert dom.body.get("data-images") == str(len(source.imgs))  # the page's own check ran after load
     assert dom.body.get("data-broken-images") == "0"
-    for name in ("learning_curves.png", "qualitative_dsb2018.png", "failures_dsb2018_unet.png",
-                 "failures_dsb2018_mildnet.png", "saliency_dsb2018.png"):
+    for name in (
+        "learning_curves.png",
+        "qualitative_dsb2018.png",
+        "failures_dsb2018_unet.png",
+        "failures_dsb2018_mildnet.png",
+        "saliency_dsb2018.png",
+    ):
         assert f"figures/{name}" in source.imgs
     assert "tables/tuned_lr.html" in source.hrefs and "Table 3 (tuning): lr" in page.read_text()
-    assert dom.hrefs and all(not re.match(r"[a-z]+:", h) for h in dom.hrefs + dom.imgs + dom.srcs), \
+    assert dom.hrefs and all(not re.match(r"[a-z]+:", h) for h in dom.hrefs + dom.imgs + dom.srcs), (
         "the report must be self-contained (no absolute or network URLs)"
+    )
     for href in dom.hrefs:
         if href.startswith("#"):
             assert href[1:] in dom.ids, f"link {href} has no target"

@@ -34,12 +34,41 @@ def table(results: Path) -> pd.DataFrame:
 def test_every_paper_architecture_on_every_dataset(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert run_cli(tmp_path, "--all", "--folds", "0") == 0
     df = store.load_all(tmp_path)
-    assert set(df["arch"]) == {"unet", "unetpp", "residual_unet", "resdunet", "multiresunet", "mildnet", "unet_mlr",
-                               "mildnet_no_mlr"}
+    assert set(df["arch"]) == {
+        "unet",
+        "unetpp",
+        "residual_unet",
+        "resdunet",
+        "multiresunet",
+        "mildnet",
+        "unet_mlr",
+        "mildnet_no_mlr",
+    }
     assert set(df["dataset"]) == {"isbi2012", "isic2018", "lgg_mri", "glas2015", "dsb2018"}
     assert set(df["source"]) == {"synthetic"} and set(df["split"]) == {"val", "test"}
-    for col in ["tp", "fp", "fn", "tn", "n_ref", "n_pred", "empty_ref", "empty_pred", "dice", "iou", "hd", "hd95",
-                "case_id", "group", "eval_size", "split_hash", "job_key", "protocol", "fold", "seed", "profile"]:
+    for col in [
+        "tp",
+        "fp",
+        "fn",
+        "tn",
+        "n_ref",
+        "n_pred",
+        "empty_ref",
+        "empty_pred",
+        "dice",
+        "iou",
+        "hd",
+        "hd95",
+        "case_id",
+        "group",
+        "eval_size",
+        "split_hash",
+        "job_key",
+        "protocol",
+        "fold",
+        "seed",
+        "profile",
+    ]:
         assert col in df.columns
     assert df["dice"].between(0, 1).all() and (df["hd"] >= 0).all()
     # identical folds: every architecture of a dataset is scored on the same images
@@ -93,8 +122,9 @@ def test_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path, monkeypat
 
 
 def test_non_finite_loss_is_a_failed_job(tmp_path: Path) -> None:
-    code = run_cli(tmp_path, "--arch", "unet", "--dataset", "isbi2012", "--folds", "0", "--set", "lr=1e30",
-                   "--set", "epochs=3")
+    code = run_cli(
+        tmp_path, "--arch", "unet", "--dataset", "isbi2012", "--folds", "0", "--set", "lr=1e30", "--set", "epochs=3"
+    )
     fails = store.failures(tmp_path)
     assert code == 1 and "NonFiniteLoss" in fails["error"].iloc[0]
 

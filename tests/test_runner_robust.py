@@ -24,15 +24,20 @@ from bench.store import ResultWarning
 TINY = {"epochs": "1", "image_size": "32", "width": "4", "depth": "3"}
 
 
-def planned(results: Path, arch: str = "unet", dataset: str = "dsb2018", folds: tuple[int, ...] = (0,),
-            **settings: str) -> list:
+def planned(
+    results: Path, arch: str = "unet", dataset: str = "dsb2018", folds: tuple[int, ...] = (0,), **settings: str
+) -> list:
     return plan(select(arch, dataset, False, "holdout", folds), load_profile("quick", {**TINY, **settings}), results)
 
 
 def child_env() -> dict[str, str]:
     """The environment of a child Python that imports what this one does (the package and tests/)."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), "NO_ALBUMENTATIONS_UPDATE": "1",
-            "OMP_NUM_THREADS": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+        "NO_ALBUMENTATIONS_UPDATE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
 
 
 def alive(pid: int) -> bool:
@@ -73,8 +78,9 @@ def test_a_held_job_is_waited_for_and_its_outcome_read(tmp_path: Path) -> None:
         lock.acquire()
         held.set()
         time.sleep(0.5)
-        store.atomic_write_json(p["sidecar"], {"key": job.key, "status": "failed", "job": job.to_dict(),
-                                               "error": "RuntimeError: elsewhere"})
+        store.atomic_write_json(
+            p["sidecar"], {"key": job.key, "status": "failed", "job": job.to_dict(), "error": "RuntimeError: elsewhere"}
+        )
         lock.release()
 
     thread = threading.Thread(target=other_process_fails)
@@ -117,8 +123,16 @@ for status in run_jobs(jobs, results, n_jobs=1, progress=False):
 @pytest.mark.slow
 def test_two_runs_on_one_folder_share_the_work(tmp_path: Path) -> None:
     res = tmp_path / "results"
-    procs = [subprocess.Popen([sys.executable, "-c", RUNNER, str(res)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=child_env()) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RUNNER, str(res)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
     per_run = [[json.loads(line) for line in out.splitlines()] for out, _ in outs]
@@ -139,11 +153,34 @@ def test_two_runs_on_one_folder_share_the_work(tmp_path: Path) -> None:
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGKILL, -9)])
 def test_stopping_the_driver_stops_its_workers(tmp_path: Path, sig: signal.Signals, code: int) -> None:
     res = tmp_path / "results"
-    cmd = [sys.executable, "-m", "bench.cli", "run", "--results", str(res), "--arch", "unet,residual_unet",
-           "--dataset", "dsb2018", "--folds", "0", "--jobs", "2", "--quiet", "--set", "epochs=100000",
-           "--set", "image_size=32", "--set", "width=4", "--set", "depth=3"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(),
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.cli",
+        "run",
+        "--results",
+        str(res),
+        "--arch",
+        "unet,residual_unet",
+        "--dataset",
+        "dsb2018",
+        "--folds",
+        "0",
+        "--jobs",
+        "2",
+        "--quiet",
+        "--set",
+        "epochs=100000",
+        "--set",
+        "image_size=32",
+        "--set",
+        "width=4",
+        "--set",
+        "depth=3",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(), start_new_session=True
+    )
     workers: list[int] = []
     try:
         deadline = time.time() + 120
@@ -176,9 +213,16 @@ def test_a_dead_worker_fails_only_its_own_job(tmp_path: Path) -> None:
     job = planned(tmp_path, "unet", epochs="2", synthetic_n="12")[0]
     fields = {f: getattr(job, f) for f in job.__dataclass_fields__}
     # each waits until the other has started, so the process dies while both are in flight
-    good, bad = (CrashJob(**{**fields, "arch": arch, "arch_kwargs": json.dumps(
-        {"wait_for": str(store.job_dir(tmp_path, job.dataset, other) / "*.json")})})
-        for arch, other in (("wait_test", "crash_test"), ("crash_test", "wait_test")))
+    good, bad = (
+        CrashJob(
+            **{
+                **fields,
+                "arch": arch,
+                "arch_kwargs": json.dumps({"wait_for": str(store.job_dir(tmp_path, job.dataset, other) / "*.json")}),
+            }
+        )
+        for arch, other in (("wait_test", "crash_test"), ("crash_test", "wait_test"))
+    )
     statuses = {s.key: s for s in run_jobs([good, bad], tmp_path, n_jobs=2, progress=False)}
     assert statuses[bad.key].status == "failed" and statuses[bad.key].error == CRASHED
     assert statuses[good.key].status == "ok" and is_finished(good, tmp_path)

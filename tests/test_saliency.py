@@ -7,19 +7,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from seeing_sweep import train_tiny
 
 from bench.architectures import create_model
 from bench.checkpoint import load_model
 from bench.cli import main
 from bench.saliency import decoder_stages, saliency_maps
 from bench.stored import stored_models
-from seeing_sweep import train_tiny
 
 TINY = {"in_channels": 3, "classes": 1, "width": 4, "depth": 3}
 
 
-@pytest.mark.parametrize("arch,n_stages", [("unet", 2), ("mildnet", 2), ("multiresunet", 2), ("resdunet", 2),
-                                           ("residual_unet", 2), ("unetpp", 3), ("unet_mlr", 2)])
+@pytest.mark.parametrize(
+    "arch,n_stages",
+    [
+        ("unet", 2),
+        ("mildnet", 2),
+        ("multiresunet", 2),
+        ("resdunet", 2),
+        ("residual_unet", 2),
+        ("unetpp", 3),
+        ("unet_mlr", 2),
+    ],
+)
 def test_every_architecture_has_its_decoder_stages(arch: str, n_stages: int) -> None:
     torch.manual_seed(0)
     model = create_model(arch, **TINY)
@@ -56,8 +66,24 @@ def test_each_image_is_its_own_backward_pass() -> None:
 def test_trained_model_saliency_has_the_input_shape_and_varies(tmp_path: Path) -> None:
     results = train_tiny(tmp_path / "results")
     out = tmp_path / "fig"
-    assert main(["saliency", "--dataset", "dsb2018", "--arch", "unet,mildnet", "--n", "2", "--results",
-                 str(results), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "saliency",
+                "--dataset",
+                "dsb2018",
+                "--arch",
+                "unet,mildnet",
+                "--n",
+                "2",
+                "--results",
+                str(results),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert (out / "saliency_dsb2018.png").stat().st_size > 1000
     with np.load(out / "saliency_dsb2018.npz") as z:
         images = z["images"]

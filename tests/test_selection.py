@@ -54,8 +54,10 @@ def test_every_comparison_refuses_a_mixed_configuration(tmp_path: Path) -> None:
     df = df.assign(job_key=df["job_key"])  # keys differ per configuration, so rows are not duplicates
     df.loc[df["job_key"].str.startswith("x"), "fold"] += 10  # the second unet run: other fold models
     full = selection.attach(df, selection.settings_table(sides))
-    pattern = r"differ in more than the architecture: lgg_mri: epochs \(mildnet: 20; unet: 1/20\); lgg_mri: lr " \
-              r"\(mildnet: 0.001; unet: 0.001/0.01\).*--where"
+    pattern = (
+        r"differ in more than the architecture: lgg_mri: epochs \(mildnet: 20; unet: 1/20\); lgg_mri: lr "
+        r"\(mildnet: 0.001; unet: 0.001/0.01\).*--where"
+    )
     comparisons = every_comparison(full)
     for name, make in comparisons.items():
         with pytest.raises(ValueError, match=pattern):
@@ -79,12 +81,30 @@ def test_rows_alone_refuse_other_splits_and_data_options() -> None:
 
 def test_failure_notes_only_from_the_same_configuration() -> None:
     _, sides, base = _mixed()
-    fails = make_failures([("lgg_mri", "unetpp", "holdout", 0, "RuntimeError: other config"),
-                           ("lgg_mri", "resdunet", "holdout", 0, "RuntimeError: same config")])
-    sides += [{"job": {"dataset": "lgg_mri", "arch": a, "protocol": "holdout", "fold": 0, "seed": 0,
-                       "profile": "quick", "source": "synthetic", "arch_kwargs": "{}",
-                       "train": {**sides[0]["job"]["train"], "epochs": e}}, "key": k, "status": "failed"}
-              for a, e, k in (("unetpp", 1, "k0"), ("resdunet", 20, "k1"))]
+    fails = make_failures(
+        [
+            ("lgg_mri", "unetpp", "holdout", 0, "RuntimeError: other config"),
+            ("lgg_mri", "resdunet", "holdout", 0, "RuntimeError: same config"),
+        ]
+    )
+    sides += [
+        {
+            "job": {
+                "dataset": "lgg_mri",
+                "arch": a,
+                "protocol": "holdout",
+                "fold": 0,
+                "seed": 0,
+                "profile": "quick",
+                "source": "synthetic",
+                "arch_kwargs": "{}",
+                "train": {**sides[0]["job"]["train"], "epochs": e},
+            },
+            "key": k,
+            "status": "failed",
+        }
+        for a, e, k in (("unetpp", 1, "k0"), ("resdunet", 20, "k1"))
+    ]
     rows, kept, _, settings = selection.apply_selection(base, fails, sides, {})
     assert list(kept["arch"]) == ["resdunet"]
     t5 = tables.table5(selection.attach(rows, settings), failures=kept)

@@ -73,8 +73,9 @@ def test_slurm_array_gives_the_loky_table(tmp_path: Path, loky_table: pd.DataFra
     assert sys.executable in sub and "NO_ALBUMENTATIONS_UPDATE=1" in sub
 
 
-def test_no_wait_then_status_then_a_second_run_collects_without_resubmitting(tmp_path: Path,
-                                                                             loky_table: pd.DataFrame) -> None:
+def test_no_wait_then_status_then_a_second_run_collects_without_resubmitting(
+    tmp_path: Path, loky_table: pd.DataFrame
+) -> None:
     jobs = tiny_jobs(tmp_path)
     opts = SlurmOptions(time_min=10, poll_s=1, wait=False)
     statuses = list(run_jobs(jobs, tmp_path, engine=EngineConfig("submitit", slurm=opts), progress=False))
@@ -82,8 +83,9 @@ def test_no_wait_then_status_then_a_second_run_collects_without_resubmitting(tmp
     first = sweep_status(jobs, tmp_path)
     assert set(first["state"]) <= {"queued", "running", "done"} and first["slurm_task"].str.contains("_").all()
     # a later run (a new driver) follows the same tasks to their end and submits nothing new
-    again = list(run_jobs(jobs, tmp_path, engine=EngineConfig("submitit", slurm=SlurmOptions(poll_s=1)),
-                          progress=False))
+    again = list(
+        run_jobs(jobs, tmp_path, engine=EngineConfig("submitit", slurm=SlurmOptions(poll_s=1)), progress=False)
+    )
     assert sorted(s.status for s in again) in (["ok", "ok"], ["ok", "skipped"], ["skipped", "skipped"])
     assert len(list((tmp_path / "slurm").glob("array-*.json"))) == 1
     assert counts(sweep_status(jobs, tmp_path))["done"] == 2
@@ -110,8 +112,24 @@ def test_cancelled_tasks_are_failed_jobs_with_the_slurm_reason(tmp_path: Path) -
 def test_the_command_line_submits_reports_and_collects(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from bench.cli import main
 
-    args = ["--results", str(tmp_path), "--arch", "unet", "--dataset", "dsb2018", "--folds", "0", "--set", "epochs=1",
-            "--set", "image_size=32", "--set", "width=4", "--set", "depth=3"]
+    args = [
+        "--results",
+        str(tmp_path),
+        "--arch",
+        "unet",
+        "--dataset",
+        "dsb2018",
+        "--folds",
+        "0",
+        "--set",
+        "epochs=1",
+        "--set",
+        "image_size=32",
+        "--set",
+        "width=4",
+        "--set",
+        "depth=3",
+    ]
     assert main(["run", *args, "--quiet", "--engine", "submitit", "--no-wait", "--time-min", "10"]) == 0
     assert "1 jobs are in the SLURM queue (array job" in capsys.readouterr().out
     assert main(["status", *args]) == 0

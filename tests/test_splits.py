@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.datasets.splits import (Split, SplitError, SplitParams, load_or_create_split, make_splits,
-                                   split_file_name)
+from bench.datasets.splits import Split, SplitError, SplitParams, load_or_create_split, make_splits, split_file_name
 
 
 def _cases(n_groups: int, per_group: int | list[int]) -> tuple[list[str], list[str]]:
@@ -29,13 +28,16 @@ def test_deterministic_and_seeded() -> None:
     assert a.test != make_splits(ids, groups, "holdout", seed=4).test
 
 
-@pytest.mark.parametrize("name,n,per,folds,test", [
-    ("isic2018", 2594, 1, [363] * 4 + [364], 778),
-    ("isbi2012", 30, 4, [16] * 4 + [20], 36),
-    ("lgg_mri", 1144, 1, [160] * 4 + [161], 343),
-    ("glas2015", 165, 11, [253] * 5, 550),
-    ("dsb2018", 670, 1, [94] * 4 + [93], 201),
-])
+@pytest.mark.parametrize(
+    "name,n,per,folds,test",
+    [
+        ("isic2018", 2594, 1, [363] * 4 + [364], 778),
+        ("isbi2012", 30, 4, [16] * 4 + [20], 36),
+        ("lgg_mri", 1144, 1, [160] * 4 + [161], 343),
+        ("glas2015", 165, 11, [253] * 5, 550),
+        ("dsb2018", 670, 1, [94] * 4 + [93], 201),
+    ],
+)
 def test_paper_table2_sizes(name: str, n: int, per: int, folds: list[int], test: int) -> None:
     ids, groups = _cases(n, per)
     split = make_splits(ids, groups, "holdout", seed=12345)
@@ -68,8 +70,7 @@ def test_json_shape_and_round_trip(tmp_path: Path) -> None:
     ids, groups = _cases(12, 1)
     split = make_splits(ids, groups, "holdout", seed=7, n_folds=3)
     d = json.loads(split.to_json())
-    assert set(d) == {"seed", "protocol", "test", "folds", "n_folds", "test_fraction", "inner_fraction",
-                      "cases_sha256"}
+    assert set(d) == {"seed", "protocol", "test", "folds", "n_folds", "test_fraction", "inner_fraction", "cases_sha256"}
     assert set(d["folds"][0]) == {"train", "val"} and (d["n_folds"], d["test_fraction"]) == (3, 0.3)
     split.save(tmp_path / "s.json")
     loaded = Split.load(tmp_path / "s.json")
@@ -93,8 +94,11 @@ def test_validate_names_the_offending_ids() -> None:
         bad.validate(ids, groups)
     with pytest.raises(SplitError, match="missing from the split: extra"):
         split.validate([*ids, "extra"], [*groups, "extra"])
-    crossing = replace(split, test=split.test[1:], folds=tuple(
-        (tr, (*va, split.test[0])) if k == 0 else (tr, va) for k, (tr, va) in enumerate(split.folds)))
+    crossing = replace(
+        split,
+        test=split.test[1:],
+        folds=tuple((tr, (*va, split.test[0])) if k == 0 else (tr, va) for k, (tr, va) in enumerate(split.folds)),
+    )
     with pytest.raises(SplitError, match="crosses a boundary"):
         crossing.validate(ids, groups)
     with pytest.raises(SplitError, match="duplicate"):
@@ -182,8 +186,13 @@ def test_every_split_parameter_is_in_the_identity(tmp_path: Path) -> None:
     ids, groups = _cases(40, 1)
     base = SplitParams("holdout", 5, 5, 0.3, 0.1)
     name = split_file_name("isic2018", "synthetic", base, ids, groups)
-    for changed in (replace(base, test_fraction=0.5), replace(base, seed=6), replace(base, n_folds=4),
-                    replace(base, inner_fraction=0.2), replace(base, protocol="cv")):
+    for changed in (
+        replace(base, test_fraction=0.5),
+        replace(base, seed=6),
+        replace(base, n_folds=4),
+        replace(base, inner_fraction=0.2),
+        replace(base, protocol="cv"),
+    ):
         assert split_file_name("isic2018", "synthetic", changed, ids, groups) != name, changed
     assert split_file_name("isic2018", "synthetic", base, ids[:-1], groups[:-1]) != name
     assert split_file_name("isic2018", "synthetic", base, ids, ["g"] * 40) != name  # other groups

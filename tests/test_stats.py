@@ -7,17 +7,18 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from results_fixture import make_results
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
 from bench import stats
-from results_fixture import make_results
 
 
 @pytest.fixture(scope="module")
 def effect() -> pd.DataFrame:
-    return make_results(datasets=("isic2018",), archs=("unet", "mildnet"), n_cases=40,
-                        quality={"unet": 0.66, "mildnet": 0.84})
+    return make_results(
+        datasets=("isic2018",), archs=("unet", "mildnet"), n_cases=40, quality={"unet": 0.66, "mildnet": 0.84}
+    )
 
 
 def _cv_vector(df: pd.DataFrame, arch: str, metric: str = "iou") -> np.ndarray:
@@ -43,8 +44,14 @@ def test_known_effect_matches_scipy_and_is_significant(effect: pd.DataFrame) -> 
 
 
 def test_no_effect_is_not_significant() -> None:
-    df = make_results(datasets=("isic2018",), archs=("unet", "mildnet"), n_cases=40, protocols=("cv",),
-                      quality={"unet": 0.8, "mildnet": 0.8}, rng_seed=3)
+    df = make_results(
+        datasets=("isic2018",),
+        archs=("unet", "mildnet"),
+        n_cases=40,
+        protocols=("cv",),
+        quality={"unet": 0.8, "mildnet": 0.8},
+        rng_seed=3,
+    )
     row = stats.paired_test(df, dataset="isic2018").iloc[0]
     assert not row["significant"] and row["p_raw"] > 0.05
     assert row["ci_low"] < 0 < row["ci_high"]
@@ -81,9 +88,13 @@ def test_duplicate_rows_are_refused(effect: pd.DataFrame) -> None:
 
 @pytest.fixture(scope="module")
 def three() -> pd.DataFrame:
-    return make_results(datasets=("lgg_mri",), archs=("unet", "unetpp", "multiresunet", "mildnet"), n_cases=30,
-                        protocols=("cv",), quality={"unet": 0.78, "unetpp": 0.80, "multiresunet": 0.82,
-                                                    "mildnet": 0.84})
+    return make_results(
+        datasets=("lgg_mri",),
+        archs=("unet", "unetpp", "multiresunet", "mildnet"),
+        n_cases=30,
+        protocols=("cv",),
+        quality={"unet": 0.78, "unetpp": 0.80, "multiresunet": 0.82, "mildnet": 0.84},
+    )
 
 
 def test_holm_matches_hand_computation(three: pd.DataFrame) -> None:
@@ -163,8 +174,9 @@ def _group_means(df: pd.DataFrame, arch: str, protocol: str = "cv", split: str =
 
 def test_group_level_p_equals_scipy_on_group_means() -> None:
     """LGG: slices of one patient are averaged, then patients are paired (4 slices per patient here)."""
-    df = make_results(datasets=("lgg_mri",), archs=("unet", "mildnet"), n_cases=40,
-                      quality={"unet": 0.78, "mildnet": 0.84})
+    df = make_results(
+        datasets=("lgg_mri",), archs=("unet", "mildnet"), n_cases=40, quality={"unet": 0.78, "mildnet": 0.84}
+    )
     row = stats.paired_test(df, dataset="lgg_mri").iloc[0]
     a, b = _group_means(df, "mildnet"), _group_means(df, "unet")
     tt = sps.ttest_rel(a, b)
@@ -201,8 +213,11 @@ def test_protocol_with_results_is_used_when_none_is_given() -> None:
     assert stats.resolve_protocol(df, "mri", "cv") == ("cv", "")
     both = make_results(datasets=("lgg_mri",), archs=("unet", "mildnet"))
     assert stats.resolve_protocol(both, "lgg_mri", None)[0] == "cv"
-    with pytest.raises(ValueError, match=r"no cv or holdout results for dataset isic2018: `bench run --dataset "
-                                         r"isic2018 --arch mildnet,unet --protocol cv --folds 0,1,2,3,4`"):
+    with pytest.raises(
+        ValueError,
+        match=r"no cv or holdout results for dataset isic2018: `bench run --dataset "
+        r"isic2018 --arch mildnet,unet --protocol cv --folds 0,1,2,3,4`",
+    ):
         stats.resolve_protocol(df, "isic2018", None)
     with pytest.raises(ValueError, match="--protocol cv --folds 0,1,2,3,4` makes them"):
         stats.paired_test(df, dataset="lgg_mri", protocol="cv")
@@ -229,11 +244,18 @@ def test_glas_patient_unit_from_grade_csv(tmp_path) -> None:
     """GlaS: patches -> source images (group) -> patients of Grade.csv (--unit patient)."""
     from bench.report_data import attach_patients
 
-    df = make_results(datasets=("glas2015",), archs=("unet", "mildnet"), n_cases=36, protocols=("cv",),
-                      quality={"unet": 0.78, "mildnet": 0.84})
+    df = make_results(
+        datasets=("glas2015",),
+        archs=("unet", "mildnet"),
+        n_cases=36,
+        protocols=("cv",),
+        quality={"unet": 0.78, "mildnet": 0.84},
+    )
     df["group"] = "train_" + (df["case_id"].str[-3:].astype(int) // 2).astype(str)  # 2 patches per source image
-    (tmp_path / "Grade.csv").write_text("name,patient ID,grade (GlaS), grade (Sirinukunwattana et al. 2015)\r\n" + "".join(
-        f"train_{i},{i // 3}, benign, healthy\r\n" for i in range(18)))  # 3 source images per patient
+    (tmp_path / "Grade.csv").write_text(
+        "name,patient ID,grade (GlaS), grade (Sirinukunwattana et al. 2015)\r\n"
+        + "".join(f"train_{i},{i // 3}, benign, healthy\r\n" for i in range(18))
+    )  # 3 source images per patient
     sides = [{"job": {"dataset": "glas2015", "data_root": str(tmp_path)}}]
     with_patients = attach_patients(df, sides)
     row = stats.paired_test(with_patients, dataset="glas2015", unit="patient").iloc[0]

@@ -14,8 +14,15 @@ from bench.cli import main
 from bench.runner import paths, run_jobs
 from bench.status import files_status, format_status, job_state, one_line, sweep_status
 
-SELECTION = ["--arch", "unet,resdunet,residual_unet", "--dataset", "dsb2018", "--folds", "0,1",
-             *[a for k, v in TINY_SETTINGS.items() for a in ("--set", f"{k}={v}")]]
+SELECTION = [
+    "--arch",
+    "unet,resdunet,residual_unet",
+    "--dataset",
+    "dsb2018",
+    "--folds",
+    "0,1",
+    *[a for k, v in TINY_SETTINGS.items() for a in ("--set", f"{k}={v}")],
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +47,23 @@ def partly_done(tmp_path_factory: pytest.TempPathFactory) -> Path:
     running = next(j for j in jobs if j.arch == "residual_unet" and j.fold == 0)
     p = paths(running, results)
     p["sidecar"].parent.mkdir(parents=True, exist_ok=True)
-    p["sidecar"].write_text(json.dumps({"key": running.key, "status": "running", "job": running.to_dict(),
-                                        "started": time.time()}))
+    p["sidecar"].write_text(
+        json.dumps({"key": running.key, "status": "running", "job": running.to_dict(), "started": time.time()})
+    )
     return results
 
 
 def test_partly_done_and_failed_sweep(partly_done: Path) -> None:
     table = sweep_status(tiny_jobs(partly_done, "unet,resdunet,residual_unet"), partly_done)
     state = {(r.arch, r.fold): r.state for r in table.itertuples()}
-    assert state == {("unet", 0): "done", ("unet", 1): "done", ("resdunet", 0): "failed", ("resdunet", 1): "failed",
-                     ("residual_unet", 0): "running", ("residual_unet", 1): "missing"}
+    assert state == {
+        ("unet", 0): "done",
+        ("unet", 1): "done",
+        ("resdunet", 0): "failed",
+        ("resdunet", 1): "failed",
+        ("residual_unet", 0): "running",
+        ("residual_unet", 1): "missing",
+    }
     reasons = dict(zip(table["arch"] + table["fold"].astype(str), table["reason"]))
     assert reasons["resdunet0"] == "RuntimeError: out of GPU memory, fold 0"  # one line of a multi-line error
     assert reasons["resdunet1"] == "RuntimeError: out of GPU memory, fold 1"
@@ -86,7 +100,9 @@ def test_queue_state_wins_over_older_files_and_lost_tasks_are_failures(tmp_path:
     # submitted, gone from the queue, no result: failed, with the last line of the task's SLURM log
     log = tmp_path / "slurm" / "logs" / "7_1_0_log.err"
     log.parent.mkdir(parents=True)
-    log.write_text("loading\nslurmstepd: error: *** JOB 8 ON vm CANCELLED AT 2026-11-30T08:00:00 DUE TO TIME LIMIT ***\n")
+    log.write_text(
+        "loading\nslurmstepd: error: *** JOB 8 ON vm CANCELLED AT 2026-11-30T08:00:00 DUE TO TIME LIMIT ***\n"
+    )
     state, reason = job_state({"status": "running"}, False, "7_1", {}, tmp_path)
     assert state == "failed" and reason.startswith("SLURM task 7_1 ended without a result: slurmstepd")
     assert "TIME LIMIT" in reason

@@ -18,8 +18,9 @@ from bench.cli import main
 from bench.store import ResultWarning
 
 
-def write_job(results: Path, dataset: str = "isic2018", arch: str = "unet", fold: int = 0,
-              key: str = "0123456789abcdef") -> Path:
+def write_job(
+    results: Path, dataset: str = "isic2018", arch: str = "unet", fold: int = 0, key: str = "0123456789abcdef"
+) -> Path:
     """One finished job as the runner writes it (Parquet, then the ok sidecar); returns the sidecar path."""
     df = make_results(datasets=(dataset,), archs=(arch,), protocols=("holdout",), n_cases=12)
     rows = df[(df["fold"] == fold) & (df["seed"] == 0)].assign(job_key=key).reset_index(drop=True)
@@ -95,8 +96,9 @@ def test_an_unreadable_sidecar_is_reported_and_reports_say_so(tmp_path: Path) ->
     assert list(bad[["dataset", "arch", "protocol", "fold", "seed"]].iloc[0]) == ["isic2018", "unet", "holdout", 0, 0]
     with pytest.warns(ResultWarning):
         df, fails = store.load_all(tmp_path), store.failures(tmp_path)
-    table = model_summary(df, protocol="holdout", split="test", archs=["unet", "mildnet"], datasets=["isic2018"],
-                          failures=fails)
+    table = model_summary(
+        df, protocol="holdout", split="test", archs=["unet", "mildnet"], datasets=["isic2018"], failures=fails
+    )
     note = table.set_index("arch")["note"]
     assert note["unet"].startswith(f"unreadable: {side}") and note["mildnet"] == ""
 
@@ -135,14 +137,45 @@ def test_writes_stay_inside_the_results_folder(tmp_path: Path) -> None:
 
 
 def test_an_smp_name_with_path_separators_is_refused_before_anything_is_written(
-        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     res = tmp_path / "deep" / "results"
-    code = main(["run", "--results", str(res), "--arch", "smp:Unet:../../../../escape", "--dataset", "dsb2018",
-                 "--quiet", "--jobs", "1", "--set", "epochs=1", "--set", "image_size=32"])
+    code = main(
+        [
+            "run",
+            "--results",
+            str(res),
+            "--arch",
+            "smp:Unet:../../../../escape",
+            "--dataset",
+            "dsb2018",
+            "--quiet",
+            "--jobs",
+            "1",
+            "--set",
+            "epochs=1",
+            "--set",
+            "image_size=32",
+        ]
+    )
     assert code == 2 and "unknown smp encoder" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.rglob("*")) == []
-    assert main(["run", "--results", str(res), "--arch", "smp:Nonet:resnet18", "--dataset", "dsb2018", "--dry-run",
-                 "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--results",
+                str(res),
+                "--arch",
+                "smp:Nonet:resnet18",
+                "--dataset",
+                "dsb2018",
+                "--dry-run",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "unknown smp architecture 'Nonet'" in capsys.readouterr().err
 
 

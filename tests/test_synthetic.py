@@ -45,10 +45,20 @@ def test_deterministic_from_name_and_seed(name: str) -> None:
 
 
 def test_independent_of_python_hash_seed() -> None:
-    code = ("from bench.datasets.synthetic import SyntheticDataset as S; import numpy as np;"
-            "ds = S('glas2015', n=1, size=32); im, m = ds.read(ds.cases()[0]); print(int(im.sum()), int(m.sum()))")
-    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    code = (
+        "from bench.datasets.synthetic import SyntheticDataset as S; import numpy as np;"
+        "ds = S('glas2015', n=1, size=32); im, m = ds.read(ds.cases()[0]); print(int(im.sum()), int(m.sum()))"
+    )
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2")
+    }
     assert len(outs) == 1
 
 

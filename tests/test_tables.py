@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 import pytest
+from results_fixture import make_failures, make_results, make_rows, make_sidecars
 
 from bench import report, table_render, tables
-from results_fixture import make_failures, make_results, make_rows, make_sidecars
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +29,9 @@ def test_table5_rows_columns_values(df: pd.DataFrame) -> None:
     assert list(models["arch"][:6]) == ["unet", "unetpp", "residual_unet", "resdunet", "multiresunet", "mildnet"]
     for col in ("dice_mean", "dice_std", "iou_mean", "iou_std", "hd_mean", "hd_std", "n_models", "n_images", "note"):
         assert col in t5.columns
-    test = df[(df["protocol"] == "holdout") & (df["split"] == "test") & (df["dataset"] == "isic2018")
-              & (df["arch"] == "unet")]
+    test = df[
+        (df["protocol"] == "holdout") & (df["split"] == "test") & (df["dataset"] == "isic2018") & (df["arch"] == "unet")
+    ]
     per_fold = test.groupby("fold")["dice"].mean()
     row = t5[(t5["dataset"] == "isic2018") & (t5["arch"] == "unet")].iloc[0]
     assert row["dice_mean"] == pytest.approx(per_fold.mean()) and row["dice_std"] == pytest.approx(per_fold.std())
@@ -60,8 +61,12 @@ def test_table4_uses_validation_folds(df: pd.DataFrame) -> None:
     models = t4[t4["kind"] == "model"]
     assert list(models["arch"][:4]) == ["unet", "unet_mlr", "mildnet_no_mlr", "mildnet"] and len(models) == 8
     assert (models["n_images"] == 14).all()  # the 70% split into 5 validation folds
-    val = df[(df["protocol"] == "holdout") & (df["split"] == "val") & (df["dataset"] == "lgg_mri")
-             & (df["arch"] == "mildnet")]
+    val = df[
+        (df["protocol"] == "holdout")
+        & (df["split"] == "val")
+        & (df["dataset"] == "lgg_mri")
+        & (df["arch"] == "mildnet")
+    ]
     row = models[(models["dataset"] == "lgg_mri") & (models["arch"] == "mildnet")].iloc[0]
     assert row["iou_mean"] == pytest.approx(val.groupby("fold")["iou"].mean().mean())
     assert "validation folds" in t4.attrs["caption"]
@@ -105,10 +110,14 @@ def test_synthetic_caption_and_real_caption(df: pd.DataFrame) -> None:
 def test_missing_results_show_why_never_zero(df: pd.DataFrame) -> None:
     cut = df[~((df["dataset"] == "lgg_mri") & (df["arch"].isin(["unetpp", "multiresunet"])))]
     cut = cut[~((cut["dataset"] == "isic2018") & (cut["arch"] == "resdunet") & (cut["fold"] == 2))]
-    fails = make_failures([("mri", "multiresunet", "holdout", 3, "RuntimeError: CUDA out of memory\nTraceback"),
-                           ("isic2018", "resdunet", "holdout", 2, "ValueError: bad")])
+    fails = make_failures(
+        [
+            ("mri", "multiresunet", "holdout", 3, "RuntimeError: CUDA out of memory\nTraceback"),
+            ("isic2018", "resdunet", "holdout", 2, "ValueError: bad"),
+        ]
+    )
     t5 = tables.table5(cut, failures=fails)
-    get = lambda ds, a: t5[(t5["dataset"] == ds) & (t5["arch"] == a)].iloc[0]  # noqa: E731
+    get = lambda ds, a: t5[(t5["dataset"] == ds) & (t5["arch"] == a)].iloc[0]
     assert get("lgg_mri", "unetpp")["note"] == "not run" and math.isnan(get("lgg_mri", "unetpp")["dice_mean"])
     assert get("lgg_mri", "multiresunet")["note"] == "failed (fold 3): RuntimeError: CUDA out of memory"
     assert get("isic2018", "resdunet")["note"] == "failed (fold 2): ValueError: bad; 4 fold models ok"
@@ -119,8 +128,10 @@ def test_missing_results_show_why_never_zero(df: pd.DataFrame) -> None:
 
 
 def test_floor_rows_from_counts() -> None:
-    recs = [{"arch": "unet", "case_id": "a", "tp": 3, "fp": 1, "fn": 1, "tn": 11},   # n_ref 4 of N 16
-            {"arch": "unet", "case_id": "b", "tp": 0, "fp": 0, "fn": 0, "tn": 16}]   # empty reference
+    recs = [
+        {"arch": "unet", "case_id": "a", "tp": 3, "fp": 1, "fn": 1, "tn": 11},  # n_ref 4 of N 16
+        {"arch": "unet", "case_id": "b", "tp": 0, "fp": 0, "fn": 0, "tn": 16},
+    ]  # empty reference
     fl = tables.floor_rows(make_rows(recs)).set_index("arch")
     diag = math.hypot(4, 4)
     fg, bg = fl.loc["all_foreground"], fl.loc["all_background"]
@@ -133,8 +144,10 @@ def test_floor_rows_from_counts() -> None:
 
 
 def test_latex_escaping_and_bold() -> None:
-    assert table_render.latex_escape("a_b & 50% #1 {x} $y ~ ^ \\") == \
-        r"a\_b \& 50\% \#1 \{x\} \$y \textasciitilde{} \textasciicircum{} \textbackslash{}"
+    assert (
+        table_render.latex_escape("a_b & 50% #1 {x} $y ~ ^ \\")
+        == r"a\_b \& 50\% \#1 \{x\} \$y \textasciitilde{} \textasciicircum{} \textbackslash{}"
+    )
     assert table_render.latex_escape("0.9 ± 0.1 ↑ ↓ –") == r"0.9 $\pm$ 0.1 $\uparrow$ $\downarrow$ --"
     t = pd.DataFrame({"setting": ["lgg_subset", "100% & more"], "value": ["a#b", "x"]})
     tex = table_render.render(t, "latex", bold=[(0, "value")], caption="Setting_names & 5%")
@@ -199,10 +212,12 @@ def test_table3_shows_the_optimizer_scheduler_and_tuned_architecture_arguments(d
 def test_sensitivity_detects_a_ranking_flip() -> None:
     # only the ranking logic matters: A wins on Dice thanks to a both-empty image, B wins once it is excluded;
     # A wins on HD, B on HD95.
-    recs = [{"arch": "unet", "case_id": "x", "tp": 3, "fp": 7, "fn": 7, "tn": 83, "hd": 1.0, "hd95": 9.0},
-            {"arch": "unet", "case_id": "y", "tp": 0, "fp": 0, "fn": 0, "tn": 100, "hd": 0.0, "hd95": 0.0},
-            {"arch": "mildnet", "case_id": "x", "tp": 9, "fp": 1, "fn": 1, "tn": 89, "hd": 5.0, "hd95": 1.0},
-            {"arch": "mildnet", "case_id": "y", "tp": 0, "fp": 5, "fn": 0, "tn": 95, "hd": 5.0, "hd95": 1.0}]
+    recs = [
+        {"arch": "unet", "case_id": "x", "tp": 3, "fp": 7, "fn": 7, "tn": 83, "hd": 1.0, "hd95": 9.0},
+        {"arch": "unet", "case_id": "y", "tp": 0, "fp": 0, "fn": 0, "tn": 100, "hd": 0.0, "hd95": 0.0},
+        {"arch": "mildnet", "case_id": "x", "tp": 9, "fp": 1, "fn": 1, "tn": 89, "hd": 5.0, "hd95": 1.0},
+        {"arch": "mildnet", "case_id": "y", "tp": 0, "fp": 5, "fn": 0, "tn": 95, "hd": 5.0, "hd95": 1.0},
+    ]
     table, line = tables.sensitivity(make_rows(recs, eval_size=10))
     row = table.iloc[0]
     assert row["ranking_dice"] == "unet > mildnet" and row["ranking_dice_excl_empty"] == "mildnet > unet"
@@ -254,7 +269,8 @@ def newcomers() -> Iterator[tuple[str, str]]:
 
 
 def test_table5_shows_a_new_dataset_and_architecture_by_their_own_names_after_the_papers(
-        newcomers: tuple[str, str]) -> None:
+    newcomers: tuple[str, str],
+) -> None:
     dataset, arch = newcomers
     paper5 = ["unet", "unetpp", "residual_unet", "resdunet", "multiresunet", "mildnet"]
     df = make_results(datasets=("lgg_mri", dataset), archs=(arch, "unet", "mildnet"), quality={arch: 0.8}, n_cases=10)
@@ -288,12 +304,24 @@ def test_the_papers_order_is_read_from_the_registries() -> None:
     from bench.names import arch_label, dataset_label, ordered_archs, ordered_datasets
 
     assert PAPER_DATASETS == ("isbi2012", "isic2018", "lgg_mri", "glas2015", "dsb2018")
-    assert PAPER_ARCHS == ("unet", "unetpp", "residual_unet", "resdunet", "multiresunet", "mildnet", "unet_mlr",
-                           "mildnet_no_mlr")
+    assert PAPER_ARCHS == (
+        "unet",
+        "unetpp",
+        "residual_unet",
+        "resdunet",
+        "multiresunet",
+        "mildnet",
+        "unet_mlr",
+        "mildnet_no_mlr",
+    )
     assert paper_archs("table4") == ("unet", "unet_mlr", "mildnet_no_mlr", "mildnet")
     assert paper_archs("table5") == PAPER_ARCHS[:6]
     assert ordered_archs(["smp:Unet:resnet34", "mildnet", "unet_mlr", "unet"]) == [
-        "unet", "mildnet", "unet_mlr", "smp:Unet:resnet34"]
+        "unet",
+        "mildnet",
+        "unet_mlr",
+        "smp:Unet:resnet34",
+    ]
     assert ordered_datasets(["dsb2018", "mri_other", "isbi2012"]) == ["isbi2012", "dsb2018", "mri_other"]
     assert [dataset_label(d) for d in ("mri", "lgg_mri", "glas2015", "gone")] == ["MRI", "MRI", "GlaS-2015", "gone"]
     assert [arch_label(a) for a in ("unetpp", "mildnet_no_mlr", "gone")] == ["UNet++", "MILDNet (without MLR)", "gone"]
@@ -306,8 +334,9 @@ def _name_lists(tree: ast.AST, names: frozenset[str]) -> list[int]:
     tables) keyed by two or more of them."""
     lines = []
     for node in ast.walk(tree):
-        labels = isinstance(node, ast.Dict) and all(isinstance(v, ast.Constant) and isinstance(v.value, str)
-                                                    for v in node.values)
+        labels = isinstance(node, ast.Dict) and all(
+            isinstance(v, ast.Constant) and isinstance(v.value, str) for v in node.values
+        )
         items = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else (node.keys if labels else [])
         found = {i.value for i in items if isinstance(i, ast.Constant) and i.value in names}
         if len(found) >= 2:
@@ -322,8 +351,9 @@ def test_the_papers_lists_and_display_names_live_only_in_the_registries() -> Non
 
     root = Path(tables.__file__).resolve().parent.parent
     datasets = frozenset({"isbi2012", "isic2018", "lgg_mri", "glas2015", "dsb2018", "mri"})
-    archs = frozenset({"unet", "unetpp", "residual_unet", "resdunet", "multiresunet", "mildnet", "unet_mlr",
-                       "mildnet_no_mlr"})
+    archs = frozenset(
+        {"unet", "unetpp", "residual_unet", "resdunet", "multiresunet", "mildnet", "unet_mlr", "mildnet_no_mlr"}
+    )
     home = root / "datasets" / "__init__.py"
     copies = []
     for path in sorted(p for d in ("bench", "architectures", "datasets") for p in (root / d).rglob("*.py")):

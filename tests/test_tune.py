@@ -28,10 +28,16 @@ def test_grid_from_pairs_and_file(tmp_path: Path) -> None:
     assert parse_grid(["lr=0.1,0.01", "beta1=0.9,0.5"]).points()[1] == {"lr": 0.1, "beta1": 0.5}
 
 
-@pytest.mark.parametrize("pairs,match", [(["test_fraction=0.2,0.3"], "cannot be tuned"),
-                                         (["optimiser=sgd"], "unknown setting"),
-                                         (["lr=0.1,0.1"], "repeats a value"), (["lr"], "key=v1,v2"),
-                                         ([], "an empty grid")])
+@pytest.mark.parametrize(
+    "pairs,match",
+    [
+        (["test_fraction=0.2,0.3"], "cannot be tuned"),
+        (["optimiser=sgd"], "unknown setting"),
+        (["lr=0.1,0.1"], "repeats a value"),
+        (["lr"], "key=v1,v2"),
+        ([], "an empty grid"),
+    ],
+)
 def test_bad_grids_name_the_key(pairs: list[str], match: str) -> None:
     with pytest.raises((ValueError, KeyError), match=match):
         parse_grid(pairs)
@@ -39,11 +45,29 @@ def test_bad_grids_name_the_key(pairs: list[str], match: str) -> None:
 
 def scores_fixture() -> tuple[pd.DataFrame, Grid]:
     grid = Grid((("lr", (0.01, 0.001, 0.0001)),))
-    rows = [("unet", 0, 0.60), ("unet", 1, 0.70), ("unet", 2, 0.70), ("mildnet", 0, 0.80), ("mildnet", 1, 0.75),
-            ("mildnet", 2, 0.50)]
-    scores = pd.DataFrame([{"dataset": "isic2018", "arch": a, "point": f"lr={grid.values[0][1][i]}",
-                            "point_index": i, "score": s, "iou": s - 0.1, "n_models": 2, "n_images": 10}
-                           for a, i, s in rows])
+    rows = [
+        ("unet", 0, 0.60),
+        ("unet", 1, 0.70),
+        ("unet", 2, 0.70),
+        ("mildnet", 0, 0.80),
+        ("mildnet", 1, 0.75),
+        ("mildnet", 2, 0.50),
+    ]
+    scores = pd.DataFrame(
+        [
+            {
+                "dataset": "isic2018",
+                "arch": a,
+                "point": f"lr={grid.values[0][1][i]}",
+                "point_index": i,
+                "score": s,
+                "iou": s - 0.1,
+                "n_models": 2,
+                "n_images": 10,
+            }
+            for a, i, s in rows
+        ]
+    )
     return scores, grid
 
 
@@ -68,8 +92,30 @@ def test_paper_tuning_gives_the_references_best_to_everyone() -> None:
 @pytest.mark.slow
 def test_two_point_grid_on_validation_folds_only(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     results = tmp_path / "results"
-    assert main(["tune", "--name", "two", "--grid", "lr=0.001,0.05", "--arch", "unet,mildnet", "--dataset",
-                 "dsb2018", "--folds", "0", "--results", str(results), "--jobs", "1", "--quiet", *TINY]) == 0
+    assert (
+        main(
+            [
+                "tune",
+                "--name",
+                "two",
+                "--grid",
+                "lr=0.001,0.05",
+                "--arch",
+                "unet,mildnet",
+                "--dataset",
+                "dsb2018",
+                "--folds",
+                "0",
+                "--results",
+                str(results),
+                "--jobs",
+                "1",
+                "--quiet",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "results" / "tuning" / "two"
     sides = [s for s in store.sidecars(out) if s["status"] == "ok"]
     points = {(s["job"]["arch"], s["job"]["train"]["lr"]) for s in sides}
@@ -80,7 +126,9 @@ def test_two_point_grid_on_validation_folds_only(tmp_path: Path, capsys: pytest.
     for side in sides:  # the test set is never loaded, predicted or scored
         split = Split.load(Path(side["job"]["split_path"]))
         assert split.test == () and side["job"]["split_path"].endswith(".tuning.json")
-        bench_split = Split.load(next(p for p in (out / "splits").glob("*.json") if not p.name.endswith(".tuning.json")))
+        bench_split = Split.load(
+            next(p for p in (out / "splits").glob("*.json") if not p.name.endswith(".tuning.json"))
+        )
         assert split.folds == bench_split.folds and bench_split.test  # same folds as the benchmark's split
         with np.load(Path(side["_path"]).with_suffix(".pred.npz")) as z:
             assert not set(z["case_ids"]) & set(bench_split.test)
@@ -100,11 +148,43 @@ def test_two_point_grid_on_validation_folds_only(tmp_path: Path, capsys: pytest.
     assert {j.arch: j.train.lr for j in jobs} == {a: doc["chosen"]["dsb2018"][a]["lr"] for a in ("unet", "mildnet")}
     assert {j.train.epochs for j in jobs} == {1} and {j.profile for j in jobs} == {"tuned-two"}
     capsys.readouterr()
-    assert main(["run", "--tuned", "two", "--arch", "unet", "--dataset", "dsb2018", "--folds", "0", "--results",
-                 str(results), "--dry-run"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--tuned",
+                "two",
+                "--arch",
+                "unet",
+                "--dataset",
+                "dsb2018",
+                "--folds",
+                "0",
+                "--results",
+                str(results),
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     assert "1 jobs" in capsys.readouterr().out
-    assert main(["run", "--tuned", "two", "--arch", "unetpp", "--dataset", "dsb2018", "--results", str(results),
-                 "--dry-run"]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "--tuned",
+                "two",
+                "--arch",
+                "unetpp",
+                "--dataset",
+                "dsb2018",
+                "--results",
+                str(results),
+                "--dry-run",
+            ]
+        )
+        == 2
+    )
     assert "no choice for dsb2018/unetpp" in capsys.readouterr().err
 
 
@@ -113,27 +193,46 @@ def test_arch_keys_in_the_grid(tmp_path: Path) -> None:
     assert grid.points()[1] == {"arch.dilations": (1, 3, 5), "arch.levels": 2}
     assert grid.to_dict() == {"arch.dilations": [[1, 3, 5], [1, 2, 4]], "arch.levels": [1, 2]}
     path = tmp_path / "grid.yaml"
-    path.write_text("arch.dilations: [[1, 2, 6], [2, 4, 8]]\noptimizer: [adam, sgd, rmsprop]\n"
-                    "scheduler: [plateau, cosine]\n")
+    path.write_text(
+        "arch.dilations: [[1, 2, 6], [2, 4, 8]]\noptimizer: [adam, sgd, rmsprop]\nscheduler: [plateau, cosine]\n"
+    )
     from_file = parse_grid([], path)
     assert from_file.points()[0] == {"arch.dilations": (1, 2, 6), "optimizer": "adam", "scheduler": "plateau"}
     assert len(from_file.points()) == 12
     assert point_label(grid.points()[0]) == "arch.dilations=1-3-5, arch.levels=1"
 
 
-@pytest.mark.parametrize("pairs,archs,reference,match", [
-    (["arch.dilations=1-3-5,1-2-4"], ["mildnet", "unet"], None,
-     r"grid key 'arch.dilations': not a constructor argument of unet .*--paper-tuning"),
-    (["arch.levels=1,2"], ["mildnet", "resdunet", "unetpp"], None, "not a constructor argument of resdunet, unetpp"),
-    (["arch.dilations=1-3-5,1-2-4"], ["mildnet"], "unet", "not a constructor argument of unet"),
-    (["arch.mlr_skips=true,false"], ["mildnet"], None, "not a constructor argument of mildnet"),
-    (["arch.levels=0,1"], ["mildnet"], None, "arch.levels=0 is refused by mildnet: MLDRBlock needs levels >= 1"),
-    (["arch.dilations=3,1-2-4"], ["mildnet"], None, "arch.dilations=3 for mildnet: expected integers joined by '-'"),
-    (["arch.mlr_levels=1,2"], ["mildnet", "mildnet_no_mlr"], None, "has no effect without MLR skips"),
-    (["arch.dilations=1-3-5"], ["smp:Unet:resnet18"], None, "not a constructor argument of smp:Unet:resnet18"),
-])
-def test_an_arch_key_an_architecture_does_not_take_is_refused(tmp_path: Path, pairs: list[str], archs: list[str],
-                                                              reference: str | None, match: str) -> None:
+@pytest.mark.parametrize(
+    "pairs,archs,reference,match",
+    [
+        (
+            ["arch.dilations=1-3-5,1-2-4"],
+            ["mildnet", "unet"],
+            None,
+            r"grid key 'arch.dilations': not a constructor argument of unet .*--paper-tuning",
+        ),
+        (
+            ["arch.levels=1,2"],
+            ["mildnet", "resdunet", "unetpp"],
+            None,
+            "not a constructor argument of resdunet, unetpp",
+        ),
+        (["arch.dilations=1-3-5,1-2-4"], ["mildnet"], "unet", "not a constructor argument of unet"),
+        (["arch.mlr_skips=true,false"], ["mildnet"], None, "not a constructor argument of mildnet"),
+        (["arch.levels=0,1"], ["mildnet"], None, "arch.levels=0 is refused by mildnet: MLDRBlock needs levels >= 1"),
+        (
+            ["arch.dilations=3,1-2-4"],
+            ["mildnet"],
+            None,
+            "arch.dilations=3 for mildnet: expected integers joined by '-'",
+        ),
+        (["arch.mlr_levels=1,2"], ["mildnet", "mildnet_no_mlr"], None, "has no effect without MLR skips"),
+        (["arch.dilations=1-3-5"], ["smp:Unet:resnet18"], None, "not a constructor argument of smp:Unet:resnet18"),
+    ],
+)
+def test_an_arch_key_an_architecture_does_not_take_is_refused(
+    tmp_path: Path, pairs: list[str], archs: list[str], reference: str | None, match: str
+) -> None:
     """Refused before anything is planned or trained (no data is prepared, no job folder made)."""
     with pytest.raises(ValueError, match=match):
         tuning_jobs(parse_grid(pairs), load_profile("quick"), archs, ["dsb2018"], tmp_path, "x", reference=reference)
@@ -146,10 +245,29 @@ def test_arch_keys_the_harness_sets_or_cannot_read(pair: str) -> None:
         parse_grid([pair])
 
 
-def test_the_cli_refuses_an_arch_key_that_not_every_architecture_takes(tmp_path: Path,
-                                                                       capsys: pytest.CaptureFixture) -> None:
-    assert main(["tune", "--name", "d", "--grid", "arch.dilations=1-3-5,1-2-4", "--arch", "mildnet,unet,unetpp",
-                 "--dataset", "dsb2018", "--results", str(tmp_path / "r"), "--quiet", *TINY]) == 2
+def test_the_cli_refuses_an_arch_key_that_not_every_architecture_takes(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert (
+        main(
+            [
+                "tune",
+                "--name",
+                "d",
+                "--grid",
+                "arch.dilations=1-3-5,1-2-4",
+                "--arch",
+                "mildnet,unet,unetpp",
+                "--dataset",
+                "dsb2018",
+                "--results",
+                str(tmp_path / "r"),
+                "--quiet",
+                *TINY,
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "not a constructor argument of unet, unetpp" in err and "Traceback" not in err
 
@@ -157,9 +275,21 @@ def test_the_cli_refuses_an_arch_key_that_not_every_architecture_takes(tmp_path:
 def test_paper_tuning_passes_arch_values_only_to_the_references_own_class(tmp_path: Path) -> None:
     grid = Grid((("lr", (0.01, 0.001)), ("arch.dilations", ((1, 3, 5), (1, 2, 4)))))
     labels = [point_label(p) for p in grid.points()]
-    scores = pd.DataFrame([{"dataset": "dsb2018", "arch": "mildnet", "point": label, "point_index": i,
-                            "score": s, "iou": s, "n_models": 1, "n_images": 5}
-                           for i, (label, s) in enumerate(zip(labels, (0.5, 0.9, 0.6, 0.7)))])
+    scores = pd.DataFrame(
+        [
+            {
+                "dataset": "dsb2018",
+                "arch": "mildnet",
+                "point": label,
+                "point_index": i,
+                "score": s,
+                "iou": s,
+                "n_models": 1,
+                "n_images": 5,
+            }
+            for i, (label, s) in enumerate(zip(labels, (0.5, 0.9, 0.6, 0.7)))
+        ]
+    )
     archs = ["unet", "mildnet_no_mlr", "resdunet", "mildnet"]
     best = best_points(scores, grid)
     assert best["dsb2018"]["mildnet"] == {"lr": 0.01, "arch.dilations": (1, 2, 4)}
@@ -174,16 +304,38 @@ def test_paper_tuning_passes_arch_values_only_to_the_references_own_class(tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("key, values", [("optimizer", ("adam", "sgd")),
-                                         ("arch.dilations", ((1, 3, 5), (1, 2, 4)))])
-def test_two_point_grid_over_optimizer_and_over_mildnet_dilations(tmp_path: Path, key: str, values: tuple,
-                                                                  capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize("key, values", [("optimizer", ("adam", "sgd")), ("arch.dilations", ((1, 3, 5), (1, 2, 4)))])
+def test_two_point_grid_over_optimizer_and_over_mildnet_dilations(
+    tmp_path: Path, key: str, values: tuple, capsys: pytest.CaptureFixture
+) -> None:
     """Both points trained and scored on the validation fold only; the better chosen; bench run --tuned
     rebuilds the chosen point (training setting or constructor argument) in its jobs."""
     results = tmp_path / "results"
     text = ",".join("-".join(map(str, v)) if isinstance(v, tuple) else v for v in values)
-    assert main(["tune", "--name", "two", "--grid", f"{key}={text}", "--arch", "mildnet", "--dataset", "dsb2018",
-                 "--folds", "0", "--results", str(results), "--jobs", "1", "--quiet", *TINY]) == 0
+    assert (
+        main(
+            [
+                "tune",
+                "--name",
+                "two",
+                "--grid",
+                f"{key}={text}",
+                "--arch",
+                "mildnet",
+                "--dataset",
+                "dsb2018",
+                "--folds",
+                "0",
+                "--results",
+                str(results),
+                "--jobs",
+                "1",
+                "--quiet",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     out = results / "tuning" / "two"
     sides = [s for s in store.sidecars(out) if s["status"] == "ok"]
 
@@ -217,8 +369,25 @@ def test_two_point_grid_over_optimizer_and_over_mildnet_dilations(tmp_path: Path
     else:
         assert json.loads(jobs[0].arch_kwargs) == {"dilations": list(better)}
     capsys.readouterr()
-    assert main(["run", "--tuned", "two", "--arch", "mildnet", "--dataset", "dsb2018", "--folds", "0", "--results",
-                 str(results), "--dry-run"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--tuned",
+                "two",
+                "--arch",
+                "mildnet",
+                "--dataset",
+                "dsb2018",
+                "--folds",
+                "0",
+                "--results",
+                str(results),
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     assert jobs[0].key[:16] in capsys.readouterr().out
 
 
@@ -226,8 +395,30 @@ def test_two_point_grid_over_optimizer_and_over_mildnet_dilations(tmp_path: Path
 def test_a_second_tuning_of_the_same_name_scores_only_its_own_jobs(tmp_path: Path) -> None:
     results = tmp_path / "results"
     for grid in ("lr=0.01", "arch.dilations=1-2-4"):  # the second grid's key is not in the first's jobs
-        assert main(["tune", "--name", "again", "--grid", grid, "--arch", "mildnet", "--dataset", "dsb2018",
-                     "--folds", "0", "--results", str(results), "--jobs", "1", "--quiet", *TINY]) == 0
+        assert (
+            main(
+                [
+                    "tune",
+                    "--name",
+                    "again",
+                    "--grid",
+                    grid,
+                    "--arch",
+                    "mildnet",
+                    "--dataset",
+                    "dsb2018",
+                    "--folds",
+                    "0",
+                    "--results",
+                    str(results),
+                    "--jobs",
+                    "1",
+                    "--quiet",
+                    *TINY,
+                ]
+            )
+            == 0
+        )
     assert len(store.sidecars(results / "tuning" / "again")) == 2  # the earlier job is still there
     every = pd.read_csv(results / "tuned" / "again.csv")
     assert list(every["point"]) == ["arch.dilations=1-2-4"] and list(every["n_models"]) == [1]
