@@ -117,7 +117,7 @@ def _pair(mean: float, spread: float, digits: int) -> str:
 
 
 def _cell(col: str, v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
+    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
         return MISSING
     if col == "dataset":
         return dataset_label(str(v))

@@ -362,3 +362,12 @@ def test_the_papers_lists_and_display_names_live_only_in_the_registries() -> Non
         if path != home:
             copies += [f"{path.relative_to(root)}:{n} (datasets)" for n in _name_lists(tree, datasets)]
     assert not copies, f"copies of the paper's lists: {copies}"
+
+
+def test_a_missing_count_shows_as_a_dash_not_na() -> None:
+    """Nullable integer columns (a dataset not in the paper has no paper count) render "–", never "<NA>"."""
+    df = pd.DataFrame({"dataset": ["isic2018", "x"], "images": pd.array([2594, None], dtype="Int64")})
+    for fmt in ("md", "html", "latex"):
+        text = table_render.render(df, fmt)
+        assert "<NA>" not in text and "NA" not in text.replace("NAME", "")
+    assert "| x | – |" in table_render.render(df, "md")
