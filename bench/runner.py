@@ -125,9 +125,12 @@ def _dispatch(todo: list[Job], results: Path, n_jobs: int, progress: bool, **kw:
 PRELOAD = (
     "torch",
     "torch._dynamo",
+    "torch.utils.flop_counter",
     "pyarrow.parquet",
+    "tqdm.auto",
     "bench.execute",
     "bench.compute",
+    "bench.devices",
     "bench.selection",
     "bench.stats",
     "bench.tables",
