@@ -210,30 +210,38 @@ def cli_run(code: Path, results: Path, n: int, size: int, jobs: int) -> dict[str
     cmd += ["--dataset", "dsb2018", "--folds", folds, "--jobs", str(jobs), "--force", "--quiet"]
     cmd += [a for k, v in settings.items() for a in ("--set", f"{k}={v}")]
     env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    roles: dict[str, list[str]] = {"server": [], "workers": [], "tree": [str(proc.pid)]}
+    # run from the checkout: ``python -m`` puts the working directory first on the module path
+    proc = subprocess.Popen(cmd, env=env, cwd=code, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peaks: dict[str, dict[str, float]] = {"workers": {}, "pool": {}, "tree": {}}
 
-    def refresh() -> None:
+    def sample() -> None:  # one snapshot of every process of the run; the sums of all roles from it
         while proc.poll() is None:
-            roles.update(_roles(proc.pid))
-            time.sleep(0.1)
+            roles = _roles(proc.pid)
+            if jobs == 1:  # the driver runs the job itself
+                roles["workers"] = [str(proc.pid)]
+            status = {}
+            for pid in roles["tree"]:
+                try:
+                    status[pid] = _status(pid)
+                except (FileNotFoundError, ProcessLookupError, KeyError):  # exited meanwhile
+                    continue
+            members = {"workers": roles["workers"], "pool": roles["workers"] + roles["server"], "tree": roles["tree"]}
+            for name, pids in members.items():
+                total: dict[str, float] = {}
+                for pid in pids:
+                    for k, v in status.get(pid, {}).items():
+                        total[k] = total.get(k, 0.0) + v
+                for k, v in total.items():
+                    peaks[name][k] = max(peaks[name].get(k, 0.0), v)
+            time.sleep(0.01)
 
-    watcher = threading.Thread(target=refresh, daemon=True)
-    watcher.start()
-    samplers = {
-        "workers": Sampler(lambda: roles["workers"] if jobs > 1 else [str(proc.pid)], period=0.05),
-        "pool": Sampler(lambda: roles["workers"] + roles["server"] if jobs > 1 else [str(proc.pid)], period=0.05),
-        "tree": Sampler(lambda: roles["tree"], period=0.05),
-    }
-    for sampler in samplers.values():
-        sampler.start()
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     _, err = proc.communicate()
-    for sampler in samplers.values():
-        sampler.stop()
-    watcher.join()
+    sampler.join()
     if proc.returncode:
         raise RuntimeError(f"bench run --jobs {jobs} failed ({proc.returncode}): {err[-2000:]}")
-    return {name: {k: round(v, 1) for k, v in s.peak_sum.items()} for name, s in samplers.items()}
+    return {name: {k: round(v, 1) for k, v in peak.items()} for name, peak in peaks.items()}
 
 
 def cli_main(codes: list[Path], sizes: list[int], size: int, rounds: int) -> None:
@@ -242,8 +250,8 @@ def cli_main(codes: list[Path], sizes: list[int], size: int, rounds: int) -> Non
     print(f"# U-Net width 4 depth 3, 1 epoch, {size} px, synthetic DSB-2018; peaks over the run of summed memory, MiB")
     print(
         "| images | round | code | one: RSS | one: anon | one: PSS | one: USS | two workers: sum RSS | sum anon "
-        "| sum PSS | sum USS | + server: sum PSS | + server: sum RSS | whole tree (driver too): sum PSS "
-        "| two / one (PSS, workers) | two / one (PSS, workers + server) | two / one (RSS, workers) |"
+        "| sum PSS | sum USS | workers + server: sum RSS | sum PSS | two / one: PSS, workers | PSS, workers + server "
+        "| RSS, workers | RSS, workers + server | whole command: PSS two / one |"
     )
     print("|---:|---:|---|" + "---:|" * 14)
     for n in sizes:
@@ -254,15 +262,16 @@ def cli_main(codes: list[Path], sizes: list[int], size: int, rounds: int) -> Non
                 raise RuntimeError("planning failed")
             for r in range(rounds):
                 for code in codes[r % len(codes) :] + codes[: r % len(codes)]:
-                    one = cli_run(code, results, n, size, 1)["workers"]
+                    single = cli_run(code, results, n, size, 1)
                     two = cli_run(code, results, n, size, 2)
-                    w, pool, tree = two["workers"], two["pool"], two["tree"]
+                    one, w, pool = single["workers"], two["workers"], two["pool"]
                     print(
                         f"| {n} | {r + 1} | {code.name} | {one['VmRSS']:.0f} | {one['RssAnon']:.0f} | "
                         f"{one['Pss']:.0f} | {one['Uss']:.0f} | {w['VmRSS']:.0f} | {w['RssAnon']:.0f} | "
-                        f"{w['Pss']:.0f} | {w['Uss']:.0f} | {pool['Pss']:.0f} | {pool['VmRSS']:.0f} | "
-                        f"{tree['Pss']:.0f} | {w['Pss'] / one['Pss']:.2f} | {pool['Pss'] / one['Pss']:.2f} | "
-                        f"{w['VmRSS'] / one['VmRSS']:.2f} |",
+                        f"{w['Pss']:.0f} | {w['Uss']:.0f} | {pool['VmRSS']:.0f} | {pool['Pss']:.0f} | "
+                        f"{w['Pss'] / one['Pss']:.2f} | {pool['Pss'] / one['Pss']:.2f} | "
+                        f"{w['VmRSS'] / one['VmRSS']:.2f} | {pool['VmRSS'] / one['VmRSS']:.2f} | "
+                        f"{two['tree']['Pss'] / single['tree']['Pss']:.2f} |",
                         flush=True,
                     )
 
