@@ -314,3 +314,13 @@ def test_workers_are_forked_from_a_server_that_has_imported_torch() -> None:
     assert parents == {server} and server != os.getpid()  # forked by the server, not started by the driver
     maps = Path(f"/proc/{server}/maps").read_text()
     assert "libtorch" in maps and "libarrow" in maps  # torch and the job's storage code, imported before the fork
+
+
+def test_without_a_fork_server_the_workers_are_spawned(monkeypatch: pytest.MonkeyPatch) -> None:
+    import multiprocessing
+
+    from bench.runner import _pool_context
+
+    assert _pool_context().get_start_method() == ("forkserver" if sys.platform != "win32" else "spawn")
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])  # as on Windows
+    assert _pool_context().get_start_method() == "spawn"
