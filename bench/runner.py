@@ -2,8 +2,9 @@
 
 ``run_jobs`` takes the planned ``Job`` list (``bench.plan``), skips every job whose verified result
 is already stored (so the same command resumes), runs the rest through ``bench.execute.run_job`` here
-(sequentially or on loky worker processes) or on Dask or SLURM (``bench.engines``), and yields one
-``JobRecord`` per job as it ends. Jobs another process holds are done last: waited for, then read.
+(sequentially, or on worker processes forked from a server that has already imported torch and the job
+code, so they share those pages) or on Dask or SLURM (``bench.engines``), and yields one ``JobRecord``
+per job as it ends. Jobs another process holds are done last: waited for, then read.
 When a worker process dies, only the job that was running on it is marked failed (``crashed``): if
 several were in flight, each of them is re-run alone in a fresh process and only one that kills its
 process again fails. When the driver is interrupted (Ctrl-C, SIGTERM), the workers are stopped with it.
@@ -11,12 +12,18 @@ process again fails. When the driver is interrupted (Ctrl-C, SIGTERM), the worke
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
@@ -112,47 +119,113 @@ def _dispatch(todo: list[Job], results: Path, n_jobs: int, progress: bool, **kw:
 
 # ---------------------------------------------------------------------------------------------- workers
 
+#: What a job imports: ``bench.execute`` and the modules it loads lazily. The pool's fork server
+#: imports them once; every worker is forked from it and shares those pages instead of importing
+#: torch itself (about 330 MiB of private memory per worker otherwise: benchmarks/README.md).
+PRELOAD = (
+    "torch",
+    "torch._dynamo",
+    "torch.utils.flop_counter",
+    "pyarrow.parquet",
+    "tqdm.auto",
+    "bench.execute",
+    "bench.compute",
+    "bench.devices",
+    "bench.selection",
+    "bench.stats",
+    "bench.tables",
+)
+
+#: The thread-count variables a worker sets to the jobs' torch thread count (what joblib's loky did),
+#: for the libraries loaded after the fork; torch's own count is set by each job (``seed_everything``).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+
+def _pool_context() -> BaseContext:
+    """The start method of the worker processes: a fork server that has imported ``PRELOAD`` where the
+    platform has one (Linux, macOS). Windows has none: there each worker is a fresh interpreter
+    (``spawn``) that imports torch itself; the same code path, only without the shared pages."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(PRELOAD))  # read when the server starts (once per driver process)
+    return ctx
+
+
 _watchdog_started = False
 
 
-def _exit_with_driver(driver: int) -> None:
-    """In a worker process: exit as soon as the driver process ``driver`` (our parent) is gone."""
+def _exit_with_driver(alive: Connection) -> None:
+    """In a worker process: exit as soon as the driver is gone (even killed by SIGKILL). ``alive`` is the
+    reading end of a pipe whose writing end only the driver holds: it reads end-of-file when the
+    driver's process ends. (A worker's parent is the fork server, not the driver, and the fork server
+    outlives the driver while workers hold its own pipe, so the parent pid cannot tell.)"""
     global _watchdog_started
-    if _watchdog_started or os.getppid() != driver:
+    if _watchdog_started:
         return
     _watchdog_started = True
 
     def watch() -> None:
-        while os.getppid() == driver:
-            time.sleep(0.5)
+        multiprocessing.connection.wait([alive])  # the driver never writes: this returns at end-of-file
         os._exit(1)
 
     threading.Thread(target=watch, name="bench-driver-watchdog", daemon=True).start()
 
 
-def _worker_job(job: Job, results: Path, driver: int, kw: dict[str, Any]) -> JobRecord:
-    """``run_job`` in a worker process that stops when the driver dies (even by SIGKILL)."""
-    _exit_with_driver(driver)
+def _start_worker(alive: Connection, threads: int) -> None:
+    """A worker process's initializer: the jobs' thread count, and exit with the driver."""
+    for var in THREAD_VARIABLES:
+        os.environ[var] = str(threads)
+    _exit_with_driver(alive)
+
+
+def _worker_job(job: Job, results: Path, kw: dict[str, Any]) -> JobRecord:
+    """``run_job`` in a worker process (which stops when the driver dies: ``_start_worker``)."""
     return run_job(job, results, **kw)
 
 
-def _run_parallel(todo: list[Job], results: Path, n_jobs: int, **kw: Any) -> Iterator[JobRecord]:
-    from joblib import Parallel, delayed, parallel_config
-    from joblib.externals.loky.process_executor import TerminatedWorkerError
+@contextmanager
+def _worker_pool(n_workers: int, threads: int) -> Iterator[ProcessPoolExecutor]:
+    """A pool of ``n_workers`` processes forked from the preloaded fork server (``_pool_context``).
 
-    driver = os.getpid()
+    Leaving the block normally shuts the idle workers down; leaving it by an exception (Ctrl-C,
+    SIGTERM, a closed generator) kills them first, so running jobs stop with the driver."""
+    ctx = _pool_context()
+    alive, keep = ctx.Pipe(duplex=False)  # ``keep``: the writing end, held by this process only
+    executor = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_start_worker, initargs=(alive, threads))
+    try:
+        yield executor
+    except BaseException:
+        _kill_workers(executor)
+        raise
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+        alive.close()
+        keep.close()
+
+
+def _kill_workers(executor: ProcessPoolExecutor) -> None:
+    """Kill the pool's worker processes now. Python 3.14 has ``kill_workers``; before it the pool keeps
+    its processes in ``_processes`` (pid -> Process)."""
+    if hasattr(executor, "kill_workers"):
+        executor.kill_workers()
+        return
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        process.kill()
+
+
+def _run_parallel(todo: list[Job], results: Path, n_jobs: int, **kw: Any) -> Iterator[JobRecord]:
     while todo:
         done: set[str] = set()
         round_start = time.time()
         try:
-            with parallel_config(backend="loky", inner_max_num_threads=max(j.train.threads for j in todo)):
-                for record in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-                    delayed(_worker_job)(job, results, driver, kw) for job in todo
-                ):
+            with _worker_pool(n_jobs, threads=max(j.train.threads for j in todo)) as pool:
+                for future in as_completed([pool.submit(_worker_job, job, results, kw) for job in todo]):
+                    record = future.result()
                     done.add(record.key)
                     yield record
             return
-        except TerminatedWorkerError:
+        except BrokenProcessPool:  # a worker died: every job not yet returned fails with this
             left = []
             for job in (j for j in todo if j.key not in done):
                 record = read_record(paths(job, results)["sidecar"])
@@ -179,7 +252,7 @@ def _run_parallel(todo: list[Job], results: Path, n_jobs: int, **kw: Any) -> Ite
 
 
 def _in_flight(jobs: list[Job], results: Path, since: float) -> list[Job]:
-    """The jobs a dead loky pool was running: 'running' sidecars written since ``since``, lock now free."""
+    """The jobs a dead worker pool was running: 'running' sidecars written since ``since``, lock now free."""
     out = []
     for job in jobs:
         running = _running_here(job, results)
@@ -189,24 +262,15 @@ def _in_flight(jobs: list[Job], results: Path, since: float) -> list[Job]:
 
 
 def _run_isolated(jobs: list[Job], results: Path, kw: dict[str, Any]) -> Iterator[JobRecord]:
-    """Run ``jobs`` one at a time in a single worker process (a fresh one after each death); a job
-    whose process dies is marked failed."""
-    from joblib.externals.loky import ProcessPoolExecutor
-    from joblib.externals.loky.process_executor import BrokenProcessPool
-
-    executor = None
-    try:
-        for job in jobs:
-            executor = executor or ProcessPoolExecutor(max_workers=1)
-            try:
-                yield executor.submit(_worker_job, job, results, os.getpid(), {**kw, "wait": True}).result()
-            except BrokenProcessPool:  # TerminatedWorkerError is one: this job killed its process
-                executor.shutdown(wait=True, kill_workers=True)
-                executor = None
-                yield (mark_crashed([job], results) or [_record_crash(job, results)])[0]
-    finally:
-        if executor is not None:
-            executor.shutdown(wait=True, kill_workers=True)
+    """Run ``jobs`` one at a time, each in a fresh worker process; a job whose process dies is marked
+    failed."""
+    for job in jobs:
+        try:
+            with _worker_pool(1, job.train.threads) as pool:
+                record = pool.submit(_worker_job, job, results, {**kw, "wait": True}).result()
+        except BrokenProcessPool:  # this job killed its process
+            record = (mark_crashed([job], results) or [_record_crash(job, results)])[0]
+        yield record
 
 
 # ---------------------------------------------------------------------------------------------- signals

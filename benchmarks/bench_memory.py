@@ -1,6 +1,7 @@
 """Memory of one job against dataset size, one worker and two workers on the same data.
 
     python benchmarks/bench_memory.py [--sizes 32,64,128,256,512] [--image-size 256] [--code DIR] [--fork]
+    python benchmarks/bench_memory.py --cli DIR [DIR ...] [--sizes 256] [--rounds 2]
 
 For each dataset size n (``synthetic_n``: the synthetic DSB-2018 stand-in, n whole images at
 ``--image-size``), the job U-Net (width 4, depth 3, 1 epoch: the network is kept small so the data
@@ -13,7 +14,14 @@ The orchestrating process also samples both workers and records the peak of thei
 (RSS, PSS, USS = private pages). ``--fork`` adds a third run: one parent imports what a worker imports
 (torch included) and forks the two workers, as a fork-based pool would; its column is the peak of the
 PSS summed over that parent and both children. ``--code DIR`` runs the workers on another checkout
-of the project (a before/after comparison). Linux only (/proc).
+of the project (a before/after comparison).
+
+``--cli DIR ...`` measures the real dispatch instead: ``bench run --jobs 1`` of one job (fold 0) against
+``bench run --jobs 2`` of two (folds 0 and 1), both ``--force`` on the same planned data, with each
+checkout DIR in turn (rotating which goes first each round). The orchestrator samples the command's
+process tree and records the peak of the memory summed over the two workers, over the workers and
+the pool's fork server (which holds a share of the pages they share), and over the whole tree (the
+driver too); "one" is the ``--jobs 1`` process, which runs the job itself. Linux only (/proc).
 """
 
 from __future__ import annotations
@@ -159,6 +167,115 @@ def fork_pair(results: Path) -> None:
     print(json.dumps({f"sum_{k}": round(v, 1) for k, v in sampler.peak_sum.items()}), flush=True)
 
 
+def _tree() -> dict[int, tuple[int, str]]:
+    """Every process on this machine: pid -> (parent pid, command line)."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+            out[int(entry.name)] = (ppid, cmdline)
+    return out
+
+
+def _roles(driver: int) -> dict[str, list[str]]:
+    """The processes of one ``bench run``: ``driver``; ``server`` (the pool's fork server, a child of the
+    driver); ``workers`` (children of the fork server, or joblib/loky workers: children of the driver
+    started from ``popen_loky``); ``tree`` (the driver and all its descendants: also resource trackers)."""
+    procs = _tree()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    tree, todo = [], [driver]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    server = [pid for pid in children.get(driver, []) if "forkserver" in procs[pid][1]]
+    workers = [pid for s in server for pid in children.get(s, [])]
+    workers += [pid for pid in children.get(driver, []) if "popen_loky" in procs[pid][1]]
+    return {"server": [str(p) for p in server], "workers": [str(p) for p in workers], "tree": [str(p) for p in tree]}
+
+
+def cli_run(code: Path, results: Path, n: int, size: int, jobs: int) -> dict[str, dict[str, float]]:
+    """``bench run --jobs {jobs}`` of folds 0..jobs-1 (``--force``: the cache is planned already) with the
+    checkout ``code``; the peak over the run of the memory summed over its workers, over the workers
+    and the fork server, and over the whole process tree (MiB)."""
+    folds = ",".join(str(i) for i in range(jobs))
+    settings = {"epochs": 1, "image_size": size, "width": 4, "depth": 3, "synthetic_n": n}
+    cmd = [sys.executable, "-m", "bench.cli", "run", "--results", str(results), "--arch", "unet"]
+    cmd += ["--dataset", "dsb2018", "--folds", folds, "--jobs", str(jobs), "--force", "--quiet"]
+    cmd += [a for k, v in settings.items() for a in ("--set", f"{k}={v}")]
+    env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    # run from the checkout: ``python -m`` puts the working directory first on the module path
+    proc = subprocess.Popen(cmd, env=env, cwd=code, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peaks: dict[str, dict[str, float]] = {"workers": {}, "pool": {}, "tree": {}}
+
+    def sample() -> None:  # one snapshot of every process of the run; the sums of all roles from it
+        while proc.poll() is None:
+            roles = _roles(proc.pid)
+            if jobs == 1:  # the driver runs the job itself
+                roles["workers"] = [str(proc.pid)]
+            status = {}
+            for pid in roles["tree"]:
+                try:
+                    status[pid] = _status(pid)
+                except (FileNotFoundError, ProcessLookupError, KeyError):  # exited meanwhile
+                    continue
+            members = {"workers": roles["workers"], "pool": roles["workers"] + roles["server"], "tree": roles["tree"]}
+            for name, pids in members.items():
+                total: dict[str, float] = {}
+                for pid in pids:
+                    for k, v in status.get(pid, {}).items():
+                        total[k] = total.get(k, 0.0) + v
+                for k, v in total.items():
+                    peaks[name][k] = max(peaks[name].get(k, 0.0), v)
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, err = proc.communicate()
+    sampler.join()
+    if proc.returncode:
+        raise RuntimeError(f"bench run --jobs {jobs} failed ({proc.returncode}): {err[-2000:]}")
+    return {name: {k: round(v, 1) for k, v in peak.items()} for name, peak in peaks.items()}
+
+
+def cli_main(codes: list[Path], sizes: list[int], size: int, rounds: int) -> None:
+    """One job with ``bench run --jobs 1`` against two with ``--jobs 2``, each checkout in ``codes`` in
+    turn (the order rotating every round), on the same planned data; prints one table row per run."""
+    print(f"# U-Net width 4 depth 3, 1 epoch, {size} px, synthetic DSB-2018; peaks over the run of summed memory, MiB")
+    print(
+        "| images | round | code | one: RSS | one: anon | one: PSS | one: USS | two workers: sum RSS | sum anon "
+        "| sum PSS | sum USS | workers + server: sum RSS | sum PSS | two / one: PSS, workers | PSS, workers + server "
+        "| RSS, workers | RSS, workers + server | whole command: PSS two / one |"
+    )
+    print("|---:|---:|---|" + "---:|" * 14)
+    for n in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            results = Path(tmp)
+            plan = _worker(codes[0], "--worker", "plan", "--results", tmp, "--n", str(n), "--image-size", str(size))
+            if plan.wait():
+                raise RuntimeError("planning failed")
+            for r in range(rounds):
+                for code in codes[r % len(codes) :] + codes[: r % len(codes)]:
+                    single = cli_run(code, results, n, size, 1)
+                    two = cli_run(code, results, n, size, 2)
+                    one, w, pool = single["workers"], two["workers"], two["pool"]
+                    print(
+                        f"| {n} | {r + 1} | {code.name} | {one['VmRSS']:.0f} | {one['RssAnon']:.0f} | "
+                        f"{one['Pss']:.0f} | {one['Uss']:.0f} | {w['VmRSS']:.0f} | {w['RssAnon']:.0f} | "
+                        f"{w['Pss']:.0f} | {w['Uss']:.0f} | {pool['VmRSS']:.0f} | {pool['Pss']:.0f} | "
+                        f"{w['Pss'] / one['Pss']:.2f} | {pool['Pss'] / one['Pss']:.2f} | "
+                        f"{w['VmRSS'] / one['VmRSS']:.2f} | {pool['VmRSS'] / one['VmRSS']:.2f} | "
+                        f"{two['tree']['Pss'] / single['tree']['Pss']:.2f} |",
+                        flush=True,
+                    )
+
+
 def _worker(code: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, str(HERE), *args], env=env, stdout=subprocess.PIPE, text=True)
@@ -181,6 +298,14 @@ def main() -> None:
         action="store_true",
         help="also run the pair as two children forked from one parent that imported torch",
     )
+    parser.add_argument(
+        "--cli",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
+        help="instead: `bench run --jobs 1` (one job) against `--jobs 2` (two jobs) with each checkout DIR, interleaved",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="with --cli: rounds over the checkouts")
     parser.add_argument("--worker", choices=("plan", "run", "fork-pair"), help=argparse.SUPPRESS)
     parser.add_argument("--results", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -193,6 +318,10 @@ def main() -> None:
         return None
     if args.worker == "fork-pair":
         return fork_pair(args.results)
+    if args.cli:
+        return cli_main(
+            [c.resolve() for c in args.cli], list(map(int, args.sizes.split(","))), args.image_size, args.rounds
+        )
     print(
         f"# code: {args.code}; U-Net width 4 depth 3, 1 epoch, {args.image_size} px, synthetic DSB-2018; MiB; "
         f"peaks over the job"

@@ -6,10 +6,12 @@ forkserver that preloads torch.
 Two pools of 2 workers each run the same task (import ``bench.execute``, one forward, backward and
 Adam step of a small convolution, then report the worker's memory from /proc/self/smaps_rollup):
 (1) joblib's default ``loky`` backend, which starts every worker as a fresh interpreter (what
-``bench run --jobs 2`` does); (2) ``concurrent.futures.ProcessPoolExecutor`` with the standard
-library's ``forkserver`` context and ``set_forkserver_preload`` of torch, ``torch._dynamo`` and
+``bench run --jobs 2`` did before it used a fork server); (2) ``concurrent.futures.ProcessPoolExecutor``
+with the standard library's ``forkserver`` context and ``set_forkserver_preload`` of torch, ``torch._dynamo`` and
 ``bench.execute``, so every worker is forked from a process that already holds them and shares those
-pages copy-on-write. Prints each worker's RSS, PSS and USS (private pages) and their sums, MiB (the
+pages copy-on-write (what ``bench run --jobs 2`` does now: ``bench.runner._worker_pool``, whose
+``PRELOAD`` also holds the modules a job imports lazily; ``benchmarks/bench_memory.py --cli`` measures
+that real path). Prints each worker's RSS, PSS and USS (private pages) and their sums, MiB (the
 forkserver process itself, which holds the shared pages' other share, is not included). Linux only.
 """
 
