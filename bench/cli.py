@@ -214,7 +214,9 @@ def _engine(args: argparse.Namespace, profile: Profile) -> EngineConfig:
         wait=not args.no_wait,
     )
     if args.no_wait and args.engine != "submitit":
-        raise InvalidInput("--no-wait needs --engine submitit (Dask and loky need the driver for the whole sweep)")
+        raise InvalidInput(
+            "--no-wait needs --engine submitit (Dask and the local engine need the driver for the whole sweep)"
+        )
     return EngineConfig(args.engine, n_jobs=_n_jobs(args, profile.train.device), scheduler=args.scheduler, slurm=slurm)
 
 
@@ -320,7 +322,7 @@ def add_run(p: argparse.ArgumentParser) -> None:
         "--jobs",
         type=int,
         default=0,
-        help="parallel worker processes (joblib/loky); default: one per CPU core. Results do not depend "
+        help="parallel worker processes (forked from a server that has imported torch); default: one per CPU core. Results do not depend "
         "on it: every job uses the profile's fixed torch thread count",
     )
     p.add_argument("--force", action="store_true", help="recompute finished jobs")
@@ -340,9 +342,9 @@ def add_engine_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("engine and device")
     g.add_argument(
         "--engine",
-        default="loky",
-        choices=["loky", "dask", "submitit"],
-        help="loky: worker processes here (default); dask: a Dask cluster (--scheduler, or a "
+        default="local",
+        choices=["local", "dask", "submitit"],
+        help="local: worker processes here (default); dask: a Dask cluster (--scheduler, or a "
         "LocalCluster of --jobs workers); submitit: one SLURM job array",
     )
     g.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (--engine dask)")

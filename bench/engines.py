@@ -1,10 +1,10 @@
-"""Where jobs run: joblib/loky on this machine, a Dask cluster, or SLURM through submitit.
+"""Where jobs run: worker processes on this machine, a Dask cluster, or SLURM through submitit.
 
 The engine only decides where ``bench.execute.run_job(job, results)`` is called. Every job writes its
 own Parquet file and sidecar into the (shared) results folder and hands back its small ``JobRecord``, so
 the driver never holds results, and a rerun resumes from the files whatever engine wrote them.
 
-- ``loky`` (default): ``bench.runner``'s own worker pool on this machine.
+- ``local`` (default): ``bench.runner``'s own worker pool on this machine.
 - ``dask``: joblib's Dask backend on a ``distributed.Client``, connected to ``--scheduler
   tcp://host:port`` or to a ``LocalCluster`` started here (one single-threaded worker per job slot).
   The driver must stay alive for the whole sweep.
@@ -25,7 +25,7 @@ from bench.errors import InvalidInput
 from bench.record import JobRecord, Status
 from bench.slurm import SlurmOptions
 
-ENGINES = ("loky", "dask", "submitit")
+ENGINES = ("local", "dask", "submitit")
 
 #: Environment of Dask worker processes started here. It replaces the nanny's default, which also
 #: sets MALLOC_TRIM_THRESHOLD_=65536: with torch that returns freed tensor memory to the OS on every
@@ -40,9 +40,9 @@ DASK_WORKER_ENV = {
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
-    """``n_jobs``: parallel jobs for loky and for a LocalCluster; ``scheduler``: a Dask address."""
+    """``n_jobs``: parallel jobs for the local engine and for a LocalCluster; ``scheduler``: a Dask address."""
 
-    name: str = "loky"
+    name: str = "local"
     n_jobs: int = 1
     scheduler: str | None = None
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
@@ -59,14 +59,16 @@ class EngineConfig:
 
 
 def dispatch(todo: list[Job], results: Path, engine: EngineConfig) -> Iterator[JobRecord]:
-    """Run ``todo`` on a non-loky engine, yielding one ``JobRecord`` per job as it ends (or is submitted)."""
+    """Run ``todo`` on a cluster engine, yielding one ``JobRecord`` per job as it ends (or is submitted)."""
     results = Path(results).resolve()  # workers elsewhere may have another working directory
     if engine.name == "dask":
         yield from run_dask(todo, results, engine)
     elif engine.name == "submitit":
         yield from run_slurm(todo, results, engine.slurm)
     else:
-        raise ValueError(f"dispatch() runs dask and submitit; loky runs in bench.runner (got {engine.name!r})")
+        raise ValueError(
+            f"dispatch() runs dask and submitit; the local engine runs in bench.runner (got {engine.name!r})"
+        )
 
 
 @contextlib.contextmanager

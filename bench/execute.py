@@ -1,6 +1,6 @@
 """Run one job: a ``Job`` in, a ``JobRecord`` (``bench.record``) out.
 
-``run_job`` is the unit of work a joblib worker, a Dask worker or a SLURM task executes. It claims
+``run_job`` is the unit of work a local worker process, a Dask worker or a SLURM task executes. It claims
 the job with a file lock (``bench.store.job_lock``), so any number of processes, on one machine or
 on a shared filesystem, can work through the same results folder: a job another process holds is
 not started twice, a finished job is never recomputed (unless forced), and a late failure never

@@ -84,7 +84,7 @@ def run_jobs(
 ) -> Iterator[JobRecord]:
     """Run the unfinished jobs (all with ``force``), yielding one ``JobRecord`` per job as it ends.
 
-    ``engine``: a ``bench.engines.EngineConfig``; None or ``loky`` runs here (``n_jobs`` workers).
+    ``engine``: a ``bench.engines.EngineConfig``; None or ``local`` runs here (``n_jobs`` workers).
     Jobs another process is running are done last: waited for, then read (or run here if that
     process died). Stale temporary files under ``results/runs`` are removed first.
     """
@@ -94,7 +94,7 @@ def run_jobs(
     for job in jobs:
         if job not in todo:
             yield JobRecord.of(job, Status.SKIPPED)
-    if engine is not None and engine.name != "loky" and todo:  # Dask or SLURM (bench.engines)
+    if engine is not None and engine.name != "local" and todo:  # Dask or SLURM (bench.engines)
         from bench.engines import dispatch
 
         yield from dispatch(todo, results, engine)

@@ -1,5 +1,5 @@
 """Engines against the real thing: a Dask LocalCluster and a `dask scheduler` + `dask worker` pair
-started as separate processes on 127.0.0.1 must give the per-image table loky gives. Also the
+started as separate processes on 127.0.0.1 must give the per-image table the local engine gives. Also the
 engine options, the device rules (a fake GPU pool), mixed-precision defaults and the compute record."""
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def loky_table(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    results = tmp_path_factory.mktemp("loky")
+def local_table(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    results = tmp_path_factory.mktemp("local")
     statuses = list(run_jobs(tiny_jobs(results), results, n_jobs=2, progress=False))
     assert [s.status for s in statuses] == ["ok", "ok"]
     return per_image(results)
@@ -38,11 +38,11 @@ def loky_table(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
 
 # ------------------------------------------------------------------ Dask
 @pytest.mark.slow
-def test_dask_local_cluster_gives_the_loky_table(tmp_path: Path, loky_table: pd.DataFrame) -> None:
+def test_dask_local_cluster_gives_the_local_table(tmp_path: Path, local_table: pd.DataFrame) -> None:
     engine = EngineConfig("dask", n_jobs=2)
     statuses = list(run_jobs(tiny_jobs(tmp_path), tmp_path, engine=engine, progress=False))
     assert sorted(s.status for s in statuses) == ["ok", "ok"]
-    pd.testing.assert_frame_equal(per_image(tmp_path), loky_table)
+    pd.testing.assert_frame_equal(per_image(tmp_path), local_table)
 
 
 def test_local_cluster_workers_do_not_get_dasks_malloc_trim_setting() -> None:
@@ -61,7 +61,9 @@ def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 60) -> None:
 
 
 @pytest.mark.slow
-def test_separate_scheduler_and_worker_processes_give_the_loky_table(tmp_path: Path, loky_table: pd.DataFrame) -> None:
+def test_separate_scheduler_and_worker_processes_give_the_local_table(
+    tmp_path: Path, local_table: pd.DataFrame
+) -> None:
     env = {**os.environ, "DASK_CONFIG": str(REPO / "scripts" / "dask-worker.yaml")}  # workers: the driver's Python
     sched_file = tmp_path / "scheduler.json"
     procs = []
@@ -120,7 +122,7 @@ def test_separate_scheduler_and_worker_processes_give_the_loky_table(tmp_path: P
             assert worker_env is None  # scripts/dask-worker.yaml unsets dask's default
         statuses = list(run_jobs(tiny_jobs(results), results, engine=engine, progress=False))
         assert sorted(s.status for s in statuses) == ["ok", "ok"]
-        pd.testing.assert_frame_equal(per_image(results), loky_table)
+        pd.testing.assert_frame_equal(per_image(results), local_table)
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -135,7 +137,7 @@ def test_engine_options_are_validated() -> None:
     with pytest.raises(ValueError, match="unknown engine 'ray'"):
         EngineConfig("ray")
     with pytest.raises(ValueError, match="--scheduler is an address for --engine dask"):
-        EngineConfig("loky", scheduler="tcp://127.0.0.1:8786")
+        EngineConfig("local", scheduler="tcp://127.0.0.1:8786")
     with pytest.raises(ValueError, match="tcp://host:8786"):
         EngineConfig("dask", scheduler="127.0.0.1:8786")
     with pytest.raises(ValueError, match="array_parallelism must be >= 1"):

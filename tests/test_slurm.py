@@ -46,8 +46,8 @@ def cluster() -> None:
 
 
 @pytest.fixture(scope="module")
-def loky_table(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    results = tmp_path_factory.mktemp("loky")
+def local_table(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    results = tmp_path_factory.mktemp("local")
     assert [s.status for s in run_jobs(tiny_jobs(results), results, n_jobs=2, progress=False)] == ["ok", "ok"]
     return per_image(results)
 
@@ -59,11 +59,11 @@ def _wait_until_out_of_queue(tasks: list[str], seconds: float = 120) -> None:
         time.sleep(1)
 
 
-def test_slurm_array_gives_the_loky_table(tmp_path: Path, loky_table: pd.DataFrame) -> None:
+def test_slurm_array_gives_the_local_table(tmp_path: Path, local_table: pd.DataFrame) -> None:
     engine = EngineConfig("submitit", slurm=SlurmOptions(time_min=10, poll_s=1))
     statuses = list(run_jobs(tiny_jobs(tmp_path), tmp_path, engine=engine, progress=False))
     assert sorted(s.status for s in statuses) == ["ok", "ok"], statuses
-    pd.testing.assert_frame_equal(per_image(tmp_path), loky_table)
+    pd.testing.assert_frame_equal(per_image(tmp_path), local_table)
     (record,) = [store.read_sidecar(p) for p in (tmp_path / "slurm").glob("array-*.json")]
     assert sorted(record["tasks"].values()) == [f"{record['array_job_id']}_0", f"{record['array_job_id']}_1"]
     # the tasks ran this interpreter (the tox / venv one), not whatever `python` the node finds first
@@ -74,7 +74,7 @@ def test_slurm_array_gives_the_loky_table(tmp_path: Path, loky_table: pd.DataFra
 
 
 def test_no_wait_then_status_then_a_second_run_collects_without_resubmitting(
-    tmp_path: Path, loky_table: pd.DataFrame
+    tmp_path: Path, local_table: pd.DataFrame
 ) -> None:
     jobs = tiny_jobs(tmp_path)
     opts = SlurmOptions(time_min=10, poll_s=1, wait=False)
@@ -89,7 +89,7 @@ def test_no_wait_then_status_then_a_second_run_collects_without_resubmitting(
     assert sorted(s.status for s in again) in (["ok", "ok"], ["ok", "skipped"], ["skipped", "skipped"])
     assert len(list((tmp_path / "slurm").glob("array-*.json"))) == 1
     assert counts(sweep_status(jobs, tmp_path))["done"] == 2
-    pd.testing.assert_frame_equal(per_image(tmp_path), loky_table)
+    pd.testing.assert_frame_equal(per_image(tmp_path), local_table)
 
 
 def test_cancelled_tasks_are_failed_jobs_with_the_slurm_reason(tmp_path: Path) -> None:
