@@ -29,6 +29,29 @@ HERE = Path(__file__).resolve()
 DEFAULT = ["--arch", "unet,mildnet,unetpp,resdunet", "--dataset", "dsb2018,isbi2012", "--folds", "0", "--jobs", "1"]
 
 
+def become_subreaper() -> None:
+    """Adopt the command's orphaned descendants (Linux ``PR_SET_CHILD_SUBREAPER``).
+
+    ``bench run --jobs N`` forks its workers from a fork server, a child of the driver that outlives it
+    by a moment; without this, the server and its workers are re-parented to init when the driver
+    exits and their CPU time never reaches ``RUSAGE_CHILDREN`` here (the sweep would look nearly free).
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(36, 1, 0, 0, 0) != 0:  # 36 = PR_SET_CHILD_SUBREAPER
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER) failed: CPU times would miss workers")
+
+
+def _reap_orphans() -> None:
+    """Wait for every adopted descendant, so their CPU time is counted in ``RUSAGE_CHILDREN``."""
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
 def run_once(code: Path, args: list[str]) -> tuple[float, float]:
     """(CPU seconds of the process tree, wall seconds) of one ``bench run`` with ``code`` on the path."""
     env = {**os.environ, "PYTHONPATH": str(code)}
@@ -43,6 +66,7 @@ def run_once(code: Path, args: list[str]) -> tuple[float, float]:
             stdout=subprocess.DEVNULL,
         )
         wall = time.perf_counter() - start
+        _reap_orphans()
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, wall
 
@@ -54,6 +78,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("args", nargs=argparse.REMAINDER, help="bench run arguments (after --)")
     ns = parser.parse_args()
+    become_subreaper()
     args = [a for a in ns.args if a != "--"] or DEFAULT
     codes = {"before": ns.before.resolve(), "after": ns.after.resolve()}
     print(f"# bench run {' '.join(args)} --quiet; before = {codes['before']}, after = {codes['after']}")
