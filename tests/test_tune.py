@@ -18,6 +18,13 @@ from bench.datasets.splits import Split
 from bench.tune import Grid, best_points, best_table, parse_grid, point_label, tuned_jobs, tuning_jobs, write_profile
 
 TINY = ["--set", "epochs=1", "--set", "image_size=32", "--set", "width=4", "--set", "depth=3"]
+ONE_FOLD = ["--folds", "0", "--jobs", "1"]
+
+
+def tune(results: Path, name: str, grid: str, archs: str, *extra: str) -> int:
+    """``bench tune`` on the synthetic DSB stand-in at the tiny budget; returns the exit status."""
+    args = ["tune", "--name", name, "--grid", grid, "--arch", archs, "--dataset", "dsb2018"]
+    return main([*args, "--results", str(results), "--quiet", *TINY, *extra])
 
 
 def test_grid_from_pairs_and_file(tmp_path: Path) -> None:
@@ -92,30 +99,7 @@ def test_paper_tuning_gives_the_references_best_to_everyone() -> None:
 @pytest.mark.slow
 def test_two_point_grid_on_validation_folds_only(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     results = tmp_path / "results"
-    assert (
-        main(
-            [
-                "tune",
-                "--name",
-                "two",
-                "--grid",
-                "lr=0.001,0.05",
-                "--arch",
-                "unet,mildnet",
-                "--dataset",
-                "dsb2018",
-                "--folds",
-                "0",
-                "--results",
-                str(results),
-                "--jobs",
-                "1",
-                "--quiet",
-                *TINY,
-            ]
-        )
-        == 0
-    )
+    assert tune(results, "two", "lr=0.001,0.05", "unet,mildnet", *ONE_FOLD) == 0
     out = tmp_path / "results" / "tuning" / "two"
     sides = [s for s in store.sidecars(out) if s["status"] == "ok"]
     points = {(s["job"]["arch"], s["job"]["train"]["lr"]) for s in sides}
@@ -248,26 +232,7 @@ def test_arch_keys_the_harness_sets_or_cannot_read(pair: str) -> None:
 def test_the_cli_refuses_an_arch_key_that_not_every_architecture_takes(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    assert (
-        main(
-            [
-                "tune",
-                "--name",
-                "d",
-                "--grid",
-                "arch.dilations=1-3-5,1-2-4",
-                "--arch",
-                "mildnet,unet,unetpp",
-                "--dataset",
-                "dsb2018",
-                "--results",
-                str(tmp_path / "r"),
-                "--quiet",
-                *TINY,
-            ]
-        )
-        == 2
-    )
+    assert tune(tmp_path / "r", "d", "arch.dilations=1-3-5,1-2-4", "mildnet,unet,unetpp") == 2
     err = capsys.readouterr().err
     assert "not a constructor argument of unet, unetpp" in err and "Traceback" not in err
 
@@ -312,30 +277,7 @@ def test_two_point_grid_over_optimizer_and_over_mildnet_dilations(
     rebuilds the chosen point (training setting or constructor argument) in its jobs."""
     results = tmp_path / "results"
     text = ",".join("-".join(map(str, v)) if isinstance(v, tuple) else v for v in values)
-    assert (
-        main(
-            [
-                "tune",
-                "--name",
-                "two",
-                "--grid",
-                f"{key}={text}",
-                "--arch",
-                "mildnet",
-                "--dataset",
-                "dsb2018",
-                "--folds",
-                "0",
-                "--results",
-                str(results),
-                "--jobs",
-                "1",
-                "--quiet",
-                *TINY,
-            ]
-        )
-        == 0
-    )
+    assert tune(results, "two", f"{key}={text}", "mildnet", *ONE_FOLD) == 0
     out = results / "tuning" / "two"
     sides = [s for s in store.sidecars(out) if s["status"] == "ok"]
 
@@ -395,30 +337,7 @@ def test_two_point_grid_over_optimizer_and_over_mildnet_dilations(
 def test_a_second_tuning_of_the_same_name_scores_only_its_own_jobs(tmp_path: Path) -> None:
     results = tmp_path / "results"
     for grid in ("lr=0.01", "arch.dilations=1-2-4"):  # the second grid's key is not in the first's jobs
-        assert (
-            main(
-                [
-                    "tune",
-                    "--name",
-                    "again",
-                    "--grid",
-                    grid,
-                    "--arch",
-                    "mildnet",
-                    "--dataset",
-                    "dsb2018",
-                    "--folds",
-                    "0",
-                    "--results",
-                    str(results),
-                    "--jobs",
-                    "1",
-                    "--quiet",
-                    *TINY,
-                ]
-            )
-            == 0
-        )
+        assert tune(results, "again", grid, "mildnet", *ONE_FOLD) == 0
     assert len(store.sidecars(results / "tuning" / "again")) == 2  # the earlier job is still there
     every = pd.read_csv(results / "tuned" / "again.csv")
     assert list(every["point"]) == ["arch.dilations=1-2-4"] and list(every["n_models"]) == [1]
