@@ -3,9 +3,10 @@
 A results folder can hold several configurations (another epoch count, learning rate, data option or
 split). ``settings_table`` turns the job sidecars into one row per ``job_key`` with every recorded
 setting: the job fields (``dataset, arch, protocol, fold, seed, profile, source, data_options,
-split_hash, data_fingerprint, arch_kwargs``) and the training recipe unprefixed (``epochs, lr,
-image_size, ...``). ``where`` keeps the jobs matching ``key=value`` conditions, and
-``apply_selection`` cuts the results, failures and sidecars down to those jobs.
+split_hash, data_fingerprint, arch_kwargs``), the training recipe unprefixed (``epochs, lr,
+image_size, ...``) and what the job's numerics resolved to where it ran (``RESOLVED_NUMERICS``).
+``where`` keeps the jobs matching ``key=value`` conditions, and ``apply_selection`` cuts the results,
+failures and sidecars down to those jobs.
 
 Like for like: a comparison of architectures (Tables 4-5, the paired tests, Fig. 8, bars, rankings)
 is only meaningful when their jobs differ in nothing but the architecture. ``check_like_for_like``
@@ -43,6 +44,11 @@ JOB_FIELDS = (
 MAY_DIFFER = frozenset(
     {"arch", "arch_kwargs", "fold", "seed", "job_key", "status", "data_root", "split_path", "split", "case_id", "group"}
 )
+#: What a job's numerics resolved to on the machine that ran it, read from its sidecar's ``compute``
+#: record. The paper profile's ``device: auto`` and ``amp: auto`` are bf16 autocast on one GPU, fp16 on
+#: an older one and plain fp32 on a CPU node, with the same settings and the same job key, so these are
+#: compared too. Column -> ``compute`` field. Unknown (a failed job, an older sidecar) matches any value.
+RESOLVED_NUMERICS = {"autocast_used": "precision", "channels_last_used": "channels_last"}
 #: Columns of the per-image rows that are settings themselves (always checked, sidecars or not).
 ROW_SETTINGS = ("source", "data_options", "split_hash", "eval_size", "profile", "cohort_fingerprint")
 
@@ -55,6 +61,8 @@ def settings_table(sidecars: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         row: dict[str, Any] = {"job_key": side.get("key", job.get("key")), "status": side.get("status")}
         row.update({k: job.get(k) for k in JOB_FIELDS if k in job})
         row.update({k: _plain(v) for k, v in (job.get("train") or {}).items()})
+        compute = side.get("compute") or {}
+        row.update({col: compute.get(field) for col, field in RESOLVED_NUMERICS.items()})
         rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
@@ -156,11 +164,13 @@ def same_configuration(failures: pd.DataFrame, settings: pd.DataFrame, rows: pd.
             & (by_key["dataset"] == mine["dataset"])
             & (by_key["protocol"] == mine["protocol"])
         ]
-        keep.append(peers.empty or any(all(_same(mine[c], p[c]) for c in cols) for _, p in peers.iterrows()))
+        keep.append(peers.empty or any(all(_same(mine[c], p[c], c) for c in cols) for _, p in peers.iterrows()))
     return failures[keep]
 
 
-def _same(a: Any, b: Any) -> bool:
+def _same(a: Any, b: Any, column: str = "") -> bool:
+    if column in RESOLVED_NUMERICS and "none" in (_show(a), _show(b)):
+        return True  # not recorded (a failed job): it cannot differ
     return _show(a) == _show(b)
 
 
@@ -187,8 +197,10 @@ def check_like_for_like(rows: pd.DataFrame, what: str = "comparison") -> None:
         jobs = part.drop_duplicates("job_key") if "job_key" in part.columns else part
         for c in cols:
             shown = jobs[c].map(_show)
+            if c in RESOLVED_NUMERICS:
+                shown = shown[shown != "none"]
             if shown.nunique() > 1:
-                per_arch = shown.groupby(jobs["arch"]).agg(lambda s: "/".join(sorted(set(s))))
+                per_arch = shown.groupby(jobs["arch"].loc[shown.index]).agg(lambda s: "/".join(sorted(set(s))))
                 problems.append((str(ds), c, "; ".join(f"{a}: {v}" for a, v in per_arch.items())))
         problems += _mixed_arch_kwargs(str(ds), jobs)
     if problems:
@@ -211,10 +223,11 @@ def _mixed_arch_kwargs(ds: str, jobs: pd.DataFrame) -> list[tuple[str, str, str]
 
 
 def _attached_settings() -> set[str]:
-    """Settings columns ``attach`` adds that the check compares: the training recipe and the data fingerprint."""
+    """Settings columns ``attach`` adds that the check compares: the training recipe, the data fingerprint
+    and the resolved numerics."""
     from bench.config import TrainConfig
 
-    return set(TrainConfig.__dataclass_fields__) | {"data_fingerprint"}
+    return set(TrainConfig.__dataclass_fields__) | {"data_fingerprint", *RESOLVED_NUMERICS}
 
 
 def settings_overview(settings: pd.DataFrame) -> pd.DataFrame:

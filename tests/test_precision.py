@@ -39,6 +39,32 @@ def test_a_sweep_mixing_numerics_is_refused_by_every_comparison(key: str) -> Non
     assert set(chosen["arch"]) == {"unet"}
 
 
+def test_auto_numerics_that_resolved_differently_are_refused_by_every_comparison() -> None:
+    """``device: auto`` with ``amp: auto`` is bf16 autocast on a GPU and plain fp32 on a CPU node: the same
+    settings and job key, different arithmetic. What each job ran with (its sidecar's ``compute``) is
+    compared too."""
+    df = make_results(datasets=("lgg_mri",), archs=("unet", "mildnet"), n_cases=20)
+    sides = make_sidecars(df)
+    for s in sides:
+        ran = "bf16" if s["job"]["arch"] == "unet" else "fp32"
+        s["compute"] = {"device": "cpu", "precision": ran, "grad_scaler": False, "channels_last": True}
+    full = selection.attach(df, selection.settings_table(sides))
+    pattern = r"differ in more than the architecture: lgg_mri: autocast_used \(mildnet: fp32; unet: bf16\).*--where"
+    for name, make in every_comparison(full).items():
+        with pytest.raises(ValueError, match=pattern):
+            make()
+            pytest.fail(f"{name} did not refuse")
+    chosen, *_ = selection.apply_selection(df, None, sides, {"autocast_used": "bf16"})
+    assert set(chosen["arch"]) == {"unet"}
+    # a job that recorded nothing (a sidecar older than the record) is not a difference
+    for s in sides:
+        if s["job"]["arch"] == "unet":
+            del s["compute"]
+    full = selection.attach(df, selection.settings_table(sides))
+    for make in every_comparison(full).values():
+        make()
+
+
 def test_numerics_are_part_of_the_job_key_and_shown_in_provenance() -> None:
     job = Job("dsb2018", "unet", "holdout", 0, 0, "quick", TrainConfig())
     keys = {job.key} | {
