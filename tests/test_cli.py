@@ -153,3 +153,25 @@ def test_user_errors_keep_the_builtin_types_callers_catch() -> None:
     assert issubclass(UnknownName, KeyError) and issubclass(MissingInput, FileNotFoundError)
     assert all(issubclass(c, UserError) for c in (InvalidInput, MissingInput, NoResults, UnknownName))
     assert str(UnknownName("unknown dataset 'x'")) == "unknown dataset 'x'"  # not quoted like a KeyError
+
+
+def test_every_command_comes_from_a_small_module_of_bench_commands() -> None:
+    """bench/cli.py only wires the commands up; each lives in bench/commands/, no module over 400 lines."""
+    import argparse
+
+    import bench.cli
+    from bench.cli import PARSERS, build_parser
+
+    package = Path(bench.cli.__file__).parent / "commands"
+    modules = [Path(bench.cli.__file__), *sorted(package.glob("*.py"))]
+    assert len(modules) > 3
+    too_long = {m.name: n for m in modules if (n := len(m.read_text().splitlines())) > 400}
+    assert not too_long, f"split these modules (lines): {too_long}"
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == set(PARSERS) and len(PARSERS) >= 13
+    for name in sub.choices:
+        add, cmd, _ = PARSERS[name]
+        for function in (add, cmd):
+            module = function.__module__
+            assert module.startswith("bench.commands.") and module != "bench.commands.common", (name, module)
+            assert (package / f"{module.rsplit('.', 1)[1]}.py").is_file()

@@ -220,10 +220,11 @@ def test_a_run_stores_the_flag_in_rows_and_sidecar(tmp_path: Path) -> None:
 def test_report_index_states_the_flag_and_the_commands(
     results: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bench.cli
+    import bench.commands.report
     from bench.cli import main
 
-    monkeypatch.setattr(bench.cli, "_table_inputs", lambda *a: ())  # Tables 1-2 would read the (absent) data
+    # Tables 1-2 would read the (absent) data
+    monkeypatch.setattr(bench.commands.report, "_table_inputs", lambda *a: ())
     out = tmp_path / "report"
     assert main(["report", "--all", "--out", str(out), "--results", str(results)]) == 0
     assert "2 of 4 finished jobs did not learn" in capsys.readouterr().out

@@ -1,0 +1,176 @@
+"""``bench run``: plan the jobs of a sweep, run them, and summarise the results."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench.commands.common import DATASET_OPTION_HELP, _csv_ints, _dataset_options, _settings
+from bench.commands.engine_options import _engine, add_engine_options
+from bench.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from bench.engines import EngineConfig
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.config import load_profile
+    from bench.plan import plan, select
+    from bench.runner import dry_run_table
+
+    overrides = _settings(args.set)
+    if args.augment:
+        overrides["augment"] = "true"
+    if args.device:
+        overrides["device"] = args.device
+    if args.dataset_option and not args.data_root:
+        raise InvalidInput("--dataset-option sets options of the native-layout readers; it needs --data-root")
+    if args.dataset_option and args.tuned:
+        raise InvalidInput(
+            "--dataset-option is not applied to --tuned runs (they use the tuned base profile's "
+            "dataset_options); put it in that profile instead"
+        )
+    profile = load_profile(args.profile, overrides, _dataset_options(args.dataset_option))
+    engine = _engine(args, profile)  # validates the engine options and the device before planning
+    sel = select(args.arch, args.dataset, args.all, args.protocol, args.folds, args.seeds)
+    results = Path(args.results)
+    skip = tuple(v for v in (args.skip or "").split(",") if v)
+    if args.tuned:  # each (dataset, arch) with the values `bench tune` chose for it (bench.tune)
+        from bench.tune import tuned_jobs
+
+        jobs = sorted(
+            tuned_jobs(
+                results,
+                args.tuned,
+                sel.archs,
+                sel.datasets,
+                sel.protocol,
+                overrides,
+                args.folds,
+                args.seeds,
+                Path(args.data_root) if args.data_root else None,
+                skip,
+            ),
+            key=lambda j: (j.dataset, j.arch, j.protocol, j.fold, j.seed),
+        )
+    else:
+        jobs = plan(sel, profile, results, Path(args.data_root) if args.data_root else None, skip)
+    table = dry_run_table(jobs, results)
+    done = int((table["state"] == "done").sum()) if len(table) else 0
+    print(
+        f"{len(jobs)} jobs ({done} already done) | profile {profile.name} | protocol {sel.protocol} | "
+        f"{len(sel.archs)} architectures x {len(sel.datasets)} datasets | results in {results}"
+    )
+    if args.dry_run:
+        print(table.to_string(index=False))
+        return 0
+    return _execute(jobs, results, args, profile.name, engine)
+
+
+def _execute(
+    jobs: list, results: Path, args: argparse.Namespace, profile: str, engine: EngineConfig | None = None
+) -> int:
+    from tqdm.auto import tqdm
+
+    from bench.runner import run_jobs, stop_on_signals
+    from bench.summary import print_summary
+
+    start, failed = time.perf_counter(), []
+    bar = tqdm(total=len(jobs), desc="jobs", unit="job", disable=args.quiet)
+    n_jobs = engine.n_jobs if engine is not None else args.jobs or os.cpu_count() or 1
+    submitted = []
+    try:
+        with stop_on_signals():
+            for record in run_jobs(
+                jobs, results, n_jobs=n_jobs, force=args.force, progress=not args.quiet, engine=engine
+            ):
+                if record.status == "submitted":
+                    submitted.append(record)
+                bar.update(1)
+                bar.set_postfix_str(f"{record.label} {record.status}")
+                if record.status == "failed":
+                    failed.append(record)
+                    tqdm.write(f"FAILED {record.label}: {record.error}")
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the workers are stopped; one line, no traceback
+        return _interrupted(exc, jobs, results, bar)
+    bar.close()
+    if submitted:
+        arrays = sorted({s.task.split("_")[0] for s in submitted})
+        print(
+            f"{len(submitted)} jobs are in the SLURM queue (array job {', '.join(arrays)}); follow them with "
+            f"`bench status --results {results}`; the same `bench run` without --no-wait waits for them and "
+            "summarises."
+        )
+        return 0
+    print_summary(results, {j.key for j in jobs})
+    print(
+        f"\n{len(jobs)} jobs in {time.perf_counter() - start:.1f} s; {len(failed)} failed. Results: {results}/runs "
+        f"(bench.store.load_all({str(results)!r}); `bench export`, `bench report --table 5`)."
+    )
+    return 1 if failed else 0
+
+
+def _interrupted(exc: KeyboardInterrupt, jobs: list, results: Path, bar: Any) -> int:
+    """Print one line (jobs done, how to resume) and return 130 (SIGINT) or 143 (SIGTERM)."""
+    import signal
+
+    from bench.runner import is_finished
+
+    bar.close()
+    signum = getattr(exc, "signum", signal.SIGINT)
+    done = sum(is_finished(j, results) for j in jobs)
+    print(
+        f"bench run: stopped by {signal.Signals(signum).name}: {done} of {len(jobs)} jobs done in {results}/runs; "
+        f"run the same command again to resume (finished jobs are skipped)",
+        file=sys.stderr,
+    )
+    return 128 + int(signum)
+
+
+def add_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--all", action="store_true", help="the paper's 8 networks on its 5 datasets")
+    p.add_argument("--arch", help="architecture names or wildcards, comma-separated (e.g. 'unet*,mildnet')")
+    p.add_argument("--dataset", help="dataset names or wildcards, comma-separated (e.g. 'mri,dsb2018')")
+    p.add_argument("--protocol", default="holdout", choices=["holdout", "cv"])
+    p.add_argument("--folds", type=_csv_ints, help="fold indices, comma-separated (default: the profile's)")
+    p.add_argument("--seeds", type=_csv_ints, help="training seeds, comma-separated (default: the profile's)")
+    p.add_argument("--profile", default="quick", help="quick (CPU, minutes), paper (GPU) or a YAML file")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile value, e.g. --set epochs=3 (repeatable)",
+    )
+    p.add_argument("--augment", action="store_true", help="train with the paper's augmentation pipeline")
+    p.add_argument("--data-root", help="folder with one native-layout folder per dataset (default: synthetic)")
+    p.add_argument(
+        "--skip",
+        help="case ids to exclude explicitly, comma-separated (e.g. the bad files "
+        "`bench data check` lists); recorded with the results",
+    )
+    p.add_argument(
+        "--dataset-option", action="append", default=[], metavar="DATASET.OPTION=VALUE", help=DATASET_OPTION_HELP
+    )
+    p.add_argument("--results", default="results", help="results folder (default: ./results)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="parallel worker processes (forked from a server that has imported torch); default: one per CPU core. Results do not depend "
+        "on it: every job uses the profile's fixed torch thread count",
+    )
+    p.add_argument("--force", action="store_true", help="recompute finished jobs")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and what is already done")
+    p.add_argument(
+        "--tuned",
+        metavar="NAME",
+        help="each architecture with the values `bench tune --name NAME` chose for it "
+        "(<results>/tuned/NAME.yaml, on its base profile; --set still wins)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_engine_options(p)
