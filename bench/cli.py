@@ -1,4 +1,4 @@
-"""Command line: ``bench list | data check | run | status | export | report | ttest | check``.
+"""Command line: ``bench <command>``, one per entry of ``PARSERS`` (``bench --help`` lists them).
 
 Each sub-command parses its arguments, builds a config object once and calls library functions;
 the work lives in the library modules. Bad input (``bench.errors.UserError``) exits with status 2 and
