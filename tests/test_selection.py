@@ -81,6 +81,8 @@ def test_rows_alone_refuse_other_splits_and_data_options() -> None:
 
 def test_failure_notes_only_from_the_same_configuration() -> None:
     _, sides, base = _mixed()
+    for side in sides:  # finished jobs record what their numerics resolved to; the failed ones below do not
+        side["compute"] = {"device": "cpu", "precision": "fp32", "grad_scaler": False, "channels_last": True}
     fails = make_failures(
         [
             ("lgg_mri", "unetpp", "holdout", 0, "RuntimeError: other config"),
