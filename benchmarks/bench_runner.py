@@ -33,14 +33,25 @@ from bench.architectures import create_model
 from bench.config import load_profile, replace
 from bench.datasets import open_dataset
 from bench.datasets.prepare import prepare
+from bench.devices import precision_for
 from bench.execute import tensors
 from bench.train import fit
 
 
 def bare_loop(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, epochs: int, batch: int
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    xs: torch.Tensor,
+    ys: torch.Tensor,
+    epochs: int,
+    batch: int,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> float:
-    """The same recipe written as a plain loop: Adam steps, then a no-grad pass over the selection set."""
+    """The same recipe written as a plain loop: Adam steps, then a no-grad pass over the selection set, in
+    the memory format the harness trains in (channels-last in the quick profile)."""
+    model = model.to(memory_format=memory_format)
+    x, xs = x.contiguous(memory_format=memory_format), xs.contiguous(memory_format=memory_format)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.1, patience=3)
     crit = nn.BCEWithLogitsLoss()
@@ -76,12 +87,17 @@ def step_overhead(arch: str, epochs: int, repeats: int) -> None:
     ids = list(data.case_ids)
     train, select = tensors(data, ids[n_sel:]), tensors(data, ids[:n_sel])
 
+    numerics = precision_for("cpu", cfg.amp, cfg.channels_last)
+    if numerics.dtype is not None:
+        raise SystemExit(f"the bare loop has no autocast: run with amp off (the profile resolves to {numerics.name})")
+    layout = numerics.memory_format()
+
     def model() -> nn.Module:
         torch.manual_seed(0)
         return create_model(arch, in_channels=x.shape[1], width=cfg.width, depth=cfg.depth)
 
     cases = {
-        "bare": lambda: bare_loop(model(), x[n_sel:], y[n_sel:], x[:n_sel], y[:n_sel], epochs, cfg.batch_size),
+        "bare": lambda: bare_loop(model(), x[n_sel:], y[n_sel:], x[:n_sel], y[:n_sel], epochs, cfg.batch_size, layout),
         "harness": lambda: fit(model(), cfg, train, select, seed=0),
     }
     t = interleaved(cases, repeats=repeats)
