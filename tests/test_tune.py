@@ -27,6 +27,12 @@ def tune(results: Path, name: str, grid: str, archs: str, *extra: str) -> int:
     return main([*args, "--results", str(results), "--quiet", *TINY, *extra])
 
 
+def tuned_dry_run(results: Path, arch: str, *extra: str) -> int:
+    """``bench run --tuned two --dry-run`` of ``arch`` on the DSB stand-in; returns the exit status."""
+    args = ["run", "--tuned", "two", "--arch", arch, "--dataset", "dsb2018", *extra]
+    return main([*args, "--results", str(results), "--dry-run"])
+
+
 def test_grid_from_pairs_and_file(tmp_path: Path) -> None:
     path = tmp_path / "grid.yaml"
     path.write_text("lr: [0.001, 0.0001]\nbatch_size: [2, 4]\n")
@@ -132,43 +138,9 @@ def test_two_point_grid_on_validation_folds_only(tmp_path: Path, capsys: pytest.
     assert {j.arch: j.train.lr for j in jobs} == {a: doc["chosen"]["dsb2018"][a]["lr"] for a in ("unet", "mildnet")}
     assert {j.train.epochs for j in jobs} == {1} and {j.profile for j in jobs} == {"tuned-two"}
     capsys.readouterr()
-    assert (
-        main(
-            [
-                "run",
-                "--tuned",
-                "two",
-                "--arch",
-                "unet",
-                "--dataset",
-                "dsb2018",
-                "--folds",
-                "0",
-                "--results",
-                str(results),
-                "--dry-run",
-            ]
-        )
-        == 0
-    )
+    assert tuned_dry_run(results, "unet", "--folds", "0") == 0
     assert "1 jobs" in capsys.readouterr().out
-    assert (
-        main(
-            [
-                "run",
-                "--tuned",
-                "two",
-                "--arch",
-                "unetpp",
-                "--dataset",
-                "dsb2018",
-                "--results",
-                str(results),
-                "--dry-run",
-            ]
-        )
-        == 2
-    )
+    assert tuned_dry_run(results, "unetpp") == 2
     assert "no choice for dsb2018/unetpp" in capsys.readouterr().err
 
 
@@ -311,25 +283,7 @@ def test_two_point_grid_over_optimizer_and_over_mildnet_dilations(
     else:
         assert json.loads(jobs[0].arch_kwargs) == {"dilations": list(better)}
     capsys.readouterr()
-    assert (
-        main(
-            [
-                "run",
-                "--tuned",
-                "two",
-                "--arch",
-                "mildnet",
-                "--dataset",
-                "dsb2018",
-                "--folds",
-                "0",
-                "--results",
-                str(results),
-                "--dry-run",
-            ]
-        )
-        == 0
-    )
+    assert tuned_dry_run(results, "mildnet", "--folds", "0") == 0
     assert jobs[0].key[:16] in capsys.readouterr().out
 
 
