@@ -34,7 +34,7 @@ import pandas as pd
 
 from bench.errors import InvalidInput, NoResults
 from bench.metrics import METRICS as ALL_METRICS
-from bench.store import atomic_write_bytes, atomic_write_json, atomic_write_parquet, load_all
+from bench.results.store import atomic_write_bytes, atomic_write_json, atomic_write_parquet, load_all
 
 KEY = ["dataset", "arch", "protocol", "fold", "seed", "split", "case_id"]
 COUNTS = ["tp", "fp", "fn", "tn", "n_ref", "n_pred"]
@@ -126,7 +126,7 @@ class CheckResult:
 def derive(df: pd.DataFrame) -> dict[str, Any]:
     """Everything the baseline derives from its rows: per (dataset, arch) test means and the paired
     tests of MILDNet against every other network per dataset (IoU, Holm)."""
-    from bench.stats import REFERENCE, paired_test
+    from bench.analysis.stats import REFERENCE, paired_test
 
     means = df[df["split"] == "test"].groupby(["dataset", "arch"])[METRICS].mean().reset_index()
     tests = []
@@ -234,7 +234,7 @@ def rescore(baseline: Path, rows: pd.DataFrame) -> pd.DataFrame:
     """Today's rows for the baseline's stored predictions (``predictions/<dataset>/<arch>/<stem>.npz``,
     stem ``<protocol>_f<fold>_s<seed>``), scored against ``references/<dataset>.npz``. The split of
     each case comes from the stored rows (``unknown`` for a case they lack)."""
-    from bench.evaluate import load_predictions, score
+    from bench.run.evaluate import load_predictions, score
 
     split_of = rows.set_index(["dataset", "arch", "protocol", "fold", "seed", "case_id"])["split"].to_dict()
     frames, refs = [], {}
@@ -296,7 +296,7 @@ def planned_jobs(
 ) -> list:
     """The check profile's jobs (every paper network and dataset unless narrowed, comma-separated)."""
     from bench.config import load_profile
-    from bench.plan import plan, select
+    from bench.run.plan import plan, select
 
     return plan(select(archs, datasets, True, "holdout"), load_profile(PROFILE, overrides), results)
 
@@ -310,7 +310,7 @@ def run_benchmark(
 ) -> pd.DataFrame:
     """Run the check profile into ``results`` (always recomputed) and return its tidy table.
     ``overrides`` change profile values (the noise-floor benchmark varies ``threads``)."""
-    from bench.runner import run_jobs
+    from bench.run.runner import run_jobs
 
     planned = planned_jobs(results, archs, datasets, overrides)
     statuses = list(run_jobs(planned, results, n_jobs=jobs, force=True, progress=False))
@@ -428,9 +428,9 @@ def update(
 ) -> Path:
     """Re-run the benchmark and re-bless the baseline (rows, derived numbers, predictions, references),
     recording ``reason``, the git sha, the environment, the tolerances and the measured noise floor."""
-    from bench.execute import paths
-    from bench.job_data import load_job_data
-    from bench.store import sidecars
+    from bench.results.store import sidecars
+    from bench.run.execute import paths
+    from bench.run.job_data import load_job_data
 
     if not reason.strip():
         raise InvalidInput('--update needs --reason "...": say why the numbers are allowed to change')
@@ -486,7 +486,7 @@ def _install(
 ) -> None:
     import shutil
 
-    from bench.provenance import git_sha
+    from bench.results.provenance import git_sha
 
     baseline.mkdir(parents=True, exist_ok=True)
     for name in ("predictions", "references"):

@@ -65,7 +65,7 @@ def _one_line_result_warnings() -> Any:
     (``bench: warning: ...``); other warnings print as usual."""
     import warnings
 
-    from bench.store import ResultWarning
+    from bench.results.store import ResultWarning
 
     context = warnings.catch_warnings()
     context.__enter__()

@@ -66,7 +66,7 @@ class TrainConfig:
     amp: str = "auto"  # mixed precision: auto (bf16/fp16 on GPU, fp32 on CPU) | off | bf16 | fp16
     channels_last: str = "auto"  # auto (on GPU only) | on | off
     compile: bool = False  # torch.compile the network for training (long jobs: compiling takes tens of seconds)
-    optimizer: str = "adam"  # adam | sgd | rmsprop (Table 3); beta1 is its momentum (bench/train.py make_optimizer)
+    optimizer: str = "adam"  # adam | sgd | rmsprop (Table 3); beta1 is its momentum (bench/run/train.py make_optimizer)
     scheduler: str = "plateau"  # plateau | step | multistep | cosine | cyclic | none (Table 3; make_scheduler)
     lr_gamma: float = 0.1  # step/multistep: lr multiplier at each decay; cyclic: lowest lr as a fraction of lr
     step_size: int = 30  # step: epochs between decays; cyclic: epochs of a half cycle (lowest to highest lr)
@@ -85,7 +85,7 @@ class Profile:
     train: TrainConfig
     folds: tuple[int, ...]
     seeds: tuple[int, ...]
-    slurm: tuple[tuple[str, Any], ...] = ()  # the profile's `slurm:` section (bench.slurm.SLURM_KEYS)
+    slurm: tuple[tuple[str, Any], ...] = ()  # the profile's `slurm:` section (bench.run.slurm.SLURM_KEYS)
     #: ``(("lgg_mri.subset", "tumour"), ...)``: checked dataset options (bench.datasets.options), real data only.
     dataset_options: tuple[tuple[str, Any], ...] = ()
 
@@ -110,11 +110,11 @@ _INT_FIELDS = (
     "step_size",
 )
 _FLOAT_FIELDS = ("lr", "beta1", "plateau_factor", "test_fraction", "inner_fraction", "lr_gamma")
-#: Choices of the precision settings (bench/train.py ``PRECISIONS``, bench/devices.py).
+#: Choices of the precision settings (bench/run/train.py ``PRECISIONS``, bench/run/devices.py).
 PRECISION_CHOICES = ("fp32", "fp64")
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 CHANNELS_LAST_CHOICES = ("auto", "on", "off")
-#: Optimisers and learning-rate schedulers of Table 3's grid (bench/train.py ``make_optimizer``, ``make_scheduler``).
+#: Optimisers and learning-rate schedulers of Table 3's grid (bench/run/train.py ``make_optimizer``, ``make_scheduler``).
 OPTIMIZER_CHOICES = ("adam", "sgd", "rmsprop")
 SCHEDULER_CHOICES = ("plateau", "step", "multistep", "cosine", "cyclic", "none")
 #: field -> (rule, description) for values of the right type.

@@ -123,7 +123,7 @@ def main() -> None:
             "variations": result["by_precision"]["fp64"],
             "command": "python benchmarks/bench_check_noise.py --precision fp64 --write-meta " + args.write_meta,
         }
-        from bench.store import atomic_write_json
+        from bench.results.store import atomic_write_json
 
         atomic_write_json(meta_path, meta)
 

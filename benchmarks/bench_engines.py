@@ -7,7 +7,7 @@
 (1) Dispatch overhead: the wall time per task of a task that does nothing, sent through each engine
 the way ``bench run`` sends jobs: joblib/loky (2 workers), joblib's Dask backend on a LocalCluster
 (2 one-thread workers), and a SLURM array through submitit (needs a cluster, e.g.
-``scripts/slurm-local.sh``). Each task imports ``bench.runner`` (torch, smp) as a real job does, so
+``scripts/slurm-local.sh``). Each task imports ``bench.run.runner`` (torch, smp) as a real job does, so
 a fresh process per task (SLURM) pays that import every time, a warm worker once.
 
 (2) With ``--sweep``: the wall time of the same 4 tiny jobs (U-Net, 2 datasets x 2 folds, 32 px, width
@@ -31,7 +31,7 @@ import pandas as pd
 
 
 def noop(i: int) -> int:
-    import bench.runner  # noqa: F401  (what a real job imports first)
+    import bench.run.runner  # noqa: F401  (what a real job imports first)
 
     return i
 
@@ -50,7 +50,7 @@ def loky_overhead(n: int) -> tuple[float, float]:
 def dask_overhead(n: int) -> tuple[float, float, float]:
     from joblib import Parallel, delayed, parallel_config
 
-    from bench.engines import dask_client
+    from bench.run.engines import dask_client
 
     start = time.perf_counter()
     with dask_client(None, 2) as client:
@@ -68,7 +68,7 @@ def dask_overhead(n: int) -> tuple[float, float, float]:
 def slurm_overhead(n: int) -> float | None:
     import submitit
 
-    from bench.slurm import queue_states, task_environment
+    from bench.run.slurm import queue_states, task_environment
 
     if shutil.which("sbatch") is None:
         return None
@@ -88,11 +88,11 @@ def slurm_overhead(n: int) -> float | None:
 
 def sweep(root: Path) -> None:
     from bench.config import load_profile
-    from bench.engines import EngineConfig
-    from bench.plan import plan, select
-    from bench.runner import run_jobs
-    from bench.slurm import SlurmOptions
-    from bench.store import load_all
+    from bench.results.store import load_all
+    from bench.run.engines import EngineConfig
+    from bench.run.plan import plan, select
+    from bench.run.runner import run_jobs
+    from bench.run.slurm import SlurmOptions
 
     prof = load_profile("quick", {"epochs": "1", "image_size": "32", "width": "4", "depth": "3"})
     engines = {"loky": EngineConfig("loky", n_jobs=2), "dask": EngineConfig("dask", n_jobs=2)}
@@ -120,7 +120,7 @@ def gpu_case(arch: str, batch: int, amp: str, steps: int) -> str:
     import torch
 
     from bench.architectures import create_model
-    from bench.devices import precision_for
+    from bench.run.devices import precision_for
 
     prec = precision_for("cuda", amp, "auto" if amp == "auto" else "off")
     torch.manual_seed(0)

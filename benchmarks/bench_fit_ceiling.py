@@ -3,7 +3,7 @@
     python benchmarks/bench_fit_ceiling.py [--arch unet,mildnet] [--epochs 5] [--repeats 3]
 
 Training is nearly all of a quick job (``benchmarks/profile_job.py``), so this bounds what any speed-up
-of the quick sweep can reach at the quick profile's recipe. It times ``bench.train.fit`` itself, the
+of the quick sweep can reach at the quick profile's recipe. It times ``bench.run.train.fit`` itself, the
 selection pass and the epoch loop included, at the quick profile's settings (64 px, width 8, depth 5,
 batch 4, channels-last; 17 training and 5 selection images, the DSB-2018 stand-in's fold-0 sizes), for:
 
@@ -27,9 +27,9 @@ from dataclasses import replace
 import torch
 from timing import cpu_name, interleaved, load_note, ratio
 
-from bench import train
 from bench.architectures import create_model
 from bench.config import TrainConfig, load_profile
+from bench.run import train
 
 ARCHS = ("unet", "residual_unet", "resdunet", "unetpp", "multiresunet", "mildnet", "unet_mlr", "mildnet_no_mlr")
 N_TRAIN, N_SELECT = 17, 5

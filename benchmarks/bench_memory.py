@@ -94,7 +94,7 @@ class Sampler(threading.Thread):
 
 def plan_jobs(results: Path, n: int, size: int) -> None:
     from bench.config import load_profile
-    from bench.plan import plan, select
+    from bench.run.plan import plan, select
 
     settings = {"epochs": "1", "image_size": str(size), "width": "4", "depth": "3", "synthetic_n": str(n)}
     jobs = plan(select("unet", "dsb2018", False, "holdout", (0, 1)), load_profile("quick", settings), results)
@@ -106,7 +106,7 @@ def run_job(results: Path, index: int) -> dict[str, float]:
     sampler = Sampler()
     sampler.start()
     from bench.config import Job
-    from bench.execute import execute
+    from bench.run.execute import execute
 
     job = Job.from_dict(json.loads((results / "jobs.json").read_text())[index])
     out = {"checkpoint": results / f"out{index}.pt", "predictions": results / f"out{index}.pred.npz"}
@@ -119,16 +119,16 @@ def run_job(results: Path, index: int) -> dict[str, float]:
     return peaks
 
 
-#: What a job imports, in the order it does (the job's imports beyond ``bench.execute`` happen inside it:
-#: torch.optim's first ``add_param_group`` imports ``torch._dynamo``, scoring ``bench.tables``, etc.).
+#: What a job imports, in the order it does (the job's imports beyond ``bench.run.execute`` happen inside it:
+#: torch.optim's first ``add_param_group`` imports ``torch._dynamo``, scoring ``bench.analysis.tables``, etc.).
 PRELOAD = (
     "bench.config",
-    "bench.execute",
-    "bench.compute",
-    "bench.devices",
-    "bench.store",
+    "bench.run.execute",
+    "bench.analysis.compute",
+    "bench.run.devices",
+    "bench.results.store",
     "torch._dynamo",
-    "bench.tables",
+    "bench.analysis.tables",
     "torch.utils.flop_counter",
     "pyarrow.parquet",
     "tqdm.auto",

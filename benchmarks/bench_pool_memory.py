@@ -3,13 +3,13 @@ forkserver that preloads torch.
 
     python benchmarks/bench_pool_memory.py
 
-Two pools of 2 workers each run the same task (import ``bench.execute``, one forward, backward and
+Two pools of 2 workers each run the same task (import ``bench.run.execute``, one forward, backward and
 Adam step of a small convolution, then report the worker's memory from /proc/self/smaps_rollup):
 (1) joblib's default ``loky`` backend, which starts every worker as a fresh interpreter (what
 ``bench run --jobs 2`` did before it used a fork server); (2) ``concurrent.futures.ProcessPoolExecutor``
 with the standard library's ``forkserver`` context and ``set_forkserver_preload`` of torch, ``torch._dynamo`` and
-``bench.execute``, so every worker is forked from a process that already holds them and shares those
-pages copy-on-write (what ``bench run --jobs 2`` does now: ``bench.runner._worker_pool``, whose
+``bench.run.execute``, so every worker is forked from a process that already holds them and shares those
+pages copy-on-write (what ``bench run --jobs 2`` does now: ``bench.run.runner._worker_pool``, whose
 ``PRELOAD`` also holds the modules a job imports lazily; ``benchmarks/bench_memory.py --cli`` measures
 that real path). Prints each worker's RSS, PSS and USS (private pages) and their sums, MiB (the
 forkserver process itself, which holds the shared pages' other share, is not included). Linux only.
@@ -23,14 +23,14 @@ import os
 import time
 from pathlib import Path
 
-PRELOAD = ["torch", "torch._dynamo", "bench.execute"]
+PRELOAD = ["torch", "torch._dynamo", "bench.run.execute"]
 
 
 def worker_memory(_: int) -> dict[str, int]:
     """One small training step in this worker, then its pid, RSS, PSS and USS (MiB)."""
     import torch
 
-    import bench.execute  # noqa: F401  (what a job imports)
+    import bench.run.execute  # noqa: F401  (what a job imports)
 
     conv = torch.nn.Conv2d(3, 8, 3)
     opt = torch.optim.Adam(conv.parameters())

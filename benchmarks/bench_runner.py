@@ -33,9 +33,9 @@ from bench.architectures import create_model
 from bench.config import load_profile, replace
 from bench.datasets import open_dataset
 from bench.datasets.prepare import prepare
-from bench.devices import precision_for
-from bench.execute import tensors
-from bench.train import fit
+from bench.run.devices import precision_for
+from bench.run.execute import tensors
+from bench.run.train import fit
 
 
 def bare_loop(

@@ -20,8 +20,8 @@ import torch
 from timing import cpu_name, interleaved, load_note, ratio
 
 from bench.architectures import create_model
-from bench.devices import precision_for
-from bench.train import batch_loss
+from bench.run.devices import precision_for
+from bench.run.train import batch_loss
 
 SCALES = {"quick": (64, 8), "paper": (256, 32)}
 VARIANTS = {"fp32": ("off", "off"), "bf16": ("bf16", "off"), "cl": ("off", "on"), "bf16+cl": ("bf16", "on")}

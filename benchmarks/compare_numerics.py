@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench import store
+from bench.results import store
 
 KEYS = ["dataset", "arch", "fold", "split", "case_id"]
 COUNTS = ["tp", "fp", "fn"]

@@ -3,13 +3,13 @@
     python benchmarks/profile_job.py [--arch unet,mildnet] [--dataset dsb2018] [--profile quick] [--set k=v ...]
 
 For each architecture, plans fold 0 of the job at the profile (planning prepares and caches the data,
-outside the measurement), then runs it in this process through ``bench.runner.run_job`` (what a worker
+outside the measurement), then runs it in this process through ``bench.run.runner.run_job`` (what a worker
 does: lock, sidecar, execute, Parquet) under ``cProfile`` with ``time.process_time`` as its clock.
 Prints the CPU seconds of each phase (the cumulative time of the function that is the phase: training
-= ``bench.train.fit``; predict + score = ``bench.evaluate.predict_and_score``, with the forward passes,
+= ``bench.run.train.fit``; predict + score = ``bench.run.evaluate.predict_and_score``, with the forward passes,
 the Hausdorff distances and the other metrics inside it; writing = the checkpoint, the Parquet and the
 sidecars), and the top functions by own time. The first job of the process also pays the imports a
-job makes lazily (``torch._dynamo`` through torch.optim, ``bench.tables``...): listed as ``imports``.
+job makes lazily (``torch._dynamo`` through torch.optim, ``bench.analysis.tables``...): listed as ``imports``.
 cProfile adds overhead to Python-heavy code (the metrics), so shares are indicative, not exact.
 """
 
@@ -26,20 +26,20 @@ from pathlib import Path
 #: (phase, (file suffix, function name) of the function whose cumulative time is the phase)
 PHASES = (
     ("imports (lazy, first job)", ("<frozen importlib._bootstrap>", "_find_and_load")),
-    ("data: open cache + split", ("bench/execute.py", "load_job_data")),
-    ("build model", ("bench/execute.py", "build_model")),
-    ("training (fit)", ("bench/train.py", "fit")),
-    ("  selection loss (in fit)", ("bench/train.py", "mean_loss")),
-    ("predict + score + write predictions", ("bench/evaluate.py", "predict_and_score")),
-    ("  forward passes (predict)", ("bench/evaluate.py", "predict_batches")),
-    ("  metrics (score)", ("bench/evaluate.py", "score")),
+    ("data: open cache + split", ("bench/run/execute.py", "load_job_data")),
+    ("build model", ("bench/run/execute.py", "build_model")),
+    ("training (fit)", ("bench/run/train.py", "fit")),
+    ("  selection loss (in fit)", ("bench/run/train.py", "mean_loss")),
+    ("predict + score + write predictions", ("bench/run/evaluate.py", "predict_and_score")),
+    ("  forward passes (predict)", ("bench/run/evaluate.py", "predict_batches")),
+    ("  metrics (score)", ("bench/run/evaluate.py", "score")),
     ("    HD / HD95", ("bench/metrics.py", "_distance_metrics")),
-    ("  predictions file", ("bench/evaluate.py", "write_predictions")),
-    ("checkpoint", ("bench/checkpoint.py", "save_checkpoint")),
-    ("did-not-learn assessment", ("bench/learning.py", "assess")),
-    ("model cost (MACs)", ("bench/compute.py", "model_cost")),
-    ("Parquet rows", ("bench/store.py", "atomic_write_parquet")),
-    ("sidecar JSON", ("bench/store.py", "atomic_write_json")),
+    ("  predictions file", ("bench/run/evaluate.py", "write_predictions")),
+    ("checkpoint", ("bench/run/checkpoint.py", "save_checkpoint")),
+    ("did-not-learn assessment", ("bench/analysis/learning.py", "assess")),
+    ("model cost (MACs)", ("bench/analysis/compute.py", "model_cost")),
+    ("Parquet rows", ("bench/results/store.py", "atomic_write_parquet")),
+    ("sidecar JSON", ("bench/results/store.py", "atomic_write_json")),
 )
 
 
@@ -65,11 +65,11 @@ def main() -> None:
     args = parser.parse_args()
     c0 = time.process_time()
     from bench.config import load_profile
-    from bench.plan import plan, select
-    from bench.runner import run_job
+    from bench.run.plan import plan, select
+    from bench.run.runner import run_job
 
     print(
-        f"# imports before the first job (bench.config, bench.plan, bench.runner): {time.process_time() - c0:.2f} s CPU"
+        f"# imports before the first job (bench.config, bench.run.plan, bench.run.runner): {time.process_time() - c0:.2f} s CPU"
     )
     settings = dict(s.split("=", 1) for s in args.set)
     for arch in args.arch.split(","):

@@ -163,7 +163,7 @@ def _annotate(
 
 
 def make_failures(rows: Sequence[tuple[str, str, str, int, str]] = ()) -> pd.DataFrame:
-    """Failed jobs as ``bench.store.failures`` returns them: (dataset, arch, protocol, fold, error) tuples."""
+    """Failed jobs as ``bench.results.store.failures`` returns them: (dataset, arch, protocol, fold, error) tuples."""
     records = [
         {"dataset": d, "arch": a, "protocol": p, "fold": f, "seed": 0, "error": e, "key": f"k{i}"}
         for i, (d, a, p, f, e) in enumerate(rows)
@@ -172,7 +172,7 @@ def make_failures(rows: Sequence[tuple[str, str, str, int, str]] = ()) -> pd.Dat
 
 
 def make_sidecars(df: pd.DataFrame, **train: Any) -> list[dict[str, Any]]:
-    """One ``status: ok`` sidecar per job of ``df`` (shape of ``bench.runner``'s sidecar)."""
+    """One ``status: ok`` sidecar per job of ``df`` (shape of ``bench.run.runner``'s sidecar)."""
     from bench.config import TrainConfig
 
     cfg = {**TrainConfig().to_dict(), **train}
@@ -239,7 +239,8 @@ def make_rows(
 def every_comparison(full: pd.DataFrame) -> dict[str, Any]:
     """Each table, test and figure that compares architectures, as a thunk on the rows ``full``
     (LGG with settings attached): the like-for-like tests call every one."""
-    from bench import figures, ranking, report, stats, tables
+    from bench.analysis import ranking, stats, tables
+    from bench.report import figures, report
 
     return {
         "table 5": lambda: tables.table5(full),

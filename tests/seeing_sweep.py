@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.config import load_profile
-from bench.plan import plan, select
-from bench.runner import run_jobs
+from bench.run.plan import plan, select
+from bench.run.runner import run_jobs
 
 SETTINGS = {"epochs": "2", "image_size": "32", "width": "4", "depth": "3"}
 

@@ -16,7 +16,7 @@ from torch import nn
 from bench.architectures import create_model
 from bench.datasets.prepare import prepare, take_rows
 from bench.datasets.synthetic import SyntheticDataset
-from bench.evaluate import (
+from bench.run.evaluate import (
     NonFinitePrediction,
     Part,
     load_predictions,
@@ -26,7 +26,7 @@ from bench.evaluate import (
     score,
     write_predictions,
 )
-from bench.execute import tensors
+from bench.run.execute import tensors
 
 
 def _data(cache: Path, n: int = 14):

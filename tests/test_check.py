@@ -68,11 +68,11 @@ def test_unchanged_tree_passes_both_layers(baseline: Path, capsys: pytest.Captur
 def test_changed_metric_fails_the_scoring_layer(
     baseline: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    import bench.evaluate
+    import bench.run.evaluate
 
-    real = bench.evaluate.image_metrics
+    real = bench.run.evaluate.image_metrics
     monkeypatch.setattr(
-        bench.evaluate,
+        bench.run.evaluate,
         "image_metrics",
         lambda ref, pred: {**real(ref, pred), "hd": real(ref, pred)["hd"] * 1.01 + 0.01},
     )
@@ -98,9 +98,9 @@ def test_changed_empty_mask_rule_fails_the_scoring_layer(baseline: Path, monkeyp
 
 
 def test_changed_threshold_fails_the_scoring_layer(baseline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bench.evaluate
+    import bench.run.evaluate
 
-    monkeypatch.setattr(bench.evaluate, "THRESHOLD", 0.6)
+    monkeypatch.setattr(bench.run.evaluate, "THRESHOLD", 0.6)
     result = chk.check(baseline, layers=("scoring",))
     assert not result.layer("scoring").ok and "tp" in set(result.layer("scoring").drifted["column"])
 

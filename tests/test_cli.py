@@ -133,12 +133,12 @@ def test_bad_input_is_one_clear_line_and_status_2(
 def test_an_internal_error_shows_its_traceback_and_says_it_is_a_bug(
     exc: Exception, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    import bench.plan
+    import bench.run.plan
 
     def broken(*args: object, **kwargs: object) -> None:
         raise exc
 
-    monkeypatch.setattr(bench.plan, "select", broken)
+    monkeypatch.setattr(bench.run.plan, "select", broken)
     assert main(["run", "--arch", "unet", "--dataset", "dsb2018", "--dry-run", "--results", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and f"{type(exc).__name__}: " in err

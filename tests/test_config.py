@@ -64,9 +64,9 @@ def test_values_of_the_wrong_type_are_refused_in_code_too() -> None:
 
 
 def test_choices_are_what_the_code_accepts() -> None:
-    from bench import devices, train
     from bench.architectures._blocks import InitMode
     from bench.config import AMP_CHOICES, CHANNELS_LAST_CHOICES, PRECISION_CHOICES
+    from bench.run import devices, train
 
     assert set(INIT_CHOICES) == set(typing.get_args(InitMode))
     assert set(PRECISION_CHOICES) == set(train.PRECISIONS)
@@ -114,7 +114,7 @@ def test_optimizer_and_scheduler_settings_from_the_command_line() -> None:
     import torch
 
     from bench.config import OPTIMIZER_CHOICES, SCHEDULER_CHOICES
-    from bench.train import make_optimizer, make_scheduler
+    from bench.run.train import make_optimizer, make_scheduler
 
     cfg = load_profile("quick", {"optimizer": "sgd", "scheduler": "step", "step_size": "5", "lr_gamma": "0.5"}).train
     assert (cfg.optimizer, cfg.scheduler, cfg.step_size, cfg.lr_gamma) == ("sgd", "step", 5, 0.5)

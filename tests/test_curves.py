@@ -1,10 +1,10 @@
-"""Learning curves from the sidecars' per-epoch history (bench.curves)."""
+"""Learning curves from the sidecars' per-epoch history (bench.report.curves)."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.curves import curves_figure, history_table, is_flat, learning_curves
+from bench.report.curves import curves_figure, history_table, is_flat, learning_curves
 
 
 def _sidecar(dataset: str, arch: str, fold: int, select: list[float], best: int, bad: bool = False) -> dict:

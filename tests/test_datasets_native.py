@@ -481,7 +481,7 @@ def test_dataset_options_are_declared_parsed_and_named_in_errors() -> None:
 
 def test_profile_yaml_and_command_line_dataset_options(tmp_path: Path) -> None:
     from bench.config import TrainConfig, load_profile
-    from bench.plan import data_options
+    from bench.run.plan import data_options
 
     assert "lgg_subset" not in TrainConfig.__dataclass_fields__
     paper = load_profile("paper")
@@ -505,7 +505,7 @@ def test_profile_yaml_and_command_line_dataset_options(tmp_path: Path) -> None:
 
 def test_one_rule_finds_dataset_folders(tmp_path: Path) -> None:
     from bench.datasets.folders import dataset_folders, find_dataset_folder
-    from bench.plan import dataset_root
+    from bench.run.plan import dataset_root
 
     make_lgg(tmp_path / "MRI")  # an alias, any case
     make_dsb(tmp_path / "kaggle-nuclei")  # by layout
@@ -592,7 +592,7 @@ def test_data_check_takes_dataset_options(tmp_path: Path, capsys: pytest.Capture
 
 # ---------------------------------------------------------------- Kvasir-SEG end to end
 def test_kvasir_is_not_in_all_but_runs_by_name() -> None:
-    from bench.plan import select
+    from bench.run.plan import select
 
     assert "kvasir_seg" not in select(None, None, True, "holdout").datasets
     assert select("unet", "kvasir-seg", False, "holdout").datasets == ("kvasir_seg",)
@@ -652,7 +652,7 @@ def test_kvasir_checks_runs_and_reports_with_its_own_labels(tmp_path: Path, caps
 
 
 def test_reproduce_commands_carry_dataset_options_that_differ_from_the_profile() -> None:
-    from bench.reproduce import run_commands
+    from bench.run.reproduce import run_commands
 
     def side(profile: str, options: str) -> dict:
         job = {

@@ -17,13 +17,13 @@ import pytest
 import torch
 from tiny_sweep import per_image, tiny_jobs
 
-from bench import store
+from bench.analysis.compute import COMPUTE_COLUMNS, compute_table
 from bench.cli import main
-from bench.compute import COMPUTE_COLUMNS, compute_table
-from bench.devices import device_slot, precision_for, resolve_device, validate_device
-from bench.engines import EngineConfig, dask_client
-from bench.runner import run_jobs
-from bench.slurm import SlurmOptions, slurm_options
+from bench.results import store
+from bench.run.devices import device_slot, precision_for, resolve_device, validate_device
+from bench.run.engines import EngineConfig, dask_client
+from bench.run.runner import run_jobs
+from bench.run.slurm import SlurmOptions, slurm_options
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -244,7 +244,7 @@ def test_each_job_records_its_compute_and_the_report_shows_it(tmp_path: Path, ca
     (side,) = store.sidecars(tmp_path)
     c = side["compute"]
     from bench.architectures._blocks import count_macs
-    from bench.execute import build_model
+    from bench.run.execute import build_model
 
     model = build_model(jobs[0], 3)
     assert c["parameters"] == sum(p.numel() for p in model.parameters()) == side["parameters"]
@@ -268,7 +268,7 @@ def test_mixed_precision_training_path_runs_and_cpu_default_is_plain_fp32() -> N
     for it explicitly; the CPU default (amp auto) trains exactly like amp off."""
     from bench.architectures import create_model
     from bench.config import load_profile, replace
-    from bench.train import fit
+    from bench.run.train import fit
 
     cfg = load_profile("quick", {"epochs": "2", "image_size": "32", "width": "4", "depth": "3"}).train
     gen = torch.Generator().manual_seed(0)
@@ -287,9 +287,9 @@ def test_mixed_precision_training_path_runs_and_cpu_default_is_plain_fp32() -> N
 def test_submitit_without_slurm_is_a_clear_error_not_a_local_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    import bench.slurm
+    import bench.run.slurm
 
-    monkeypatch.setattr(bench.slurm.shutil, "which", lambda name: None)
+    monkeypatch.setattr(bench.run.slurm.shutil, "which", lambda name: None)
     args = [
         "run",
         "--results",

@@ -11,18 +11,19 @@ import torch
 from native_layouts import blob, make_isic, rgb, write
 from results_fixture import make_results
 
-from bench import store, tables
+from bench.analysis import tables
+from bench.analysis.stats import select
 from bench.architectures import create_model
-from bench.checkpoint import CheckpointMeta, Preprocessing
 from bench.cli import main
 from bench.datasets import open_dataset
 from bench.datasets.prepare import prepare
-from bench.evaluate import predict as predict_batches
-from bench.evaluate import score
-from bench.external import score_native
 from bench.metrics import image_metrics
-from bench.predict import to_native
-from bench.stats import select
+from bench.models.external import score_native
+from bench.models.predict import to_native
+from bench.results import store
+from bench.run.checkpoint import CheckpointMeta, Preprocessing
+from bench.run.evaluate import predict as predict_batches
+from bench.run.evaluate import score
 
 TINY = ["--set", "epochs=1", "--set", "image_size=32", "--set", "width=4", "--set", "depth=3", "--quiet", "--jobs", "1"]
 METRICS = ["tp", "fp", "fn", "tn", "dice", "iou", "hd", "hd95", "hd_worst_case"]

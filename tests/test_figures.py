@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from results_fixture import make_failures, make_results, make_sidecars
 
-from bench import figures, report
+from bench.report import figures, report
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import store, tables
-from bench.evaluate import score
-from bench.figures import fig8_figure
-from bench.learning import COLUMN, Learning, assess, caption_note, report_lines
-from bench.reproduce import run_commands
-from bench.summary import format_summary, not_learned_lines, summary_with_learning
+from bench.analysis import tables
+from bench.analysis.learning import COLUMN, Learning, assess, caption_note, report_lines
+from bench.analysis.summary import format_summary, not_learned_lines, summary_with_learning
+from bench.report.figures import fig8_figure
+from bench.results import store
+from bench.run.evaluate import score
+from bench.run.reproduce import run_commands
 
 S = 16  # image side
 
@@ -204,8 +205,8 @@ def test_run_commands_rebuild_the_sweep(results: Path) -> None:
 @pytest.mark.slow
 def test_a_run_stores_the_flag_in_rows_and_sidecar(tmp_path: Path) -> None:
     from bench.config import load_profile
-    from bench.plan import plan, select
-    from bench.runner import run_jobs
+    from bench.run.plan import plan, select
+    from bench.run.runner import run_jobs
 
     prof = load_profile("quick", {"epochs": "2", "image_size": "32", "width": "4", "depth": "3"})
     jobs = plan(select("unet", "dsb2018", False, "holdout", (0,)), prof, tmp_path)

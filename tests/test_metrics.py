@@ -351,9 +351,10 @@ def test_hd95_pooled_equals_medpy() -> None:
 def test_every_part_reads_the_metric_list_and_direction_from_one_entry() -> None:
     """Adding a metric is one entry in ``METRIC_LABELS``: the CLI choices, the stored-row check and
     the drift check read ``METRICS``; the direction comes from the entry, not from the name."""
-    from bench import check, store
+    from bench import check
     from bench.cli import build_parser
     from bench.metrics import METRIC_LABELS, METRICS, MetricLabel, higher_is_better
+    from bench.results import store
 
     assert METRICS == tuple(METRIC_LABELS) == ("dice", "iou", "hd", "hd95")
     assert tuple(check.METRICS) == METRICS and store.FINITE_METRICS == METRICS

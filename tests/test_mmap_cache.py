@@ -14,9 +14,9 @@ from bench.architectures import create_model
 from bench.config import TrainConfig
 from bench.datasets.prepare import array_path, load_cache, normalize, prepare
 from bench.datasets.synthetic import SyntheticDataset
-from bench.evaluate import predict, score
-from bench.execute import Rows, tensors
-from bench.train import fit
+from bench.run.evaluate import predict, score
+from bench.run.execute import Rows, tensors
+from bench.run.train import fit
 
 
 def _data(cache: Path | None, n: int = 12):

@@ -12,11 +12,11 @@ import pytest
 import torch
 from results_fixture import every_comparison, make_results, make_sidecars
 
-from bench import selection
 from bench.architectures import create_model
 from bench.cli import main
 from bench.config import OPTIMIZER_CHOICES, SCHEDULER_CHOICES, Job, TrainConfig
-from bench.train import fit, seed_everything
+from bench.results import selection
+from bench.run.train import fit, seed_everything
 
 TINY = {"image_size": 32, "width": 4, "depth": 3}
 

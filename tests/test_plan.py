@@ -11,7 +11,7 @@ from native_layouts import make_dsb, make_isic, make_lgg, truncate
 
 from bench.cli import main
 from bench.config import load_profile
-from bench.plan import PlanError, plan, select
+from bench.run.plan import PlanError, plan, select
 
 REAL = Path(os.environ.get("BENCH_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 TINY = {"image_size": "32", "width": "4", "depth": "3", "epochs": "1"}

@@ -10,10 +10,11 @@ import pytest
 import torch
 from results_fixture import every_comparison, make_results, make_sidecars
 
-from bench import report, selection
 from bench.architectures import create_model
 from bench.config import Job, TrainConfig, coerce
-from bench.train import deterministic, fit
+from bench.report import report
+from bench.results import selection
+from bench.run.train import deterministic, fit
 
 MIXED = {"amp": ("auto", "bf16"), "channels_last": ("auto", "on"), "compile": (False, True)}
 
@@ -109,7 +110,7 @@ def test_a_worker_imports_neither_the_compiler_nor_albumentations() -> None:
     """What a worker imports before its first job (runner, execute, seeding): not ``torch._dynamo`` /
     ``torch._inductor`` (the deterministic switch) nor albumentations (only ``augment: true`` needs it)."""
     code = (
-        "import sys, torch; import bench.runner, bench.execute; from bench.train import seed_everything; "
+        "import sys, torch; import bench.run.runner, bench.run.execute; from bench.run.train import seed_everything; "
         "seed_everything(0, 1); assert torch.are_deterministic_algorithms_enabled(); "
         "print(sorted(m for m in ('torch._dynamo', 'torch._inductor', 'albumentations') if m in sys.modules))"
     )

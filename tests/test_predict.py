@@ -12,7 +12,12 @@ from native_layouts import grey, make_dsb, make_isbi_png, write
 from PIL import Image
 
 from bench.architectures import create_model
-from bench.checkpoint import (
+from bench.cli import main
+from bench.datasets import open_dataset
+from bench.datasets.prepare import prepare
+from bench.models.mask_io import find_images, read_input, write_masks
+from bench.models.predict import covering_offsets, native_probability, network_input, reassemble, tiling, to_native
+from bench.run.checkpoint import (
     CheckpointError,
     CheckpointMeta,
     Preprocessing,
@@ -20,12 +25,7 @@ from bench.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from bench.cli import main
-from bench.datasets import open_dataset
-from bench.datasets.prepare import prepare
-from bench.evaluate import predict as predict_batches
-from bench.mask_io import find_images, read_input, write_masks
-from bench.predict import covering_offsets, native_probability, network_input, reassemble, tiling, to_native
+from bench.run.evaluate import predict as predict_batches
 
 TINY = ["--set", "epochs=1", "--set", "image_size=32", "--set", "width=4", "--set", "depth=3", "--quiet", "--jobs", "1"]
 KWARGS = {"in_channels": 1, "classes": 1, "width": 4, "depth": 3}

@@ -1,4 +1,4 @@
-"""Qualitative grids and failure galleries from stored predictions (bench.qualitative, bench figure)."""
+"""Qualitative grids and failure galleries from stored predictions (bench.report.qualitative, bench figure)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ import pytest
 from results_fixture import make_rows
 from seeing_sweep import train_tiny
 
-from bench import store
 from bench.cli import main
-from bench.evaluate import load_predictions
-from bench.qualitative import (
+from bench.report.qualitative import (
     CaseGrid,
     disagreement_cases,
     grid_figure,
@@ -22,6 +20,8 @@ from bench.qualitative import (
     scored_rows,
     worst_cases,
 )
+from bench.results import store
+from bench.run.evaluate import load_predictions
 
 
 def table():
@@ -147,7 +147,7 @@ def test_gallery_from_a_trained_sweep_uses_the_stored_predictions(tmp_path: Path
 
 
 def test_report_lists_a_picture_it_cannot_make_with_the_reason(tmp_path: Path) -> None:
-    from bench.report import picture_items
+    from bench.report.report import picture_items
 
     items = dict(picture_items(table(), tmp_path / "results", tmp_path / "fig"))
     assert set(items) == {"Qualitative: ISIC-2018", "Saliency: ISIC-2018 (gradient per decoder stage, averaged)"}

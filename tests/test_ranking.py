@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from results_fixture import make_results
 
-from bench import ranking, report
+from bench.analysis import ranking
+from bench.report import report
 
 
 @pytest.fixture(scope="module")

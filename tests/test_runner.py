@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import store
 from bench.cli import main
 from bench.config import load_profile
-from bench.plan import plan, select
-from bench.runner import is_finished, paths, run_jobs
+from bench.results import store
+from bench.run.plan import plan, select
+from bench.run.runner import is_finished, paths, run_jobs
 
 TINY = ["--set", "epochs=1", "--set", "image_size=32", "--set", "width=4", "--set", "depth=3", "--quiet", "--jobs", "1"]
 
@@ -104,16 +104,16 @@ def test_resume_skips_finished_jobs_and_matches_uninterrupted_run(tmp_path: Path
 
 
 def test_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bench.execute
+    import bench.run.execute
 
-    real = bench.execute.build_model
+    real = bench.run.execute.build_model
 
     def flaky(job, in_channels):
         if job.arch == "resdunet":
             raise RuntimeError("boom")
         return real(job, in_channels)
 
-    monkeypatch.setattr(bench.execute, "build_model", flaky)
+    monkeypatch.setattr(bench.run.execute, "build_model", flaky)
     code = run_cli(tmp_path, "--arch", "unet,resdunet,residual_unet", "--dataset", "isic2018", "--folds", "0")
     assert code == 1
     assert set(store.load_all(tmp_path)["arch"]) == {"unet", "residual_unet"}
@@ -168,7 +168,7 @@ def test_two_workers_give_the_same_table_as_one(tmp_path: Path) -> None:
 
 
 def test_a_job_left_running_by_a_dead_worker_becomes_a_failed_row(tmp_path: Path) -> None:
-    from bench.runner import mark_crashed
+    from bench.run.runner import mark_crashed
 
     jobs = plan(select("unet", "dsb2018", False, "holdout", (0,)), tiny_profile(), tmp_path)
     p = paths(jobs[0], tmp_path)
@@ -205,14 +205,14 @@ def test_a_bad_file_stops_the_run_until_skipped_explicitly(tmp_path: Path, capsy
 
 
 def test_a_failed_job_returns_the_record_its_sidecar_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bench.execute
-    from bench.record import JobRecord, Status
-    from bench.runner import run_job
+    import bench.run.execute
+    from bench.run.record import JobRecord, Status
+    from bench.run.runner import run_job
 
     def broken(job, results, out, progress=False):
         raise ZeroDivisionError("in the job body")
 
-    monkeypatch.setattr(bench.execute, "execute", broken)
+    monkeypatch.setattr(bench.run.execute, "execute", broken)
     [job] = plan(select("unet", "dsb2018", False, "holdout", (0,)), tiny_profile(), tmp_path)
     record = run_job(job, tmp_path)
     assert isinstance(record, JobRecord) and record.status is Status.FAILED and not record.crashed
@@ -225,8 +225,8 @@ def test_a_failed_job_returns_the_record_its_sidecar_holds(tmp_path: Path, monke
 
 
 def test_a_finished_job_returns_its_ok_record_and_is_then_skipped(tmp_path: Path) -> None:
-    from bench.record import Status
-    from bench.runner import run_job
+    from bench.run.record import Status
+    from bench.run.runner import run_job
 
     [job] = plan(select("unet", "dsb2018", False, "holdout", (0,)), tiny_profile(epochs="1"), tmp_path)
     record = run_job(job, tmp_path)
@@ -239,7 +239,7 @@ def test_a_finished_job_returns_its_ok_record_and_is_then_skipped(tmp_path: Path
 
 
 def test_a_crashed_job_is_a_failed_record_that_says_so(tmp_path: Path) -> None:
-    from bench.runner import mark_crashed
+    from bench.run.runner import mark_crashed
 
     [job] = plan(select("unet", "dsb2018", False, "holdout", (0,)), tiny_profile(), tmp_path)
     p = paths(job, tmp_path)
@@ -252,7 +252,7 @@ def test_a_crashed_job_is_a_failed_record_that_says_so(tmp_path: Path) -> None:
 
 def test_a_job_refuses_data_or_a_split_that_changed_since_planning(tmp_path: Path) -> None:
     from bench.config import replace
-    from bench.job_data import load_job_data
+    from bench.run.job_data import load_job_data
 
     [job] = plan(select("unet", "dsb2018", False, "holdout", (0,)), tiny_profile(), tmp_path)
     data, split = load_job_data(job, tmp_path / "cache")

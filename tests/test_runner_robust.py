@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 import torch
 
-from bench import store
 from bench.config import load_profile, replace
-from bench.plan import plan, select
-from bench.runner import CRASHED, dry_run_table, is_finished, mark_crashed, paths, run_job, run_jobs
-from bench.store import ResultWarning
+from bench.results import store
+from bench.results.store import ResultWarning
+from bench.run.plan import plan, select
+from bench.run.runner import CRASHED, dry_run_table, is_finished, mark_crashed, paths, run_job, run_jobs
 
 TINY = {"epochs": "1", "image_size": "32", "width": "4", "depth": "3"}
 
@@ -110,8 +110,8 @@ RUNNER = """
 import json, sys
 from pathlib import Path
 from bench.config import load_profile
-from bench.plan import plan, select
-from bench.runner import run_jobs
+from bench.run.plan import plan, select
+from bench.run.runner import run_jobs
 results = Path(sys.argv[1])
 profile = load_profile("quick", {"epochs": "2", "image_size": "32", "width": "4", "depth": "3"})
 jobs = plan(select("unet,residual_unet", "dsb2018", False, "holdout", (0, 1)), profile, results)
@@ -232,7 +232,7 @@ def test_a_dead_worker_fails_only_its_own_job(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_failed_recomputation_keeps_the_ok_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bench.execute
+    import bench.run.execute
 
     jobs = planned(tmp_path)
     assert [s.status for s in run_jobs(jobs, tmp_path, progress=False)] == ["ok"]
@@ -241,7 +241,7 @@ def test_a_failed_recomputation_keeps_the_ok_result(tmp_path: Path, monkeypatch:
     def broken(job, in_channels):
         raise RuntimeError("late boom")
 
-    monkeypatch.setattr(bench.execute, "build_model", broken)
+    monkeypatch.setattr(bench.run.execute, "build_model", broken)
     [status] = run_jobs(jobs, tmp_path, force=True, progress=False)
     assert status.status == "failed" and "late boom" in status.error and "kept" in status.error
     assert is_finished(jobs[0], tmp_path)
@@ -268,9 +268,9 @@ def test_a_damaged_result_is_recomputed_by_the_next_run(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_non_finite_predictions_fail_the_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bench.execute
+    import bench.run.execute
 
-    real_fit = bench.execute.fit
+    real_fit = bench.run.execute.fit
 
     class NanAfterTraining(torch.nn.Module):  # trains and selects normally, then predicts NaN
         def __init__(self, net: torch.nn.Module) -> None:
@@ -286,9 +286,9 @@ def test_non_finite_predictions_fail_the_job(tmp_path: Path, monkeypatch: pytest
         result.model.trained = True
         return result
 
-    real = bench.execute.build_model
-    monkeypatch.setattr(bench.execute, "build_model", lambda job, c: NanAfterTraining(real(job, c)))
-    monkeypatch.setattr(bench.execute, "fit", fit_then_poison)
+    real = bench.run.execute.build_model
+    monkeypatch.setattr(bench.run.execute, "build_model", lambda job, c: NanAfterTraining(real(job, c)))
+    monkeypatch.setattr(bench.run.execute, "fit", fit_then_poison)
     jobs = planned(tmp_path)
     [status] = run_jobs(jobs, tmp_path, progress=False)
     assert status.status == "failed" and "NonFinitePrediction" in status.error
@@ -306,7 +306,7 @@ def test_settings_are_part_of_the_plan_not_a_late_failure(tmp_path: Path) -> Non
 def test_workers_are_forked_from_a_server_that_has_imported_torch() -> None:
     import multiprocessing.forkserver
 
-    from bench.runner import _worker_pool
+    from bench.run.runner import _worker_pool
 
     with _worker_pool(2, threads=1) as pool:
         parents = {f.result() for f in [pool.submit(os.getppid) for _ in range(4)]}
@@ -319,7 +319,7 @@ def test_workers_are_forked_from_a_server_that_has_imported_torch() -> None:
 def test_without_a_fork_server_the_workers_are_spawned(monkeypatch: pytest.MonkeyPatch) -> None:
     import multiprocessing
 
-    from bench.runner import _pool_context
+    from bench.run.runner import _pool_context
 
     assert _pool_context().get_start_method() == ("forkserver" if sys.platform != "win32" else "spawn")
     monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])  # as on Windows

@@ -1,4 +1,4 @@
-"""Gradient saliency per decoder stage (bench.saliency, bench saliency)."""
+"""Gradient saliency per decoder stage (bench.report.saliency, bench saliency)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import torch
 from seeing_sweep import train_tiny
 
 from bench.architectures import create_model
-from bench.checkpoint import load_model
 from bench.cli import main
-from bench.saliency import decoder_stages, saliency_maps
-from bench.stored import stored_models
+from bench.report.saliency import decoder_stages, saliency_maps
+from bench.results.stored import stored_models
+from bench.run.checkpoint import load_model
 
 TINY = {"in_channels": 3, "classes": 1, "width": 4, "depth": 3}
 
@@ -100,7 +100,7 @@ def test_trained_model_saliency_has_the_input_shape_and_varies(tmp_path: Path) -
     with np.load(out / "saliency_dsb2018.npz") as z:
         np.testing.assert_allclose(again, z["unet"], rtol=1e-5, atol=1e-6)
     # the report draws the figure only: the raw maps stay with `bench saliency`
-    from bench.saliency import saliency
+    from bench.report.saliency import saliency
 
     drawn = saliency(results, "dsb2018", ["unet"], tmp_path / "report", n=1, raw=False)
     assert drawn and not any(p.suffix == ".npz" for p in drawn) and not list((tmp_path / "report").glob("*.npz"))

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from results_fixture import every_comparison, make_failures, make_results, make_sidecars
 
-from bench import selection, stats, tables
+from bench.analysis import stats, tables
+from bench.results import selection
 
 
 def _mixed() -> tuple[pd.DataFrame, list[dict], pd.DataFrame]:
@@ -116,7 +117,7 @@ def test_failure_notes_only_from_the_same_configuration() -> None:
 
 def _write_folder(root: Path, df: pd.DataFrame, sides: list[dict]) -> None:
     """The store's layout: one Parquet + sidecar per job under runs/<dataset>/<arch>/."""
-    from bench.store import atomic_write_json, atomic_write_parquet
+    from bench.results.store import atomic_write_json, atomic_write_parquet
 
     for side in sides:
         part = df[df["job_key"] == side["key"]]

@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 from tiny_sweep import per_image, tiny_jobs
 
-from bench import slurm, store
-from bench.engines import EngineConfig
-from bench.runner import run_jobs
-from bench.slurm import SlurmOptions
-from bench.status import counts, sweep_status
+from bench.results import store
+from bench.run import slurm
+from bench.run.engines import EngineConfig
+from bench.run.runner import run_jobs
+from bench.run.slurm import SlurmOptions
+from bench.run.status import counts, sweep_status
 
 pytestmark = pytest.mark.slurm
 

@@ -147,7 +147,7 @@ def test_table2_counts_beside_the_paper() -> None:
 def test_cv_fold_model_trains_on_four_folds_minus_the_inner_part() -> None:
     """Standard 5-fold CV: fold model k trains on the other 4 folds (80%) minus an inner validation part
     of whole groups (inner_fraction of those folds' cases) that chooses the epoch; fold k is scored."""
-    from bench.execute import fold_ids
+    from bench.run.execute import fold_ids
 
     ids, groups = _cases(100, 2)  # 200 cases in 100 groups
     split = make_splits(ids, groups, "cv", seed=0, inner_fraction=0.1)
@@ -210,7 +210,7 @@ def test_changed_test_fraction_makes_a_new_split_file(tmp_path: Path) -> None:
     from bench.config import load_profile
     from bench.datasets.prepare import prepare
     from bench.datasets.synthetic import SyntheticDataset
-    from bench.plan import split_for
+    from bench.run.plan import split_for
 
     data = prepare(SyntheticDataset("dsb2018", n=20, size=32), 32)
     s30, p30 = split_for(data, "holdout", load_profile("check"), tmp_path)

@@ -11,7 +11,7 @@ from results_fixture import make_results
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
-from bench import stats
+from bench.analysis import stats
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +242,7 @@ def test_fold_level_corrected_resampled_t_test() -> None:
 
 def test_glas_patient_unit_from_grade_csv(tmp_path) -> None:
     """GlaS: patches -> source images (group) -> patients of Grade.csv (--unit patient)."""
-    from bench.report_data import attach_patients
+    from bench.report.data import attach_patients
 
     df = make_results(
         datasets=("glas2015",),

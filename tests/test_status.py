@@ -11,8 +11,8 @@ import pytest
 from tiny_sweep import TINY_SETTINGS, tiny_jobs
 
 from bench.cli import main
-from bench.runner import paths, run_jobs
-from bench.status import files_status, format_status, job_state, one_line, sweep_status
+from bench.run.runner import paths, run_jobs
+from bench.run.status import files_status, format_status, job_state, one_line, sweep_status
 
 SELECTION = [
     "--arch",
@@ -28,22 +28,22 @@ SELECTION = [
 @pytest.fixture(scope="module")
 def partly_done(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """unet done (2 folds), resdunet failed (2 folds), residual_unet fold 0 running, fold 1 missing."""
-    import bench.execute
+    import bench.run.execute
 
     results = tmp_path_factory.mktemp("status")
     jobs = tiny_jobs(results, "unet,resdunet,residual_unet")
-    real = bench.execute.build_model
+    real = bench.run.execute.build_model
 
     def flaky(job, in_channels):
         if job.arch == "resdunet":
             raise RuntimeError(f"out of GPU memory, fold {job.fold}\nsecond line")
         return real(job, in_channels)
 
-    bench.execute.build_model = flaky
+    bench.run.execute.build_model = flaky
     try:
         list(run_jobs([j for j in jobs if j.arch in ("unet", "resdunet")], results, progress=False))
     finally:
-        bench.execute.build_model = real
+        bench.run.execute.build_model = real
     running = next(j for j in jobs if j.arch == "residual_unet" and j.fold == 0)
     p = paths(running, results)
     p["sidecar"].parent.mkdir(parents=True, exist_ok=True)

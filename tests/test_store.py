@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from results_fixture import make_results
 
-from bench import store
 from bench.cli import main
-from bench.store import ResultWarning
+from bench.results import store
+from bench.results.store import ResultWarning
 
 
 def write_job(
@@ -47,7 +47,7 @@ def test_temporary_names_are_unique_and_never_json(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(os, "replace", lambda a, b: seen.append(Path(a).name) or real(a, b))
     for _ in range(2):
         store.atomic_write_json(tmp_path / "a.json", {"x": 1})
-    from bench.evaluate import load_predictions, save_predictions
+    from bench.run.evaluate import load_predictions, save_predictions
 
     save_predictions(tmp_path / "p.pred.npz", np.full((1, 4, 4), 0.75, np.float32), ["c0"])
     assert len(set(seen)) == 3 and all(n.startswith(".tmp-") and n.endswith(".tmp") for n in seen)
@@ -84,7 +84,7 @@ def test_a_damaged_result_is_not_read_and_is_named(tmp_path: Path, damage: str) 
 
 
 def test_an_unreadable_sidecar_is_reported_and_reports_say_so(tmp_path: Path) -> None:
-    from bench.tables import model_summary
+    from bench.analysis.tables import model_summary
 
     write_job(tmp_path, arch="mildnet")
     side = write_job(tmp_path)

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from results_fixture import make_failures, make_results, make_rows, make_sidecars
 
-from bench import report, table_render, tables
+from bench.analysis import tables
+from bench.report import report, table_render
 
 
 @pytest.fixture(scope="module")
@@ -349,7 +350,7 @@ def test_the_papers_lists_and_display_names_live_only_in_the_registries() -> Non
     ``bench.datasets`` holds the dataset order; networks carry theirs on their registry entries."""
     from pathlib import Path
 
-    root = Path(tables.__file__).resolve().parent.parent
+    root = Path(tables.__file__).resolve().parents[2]
     datasets = frozenset({"isbi2012", "isic2018", "lgg_mri", "glas2015", "dsb2018", "mri"})
     archs = frozenset(
         {"unet", "unetpp", "residual_unet", "resdunet", "multiresunet", "mildnet", "unet_mlr", "mildnet_no_mlr"}

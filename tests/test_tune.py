@@ -11,11 +11,20 @@ import pytest
 import torch
 import yaml
 
-from bench import store
 from bench.cli import main
 from bench.config import load_profile
 from bench.datasets.splits import Split
-from bench.tune import Grid, best_points, best_table, parse_grid, point_label, tuned_jobs, tuning_jobs, write_profile
+from bench.models.tune import (
+    Grid,
+    best_points,
+    best_table,
+    parse_grid,
+    point_label,
+    tuned_jobs,
+    tuning_jobs,
+    write_profile,
+)
+from bench.results import store
 
 TINY = ["--set", "epochs=1", "--set", "image_size=32", "--set", "width=4", "--set", "depth=3"]
 ONE_FOLD = ["--folds", "0", "--jobs", "1"]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import store
 from bench.config import Job, load_profile
-from bench.plan import plan, select
+from bench.results import store
+from bench.run.plan import plan, select
 
 TINY_SETTINGS = {"epochs": "1", "image_size": "32", "width": "4", "depth": "3"}
 

@@ -54,14 +54,14 @@ def _add_where(p: argparse.ArgumentParser) -> None:
 
 
 def _where(pairs: list[str]) -> dict[str, str]:
-    from bench.selection import parse_where
+    from bench.results.selection import parse_where
 
     return parse_where(pairs)
 
 
 def _results_table(results: str, where: list[str] | None = None) -> tuple:
     """(rows with their jobs' settings attached, failures, sidecars) of the jobs matching ``--where``."""
-    from bench import selection, store
+    from bench.results import selection, store
 
     df = store.load_all(results)
     if df.empty:
@@ -73,7 +73,7 @@ def _results_table(results: str, where: list[str] | None = None) -> tuple:
     )
     if df.empty:
         raise NoResults(f"no finished job matches --where {' '.join(where or [])}")
-    from bench.report_data import attach_patients
+    from bench.report.data import attach_patients
 
     return attach_patients(selection.attach(df, settings), sides), fails, sides
 
@@ -98,6 +98,6 @@ def _arch(name: str | None) -> str | None:
 
 
 def _device(name: str) -> str:
-    from bench.execute import resolve_device
+    from bench.run.execute import resolve_device
 
     return resolve_device(name)

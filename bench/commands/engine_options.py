@@ -10,14 +10,14 @@ from bench.errors import InvalidInput
 
 if TYPE_CHECKING:
     from bench.config import Profile
-    from bench.engines import EngineConfig
+    from bench.run.engines import EngineConfig
 
 
 def _engine(args: argparse.Namespace, profile: Profile) -> EngineConfig:
     """The EngineConfig of ``bench run`` from its options and the profile's ``slurm:`` section."""
-    from bench.devices import validate_device
-    from bench.engines import EngineConfig
-    from bench.slurm import slurm_options
+    from bench.run.devices import validate_device
+    from bench.run.engines import EngineConfig
+    from bench.run.slurm import slurm_options
 
     validate_device(profile.train.device)
     slurm = slurm_options(
@@ -44,7 +44,7 @@ def _n_jobs(args: argparse.Namespace, device: str) -> int:
     if args.jobs:
         return args.jobs
     if device in ("auto", "cuda"):
-        from bench.devices import cuda_devices
+        from bench.run.devices import cuda_devices
 
         if cuda_devices():
             return len(cuda_devices())
@@ -52,7 +52,7 @@ def _n_jobs(args: argparse.Namespace, device: str) -> int:
 
 
 def add_engine_options(p: argparse.ArgumentParser) -> None:
-    """Where jobs run (bench.engines) and on which device."""
+    """Where jobs run (bench.run.engines) and on which device."""
     g = p.add_argument_group("engine and device")
     g.add_argument(
         "--engine",

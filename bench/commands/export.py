@@ -8,10 +8,10 @@ from bench.commands.common import _add_where, _where
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from bench.store import export
+    from bench.results.store import export
 
     if args.where:
-        from bench.selection import export_selected
+        from bench.results.selection import export_selected
 
         out = export_selected(args.results, args.out or f"results.{args.format}", args.format, _where(args.where))
     else:

@@ -11,7 +11,7 @@ from bench.errors import InvalidInput
 
 def cmd_figure(args: argparse.Namespace) -> int:
     from bench.datasets import canonical_name
-    from bench.qualitative import qualitative
+    from bench.report.qualitative import qualitative
 
     if not args.qualitative:
         raise InvalidInput("choose --qualitative (the paper's tables and figures of numbers: bench report)")
@@ -62,7 +62,7 @@ def add_figure(p: argparse.ArgumentParser) -> None:
 
 def cmd_saliency(args: argparse.Namespace) -> int:
     from bench.datasets import canonical_name
-    from bench.saliency import saliency
+    from bench.report.saliency import saliency
 
     archs = [_arch(a) for a in args.arch.split(",") if a]
     cases = [c for c in (args.cases or "").split(",") if c] or None

@@ -10,7 +10,7 @@ from bench.commands.common import _arch, _at_resolution, _csv_ints, _device
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from bench.datasets import canonical_name
-    from bench.predict import PredictRequest, predict_folder
+    from bench.models.predict import PredictRequest, predict_folder
 
     req = PredictRequest(
         results=Path(args.from_),
@@ -43,11 +43,11 @@ def add_predict(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from bench import store
     from bench.datasets import canonical_name
-    from bench.external import EvaluateRequest, evaluate_stored, external_drop
-    from bench.report import report_table
-    from bench.table_render import render
+    from bench.models.external import EvaluateRequest, evaluate_stored, external_drop
+    from bench.report.report import report_table
+    from bench.report.table_render import render
+    from bench.results import store
 
     resolutions = ("input", "native") if args.resolution == "both" else (args.resolution,)
     req = EvaluateRequest(

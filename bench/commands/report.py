@@ -11,9 +11,9 @@ from bench.errors import InvalidInput
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.learning import report_lines
-    from bench.report import build_report, report_figure, report_table
-    from bench.reproduce import report_commands
+    from bench.analysis.learning import report_lines
+    from bench.report.report import build_report, report_figure, report_table
+    from bench.run.reproduce import report_commands
 
     df, failures, sides = _results_table(args.results, args.where)
     df = _at_resolution(df, args.resolution)
@@ -69,7 +69,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _table_inputs(table: str, sides: list[dict], results: Path) -> tuple:
     if table not in ("1", "2"):
         return ()
-    from bench.report_data import loaded_data
+    from bench.report.data import loaded_data
 
     return loaded_data(sides, results, with_splits=table == "2")
 
@@ -116,7 +116,7 @@ def add_report(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_ttest(args: argparse.Namespace) -> int:
-    from bench.stats import REFERENCE, fold_level_test, format_tests, paired_test, resolve_protocol
+    from bench.analysis.stats import REFERENCE, fold_level_test, format_tests, paired_test, resolve_protocol
 
     df, _, _ = _results_table(args.results, args.where)
     protocol, note = resolve_protocol(df, args.dataset, args.protocol)

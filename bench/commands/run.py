@@ -14,13 +14,13 @@ from bench.commands.engine_options import _engine, add_engine_options
 from bench.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from bench.engines import EngineConfig
+    from bench.run.engines import EngineConfig
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.config import load_profile
-    from bench.plan import plan, select
-    from bench.runner import dry_run_table
+    from bench.run.plan import plan, select
+    from bench.run.runner import dry_run_table
 
     overrides = _settings(args.set)
     if args.augment:
@@ -39,8 +39,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     sel = select(args.arch, args.dataset, args.all, args.protocol, args.folds, args.seeds)
     results = Path(args.results)
     skip = tuple(v for v in (args.skip or "").split(",") if v)
-    if args.tuned:  # each (dataset, arch) with the values `bench tune` chose for it (bench.tune)
-        from bench.tune import tuned_jobs
+    if args.tuned:  # each (dataset, arch) with the values `bench tune` chose for it (bench.models.tune)
+        from bench.models.tune import tuned_jobs
 
         jobs = sorted(
             tuned_jobs(
@@ -76,8 +76,8 @@ def _execute(
 ) -> int:
     from tqdm.auto import tqdm
 
-    from bench.runner import run_jobs, stop_on_signals
-    from bench.summary import print_summary
+    from bench.analysis.summary import print_summary
+    from bench.run.runner import run_jobs, stop_on_signals
 
     start, failed = time.perf_counter(), []
     bar = tqdm(total=len(jobs), desc="jobs", unit="job", disable=args.quiet)
@@ -109,7 +109,7 @@ def _execute(
     print_summary(results, {j.key for j in jobs})
     print(
         f"\n{len(jobs)} jobs in {time.perf_counter() - start:.1f} s; {len(failed)} failed. Results: {results}/runs "
-        f"(bench.store.load_all({str(results)!r}); `bench export`, `bench report --table 5`)."
+        f"(bench.results.store.load_all({str(results)!r}); `bench export`, `bench report --table 5`)."
     )
     return 1 if failed else 0
 
@@ -118,7 +118,7 @@ def _interrupted(exc: KeyboardInterrupt, jobs: list, results: Path, bar: Any) ->
     """Print one line (jobs done, how to resume) and return 130 (SIGINT) or 143 (SIGTERM)."""
     import signal
 
-    from bench.runner import is_finished
+    from bench.run.runner import is_finished
 
     bar.close()
     signum = getattr(exc, "signum", signal.SIGINT)

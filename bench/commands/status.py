@@ -9,12 +9,12 @@ from bench.commands.common import _csv_ints, _dataset_options, _settings
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from bench.status import files_status, format_status, sweep_status
+    from bench.run.status import files_status, format_status, sweep_status
 
     results = Path(args.results)
     if args.all or args.arch or args.dataset:
         from bench.config import load_profile
-        from bench.plan import plan, select
+        from bench.run.plan import plan, select
 
         profile = load_profile(args.profile, _settings(args.set), _dataset_options(args.dataset_option))
         sel = select(args.arch, args.dataset, args.all, args.protocol, args.folds, args.seeds)

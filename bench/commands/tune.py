@@ -11,11 +11,11 @@ from bench.errors import NoResults
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from bench import tune
     from bench.config import load_profile
-    from bench.plan import select
-    from bench.runner import run_jobs
-    from bench.table_render import render
+    from bench.models import tune
+    from bench.report.table_render import render
+    from bench.run.plan import select
+    from bench.run.runner import run_jobs
 
     base = load_profile(args.profile, _settings(args.set))
     engine = _engine(args, base)

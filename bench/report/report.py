@@ -15,10 +15,12 @@ from typing import Any
 
 import pandas as pd
 
-from bench import figures, learning, ranking, selection, stats, tables
+from bench.analysis import learning, ranking, stats, tables
 from bench.errors import InvalidInput, NoResults, UserError
 from bench.names import arch_label, dataset_label, ordered_archs, ordered_datasets
-from bench.table_render import render
+from bench.report import figures
+from bench.report.table_render import render
+from bench.results import selection
 
 FORMATS = ("md", "tex", "csv", "html")
 _RENDER_FMT = {"md": "md", "tex": "latex", "latex": "latex", "csv": "csv", "html": "html"}
@@ -77,7 +79,7 @@ def report_table(
 
     ``n``: 3 (hyper-parameters, needs ``sidecars``), 4, 5, ``"floors"``, ``"sensitivity"``, ``"tests"``
     (paired tests, ``kwargs`` go to ``stats.paired_tests``), ``"folds"`` (corrected resampled t-test over
-    cv fold models), ``"ranks"`` (bootstrap rank uncertainty, ``bench.ranking.rank_table``),
+    cv fold models), ``"ranks"`` (bootstrap rank uncertainty, ``bench.analysis.ranking.rank_table``),
     ``"settings"`` (the configurations of the folder, needs ``sidecars``), or 1/2 (built by
     ``bench.datasets.summary`` ``table1(*inputs)`` / ``table2(*inputs)``: prepared datasets, or (prepared,
     split) pairs).
@@ -106,12 +108,12 @@ def build_table(
         return getattr(summary, f"table{n}")(*inputs, **kwargs)
     if key in ("3", "settings"):
         if not sidecars:
-            raise ValueError(f"Table {n} needs the job sidecars (bench.store.sidecars(results))")
+            raise ValueError(f"Table {n} needs the job sidecars (bench.results.store.sidecars(results))")
         if key == "settings":
             return selection.settings_overview(selection.settings_table(sidecars))
         return tables.table3(sidecars)
-    if key == "compute":  # parameters, GMACs, time and memory per job beside Dice (bench.compute)
-        from bench.compute import compute_table
+    if key == "compute":  # parameters, GMACs, time and memory per job beside Dice (bench.analysis.compute)
+        from bench.analysis.compute import compute_table
 
         return compute_table(df, sidecars or [])
     builders: dict[str, Callable[[], pd.DataFrame]] = {
@@ -206,7 +208,7 @@ def report_figure(df: pd.DataFrame, n: int | str, out_dir: Path | str, **kwargs:
         "ranks": figures.rank_uncertainty,
     }
     if str(n) == "curves":  # learning curves come from the sidecars' histories, not the rows
-        from bench.curves import learning_curves
+        from bench.report.curves import learning_curves
 
         return learning_curves(kwargs["sidecars"], Path(out_dir))
     if str(n) not in makers:
@@ -234,7 +236,7 @@ def build_report(
     """Write every table and figure under ``out_dir`` plus ``index.md`` and ``index.html``; returns index.md.
 
     A part without data (e.g. no ``cv`` results, so no Fig. 8) is listed in the index with the reason.
-    ``data_inputs`` maps 1 and 2 to the inputs of Tables 1 and 2 (``bench.report_data.loaded_data``).
+    ``data_inputs`` maps 1 and 2 to the inputs of Tables 1 and 2 (``bench.report.data.loaded_data``).
     ``commands``: the command lines that made the results and this report, stated in the index.
     ``results``: the results folder; when given, the pictures from its stored predictions and checkpoints
     (qualitative grids, failure galleries, saliency maps; ``picture_items``) are added.
@@ -324,8 +326,8 @@ def build_report(
 def picture_items(df: pd.DataFrame, results: Path, out_dir: Path, n: int = 3) -> list[tuple[str, list[Path] | str]]:
     """Per dataset: the qualitative grid (where the architectures disagree most), each architecture's
     failure gallery (its ``n`` worst images) and the saliency maps of every architecture (``n`` images)."""
-    from bench.qualitative import qualitative
-    from bench.saliency import saliency
+    from bench.report.qualitative import qualitative
+    from bench.report.saliency import saliency
 
     items: list[tuple[str, list[Path] | str]] = []
     for ds in ordered_datasets(df["dataset"].unique()):
@@ -516,6 +518,6 @@ def _index_md(facts: dict[str, Any], items: list[tuple[str, Any]], line: str, ro
 
 
 def _index_html(facts: dict[str, Any], items: list[tuple[str, Any]], line: str, root: Path) -> str:
-    from bench.report_html import index_html
+    from bench.report.html import index_html
 
     return index_html(_facts_lines(facts), facts["source"], items, line, root)

@@ -1,7 +1,7 @@
-"""Run one job: a ``Job`` in, a ``JobRecord`` (``bench.record``) out.
+"""Run one job: a ``Job`` in, a ``JobRecord`` (``bench.run.record``) out.
 
 ``run_job`` is the unit of work a local worker process, a Dask worker or a SLURM task executes. It claims
-the job with a file lock (``bench.store.job_lock``), so any number of processes, on one machine or
+the job with a file lock (``bench.results.store.job_lock``), so any number of processes, on one machine or
 on a shared filesystem, can work through the same results folder: a job another process holds is
 not started twice, a finished job is never recomputed (unless forced), and a late failure never
 replaces an ``ok`` result. It writes the job's Parquet rows and sidecar atomically and returns the
@@ -26,17 +26,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bench.analysis.learning import COLUMN, assess
 from bench.architectures import create_model
-from bench.checkpoint import checkpoint_meta, save_checkpoint
 from bench.config import Job, replace
 from bench.datasets.prepare import PreparedData, take_rows
 from bench.datasets.splits import Split
-from bench.evaluate import Part, predict_and_score
-from bench.job_data import load_job_data
-from bench.learning import COLUMN, assess
-from bench.provenance import environment
-from bench.record import JobRecord, Status
-from bench.store import (
+from bench.results.provenance import environment
+from bench.results.store import (
     atomic_write_parquet,
     check_done,
     clean_job_temporaries,
@@ -48,7 +44,11 @@ from bench.store import (
     verify_result,
     write_record,
 )
-from bench.train import fit, job_seed, seed_everything
+from bench.run.checkpoint import checkpoint_meta, save_checkpoint
+from bench.run.evaluate import Part, predict_and_score
+from bench.run.job_data import load_job_data
+from bench.run.record import JobRecord, Status
+from bench.run.train import fit, job_seed, seed_everything
 
 
 def paths(job: Job, results: Path) -> dict[str, Path]:
@@ -70,7 +70,7 @@ def paths(job: Job, results: Path) -> dict[str, Path]:
 
 
 def is_finished(job: Job, results: Path) -> bool:
-    """The job's ``ok`` result is stored and verifies (``bench.store.is_done``)."""
+    """The job's ``ok`` result is stored and verifies (``bench.results.store.is_done``)."""
     return is_done(paths(job, results)["sidecar"], job.key)
 
 
@@ -153,8 +153,8 @@ def _run_claimed(job: Job, results: Path, p: dict[str, Path], progress: bool) ->
 
 
 def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` or ``cpu``; validated (``bench.devices.resolve_device``)."""
-    from bench.devices import resolve_device as resolve
+    """``auto`` -> ``cuda`` or ``cpu``; validated (``bench.run.devices.resolve_device``)."""
+    from bench.run.devices import resolve_device as resolve
 
     return resolve(name)
 
@@ -248,8 +248,8 @@ def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = Fals
     """Run ``job``; returns (per-image rows, sidecar info). Writes the checkpoint and predictions.
 
     On a machine with several GPUs a ``cuda``/``auto`` job holds one of them for its whole run
-    (``bench.devices.device_slot``); the device it ran on is recorded in the sidecar."""
-    from bench.devices import device_slot
+    (``bench.run.devices.device_slot``); the device it ran on is recorded in the sidecar."""
+    from bench.run.devices import device_slot
 
     with device_slot(job.train.device, Path(results) / ".devices") as device:
         return _execute_on(device, job, results, out, progress)
@@ -258,8 +258,8 @@ def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = Fals
 def _execute_on(
     device: str, job: Job, results: Path, out: dict[str, Path], progress: bool
 ) -> tuple[pd.DataFrame, dict]:
-    from bench.compute import PeakMemory, compute_info, model_cost
-    from bench.devices import precision_for
+    from bench.analysis.compute import PeakMemory, compute_info, model_cost
+    from bench.run.devices import precision_for
 
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     memory = PeakMemory(device).start()

@@ -19,7 +19,7 @@ Conventions (docs/protocols.md, "Units of analysis and paired tests"):
   fold models' mean differences, whose variance accounts for the overlapping training sets.
 - A test on <= 5 units per architecture (e.g. five fold means) warns: it has almost no power.
 - Every comparison refuses architectures whose jobs differ in anything but the architecture
-  (``bench.selection.check_like_for_like``).
+  (``bench.results.selection.check_like_for_like``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from statsmodels.stats.multitest import multipletests
 
 from bench.errors import InvalidInput, NoResults, UnknownName
 from bench.metrics import higher_is_better
-from bench.selection import check_like_for_like
+from bench.results.selection import check_like_for_like
 
 #: The paper's proposed network: the default reference of the paired tests and of Fig. 8.
 REFERENCE = "mildnet"
@@ -585,7 +585,7 @@ def format_tests(df: pd.DataFrame, fmt: str = "text") -> str:
     if excluded:
         notes.append(f"{excluded} image pairs excluded for a NaN value (empty-mask exclusion rule)")
     if fmt == "latex":
-        from bench.table_render import render
+        from bench.report.table_render import render
 
         return render(shown.rename(columns={"": "sig."}), "latex", caption="; ".join(notes), bold=[])
     if fmt == "md":

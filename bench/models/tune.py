@@ -4,7 +4,7 @@
 ``beta1``, ``depth``, ``width``, ``plateau_factor``, ``plateau_patience``, ``epochs``, ...) to the values
 to try, from a YAML file and/or ``--grid key=v1,v2``; its points are the Cartesian product, in the
 order given. Keys ``arch.NAME`` set constructor arguments of the architectures (``arch.dilations``,
-``arch.levels``: ``bench.arch_grid``); they go into each job's ``arch_kwargs``. **Never the test set**:
+``arch.levels``: ``bench.models.arch_grid``); they go into each job's ``arch_kwargs``. **Never the test set**:
 tuning jobs use the holdout split of the benchmark (same folds, same seed) with its test set removed
 (a derived split file, ``<name>.tuning.json``), so a tuning job trains on the other folds, chooses its
 epoch on fold k, scores fold k and never loads a test image.
@@ -38,10 +38,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from bench import arch_grid
-from bench.atomic import atomic_write_text
 from bench.config import Job, Profile, coerce, load_profile, replace
 from bench.errors import InvalidInput, MissingInput, NoResults
+from bench.models import arch_grid
+from bench.results.atomic import atomic_write_text
 
 #: Settings a grid may not change: they decide the split, the data or where the job runs, not the recipe.
 FIXED = (
@@ -155,7 +155,7 @@ def tuning_jobs(
 ) -> list[Job]:
     """Every (point, dataset, arch, fold) job: all ``archs`` (fair) or only ``reference`` (paper tuning).
     ``arch.`` keys go into each job's ``arch_kwargs``; ValueError naming the architectures that do not take one."""
-    from bench.plan import plan, select
+    from bench.run.plan import plan, select
 
     out = tuning_results(results, name)
     tuned_archs = [reference] if reference else list(archs)
@@ -195,7 +195,7 @@ def score_points(results: Path, grid: Grid, keys: Collection[str] | None = None)
     """Per (dataset, arch, point): ``score`` (mean over fold models of their mean validation Dice), ``iou``,
     ``n_models``, ``n_images``; rows of the tuning folder only, validation split only (there is no other).
     ``keys``: the job keys of this tuning (a folder can also hold an earlier tuning of the same name)."""
-    from bench import store
+    from bench.results import store
 
     df = store.load_all(results)
     if keys is not None and not df.empty:
@@ -362,7 +362,7 @@ def tuned_jobs(
     """The jobs of ``bench run --tuned NAME``: each (dataset, arch) with its chosen values on the base profile
     and the tuning's own ``--set`` values (this run's ``overrides`` win); its ``arch.`` values become the job's
     ``arch_kwargs``. Raises ValueError for a pair the tuning did not cover."""
-    from bench.plan import plan, select
+    from bench.run.plan import plan, select
 
     doc = load_tuned(Path(results), name)
     for dataset in datasets:

@@ -1,6 +1,6 @@
 """Predict with stored fold models at each image's native size (``bench predict``, native-resolution scoring).
 
-One image goes through the preprocessing its checkpoint records (``bench.checkpoint.Preprocessing``),
+One image goes through the preprocessing its checkpoint records (``bench.run.checkpoint.Preprocessing``),
 the same functions training used (``bench.datasets.prepare``):
 
 - whole-image datasets: resize to S x S (bilinear), min-max normalise, predict;
@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.checkpoint import CheckpointError, CheckpointMeta, Preprocessing, load_model
 from bench.datasets.prepare import normalize, patch_geometry, patch_offsets, resize_image
 from bench.errors import InvalidInput
-from bench.evaluate import predict as predict_batches
+from bench.run.checkpoint import CheckpointError, CheckpointMeta, Preprocessing, load_model
+from bench.run.evaluate import predict as predict_batches
 
 
 @dataclass(frozen=True)
@@ -152,8 +152,8 @@ def predict_folder(req: PredictRequest) -> dict[str, list[Path]]:
     Masks are written file by file (all pages of a TIFF stack together), so memory holds one input file."""
     from itertools import groupby
 
-    from bench.mask_io import find_images, read_input, write_masks
-    from bench.stored import stored_models
+    from bench.models.mask_io import find_images, read_input, write_masks
+    from bench.results.stored import stored_models
 
     chosen = stored_models(
         req.results, req.dataset, req.arch, protocol=req.protocol, folds=req.folds, profile=req.profile

@@ -1,6 +1,6 @@
 """SLURM through submitit: submit jobs as one job array, remember the task ids, ask the queue.
 
-Each array task runs ``bench.execute.run_job(job, results)`` in a fresh process on a compute node,
+Each array task runs ``bench.run.execute.run_job(job, results)`` in a fresh process on a compute node,
 with the submitting process's Python (``sys.executable``) and ``PYTHONPATH``, so the results folder
 must be on a filesystem the nodes share. Nothing comes back through submitit: the result files are
 the truth. Every submission is recorded in ``<results>/slurm/array-<id>.json`` (job key -> array task
@@ -22,8 +22,8 @@ from typing import Any
 
 from bench.config import Job
 from bench.errors import InvalidInput, MissingInput, UnknownName
-from bench.record import JobRecord, Status
-from bench.store import atomic_write_json, read_record, read_sidecar, write_record
+from bench.results.store import atomic_write_json, read_record, read_sidecar, write_record
+from bench.run.record import JobRecord, Status
 
 #: squeue states that mean "not started yet" and "started"; anything else listed is on its way out.
 QUEUED_STATES = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED"})
@@ -100,7 +100,7 @@ def submit(todo: list[Job], results: Path, opts: SlurmOptions) -> dict[str, str]
     """Submit ``todo`` as one SLURM array running ``run_job``; record and return {job key: task id}."""
     import submitit
 
-    from bench.execute import run_job
+    from bench.run.execute import run_job
 
     require_slurm()
     results = Path(results).resolve()
@@ -194,7 +194,7 @@ def wait_for(jobs: list[Job], results: Path, poll_s: float = 5.0) -> Iterator[Jo
     A task that left the queue without a final sidecar (killed for time or memory, node failure) is
     recorded as failed, with the last line of its SLURM log as the reason.
     """
-    from bench.execute import paths
+    from bench.run.execute import paths
 
     results = Path(results).resolve()
     subs = submissions(results)

@@ -25,7 +25,7 @@ from bench.metrics import image_metrics
 def predict_batches(model: nn.Module, images: Any, batch_size: int, device: str = "cpu") -> Iterator[np.ndarray]:
     """Foreground probabilities of ``images[i:i + batch_size]`` for i = 0, batch_size, ...: one
     B x H x W float32 array per batch (first output channel). ``images`` is a tensor N x C x H x W or
-    anything sliced like one (``bench.execute.Rows``: rows gathered from the cache per batch). Not
+    anything sliced like one (``bench.run.execute.Rows``: rows gathered from the cache per batch). Not
     checked for finiteness (callers do)."""
     model.eval().to(device)
     dtype = next(model.parameters()).dtype
@@ -69,7 +69,7 @@ def save_predictions(path: Path, probs: np.ndarray, case_ids: list[str]) -> None
     """Compressed predictions: probabilities quantised to uint8 (1/255 steps) plus the exact
     thresholded masks bit-packed, so figures and re-evaluation need no retraining. Written atomically
     (a uniquely named temporary file, then renamed); non-finite probabilities are refused."""
-    from bench.store import atomic_write
+    from bench.results.store import atomic_write
 
     require_finite(probs, f"predictions for {path.name}")
     atomic_write(path, lambda fh: write_predictions(fh, case_ids, probs.shape, [probs]))
@@ -125,7 +125,7 @@ def write_predictions(
 class Part:
     """One scored split of a job (``val`` or ``test``): its images (N x C x S x S) and reference
     masks (N x S x S or N x 1 x S x S, any numeric type: foreground where > 0.5), each a tensor or
-    anything sliced like one (``bench.execute.Rows``), and the case ids and groups of the N rows."""
+    anything sliced like one (``bench.run.execute.Rows``), and the case ids and groups of the N rows."""
 
     split: str
     images: Any
@@ -149,7 +149,7 @@ def predict_and_score(
     the next is gathered, so no whole split of probabilities is held. The rows are exactly those of
     ``score(predict(...))`` on each whole split. A part with non-finite probabilities raises
     ``NonFinitePrediction`` (counts over that part) and no predictions file is written."""
-    from bench.store import atomic_write
+    from bench.results.store import atomic_write
 
     if not parts:
         raise ValueError("predict_and_score: no images to score (every part is empty)")

@@ -146,6 +146,6 @@ def _draw_arch(ax: Any, rows: pd.DataFrame, gid: str, color: str) -> None:
 
 def learning_curves(sidecars: Sequence[Mapping[str, Any]], out_dir: Path | str) -> list[Path]:
     """Save ``learning_curves.png/.pdf`` under ``out_dir`` from the jobs' sidecars; returns the paths."""
-    from bench.figures import _save
+    from bench.report.figures import _save
 
     return _save(curves_figure(history_table(sidecars)), Path(out_dir), "learning_curves")

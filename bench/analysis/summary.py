@@ -1,5 +1,5 @@
 """The end-of-run summary: mean Dice / IoU / HD per architecture and dataset, with the fold models
-that did not learn marked (``bench.learning``)."""
+that did not learn marked (``bench.analysis.learning``)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.learning import COLUMN, RULES, label
-from bench.store import load_all, sidecars
+from bench.analysis.learning import COLUMN, RULES, label
+from bench.results.store import load_all, sidecars
 
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     """Mean over images of each (dataset, arch): the test set for holdout jobs, out-of-fold for cv."""
     if df.empty:
         return pd.DataFrame()
-    from bench.stats import at_report_resolution
+    from bench.analysis.stats import at_report_resolution
 
     scored = df[((df["protocol"] == "cv") | (df["split"] == "test")) & at_report_resolution(df)]
     return (

@@ -15,9 +15,9 @@ from typing import Any
 
 import pandas as pd
 
-from bench import slurm
 from bench.config import Job
-from bench.store import read_sidecar, sidecars
+from bench.results.store import read_sidecar, sidecars
+from bench.run import slurm
 
 STATES = ("done", "running", "queued", "failed", "missing")
 COLUMNS = ["dataset", "arch", "protocol", "fold", "seed", "state", "reason", "slurm_task", "key"]
@@ -61,7 +61,7 @@ def _queue(results: Path, subs: dict[str, tuple[str, float]]) -> dict[str, str] 
 
 def sweep_status(jobs: list[Job], results: Path | str) -> pd.DataFrame:
     """One row per planned job: its identity, state, one-line reason and SLURM task id."""
-    from bench.execute import paths
+    from bench.run.execute import paths
 
     results = Path(results)
     subs = slurm.submissions(results)

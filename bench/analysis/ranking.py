@@ -1,7 +1,7 @@
 """How certain is a ranking of architectures? Bootstrap rank distributions over the independent units.
 
 As challengeR does for challenges: per dataset, the units of analysis (patients, source images,
-images: ``bench.stats.per_image(..., unit=...)``) are resampled with replacement ``n_boot`` times; in
+images: ``bench.analysis.stats.per_image(..., unit=...)``) are resampled with replacement ``n_boot`` times; in
 each replicate every architecture's mean over the resampled units is ranked (1 = best; ties share the
 best rank, "1224" competition ranking; higher is better for dice/iou, lower for hd/hd95). Across
 datasets, each replicate resamples every dataset independently, averages each architecture's ranks
@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from bench.analysis.stats import canonical_dataset, default_split, per_image
 from bench.errors import InvalidInput, NoResults
 from bench.metrics import higher_is_better
-from bench.stats import canonical_dataset, default_split, per_image
 
 ALL = "all datasets"
 COLUMNS = ["dataset", "arch", "rank", "mean_rank", "rank_low", "rank_high", "p_first", "units", "n_boot"]

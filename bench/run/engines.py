@@ -1,14 +1,14 @@
 """Where jobs run: worker processes on this machine, a Dask cluster, or SLURM through submitit.
 
-The engine only decides where ``bench.execute.run_job(job, results)`` is called. Every job writes its
+The engine only decides where ``bench.run.execute.run_job(job, results)`` is called. Every job writes its
 own Parquet file and sidecar into the (shared) results folder and hands back its small ``JobRecord``, so
 the driver never holds results, and a rerun resumes from the files whatever engine wrote them.
 
-- ``local`` (default): ``bench.runner``'s own worker pool on this machine.
+- ``local`` (default): ``bench.run.runner``'s own worker pool on this machine.
 - ``dask``: joblib's Dask backend on a ``distributed.Client``, connected to ``--scheduler
   tcp://host:port`` or to a ``LocalCluster`` started here (one single-threaded worker per job slot).
   The driver must stay alive for the whole sweep.
-- ``submitit``: one SLURM job array (``bench.slurm``); with ``wait=False`` the driver exits after
+- ``submitit``: one SLURM job array (``bench.run.slurm``); with ``wait=False`` the driver exits after
   submitting, and a later ``bench run`` or ``bench status`` collects from the result files.
 """
 
@@ -22,8 +22,8 @@ from typing import Any
 
 from bench.config import Job
 from bench.errors import InvalidInput
-from bench.record import JobRecord, Status
-from bench.slurm import SlurmOptions
+from bench.run.record import JobRecord, Status
+from bench.run.slurm import SlurmOptions
 
 ENGINES = ("local", "dask", "submitit")
 
@@ -67,7 +67,7 @@ def dispatch(todo: list[Job], results: Path, engine: EngineConfig) -> Iterator[J
         yield from run_slurm(todo, results, engine.slurm)
     else:
         raise ValueError(
-            f"dispatch() runs dask and submitit; the local engine runs in bench.runner (got {engine.name!r})"
+            f"dispatch() runs dask and submitit; the local engine runs in bench.run.runner (got {engine.name!r})"
         )
 
 
@@ -97,7 +97,7 @@ def run_dask(todo: list[Job], results: Path, engine: EngineConfig) -> Iterator[J
     """Run ``todo`` through joblib's Dask backend; each task is one ``run_job`` call."""
     from joblib import Parallel, delayed, parallel_config
 
-    from bench.execute import run_job
+    from bench.run.execute import run_job
 
     with dask_client(engine.scheduler, engine.n_jobs), parallel_config(backend="dask"):
         yield from Parallel(n_jobs=-1, return_as="generator_unordered")(delayed(run_job)(job, results) for job in todo)
@@ -106,7 +106,7 @@ def run_dask(todo: list[Job], results: Path, engine: EngineConfig) -> Iterator[J
 def run_slurm(todo: list[Job], results: Path, opts: SlurmOptions) -> Iterator[JobRecord]:
     """Submit the jobs not already waiting or running in SLURM as one array; then (``opts.wait``)
     follow every one of them to its end through the result files, else report them as submitted."""
-    from bench import slurm
+    from bench.run import slurm
 
     slurm.require_slurm()
     queue = slurm.queue_states() or {}

@@ -1,6 +1,6 @@
 """Rendering tables: any DataFrame of raw numbers as Markdown, LaTeX, HTML or CSV.
 
-The builders (``bench.tables``, ``bench.datasets.summary``, ``bench.stats``, ...) return raw floats
+The builders (``bench.analysis.tables``, ``bench.datasets.summary``, ``bench.analysis.stats``, ...) return raw floats
 with a caption and the cells to bold in ``df.attrs``; everything a reader sees is decided here:
 "mean ± spread" pairs, rounding per metric (``bench.metrics.METRIC_LABELS``), ↑/↓ headers, display
 names of datasets and architectures (``bench.names``), "–" for a missing value, bold cells.
@@ -31,7 +31,7 @@ COLUMN_HEADERS = {
     "value": "This run",
     "paper": "Paper",
 }
-#: The trivial-prediction rows of ``bench.tables.floor_rows`` (their ``arch`` value) as the tables name them.
+#: The trivial-prediction rows of ``bench.analysis.tables.floor_rows`` (their ``arch`` value) as the tables name them.
 FLOOR_LABELS = {"all_foreground": "All foreground (trivial)", "all_background": "All background (trivial)"}
 DIGITS = {m: label.digits for m, label in METRIC_LABELS.items()}
 MISSING = "–"

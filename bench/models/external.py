@@ -7,11 +7,11 @@
 
 ``resolution``: ``input`` scores the network-size masks exactly as ``bench run`` does (S x S images or
 patches); ``native`` scores the prediction resized to each source image's own H x W (patched datasets
-reassembled first, ``bench.predict``) against the native mask, one row per source image, distances
+reassembled first, ``bench.models.predict``) against the native mask, one row per source image, distances
 in native pixels. Every row says which in ``eval_resolution``; ``eval_size`` stays the network's S.
 
 Rows go to ``<results>/runs/<dataset>/<arch>/evaluations/<job stem>-<cohort>-<resolution>.parquet`` with
-a JSON sidecar, the same atomic write and status rule as jobs; ``bench.store.load_all`` reads them with
+a JSON sidecar, the same atomic write and status rule as jobs; ``bench.results.store.load_all`` reads them with
 the job rows. Their ``job_key`` is the model's job key (the settings that trained it); ``eval_key``
 identifies the evaluation.
 """
@@ -29,14 +29,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.checkpoint import CheckpointError, CheckpointMeta, load_model
 from bench.errors import InvalidInput
-from bench.evaluate import predict as predict_batches
-from bench.evaluate import score
 from bench.metrics import image_metrics
-from bench.predict import native_probability
-from bench.store import atomic_write_json, atomic_write_parquet, read_sidecar
-from bench.stored import StoredModel, stored_models
+from bench.models.predict import native_probability
+from bench.results.store import atomic_write_json, atomic_write_parquet, read_sidecar
+from bench.results.stored import StoredModel, stored_models
+from bench.run.checkpoint import CheckpointError, CheckpointMeta, load_model
+from bench.run.evaluate import predict as predict_batches
+from bench.run.evaluate import score
 
 RESOLUTIONS = ("input", "native")
 EXTERNAL = "external"
@@ -157,7 +157,7 @@ def _cohort_options(job_options: str, skip: tuple[str, ...]) -> dict[str, Any]:
 def _external_cohort(req: EvaluateRequest, meta: CheckpointMeta) -> dict[str, Any]:
     from bench.datasets import open_dataset
     from bench.datasets.prepare import prepare
-    from bench.plan import dataset_root
+    from bench.run.plan import dataset_root
 
     root = dataset_root(req.data_root, req.dataset)
     options = _cohort_options(meta.data_options, req.skip)
@@ -195,8 +195,8 @@ def _same_preprocessing(options: dict[str, Any], meta: CheckpointMeta, root: Pat
 def _internal_cohort(req: EvaluateRequest, stored: StoredModel) -> dict[str, Any]:
     """The job's own val/test images (source images of its patches for patched datasets)."""
     from bench.datasets import open_dataset
-    from bench.execute import fold_ids
-    from bench.job_data import load_job_data
+    from bench.run.execute import fold_ids
+    from bench.run.job_data import load_job_data
 
     job = stored.job
     data, split = load_job_data(job, Path(req.results) / "cache")
@@ -266,7 +266,7 @@ def external_drop(df: pd.DataFrame, metrics: tuple[str, ...] = ("dice", "iou", "
     each fold model's mean over its images, as Table 5) and ``<metric>_drop`` = internal - external
     (positive: worse outside for Dice/IoU; negative: worse outside for HD). Reports' resolution rule
     applies (input rows unless only native rows are given)."""
-    from bench.tables import model_summary
+    from bench.analysis.tables import model_summary
 
     cols = [f"{m}_mean" for m in metrics]
     internal = model_summary(df, protocol="holdout", split="test", archs=None, datasets=None, metrics=metrics)

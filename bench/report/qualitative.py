@@ -117,10 +117,10 @@ class CaseGrid:
 def load_grid(results: Path | str, rows: pd.DataFrame, cases: Sequence[str], metric: str = "dice") -> CaseGrid:
     """Images and masks of ``cases`` from the prepared data of the jobs in ``rows`` (``scored_rows``) and
     each architecture's stored prediction; raises ValueError for a case an architecture did not score."""
-    from bench import store
     from bench.config import Job
-    from bench.evaluate import load_predictions
-    from bench.job_data import load_job_data
+    from bench.results import store
+    from bench.run.evaluate import load_predictions
+    from bench.run.job_data import load_job_data
 
     results = Path(results)
     sides = {s.get("key"): s for s in store.sidecars(results)}
@@ -214,7 +214,7 @@ def qualitative(
     """Write the qualitative grid of ``dataset`` (``qualitative_<dataset>.png/.pdf``: ``cases``, or the ``n``
     where the architectures disagree most) and, with ``worst > 0``, one failure gallery per architecture
     (``failures_<dataset>_<arch>.png/.pdf``: its ``worst`` worst images beside every architecture)."""
-    from bench.figures import _save
+    from bench.report.figures import _save
 
     rows = scored_rows(df, dataset, archs=archs, protocol=protocol, fold=fold)
     where = _where(rows)

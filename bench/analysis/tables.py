@@ -5,7 +5,7 @@ Builders return DataFrames of raw floats, one row per (dataset, model): ``<metri
 ``n_models``, ``n_images`` and a ``note`` with the reason for anything missing ("not run",
 "failed: <error>"), never a zero. Table captions and the cells to bold travel in ``df.attrs``
 (``caption``, ``bold``: ``(row position, column)`` pairs). Formatting (rounding, ±, ↑/↓, bold, display
-names) happens only in ``bench.table_render.render``, which works on any DataFrame (Tables 1-2 come
+names) happens only in ``bench.report.table_render.render``, which works on any DataFrame (Tables 1-2 come
 from ``bench.datasets.summary``). Which networks a paper table lists, and the order of datasets and
 networks, come from the registries (``bench.names``); anything the paper does not report follows the
 paper's items.
@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.analysis.learning import caption_note
+from bench.analysis.stats import canonical_dataset, default_split, ranks, run_command, select
 from bench.errors import InvalidInput, NoResults
-from bench.learning import caption_note
 from bench.metrics import dice_from_counts, higher_is_better, iou_from_counts
 from bench.names import dataset_label, ordered, ordered_datasets, paper_archs
-from bench.stats import canonical_dataset, default_split, ranks, run_command, select
 
-PAPER_RESULTS = Path(__file__).parent / "data" / "paper_results.json"
+PAPER_RESULTS = Path(__file__).parent.parent / "data" / "paper_results.json"
 METRICS = ("dice", "iou", "hd")
 FLOORS = ("all_foreground", "all_background")
 _MODEL = ["fold", "seed"]
@@ -111,7 +111,7 @@ def _note(cell: pd.DataFrame, fails: pd.DataFrame, ds: str, arch: str) -> str:
     if failed.empty:
         return "" if len(cell) else "not run"
     unread = failed["error"].astype(str).str.startswith("unreadable: ")
-    if unread.all():  # stored results that cannot be read (bench.store.unreadable), not failed runs
+    if unread.all():  # stored results that cannot be read (bench.results.store.unreadable), not failed runs
         ok = f"; {len(cell[_MODEL].drop_duplicates())} fold models ok" if len(cell) else ""
         return "; ".join(failed["error"].astype(str)) + ok
     failed = failed[~unread]
@@ -346,7 +346,7 @@ def tests_caption(settings: str, units: Sequence[str], df: pd.DataFrame) -> str:
 
 def unit_note(sel: pd.DataFrame, split: str) -> str:
     """What one fold model's value averages over, per dataset: "MRI: 12 test slices from 3 patients"."""
-    from bench.stats import unit_nouns
+    from bench.analysis.stats import unit_nouns
 
     parts = []
     for ds, g in sel.groupby("dataset", sort=False):
@@ -380,7 +380,7 @@ def caption(df: pd.DataFrame, title: str, *, protocol: str, split: str, floors: 
         parts.append(unit_note(sel, default_split(protocol, split)))
         both = int((sel["empty_ref"] & sel["empty_pred"]).sum())
         parts.append(f"{both} image score(s) had both masks empty (counted as Dice = IoU = 1, HD = 0).")
-        if learning_note := caption_note(sel):  # fold models flagged by bench.learning
+        if learning_note := caption_note(sel):  # fold models flagged by bench.analysis.learning
             parts.append(learning_note)
     parts.append("↑ higher is better, ↓ lower is better; bold: best model per dataset. Missing cells say why.")
     if floors:
@@ -439,7 +439,7 @@ def table3(configs: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """Hyper-parameters the runs used (from job sidecars, job dicts or TrainConfig dicts) beside the paper's
     Table 3 optimum. Several distinct values across jobs are listed together; bold marks a difference."""
     if not configs:
-        raise NoResults("table3 needs at least one config (job sidecars from bench.store.sidecars())")
+        raise NoResults("table3 needs at least one config (job sidecars from bench.results.store.sidecars())")
     values: dict[str, set[str]] = {}
     for cfg in configs:
         for k, v in _train_dict(cfg).items():

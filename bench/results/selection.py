@@ -254,7 +254,7 @@ def export_selected(results: Any, out: Any, fmt: str, conditions: Mapping[str, s
     """``bench export --where``: the tidy rows of the matching jobs only, as csv or parquet."""
     from pathlib import Path
 
-    from bench import store
+    from bench.results import store
 
     if fmt not in ("csv", "parquet"):
         raise InvalidInput(f"format must be csv or parquet, got {fmt!r}")

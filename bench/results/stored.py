@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.config import Job
 from bench.errors import MissingInput, NoResults
-from bench.store import sidecars
+from bench.results.store import sidecars
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ A fold model did not learn when at least one of these holds (each gives a reason
 
 - **trivial**: its prediction is empty on every image it scored, or full on every image;
 - **floor**: its mean Dice is no better than the better of the two trivial floors (all foreground,
-  all background; ``bench.tables.trivial_scores``) on the same images: the holdout test set, or the
+  all background; ``bench.analysis.tables.trivial_scores``) on the same images: the holdout test set, or the
   out-of-fold images for ``cv`` (what the run summary, Table 5 and Fig. 8 show);
 - **selection**: over two or more epochs, its selection loss never went below its epoch-0 value, so
   the kept weights are those of the first epoch.
@@ -67,7 +67,7 @@ def assess(rows: pd.DataFrame, history: Sequence[Mapping[str, float]]) -> Learni
 
 
 def _floor_reason(rows: pd.DataFrame) -> list[str]:
-    from bench.tables import FLOORS, trivial_scores
+    from bench.analysis.tables import FLOORS, trivial_scores
 
     split = scored_split(rows)
     images = rows[rows["split"] == split]

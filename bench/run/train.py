@@ -83,7 +83,7 @@ def train_dtype(precision: str) -> torch.dtype:
 
 
 #: What ``fit`` and ``mean_loss`` read batches from: a tensor, or a view whose ``[index]`` / ``[slice]``
-#: returns a tensor of those rows and that has ``len`` (``bench.execute.Rows``).
+#: returns a tensor of those rows and that has ``len`` (``bench.run.execute.Rows``).
 Batches = Tensor | Any
 
 
@@ -191,9 +191,9 @@ def fit(
 ) -> FitResult:
     """Train ``model`` on ``train`` = (images N x C x S x S float, masks N x 1 x S x S float) and keep
     the weights of the epoch with the lowest BCE on ``select``. Both are tensors or anything indexed
-    like them that returns tensors (``bench.execute.Rows``: batches gathered from the cache on demand). ``augment(x, y)`` transforms a training
+    like them that returns tensors (``bench.run.execute.Rows``: batches gathered from the cache on demand). ``augment(x, y)`` transforms a training
     batch (never the selection set)."""
-    from bench.devices import precision_for
+    from bench.run.devices import precision_for
 
     device = torch.device(cfg.device)
     dtype = train_dtype(cfg.precision)

@@ -5,7 +5,7 @@ dataset, one box per model, with the paired t-test of MILDNet against each basel
 unit of analysis is a point: by default the independent unit (an LGG patient, an ISBI/GlaS source
 image: the mean of its out-of-fold images under ``cv``, of its test images averaged over the fold
 models under ``holdout``), or every image with ``unit="image"``; each box carries the Holm-corrected p
-of ``bench.stats.paired_test`` and stars, and each panel's title names the unit.
+of ``bench.analysis.stats.paired_test`` and stars, and each panel's title names the unit.
 
 Figures are built on ``matplotlib.figure.Figure`` (no pyplot state, no backend switch): saving
 PNG/PDF works headless. Synthetic data is stated in every title.
@@ -25,11 +25,20 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from scipy import stats as sps
 
+from bench.analysis.learning import figure_note
+from bench.analysis.stats import (
+    REFERENCE,
+    default_split,
+    paired_test,
+    per_image,
+    ranks,
+    resolve_protocol,
+    select,
+    stars,
+)
 from bench.errors import NoResults
-from bench.learning import figure_note
 from bench.metrics import axis_label, higher_is_better
 from bench.names import arch_label, dataset_label, ordered_archs, ordered_datasets
-from bench.stats import REFERENCE, default_split, paired_test, per_image, ranks, resolve_protocol, select, stars
 
 FORMATS = ("png", "pdf")
 _REF_COLOR, _OTHER_COLOR = "#f4a261", "#a8c5e6"
@@ -312,9 +321,9 @@ def rank_figure(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> Figure:
-    """Bootstrap rank distributions (``bench.ranking``): per dataset (and across datasets) a grid of
+    """Bootstrap rank distributions (``bench.analysis.ranking``): per dataset (and across datasets) a grid of
     P(rank = r) per architecture, architectures ordered by bootstrap mean rank."""
-    from bench.ranking import rank_distributions
+    from bench.analysis.ranking import rank_distributions
 
     protocol = _default_protocol(df, protocol)
     dists = rank_distributions(df, metric=metric, protocol=protocol, unit=unit, n_boot=n_boot, seed=seed)

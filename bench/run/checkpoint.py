@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from bench.errors import MissingInput, UserError
-from bench.evaluate import THRESHOLD
+from bench.run.evaluate import THRESHOLD
 
 if TYPE_CHECKING:
     from bench.config import Job
@@ -70,7 +70,7 @@ class CheckpointMeta:
     fold: int
     seed: int
     profile: str
-    threshold: float = THRESHOLD  # the one threshold scoring uses (bench.evaluate)
+    threshold: float = THRESHOLD  # the one threshold scoring uses (bench.run.evaluate)
     bench_version: str = ""
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
@@ -122,7 +122,7 @@ def save_checkpoint(path: Path, model: torch.nn.Module, meta: CheckpointMeta) ->
 
     meta_dict = {**meta.to_dict(), "bench_version": __version__}
     payload = {"meta": meta_dict, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    from bench.store import atomic_write
+    from bench.results.store import atomic_write
 
     atomic_write(Path(path), lambda fh: torch.save(payload, fh))  # a unique temporary name, then rename
 

@@ -1,9 +1,9 @@
 """Drive a sweep: dispatch the planned jobs, resume from what is stored, and turn dead workers into failures.
 
-``run_jobs`` takes the planned ``Job`` list (``bench.plan``), skips every job whose verified result
-is already stored (so the same command resumes), runs the rest through ``bench.execute.run_job`` here
+``run_jobs`` takes the planned ``Job`` list (``bench.run.plan``), skips every job whose verified result
+is already stored (so the same command resumes), runs the rest through ``bench.run.execute.run_job`` here
 (sequentially, or on worker processes forked from a server that has already imported torch and the job
-code, so they share those pages) or on Dask or SLURM (``bench.engines``), and yields one ``JobRecord``
+code, so they share those pages) or on Dask or SLURM (``bench.run.engines``), and yields one ``JobRecord``
 per job as it ends. Jobs another process holds are done last: waited for, then read.
 When a worker process dies, only the job that was running on it is marked failed (``crashed``): if
 several were in flight, each of them is re-run alone in a fresh process and only one that kills its
@@ -30,9 +30,9 @@ from typing import Any
 import pandas as pd
 
 from bench.config import Job
-from bench.execute import is_finished, paths, run_job
-from bench.record import CRASHED, JobRecord, Status
-from bench.store import check_done, clean_stale, job_lock, read_record, write_record
+from bench.results.store import check_done, clean_stale, job_lock, read_record, write_record
+from bench.run.execute import is_finished, paths, run_job
+from bench.run.record import CRASHED, JobRecord, Status
 
 __all__ = ["CRASHED", "dry_run_table", "is_finished", "mark_crashed", "paths", "run_job", "run_jobs", "stop_on_signals"]
 
@@ -84,7 +84,7 @@ def run_jobs(
 ) -> Iterator[JobRecord]:
     """Run the unfinished jobs (all with ``force``), yielding one ``JobRecord`` per job as it ends.
 
-    ``engine``: a ``bench.engines.EngineConfig``; None or ``local`` runs here (``n_jobs`` workers).
+    ``engine``: a ``bench.run.engines.EngineConfig``; None or ``local`` runs here (``n_jobs`` workers).
     Jobs another process is running are done last: waited for, then read (or run here if that
     process died). Stale temporary files under ``results/runs`` are removed first.
     """
@@ -94,8 +94,8 @@ def run_jobs(
     for job in jobs:
         if job not in todo:
             yield JobRecord.of(job, Status.SKIPPED)
-    if engine is not None and engine.name != "local" and todo:  # Dask or SLURM (bench.engines)
-        from bench.engines import dispatch
+    if engine is not None and engine.name != "local" and todo:  # Dask or SLURM (bench.run.engines)
+        from bench.run.engines import dispatch
 
         yield from dispatch(todo, results, engine)
         return
@@ -119,7 +119,7 @@ def _dispatch(todo: list[Job], results: Path, n_jobs: int, progress: bool, **kw:
 
 # ---------------------------------------------------------------------------------------------- workers
 
-#: What a job imports: ``bench.execute`` and the modules it loads lazily. The pool's fork server
+#: What a job imports: ``bench.run.execute`` and the modules it loads lazily. The pool's fork server
 #: imports them once; every worker is forked from it and shares those pages instead of importing
 #: torch itself (about 330 MiB of private memory per worker otherwise: benchmarks/README.md).
 PRELOAD = (
@@ -128,12 +128,12 @@ PRELOAD = (
     "torch.utils.flop_counter",
     "pyarrow.parquet",
     "tqdm.auto",
-    "bench.execute",
-    "bench.compute",
-    "bench.devices",
-    "bench.selection",
-    "bench.stats",
-    "bench.tables",
+    "bench.run.execute",
+    "bench.analysis.compute",
+    "bench.run.devices",
+    "bench.results.selection",
+    "bench.analysis.stats",
+    "bench.analysis.tables",
 )
 
 #: The thread-count variables a worker sets to the jobs' torch thread count (what joblib's loky did),

@@ -1,0 +1,3 @@
+"""Rendering: figures, curves, qualitative panels, saliency maps and the HTML report, from analysis/
+and results/. Never imports run/.
+"""
