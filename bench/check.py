@@ -234,7 +234,8 @@ def rescore(baseline: Path, rows: pd.DataFrame) -> pd.DataFrame:
     """Today's rows for the baseline's stored predictions (``predictions/<dataset>/<arch>/<stem>.npz``,
     stem ``<protocol>_f<fold>_s<seed>``), scored against ``references/<dataset>.npz``. The split of
     each case comes from the stored rows (``unknown`` for a case they lack)."""
-    from bench.run.evaluate import load_predictions, score
+    from bench.results.predictions import load_predictions
+    from bench.run.evaluate import score
 
     split_of = rows.set_index(["dataset", "arch", "protocol", "fold", "seed", "case_id"])["split"].to_dict()
     frames, refs = [], {}
@@ -428,9 +429,9 @@ def update(
 ) -> Path:
     """Re-run the benchmark and re-bless the baseline (rows, derived numbers, predictions, references),
     recording ``reason``, the git sha, the environment, the tolerances and the measured noise floor."""
+    from bench.results.job_data import load_job_data
     from bench.results.store import sidecars
     from bench.run.execute import paths
-    from bench.run.job_data import load_job_data
 
     if not reason.strip():
         raise InvalidInput('--update needs --reason "...": say why the numbers are allowed to change')

@@ -53,6 +53,7 @@ import numpy as np
 __all__ = [
     "METRICS",
     "METRIC_LABELS",
+    "THRESHOLD",
     "MetricLabel",
     "axis_label",
     "counts",
@@ -68,6 +69,9 @@ __all__ = [
     "metric_name",
 ]
 
+#: A pixel is foreground where sigmoid(logit) > THRESHOLD (equivalently logit > 0): the one threshold
+#: that scoring, stored predictions and checkpoints use.
+THRESHOLD = 0.5
 PERCENTILE = 95.0
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 

@@ -36,9 +36,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from bench.atomic import atomic_write, atomic_write_text
 from bench.datasets.base import Case, SegDataset
 from bench.errors import InvalidInput, MissingInput
-from bench.results.atomic import atomic_write, atomic_write_text
 
 #: Bump when preprocessing changes its output (part of every fingerprint).
 CODE_VERSION = 1
@@ -231,7 +231,7 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 class FileHashes:
     """Content hashes of files, remembered by (path, size, mtime_ns) in ``<cache_dir>/file-hashes.json``
     so an unchanged file is not read again; a touched file is re-hashed (same bytes: same hash).
-    ``save`` writes the cache atomically (``bench.results.atomic``)."""
+    ``save`` writes the cache atomically (``bench.atomic``)."""
 
     def __init__(self, cache_dir: Path | None) -> None:
         self.path = None if cache_dir is None else Path(cache_dir) / HASH_CACHE

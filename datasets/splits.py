@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.atomic import atomic_write_text
 from bench.errors import UserError
-from bench.results.atomic import atomic_write_text
 
 PROTOCOLS = ("holdout", "cv")
 
@@ -152,7 +152,7 @@ class Split:
             raise SplitError(f"{path}: not a split file ({err})") from err
 
     def save(self, path: Path) -> None:
-        """Write atomically (``bench.results.atomic``)."""
+        """Write atomically (``bench.atomic``)."""
         atomic_write_text(path, self.to_json(indent=1) + "\n")
 
     def fold_ids(self, k: int) -> dict[str, list[str]]:

@@ -16,16 +16,8 @@ from torch import nn
 from bench.architectures import create_model
 from bench.datasets.prepare import prepare, take_rows
 from bench.datasets.synthetic import SyntheticDataset
-from bench.run.evaluate import (
-    NonFinitePrediction,
-    Part,
-    load_predictions,
-    predict,
-    predict_and_score,
-    save_predictions,
-    score,
-    write_predictions,
-)
+from bench.results.predictions import NonFinitePrediction, load_predictions, save_predictions, write_predictions
+from bench.run.evaluate import Part, predict, predict_and_score, score
 from bench.run.execute import tensors
 
 

@@ -600,8 +600,8 @@ def test_kvasir_is_not_in_all_but_runs_by_name() -> None:
 
 @pytest.mark.slow
 def test_kvasir_checks_runs_and_reports_with_its_own_labels(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from bench.analysis.names import dataset_label
     from bench.cli import main
-    from bench.names import dataset_label
 
     data = tmp_path / "data"
     layout = MAKERS["kvasir_seg"](data / "Kvasir-SEG")

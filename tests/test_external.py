@@ -21,7 +21,7 @@ from bench.metrics import image_metrics
 from bench.models.external import score_native
 from bench.models.predict import to_native
 from bench.results import store
-from bench.run.checkpoint import CheckpointMeta, Preprocessing
+from bench.results.checkpoint import CheckpointMeta, Preprocessing
 from bench.run.evaluate import predict as predict_batches
 from bench.run.evaluate import score
 

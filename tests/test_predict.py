@@ -17,7 +17,7 @@ from bench.datasets import open_dataset
 from bench.datasets.prepare import prepare
 from bench.models.mask_io import find_images, read_input, write_masks
 from bench.models.predict import covering_offsets, native_probability, network_input, reassemble, tiling, to_native
-from bench.run.checkpoint import (
+from bench.results.checkpoint import (
     CheckpointError,
     CheckpointMeta,
     Preprocessing,

@@ -21,7 +21,7 @@ from bench.report.qualitative import (
     worst_cases,
 )
 from bench.results import store
-from bench.run.evaluate import load_predictions
+from bench.results.predictions import load_predictions
 
 
 def table():

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.results.atomic import TMP_PREFIX, atomic_write, atomic_write_json
+from bench.atomic import TMP_PREFIX, atomic_write, atomic_write_json
 from bench.results.provenance import environment, git_sha
-from bench.run.record import CRASHED, JobRecord, Status
+from bench.results.record import CRASHED, JobRecord, Status
 
 REPO = Path(__file__).resolve().parents[1]
 JOB = {
@@ -115,11 +115,11 @@ def test_atomic_write_leaves_the_old_file_and_no_temporary_on_failure(tmp_path: 
 
 
 def test_one_atomic_writer_and_one_git_helper_in_the_code() -> None:
-    """Only bench/results/atomic.py renames temporary files into place, only bench/results/provenance.py asks git."""
+    """Only bench/atomic.py renames temporary files into place, only bench/results/provenance.py asks git."""
     sources = [p for d in ("bench", "datasets", "architectures") for p in (REPO / d).rglob("*.py")]
     replacing = sorted(str(p.relative_to(REPO)) for p in sources if re.search(r"os\.(replace|rename)\(", p.read_text()))
     asking_git = sorted(str(p.relative_to(REPO)) for p in sources if "rev-parse" in p.read_text())
-    assert replacing == ["bench/results/atomic.py"] and asking_git == ["bench/results/provenance.py"]
+    assert replacing == ["bench/atomic.py"] and asking_git == ["bench/results/provenance.py"]
 
 
 def test_git_sha_inside_and_outside_a_checkout(tmp_path: Path) -> None:

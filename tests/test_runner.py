@@ -206,7 +206,7 @@ def test_a_bad_file_stops_the_run_until_skipped_explicitly(tmp_path: Path, capsy
 
 def test_a_failed_job_returns_the_record_its_sidecar_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import bench.run.execute
-    from bench.run.record import JobRecord, Status
+    from bench.results.record import JobRecord, Status
     from bench.run.runner import run_job
 
     def broken(job, results, out, progress=False):
@@ -225,7 +225,7 @@ def test_a_failed_job_returns_the_record_its_sidecar_holds(tmp_path: Path, monke
 
 
 def test_a_finished_job_returns_its_ok_record_and_is_then_skipped(tmp_path: Path) -> None:
-    from bench.run.record import Status
+    from bench.results.record import Status
     from bench.run.runner import run_job
 
     [job] = plan(select("unet", "dsb2018", False, "holdout", (0,)), tiny_profile(epochs="1"), tmp_path)
@@ -252,7 +252,7 @@ def test_a_crashed_job_is_a_failed_record_that_says_so(tmp_path: Path) -> None:
 
 def test_a_job_refuses_data_or_a_split_that_changed_since_planning(tmp_path: Path) -> None:
     from bench.config import replace
-    from bench.run.job_data import load_job_data
+    from bench.results.job_data import load_job_data
 
     [job] = plan(select("unet", "dsb2018", False, "holdout", (0,)), tiny_profile(), tmp_path)
     data, split = load_job_data(job, tmp_path / "cache")

@@ -12,8 +12,8 @@ from seeing_sweep import train_tiny
 from bench.architectures import create_model
 from bench.cli import main
 from bench.report.saliency import decoder_stages, saliency_maps
+from bench.results.checkpoint import load_model
 from bench.results.stored import stored_models
-from bench.run.checkpoint import load_model
 
 TINY = {"in_channels": 3, "classes": 1, "width": 4, "depth": 3}
 

@@ -12,6 +12,7 @@ from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
 from bench.analysis import stats
+from bench.report.tests_table import format_tests
 
 
 @pytest.fixture(scope="module")
@@ -154,13 +155,13 @@ def test_nan_pairs_are_excluded_and_counted(three: pd.DataFrame) -> None:
 def test_format_tests_states_the_unit(three: pd.DataFrame) -> None:
     res = stats.paired_tests(three)
     for fmt in ("text", "md"):
-        out = stats.format_tests(res, fmt)
+        out = format_tests(res, fmt)
         assert "unit: patients (each the mean of its out-of-fold slices; cv)" in out and "holm" in out
         assert "mildnet vs unet" in out and "95% CI" in out
-    latex = stats.format_tests(res, "latex")
+    latex = format_tests(res, "latex")
     assert "\\begin{tabular}" in latex and "95\\% CI" in latex and "patients" in latex
-    assert stats.format_tests(res, "md").startswith("| dataset |")
-    assert pd.read_csv(__import__("io").StringIO(stats.format_tests(res, "csv"))).shape == res.shape
+    assert format_tests(res, "md").startswith("| dataset |")
+    assert pd.read_csv(__import__("io").StringIO(format_tests(res, "csv"))).shape == res.shape
 
 
 # ----------------------------------------------------------------------------- unit of analysis
@@ -236,7 +237,7 @@ def test_fold_level_corrected_resampled_t_test() -> None:
     assert row["ci_high"] - row["mean_diff"] == pytest.approx(sps.t.ppf(0.975, 4) * se, rel=1e-12)
     naive = sps.ttest_rel(per["mildnet"], per["unet"])
     assert row["p_raw"] > naive.pvalue  # the correction widens the variance
-    text = stats.format_tests(stats.fold_level_test(df, dataset="isic2018"))
+    text = format_tests(stats.fold_level_test(df, dataset="isic2018"))
     assert "Nadeau C. & Bengio Y. 2003" in text and "fold models (cv)" in text
 
 

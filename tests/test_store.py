@@ -47,7 +47,7 @@ def test_temporary_names_are_unique_and_never_json(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(os, "replace", lambda a, b: seen.append(Path(a).name) or real(a, b))
     for _ in range(2):
         store.atomic_write_json(tmp_path / "a.json", {"x": 1})
-    from bench.run.evaluate import load_predictions, save_predictions
+    from bench.results.predictions import load_predictions, save_predictions
 
     save_predictions(tmp_path / "p.pred.npz", np.full((1, 4, 4), 0.75, np.float32), ["c0"])
     assert len(set(seen)) == 3 and all(n.startswith(".tmp-") and n.endswith(".tmp") for n in seen)

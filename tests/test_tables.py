@@ -300,9 +300,9 @@ def test_table1_shows_a_new_datasets_display_name_and_modality(newcomers: tuple[
 
 
 def test_the_papers_order_is_read_from_the_registries() -> None:
+    from bench.analysis.names import arch_label, dataset_label, ordered_archs, ordered_datasets
     from bench.architectures import PAPER_ARCHS, paper_archs
     from bench.datasets import PAPER_DATASETS
-    from bench.names import arch_label, dataset_label, ordered_archs, ordered_datasets
 
     assert PAPER_DATASETS == ("isbi2012", "isic2018", "lgg_mri", "glas2015", "dsb2018")
     assert PAPER_ARCHS == (

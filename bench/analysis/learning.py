@@ -4,7 +4,7 @@ A fold model did not learn when at least one of these holds (each gives a reason
 
 - **trivial**: its prediction is empty on every image it scored, or full on every image;
 - **floor**: its mean Dice is no better than the better of the two trivial floors (all foreground,
-  all background; ``bench.analysis.tables.trivial_scores``) on the same images: the holdout test set, or the
+  all background; ``bench.analysis.floors.trivial_scores``) on the same images: the holdout test set, or the
   out-of-fold images for ``cv`` (what the run summary, Table 5 and Fig. 8 show);
 - **selection**: over two or more epochs, its selection loss never went below its epoch-0 value, so
   the kept weights are those of the first epoch.
@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from bench.analysis.floors import FLOORS, trivial_scores
 
 COLUMN = "did_not_learn"
 RULES = "trivial predictions, Dice no better than a trivial floor, or selection loss never below epoch 0"
@@ -67,7 +69,6 @@ def assess(rows: pd.DataFrame, history: Sequence[Mapping[str, float]]) -> Learni
 
 
 def _floor_reason(rows: pd.DataFrame) -> list[str]:
-    from bench.analysis.tables import FLOORS, trivial_scores
 
     split = scored_split(rows)
     images = rows[rows["split"] == split]

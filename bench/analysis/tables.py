@@ -7,7 +7,7 @@ Builders return DataFrames of raw floats, one row per (dataset, model): ``<metri
 (``caption``, ``bold``: ``(row position, column)`` pairs). Formatting (rounding, ±, ↑/↓, bold, display
 names) happens only in ``bench.report.table_render.render``, which works on any DataFrame (Tables 1-2 come
 from ``bench.datasets.summary``). Which networks a paper table lists, and the order of datasets and
-networks, come from the registries (``bench.names``); anything the paper does not report follows the
+networks, come from the registries (``bench.analysis.names``); anything the paper does not report follows the
 paper's items.
 
 Floor rows (``floor_rows``) show what trivial predictions (all foreground, all background) score on
@@ -25,15 +25,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.analysis.floors import FLOORS, trivial_scores
 from bench.analysis.learning import caption_note
+from bench.analysis.names import dataset_label, ordered, ordered_datasets, paper_archs
 from bench.analysis.stats import canonical_dataset, default_split, ranks, run_command, select
-from bench.errors import InvalidInput, NoResults
-from bench.metrics import dice_from_counts, higher_is_better, iou_from_counts
-from bench.names import dataset_label, ordered, ordered_datasets, paper_archs
+from bench.errors import NoResults
+from bench.metrics import dice_from_counts, higher_is_better
 
 PAPER_RESULTS = Path(__file__).parent.parent / "data" / "paper_results.json"
 METRICS = ("dice", "iou", "hd")
-FLOORS = ("all_foreground", "all_background")
 _MODEL = ["fold", "seed"]
 
 
@@ -169,25 +169,6 @@ def floor_rows(
     out = pd.DataFrame(rows)
     order = {d: i for i, d in enumerate(ordered_datasets(out["dataset"]))} if len(out) else {}
     return out.sort_values("dataset", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
-
-
-def trivial_scores(g: pd.DataFrame, floor: str) -> dict[str, np.ndarray]:
-    """Per-image dice/iou/hd/hd95 of a trivial prediction (``all_foreground`` / ``all_background``)."""
-    n_ref = g["n_ref"].to_numpy(np.int64)
-    total = (g["tp"] + g["fp"] + g["fn"] + g["tn"]).to_numpy(np.int64)
-    diag = np.hypot(g["eval_size"].to_numpy(float), g["eval_size"].to_numpy(float))
-    if "height" in g.columns and g["height"].notna().all():  # native-resolution rows: each image's own size
-        diag = np.hypot(g["height"].to_numpy(float), g["width"].to_numpy(float))
-    empty = n_ref == 0
-    if floor == "all_foreground":
-        tp, fp, fn = n_ref, total - n_ref, np.zeros_like(n_ref)
-        hd = np.where(empty, diag, np.nan)
-    elif floor == "all_background":
-        tp, fp, fn = np.zeros_like(n_ref), np.zeros_like(n_ref), n_ref
-        hd = np.where(empty, 0.0, diag)
-    else:
-        raise InvalidInput(f"floor must be one of {FLOORS}, got {floor!r}")
-    return {"dice": dice_from_counts(tp, fp, fn), "iou": iou_from_counts(tp, fp, fn), "hd": hd, "hd95": hd}
 
 
 # ----------------------------------------------------------------------------- Tables 4 and 5

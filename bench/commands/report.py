@@ -116,7 +116,8 @@ def add_report(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_ttest(args: argparse.Namespace) -> int:
-    from bench.analysis.stats import REFERENCE, fold_level_test, format_tests, paired_test, resolve_protocol
+    from bench.analysis.stats import REFERENCE, fold_level_test, paired_test, resolve_protocol
+    from bench.report.tests_table import format_tests
 
     df, _, _ = _results_table(args.results, args.where)
     protocol, note = resolve_protocol(df, args.dataset, args.protocol)

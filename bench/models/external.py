@@ -32,9 +32,9 @@ import torch
 from bench.errors import InvalidInput
 from bench.metrics import image_metrics
 from bench.models.predict import native_probability
+from bench.results.checkpoint import CheckpointError, CheckpointMeta, load_model
 from bench.results.store import atomic_write_json, atomic_write_parquet, read_sidecar
 from bench.results.stored import StoredModel, stored_models
-from bench.run.checkpoint import CheckpointError, CheckpointMeta, load_model
 from bench.run.evaluate import predict as predict_batches
 from bench.run.evaluate import score
 
@@ -195,8 +195,8 @@ def _same_preprocessing(options: dict[str, Any], meta: CheckpointMeta, root: Pat
 def _internal_cohort(req: EvaluateRequest, stored: StoredModel) -> dict[str, Any]:
     """The job's own val/test images (source images of its patches for patched datasets)."""
     from bench.datasets import open_dataset
+    from bench.results.job_data import load_job_data
     from bench.run.execute import fold_ids
-    from bench.run.job_data import load_job_data
 
     job = stored.job
     data, split = load_job_data(job, Path(req.results) / "cache")

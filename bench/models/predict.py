@@ -1,6 +1,6 @@
 """Predict with stored fold models at each image's native size (``bench predict``, native-resolution scoring).
 
-One image goes through the preprocessing its checkpoint records (``bench.run.checkpoint.Preprocessing``),
+One image goes through the preprocessing its checkpoint records (``bench.results.checkpoint.Preprocessing``),
 the same functions training used (``bench.datasets.prepare``):
 
 - whole-image datasets: resize to S x S (bilinear), min-max normalise, predict;
@@ -26,7 +26,7 @@ from torch import nn
 
 from bench.datasets.prepare import normalize, patch_geometry, patch_offsets, resize_image
 from bench.errors import InvalidInput
-from bench.run.checkpoint import CheckpointError, CheckpointMeta, Preprocessing, load_model
+from bench.results.checkpoint import CheckpointError, CheckpointMeta, Preprocessing, load_model
 from bench.run.evaluate import predict as predict_batches
 
 

@@ -38,10 +38,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from bench.atomic import atomic_write_text
 from bench.config import Job, Profile, coerce, load_profile, replace
 from bench.errors import InvalidInput, MissingInput, NoResults
 from bench.models import arch_grid
-from bench.results.atomic import atomic_write_text
 
 #: Settings a grid may not change: they decide the split, the data or where the job runs, not the recipe.
 FIXED = (

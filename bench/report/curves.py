@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from bench.analysis.names import arch_label, dataset_label, ordered_archs, ordered_datasets
 from bench.errors import InvalidInput, NoResults
-from bench.names import arch_label, dataset_label, ordered_archs, ordered_datasets
 
 #: A loss curve is "flat" when its range over the epochs is below this fraction (1%) of its first value.
 FLAT_TOLERANCE = 0.01

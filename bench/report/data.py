@@ -17,7 +17,7 @@ from bench.errors import NoResults
 def loaded_data(sidecars: list[dict[str, Any]], results: Path, with_splits: bool = False) -> tuple[Any, ...]:
     """Table 1 inputs (one PreparedData per dataset) or, ``with_splits``, Table 2's (data, split) pairs."""
     from bench.datasets.splits import Split
-    from bench.run.job_data import load_data
+    from bench.results.job_data import load_data
 
     seen: dict[tuple, Any] = {}
     for side in sidecars:

@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from scipy import stats as sps
 
 from bench.analysis.learning import figure_note
+from bench.analysis.names import arch_label, dataset_label, ordered_archs, ordered_datasets
 from bench.analysis.stats import (
     REFERENCE,
     default_split,
@@ -38,7 +39,6 @@ from bench.analysis.stats import (
 )
 from bench.errors import NoResults
 from bench.metrics import axis_label, higher_is_better
-from bench.names import arch_label, dataset_label, ordered_archs, ordered_datasets
 
 FORMATS = ("png", "pdf")
 _REF_COLOR, _OTHER_COLOR = "#f4a261", "#a8c5e6"

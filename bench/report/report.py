@@ -16,8 +16,8 @@ from typing import Any
 import pandas as pd
 
 from bench.analysis import learning, ranking, stats, tables
+from bench.analysis.names import arch_label, dataset_label, ordered_archs, ordered_datasets
 from bench.errors import InvalidInput, NoResults, UserError
-from bench.names import arch_label, dataset_label, ordered_archs, ordered_datasets
 from bench.report import figures
 from bench.report.table_render import render
 from bench.results import selection

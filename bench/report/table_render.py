@@ -3,7 +3,7 @@
 The builders (``bench.analysis.tables``, ``bench.datasets.summary``, ``bench.analysis.stats``, ...) return raw floats
 with a caption and the cells to bold in ``df.attrs``; everything a reader sees is decided here:
 "mean ± spread" pairs, rounding per metric (``bench.metrics.METRIC_LABELS``), ↑/↓ headers, display
-names of datasets and architectures (``bench.names``), "–" for a missing value, bold cells.
+names of datasets and architectures (``bench.analysis.names``), "–" for a missing value, bold cells.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.analysis.names import arch_label, dataset_label
 from bench.errors import InvalidInput
 from bench.metrics import METRIC_LABELS, higher_is_better
-from bench.names import arch_label, dataset_label
 
 COLUMN_HEADERS = {
     "dataset": "Dataset",

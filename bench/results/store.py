@@ -26,12 +26,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+# the store writes through the project's one atomic writer; its functions are importable from here too
+from bench.atomic import TMP_PREFIX, TMP_SUFFIX, atomic_write, atomic_write_bytes, atomic_write_json  # noqa: F401
 from bench.errors import InvalidInput, MissingInput
 from bench.metrics import METRICS
-
-# the store writes through the project's one atomic writer; its functions are importable from here too
-from bench.results.atomic import TMP_PREFIX, TMP_SUFFIX, atomic_write, atomic_write_bytes, atomic_write_json  # noqa: F401
-from bench.run.record import JobRecord
+from bench.results.record import JobRecord
 
 DEFAULT_RESULTS = Path("results")
 

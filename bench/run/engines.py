@@ -22,7 +22,7 @@ from typing import Any
 
 from bench.config import Job
 from bench.errors import InvalidInput
-from bench.run.record import JobRecord, Status
+from bench.results.record import JobRecord, Status
 from bench.run.slurm import SlurmOptions
 
 ENGINES = ("local", "dask", "submitit")

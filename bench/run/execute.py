@@ -1,4 +1,4 @@
-"""Run one job: a ``Job`` in, a ``JobRecord`` (``bench.run.record``) out.
+"""Run one job: a ``Job`` in, a ``JobRecord`` (``bench.results.record``) out.
 
 ``run_job`` is the unit of work a local worker process, a Dask worker or a SLURM task executes. It claims
 the job with a file lock (``bench.results.store.job_lock``), so any number of processes, on one machine or
@@ -31,7 +31,10 @@ from bench.architectures import create_model
 from bench.config import Job, replace
 from bench.datasets.prepare import PreparedData, take_rows
 from bench.datasets.splits import Split
+from bench.results.checkpoint import checkpoint_meta, save_checkpoint
+from bench.results.job_data import load_job_data
 from bench.results.provenance import environment
+from bench.results.record import JobRecord, Status
 from bench.results.store import (
     atomic_write_parquet,
     check_done,
@@ -44,10 +47,7 @@ from bench.results.store import (
     verify_result,
     write_record,
 )
-from bench.run.checkpoint import checkpoint_meta, save_checkpoint
 from bench.run.evaluate import Part, predict_and_score
-from bench.run.job_data import load_job_data
-from bench.run.record import JobRecord, Status
 from bench.run.train import fit, job_seed, seed_everything
 
 

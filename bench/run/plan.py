@@ -22,7 +22,7 @@ from bench.datasets.prepare import PreparedData
 from bench.datasets.problems import DataError, case_of
 from bench.datasets.splits import Split, SplitError, SplitParams, load_or_create_split, make_splits, split_file_name
 from bench.errors import InvalidInput, MissingInput, UnknownName, UserError
-from bench.run.job_data import load_data
+from bench.results.job_data import load_data
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,9 @@ from typing import Any
 import pandas as pd
 
 from bench.config import Job
+from bench.results.record import CRASHED, JobRecord, Status
 from bench.results.store import check_done, clean_stale, job_lock, read_record, write_record
 from bench.run.execute import is_finished, paths, run_job
-from bench.run.record import CRASHED, JobRecord, Status
 
 __all__ = ["CRASHED", "dry_run_table", "is_finished", "mark_crashed", "paths", "run_job", "run_jobs", "stop_on_signals"]
 

@@ -22,8 +22,8 @@ from typing import Any
 
 from bench.config import Job
 from bench.errors import InvalidInput, MissingInput, UnknownName
+from bench.results.record import JobRecord, Status
 from bench.results.store import atomic_write_json, read_record, read_sidecar, write_record
-from bench.run.record import JobRecord, Status
 
 #: squeue states that mean "not started yet" and "started"; anything else listed is on its way out.
 QUEUED_STATES = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED"})

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from bench.errors import MissingInput, UserError
-from bench.run.evaluate import THRESHOLD
+from bench.metrics import THRESHOLD
 
 if TYPE_CHECKING:
     from bench.config import Job
@@ -70,7 +70,7 @@ class CheckpointMeta:
     fold: int
     seed: int
     profile: str
-    threshold: float = THRESHOLD  # the one threshold scoring uses (bench.run.evaluate)
+    threshold: float = THRESHOLD  # the one threshold scoring uses (bench.metrics)
     bench_version: str = ""
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
