@@ -7,7 +7,7 @@ size; training uses BCEWithLogits and evaluation thresholds sigmoid(logits) at 0
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -113,10 +113,41 @@ class SegmentationNet(nn.Module):
         check_input_size(x, self.depth)
 
 
+class DecoderSignal(NamedTuple):
+    """The decoder side of the skip at ``level`` (0 = full resolution), where that level's feature is H x W.
+
+    ``coarse``: the decoder feature arriving from ``level + 1``, before upsampling, N x 2C x H/2 x W/2 in
+    ``UNetSkeleton.build`` (an attention gate's gating signal). ``up``: the same after the 2x2 transposed
+    conv, N x C x H x W, the tensor the skip is concatenated with. C is the skip's channel count.
+    """
+
+    level: int
+    coarse: Tensor
+    up: Tensor
+
+
+class GatedSkip(nn.Module):
+    """Base class of a skip module that also reads the decoder (e.g. an attention gate).
+
+    ``UNetSkeleton`` calls a plain skip module as ``skip(encoder_feature)`` and a ``GatedSkip`` as
+    ``skip(encoder_feature, decoder)`` with a ``DecoderSignal``; both return the N x C x H x W tensor that
+    is concatenated after the upsampled decoder feature.
+    """
+
+    def forward(self, x: Tensor, decoder: DecoderSignal) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(x, decoder)")
+
+
 #: ``block(in_channels, out_channels)`` -> a conv block that keeps H x W.
 BlockFactory = Callable[[int, int], nn.Module]
-#: ``skip(channels)`` -> a C -> C module applied to an encoder skip before the concat.
+#: ``skip(channels)`` -> a C -> C module applied to an encoder skip before the concat: a plain module
+#: (``forward(x)``) or a ``GatedSkip`` (``forward(x, decoder)``, decoder signals of 2C and C channels).
 SkipFactory = Callable[[int], nn.Module]
+
+
+def apply_skip(skip: nn.Module, encoder_feature: Tensor, decoder: DecoderSignal) -> Tensor:
+    """Run one skip module: a ``GatedSkip`` gets the decoder signal too, any other module only the feature."""
+    return skip(encoder_feature, decoder) if isinstance(skip, GatedSkip) else skip(encoder_feature)
 
 
 class UNetSkeleton(SegmentationNet):
@@ -125,6 +156,8 @@ class UNetSkeleton(SegmentationNet):
     Level i (0 = full resolution) has encoder block ``in -> widths[i]``; each decoder level j < depth - 1
     upsamples ``widths[j + 1] -> widths[j]``, concatenates [up, skip_j] (2 * widths[j] channels) and runs
     ``block(2 * widths[j], widths[j])``. A 1x1 conv head gives ``classes`` logit maps.
+    The skip module of level j sees the encoder feature, and a ``GatedSkip`` the decoder signal too
+    (``DecoderSignal``: the level j+1 decoder feature before and after upsampling).
     Subclasses call ``self.build(...)`` then ``self.reset_parameters()``.
     """
 
@@ -150,7 +183,9 @@ class UNetSkeleton(SegmentationNet):
             features.append(h)
         h = features.pop()
         for up, skip, block in zip(self.ups, self.skips, self.decoder):
-            h = block(torch.cat([up(h), skip(features.pop())], dim=1))
+            encoder_feature, upsampled = features.pop(), up(h)
+            skipped = apply_skip(skip, encoder_feature, DecoderSignal(len(features), h, upsampled))
+            h = block(torch.cat([upsampled, skipped], dim=1))
         return self.head(h)
 
 
