@@ -6,11 +6,11 @@ import argparse
 from pathlib import Path
 
 from bench.commands.common import _add_where, _arch, _device, _metrics, _results_table
+from bench.datasets import canonical_name
 from bench.errors import InvalidInput
 
 
 def cmd_figure(args: argparse.Namespace) -> int:
-    from bench.datasets import canonical_name
     from bench.report.qualitative import qualitative
 
     if not args.qualitative:
@@ -61,7 +61,6 @@ def add_figure(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_saliency(args: argparse.Namespace) -> int:
-    from bench.datasets import canonical_name
     from bench.report.saliency import saliency
 
     archs = [_arch(a) for a in args.arch.split(",") if a]
