@@ -20,7 +20,8 @@ Conventions (docs/conventions.md, "Per-image metrics"):
   rings, C-shapes or speckle.
 - HD95: ``max`` of the two directed 95th percentiles (``np.percentile``, linear interpolation) of the
   distances from each boundary pixel of one mask to the nearest boundary pixel of the other
-  (MONAI, DeepMind surface-distance, Metrics Reloaded). A boundary pixel is a foreground pixel with a
+  (MONAI's convention; DeepMind's surface-distance weights boundary elements and takes a nearest-rank
+  percentile, so its values differ). A boundary pixel is a foreground pixel with a
   4-neighbour in the background; outside the image counts as background, so foreground pixels on
   the image border are boundary pixels (MONAI's and medpy's ``binary_erosion`` with border value 0).
   medpy's ``hd95`` pools both directions before the percentile (``hd95_pooled`` here, for

@@ -44,7 +44,7 @@ CONVENTIONS = [
     ),
     (
         "Protocols: holdout (Tables 4-5) = a seeded group-aware 70/30 split, the 70% in 5 folds; fold model k trains "
-        "on the 4 other folds, chooses its epoch on fold k and is scored on the 30% test set. cv (Fig. 8) = standard "
+        "on the 4 other folds, chooses its epoch on fold k (its Table 4 score) and is scored on the 30% test set (Table 5). cv (Fig. 8) = standard "
         "5-fold cross-validation: fold model k trains on the 4 other folds (80%) minus an inner validation part of "
         "whole groups (inner_fraction of those folds, 0.1 by default: 72% of the data), chooses its epoch there and "
         "is scored on fold k, so every image is scored once, out of fold."
