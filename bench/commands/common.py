@@ -9,11 +9,11 @@ import argparse
 from bench.errors import InvalidInput, MissingInput, NoResults
 
 
-def _csv_ints(text: str) -> tuple[int, ...]:
+def csv_ints(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(",") if v != "")
 
 
-def _settings(pairs: list[str]) -> dict[str, str]:
+def parse_settings(pairs: list[str]) -> dict[str, str]:
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -23,7 +23,7 @@ def _settings(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _dataset_options(pairs: list[str]) -> dict[str, str]:
+def parse_dataset_option_pairs(pairs: list[str]) -> dict[str, str]:
     """``--dataset-option DATASET.OPTION=VALUE`` (repeatable) as ``{"DATASET.OPTION": "VALUE"}``."""
     out = {}
     for pair in pairs:
@@ -42,7 +42,7 @@ DATASET_OPTION_HELP = (
 )
 
 
-def _add_where(p: argparse.ArgumentParser) -> None:
+def add_where_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--where",
         action="append",
@@ -53,13 +53,13 @@ def _add_where(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _where(pairs: list[str]) -> dict[str, str]:
+def where_pairs(pairs: list[str]) -> dict[str, str]:
     from bench.results.selection import parse_where
 
     return parse_where(pairs)
 
 
-def _results_table(results: str, where: list[str] | None = None) -> tuple:
+def results_table(results: str, where: list[str] | None = None) -> tuple:
     """(rows with their jobs' settings attached, failures, sidecars) of the jobs matching ``--where``."""
     from bench.results import selection, store
 
@@ -69,7 +69,7 @@ def _results_table(results: str, where: list[str] | None = None) -> tuple:
             f"no finished jobs under {results}/runs: run `bench run` first (or point --results at the folder it wrote)"
         )
     df, fails, sides, settings = selection.apply_selection(
-        df, store.failures(results), store.sidecars(results), _where(where or [])
+        df, store.failures(results), store.sidecars(results), where_pairs(where or [])
     )
     if df.empty:
         raise NoResults(f"no finished job matches --where {' '.join(where or [])}")
@@ -78,26 +78,26 @@ def _results_table(results: str, where: list[str] | None = None) -> tuple:
     return attach_patients(selection.attach(df, settings), sides), fails, sides
 
 
-def _at_resolution(df, resolution: str):
+def at_resolution(df, resolution: str):
     """Rows of one evaluation resolution (reports never mix input-size and native-resolution scores)."""
     if "eval_resolution" not in df.columns:
         return df if resolution == "input" else df.iloc[0:0]
     return df[df["eval_resolution"].fillna("input") == resolution]
 
 
-def _metrics() -> tuple[str, ...]:
+def metric_names() -> tuple[str, ...]:
     from bench.metrics import METRICS
 
     return METRICS
 
 
-def _arch(name: str | None) -> str | None:
+def canonical_arch(name: str | None) -> str | None:
     from bench.architectures import ARCHITECTURES
 
     return None if name is None else ARCHITECTURES.canonical(name)
 
 
-def _device(name: str) -> str:
+def resolved_device(name: str) -> str:
     from bench.run.execute import resolve_device
 
     return resolve_device(name)

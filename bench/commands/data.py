@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.commands.common import DATASET_OPTION_HELP, _dataset_options
+from bench.commands.common import DATASET_OPTION_HELP, parse_dataset_option_pairs
 from bench.datasets import canonical_name, open_dataset
 from bench.datasets.options import options_of, parse_dataset_options
 from bench.errors import InvalidInput, MissingInput
@@ -15,7 +15,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     from bench.datasets.check import check_data_root, check_dataset, format_report
     from bench.datasets.folders import describe_root
 
-    given = parse_dataset_options(_dataset_options(args.dataset_option), "--dataset-option")
+    given = parse_dataset_options(parse_dataset_option_pairs(args.dataset_option), "--dataset-option")
     if args.data_root:
         names = {key.split(".")[0] for key, _ in given}
         reports = check_data_root(Path(args.data_root), {name: options_of(name, given) for name in names})

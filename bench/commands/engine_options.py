@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from bench.run.engines import EngineConfig
 
 
-def _engine(args: argparse.Namespace, profile: Profile) -> EngineConfig:
+def engine_config(args: argparse.Namespace, profile: Profile) -> EngineConfig:
     """The EngineConfig of ``bench run`` from its options and the profile's ``slurm:`` section."""
     from bench.run.devices import validate_device
     from bench.run.engines import EngineConfig
@@ -36,10 +36,12 @@ def _engine(args: argparse.Namespace, profile: Profile) -> EngineConfig:
         raise InvalidInput(
             "--no-wait needs --engine submitit (Dask and the local engine need the driver for the whole sweep)"
         )
-    return EngineConfig(args.engine, n_jobs=_n_jobs(args, profile.train.device), scheduler=args.scheduler, slurm=slurm)
+    return EngineConfig(
+        args.engine, n_jobs=worker_count(args, profile.train.device), scheduler=args.scheduler, slurm=slurm
+    )
 
 
-def _n_jobs(args: argparse.Namespace, device: str) -> int:
+def worker_count(args: argparse.Namespace, device: str) -> int:
     """--jobs, else one worker per GPU for a GPU run, else one per CPU core."""
     if args.jobs:
         return args.jobs

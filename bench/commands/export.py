@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.commands.common import _add_where, _where
+from bench.commands.common import add_where_option, where_pairs
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -13,7 +13,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.where:
         from bench.results.selection import export_selected
 
-        out = export_selected(args.results, args.out or f"results.{args.format}", args.format, _where(args.where))
+        out = export_selected(args.results, args.out or f"results.{args.format}", args.format, where_pairs(args.where))
     else:
         out = export(args.results, args.out or f"results.{args.format}", args.format)
     print(f"wrote {out}")
@@ -24,4 +24,4 @@ def add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="csv", choices=["csv", "parquet"])
     p.add_argument("--out", help="output file (default results.<format>)")
     p.add_argument("--results", default="results")
-    _add_where(p)
+    add_where_option(p)

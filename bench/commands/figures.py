@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.commands.common import _add_where, _arch, _device, _metrics, _results_table
+from bench.commands.common import add_where_option, canonical_arch, metric_names, resolved_device, results_table
 from bench.datasets import canonical_name
 from bench.errors import InvalidInput
 
@@ -15,8 +15,8 @@ def cmd_figure(args: argparse.Namespace) -> int:
 
     if not args.qualitative:
         raise InvalidInput("choose --qualitative (the paper's tables and figures of numbers: bench report)")
-    df, _, _ = _results_table(args.results, args.where)
-    archs = [_arch(a) for a in args.arch.split(",")] if args.arch else None
+    df, _, _ = results_table(args.results, args.where)
+    archs = [canonical_arch(a) for a in args.arch.split(",")] if args.arch else None
     cases = [c for c in (args.cases or "").split(",") if c] or None
     paths = qualitative(
         df,
@@ -52,18 +52,18 @@ def add_figure(p: argparse.ArgumentParser) -> None:
         default=0,
         help="also a failure gallery per architecture: its N worst images beside every architecture",
     )
-    p.add_argument("--metric", default="dice", choices=_metrics())
+    p.add_argument("--metric", default="dice", choices=metric_names())
     p.add_argument("--protocol", choices=["holdout", "cv"], help="default: holdout if it has test results, else cv")
     p.add_argument("--fold", type=int, help="holdout fold model to show (default: the lowest every architecture has)")
     p.add_argument("--out", default="reports/figures", help="output folder (default reports/figures)")
     p.add_argument("--results", default="results")
-    _add_where(p)
+    add_where_option(p)
 
 
 def cmd_saliency(args: argparse.Namespace) -> int:
     from bench.report.saliency import saliency
 
-    archs = [_arch(a) for a in args.arch.split(",") if a]
+    archs = [canonical_arch(a) for a in args.arch.split(",") if a]
     cases = [c for c in (args.cases or "").split(",") if c] or None
     for path in saliency(
         Path(args.results),
@@ -74,7 +74,7 @@ def cmd_saliency(args: argparse.Namespace) -> int:
         n=args.n,
         protocol=args.protocol,
         fold=args.fold,
-        device=_device(args.device),
+        device=resolved_device(args.device),
     ):
         print(f"wrote {path}")
     return 0

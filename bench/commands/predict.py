@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.commands.common import _arch, _at_resolution, _csv_ints, _device
+from bench.commands.common import at_resolution, canonical_arch, csv_ints, resolved_device
 from bench.datasets import canonical_name
 
 
@@ -15,14 +15,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     req = PredictRequest(
         results=Path(args.from_),
         dataset=canonical_name(args.dataset),
-        arch=_arch(args.arch),
+        arch=canonical_arch(args.arch),
         images=Path(args.images),
         out=Path(args.out),
         folds=args.folds,
         protocol=args.protocol,
         profile=args.profile,
         ensemble=args.ensemble,
-        device=_device(args.device),
+        device=resolved_device(args.device),
     )
     for name, files in predict_folder(req).items():
         print(f"{name}: {len(files)} mask file(s) in {Path(args.out) / name}")
@@ -33,7 +33,7 @@ def add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="from_", default="results", help="results folder of the sweep (default ./results)")
     p.add_argument("--dataset", required=True, help="dataset the models were trained on (sets the mask format)")
     p.add_argument("--arch", required=True, help="architecture name")
-    p.add_argument("--folds", "--fold", type=_csv_ints, help="fold models to use, comma-separated (default: all)")
+    p.add_argument("--folds", "--fold", type=csv_ints, help="fold models to use, comma-separated (default: all)")
     p.add_argument("--protocol", default="holdout", choices=["holdout", "cv"])
     p.add_argument("--profile", help="only models of this profile (when the folder holds several)")
     p.add_argument("--images", required=True, help="folder of images (searched recursively; labels not needed)")
@@ -53,13 +53,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         results=Path(args.from_),
         dataset=canonical_name(args.dataset),
         data_root=Path(args.data_root) if args.data_root else None,
-        arch=_arch(args.arch),
+        arch=canonical_arch(args.arch),
         folds=args.folds,
         protocol=args.protocol,
         profile=args.profile,
         resolutions=resolutions,
         skip=tuple(v for v in (args.skip or "").split(",") if v),
-        device=_device(args.device),
+        device=resolved_device(args.device),
         force=args.force,
     )
     for status in evaluate_stored(req):
@@ -68,7 +68,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         df = store.load_all(req.results)
         df = df[df["dataset"] == req.dataset]
         for resolution in resolutions:
-            at = _at_resolution(df, resolution)
+            at = at_resolution(df, resolution)
             print(f"\n[{resolution} resolution]")
             print(report_table(at, 5, "md", split="external"))
             drop = external_drop(at)
@@ -92,7 +92,7 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
         "images (needs --resolution native)",
     )
     p.add_argument("--arch", help="one architecture (default: every stored one)")
-    p.add_argument("--folds", "--fold", type=_csv_ints, help="fold models, comma-separated (default: all)")
+    p.add_argument("--folds", "--fold", type=csv_ints, help="fold models, comma-separated (default: all)")
     p.add_argument("--protocol", default="holdout", choices=["holdout", "cv"])
     p.add_argument("--profile", help="only models of this profile")
     p.add_argument(

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from bench.commands.common import _add_where, _at_resolution, _metrics, _results_table
+from bench.commands.common import add_where_option, at_resolution, metric_names, results_table
 from bench.errors import InvalidInput
 
 
@@ -15,8 +15,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.report.report import build_report, report_figure, report_table
     from bench.run.reproduce import report_commands
 
-    df, failures, sides = _results_table(args.results, args.where)
-    df = _at_resolution(df, args.resolution)
+    df, failures, sides = results_table(args.results, args.where)
+    df = at_resolution(df, args.resolution)
     if args.all:
         out = Path(args.out or f"reports/{time.strftime('%Y%m%d-%H%M%S')}")
         inputs = {n: _table_inputs(str(n), sides, Path(args.results)) for n in (1, 2)}
@@ -97,7 +97,7 @@ def add_report(p: argparse.ArgumentParser) -> None:
         choices=["cv", "holdout"],
         help="protocol of the tests table and Fig. 8 (default: cv if it has results, else holdout)",
     )
-    _add_where(p)
+    add_where_option(p)
     p.add_argument("--all", action="store_true", help="every table and figure plus index.md/index.html under --out")
     p.add_argument("--format", default="md", choices=["md", "latex", "tex", "csv", "html"])
     p.add_argument("--vs-paper", action="store_true", help="show the paper's published values beside ours")
@@ -119,7 +119,7 @@ def cmd_ttest(args: argparse.Namespace) -> int:
     from bench.analysis.stats import REFERENCE, fold_level_test, paired_test, resolve_protocol
     from bench.report.tests_table import format_tests
 
-    df, _, _ = _results_table(args.results, args.where)
+    df, _, _ = results_table(args.results, args.where)
     protocol, note = resolve_protocol(df, args.dataset, args.protocol)
     if note and args.format == "text":
         print(note)
@@ -154,7 +154,7 @@ def cmd_ttest(args: argparse.Namespace) -> int:
 
 def add_ttest(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True)
-    p.add_argument("--metric", default="iou", choices=_metrics())
+    p.add_argument("--metric", default="iou", choices=metric_names())
     p.add_argument(
         "--reference", help="the network the others are tested against (default: the paper's proposed network, MILDNet)"
     )
@@ -177,4 +177,4 @@ def add_ttest(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--format", default="text", choices=["text", "csv", "md", "latex"])
     p.add_argument("--results", default="results")
-    _add_where(p)
+    add_where_option(p)

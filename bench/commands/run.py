@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.commands.common import DATASET_OPTION_HELP, _csv_ints, _dataset_options, _settings
-from bench.commands.engine_options import _engine, add_engine_options
+from bench.commands.common import DATASET_OPTION_HELP, csv_ints, parse_dataset_option_pairs, parse_settings
+from bench.commands.engine_options import add_engine_options, engine_config
 from bench.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.run.plan import plan, select
     from bench.run.runner import dry_run_table
 
-    overrides = _settings(args.set)
+    overrides = parse_settings(args.set)
     if args.augment:
         overrides["augment"] = "true"
     if args.device:
@@ -34,8 +34,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             "--dataset-option is not applied to --tuned runs (they use the tuned base profile's "
             "dataset_options); put it in that profile instead"
         )
-    profile = load_profile(args.profile, overrides, _dataset_options(args.dataset_option))
-    engine = _engine(args, profile)  # validates the engine options and the device before planning
+    profile = load_profile(args.profile, overrides, parse_dataset_option_pairs(args.dataset_option))
+    engine = engine_config(args, profile)  # validates the engine options and the device before planning
     sel = select(args.arch, args.dataset, args.all, args.protocol, args.folds, args.seeds)
     results = Path(args.results)
     skip = tuple(v for v in (args.skip or "").split(",") if v)
@@ -136,8 +136,8 @@ def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", help="architecture names or wildcards, comma-separated (e.g. 'unet*,mildnet')")
     p.add_argument("--dataset", help="dataset names or wildcards, comma-separated (e.g. 'mri,dsb2018')")
     p.add_argument("--protocol", default="holdout", choices=["holdout", "cv"])
-    p.add_argument("--folds", type=_csv_ints, help="fold indices, comma-separated (default: the profile's)")
-    p.add_argument("--seeds", type=_csv_ints, help="training seeds, comma-separated (default: the profile's)")
+    p.add_argument("--folds", type=csv_ints, help="fold indices, comma-separated (default: the profile's)")
+    p.add_argument("--seeds", type=csv_ints, help="training seeds, comma-separated (default: the profile's)")
     p.add_argument("--profile", default="quick", help="quick (CPU, minutes), paper (GPU) or a YAML file")
     p.add_argument(
         "--set",

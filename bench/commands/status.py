@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.commands.common import _csv_ints, _dataset_options, _settings
+from bench.commands.common import csv_ints, parse_dataset_option_pairs, parse_settings
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -16,7 +16,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         from bench.config import load_profile
         from bench.run.plan import plan, select
 
-        profile = load_profile(args.profile, _settings(args.set), _dataset_options(args.dataset_option))
+        profile = load_profile(args.profile, parse_settings(args.set), parse_dataset_option_pairs(args.dataset_option))
         sel = select(args.arch, args.dataset, args.all, args.protocol, args.folds, args.seeds)
         skip = tuple(v for v in (args.skip or "").split(",") if v)
         table = sweep_status(
@@ -38,8 +38,8 @@ def add_status(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", help="as for bench run; with --arch/--dataset/--all, jobs not started show as missing")
     p.add_argument("--dataset")
     p.add_argument("--protocol", default="holdout", choices=["holdout", "cv"])
-    p.add_argument("--folds", type=_csv_ints)
-    p.add_argument("--seeds", type=_csv_ints)
+    p.add_argument("--folds", type=csv_ints)
+    p.add_argument("--seeds", type=csv_ints)
     p.add_argument("--profile", default="quick")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--data-root")

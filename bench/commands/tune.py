@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.commands.common import _arch, _csv_ints, _settings
-from bench.commands.engine_options import _engine, add_engine_options
+from bench.commands.common import canonical_arch, csv_ints, parse_settings
+from bench.commands.engine_options import add_engine_options, engine_config
 from bench.errors import NoResults
 
 
@@ -17,11 +17,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from bench.run.plan import select
     from bench.run.runner import run_jobs
 
-    base = load_profile(args.profile, _settings(args.set))
-    engine = _engine(args, base)
+    base = load_profile(args.profile, parse_settings(args.set))
+    engine = engine_config(args, base)
     grid = tune.parse_grid(args.grid, Path(args.grid_file) if args.grid_file else None)
     sel = select(args.arch, args.dataset, args.all, "holdout", args.folds, None)
-    reference = _arch(args.paper_tuning) if args.paper_tuning else None
+    reference = canonical_arch(args.paper_tuning) if args.paper_tuning else None
     results, out = Path(args.results), tune.tuning_results(Path(args.results), args.name)
     jobs = tune.tuning_jobs(
         grid,
@@ -64,7 +64,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         tune.best_points(scores, grid),
         reference,
         sel.archs,
-        _settings(args.set),
+        parse_settings(args.set),
     )
     (path.with_suffix(".md")).write_text(render(table, "md") + "\n\n" + render(every, "md") + "\n")
     every.to_csv(path.with_suffix(".csv"), index=False)
@@ -99,7 +99,7 @@ def add_tune(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all", action="store_true", help="the paper's 8 networks on its 5 datasets")
     p.add_argument("--arch", help="architecture names or wildcards, comma-separated")
     p.add_argument("--dataset", help="dataset names or wildcards, comma-separated")
-    p.add_argument("--folds", type=_csv_ints, help="validation folds to tune on (default: the profile's)")
+    p.add_argument("--folds", type=csv_ints, help="validation folds to tune on (default: the profile's)")
     p.add_argument("--profile", default="quick", help="base profile the grid varies (quick, paper or a YAML file)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a base profile value")
     p.add_argument("--data-root", help="folder with one native-layout folder per dataset (default: synthetic)")

@@ -66,7 +66,6 @@ REQUIRED_COLUMNS = (
     "job_key",
 )
 #: Metrics that are finite in every stored row (both-empty and one-empty masks have defined values).
-FINITE_METRICS = METRICS
 #: Counts: integer columns.
 COUNT_COLUMNS = ("fold", "seed", "eval_size", "tp", "fp", "fn", "tn", "n_ref", "n_pred")
 
@@ -236,7 +235,7 @@ def verify_result(sidecar_path: Path, side: dict[str, Any]) -> tuple[pd.DataFram
     """(rows, None) if the Parquet file beside an ``ok`` sidecar is a complete result, else (None, why).
 
     Complete: readable, ``n_written`` rows, the columns of ``REQUIRED_COLUMNS`` (counts integer),
-    every row's ``job_key`` equal to the sidecar's key, finite ``FINITE_METRICS``.
+    every row's ``job_key`` equal to the sidecar's key, finite ``METRICS``.
     """
     parquet = Path(sidecar_path).with_suffix(".parquet")
     if not parquet.exists():
@@ -252,12 +251,12 @@ def verify_result(sidecar_path: Path, side: dict[str, Any]) -> tuple[pd.DataFram
     if missing:
         return None, f"{parquet} lacks columns {missing}"
     wrong = [c for c in COUNT_COLUMNS if not pd.api.types.is_integer_dtype(df[c])]
-    wrong += [c for c in FINITE_METRICS if not pd.api.types.is_float_dtype(df[c])]
+    wrong += [c for c in METRICS if not pd.api.types.is_float_dtype(df[c])]
     if wrong:
         return None, f"{parquet} has columns of the wrong type: {wrong}"
     if (df["job_key"] != side.get("key")).any():
         return None, f"{parquet} holds rows of another job (job_key != {side.get('key')})"
-    bad = {m: int((~np.isfinite(df[m].to_numpy(dtype=float))).sum()) for m in FINITE_METRICS}
+    bad = {m: int((~np.isfinite(df[m].to_numpy(dtype=float))).sum()) for m in METRICS}
     bad = {m: n for m, n in bad.items() if n}
     if bad:
         return None, f"{parquet} has non-finite metrics ({', '.join(f'{m}: {n} rows' for m, n in bad.items())})"
