@@ -16,7 +16,6 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from bench import __version__
 from bench.commands.check import add_check, cmd_check
 from bench.commands.data import add_data, cmd_data
 from bench.commands.export import add_export, cmd_export
@@ -47,6 +46,7 @@ PARSERS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from bench import __version__
 
     parser = argparse.ArgumentParser(
         prog="bench",

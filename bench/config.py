@@ -19,8 +19,6 @@ from typing import Any
 
 import yaml
 
-from bench import __version__
-from bench.datasets.options import parse_dataset_options
 from bench.errors import InvalidInput, UnknownName
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
@@ -276,6 +274,7 @@ def load_profile(
 def _dataset_options(from_profile: Any, from_cli: dict[str, Any], path: Path) -> tuple[tuple[str, Any], ...]:
     """The profile's ``dataset_options:`` mapping, then the command line's, each checked against the
     datasets' declarations (an error names the profile file or ``--dataset-option``)."""
+    from bench.datasets.options import parse_dataset_options
 
     if not isinstance(from_profile, dict):
         raise InvalidInput(
@@ -311,6 +310,7 @@ class Job:
     @property
     def key(self) -> str:
         """Hash of everything that changes this job's numbers (not paths, not the profile's name)."""
+        from bench import __version__
 
         payload = {
             "dataset": self.dataset,

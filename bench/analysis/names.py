@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from bench.datasets import DATASETS, PAPER_DATASETS
-
 
 def ordered(names: Iterable[str], order: Sequence[str]) -> list[str]:
     """The distinct ``names``: those in ``order`` first, in that order, then the others sorted."""
@@ -24,6 +22,7 @@ def ordered(names: Iterable[str], order: Sequence[str]) -> list[str]:
 
 def paper_datasets() -> tuple[str, ...]:
     """The paper's datasets in its table order (registry names)."""
+    from bench.datasets import PAPER_DATASETS
 
     return PAPER_DATASETS
 
@@ -48,6 +47,7 @@ def ordered_archs(names: Iterable[str]) -> list[str]:
 def dataset_label(name: str) -> str:
     """The dataset's ``display_name`` ("ISBI-2012", "MRI"); a name no registered dataset has (results
     of a dataset whose module is gone) is shown as it is."""
+    from bench.datasets import DATASETS
 
     try:
         return DATASETS.display_name(name)

@@ -6,14 +6,14 @@ import argparse
 from pathlib import Path
 
 from bench.commands.common import DATASET_OPTION_HELP, parse_dataset_option_pairs
-from bench.datasets import canonical_name, open_dataset
-from bench.datasets.options import options_of, parse_dataset_options
 from bench.errors import InvalidInput, MissingInput
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    from bench.datasets import canonical_name, open_dataset
     from bench.datasets.check import check_data_root, check_dataset, format_report
     from bench.datasets.folders import describe_root
+    from bench.datasets.options import options_of, parse_dataset_options
 
     given = parse_dataset_options(parse_dataset_option_pairs(args.dataset_option), "--dataset-option")
     if args.data_root:

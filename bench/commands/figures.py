@@ -6,11 +6,11 @@ import argparse
 from pathlib import Path
 
 from bench.commands.common import add_where_option, canonical_arch, metric_names, resolved_device, results_table
-from bench.datasets import canonical_name
 from bench.errors import InvalidInput
 
 
 def cmd_figure(args: argparse.Namespace) -> int:
+    from bench.datasets import canonical_name
     from bench.report.qualitative import qualitative
 
     if not args.qualitative:
@@ -61,6 +61,7 @@ def add_figure(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_saliency(args: argparse.Namespace) -> int:
+    from bench.datasets import canonical_name
     from bench.report.saliency import saliency
 
     archs = [canonical_arch(a) for a in args.arch.split(",") if a]

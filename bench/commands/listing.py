@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from bench.datasets import DATASETS, list_datasets
-
 
 def cmd_list(args: argparse.Namespace) -> int:
     import torch
 
     from bench.architectures import ARCHITECTURES, list_models
     from bench.architectures._blocks import count_macs, count_parameters
+    from bench.datasets import DATASETS, list_datasets
 
     print(
         f"Architectures (in_channels={args.in_channels}, width={args.width}, depth={args.depth}, "

@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 
 from bench.commands.common import at_resolution, canonical_arch, csv_ints, resolved_device
-from bench.datasets import canonical_name
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from bench.datasets import canonical_name
     from bench.models.predict import PredictRequest, predict_folder
 
     req = PredictRequest(
@@ -43,6 +43,7 @@ def add_predict(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from bench.datasets import canonical_name
     from bench.models.external import EvaluateRequest, evaluate_stored, external_drop
     from bench.report.report import report_table
     from bench.report.table_render import render

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import load_profile
-from bench.datasets.options import options_of
 
 
 def _overrides(profile: str, train: Mapping[str, Any]) -> list[str]:
@@ -86,6 +85,7 @@ def _dataset_options(job: Mapping[str, Any], options: Mapping[str, Any]) -> tupl
     """``--dataset-option DATASET.OPTION=VALUE`` for every reader option that differs from the profile's."""
     if job.get("data_root") is None:
         return ()
+    from bench.datasets.options import options_of
 
     try:
         base = options_of(job["dataset"], load_profile(job["profile"]).dataset_options)
