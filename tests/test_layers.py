@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,16 @@ def test_bench_top_level_keeps_only_the_shared_vocabulary() -> None:
     assert len(top) <= 8, top
     stages = {"run", "results", "analysis", "report", "models", "commands"}
     assert stages <= {p.parent.name for p in (ROOT / "bench").glob("*/__init__.py")}
+
+
+def test_the_command_line_starts_without_numeric_libraries() -> None:
+    """``bench --help`` builds every command's parser and imports none of torch, pandas, scipy, the plotting
+    libraries or yaml: the imports that stay inside functions keep them out of start-up. (numpy and cv2 come
+    with bench.metrics, whose names the --metric choices list.)"""
+    code = (
+        "import sys, bench.cli; bench.cli.build_parser(); "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    heavy = {"torch", "pandas", "scipy", "matplotlib", "seaborn", "pyarrow", "yaml", "albumentations", "timm"}
+    assert not heavy & set(out.stdout.split()), out.stdout
