@@ -17,8 +17,15 @@ A dataset is one file in this package with one class registered by ``@register_d
 - ``OPTIONS``: the ``DatasetOption``s that change its data (given as ``--dataset-option NAME.OPT=V``);
   the reader reads them with ``self.option("opt")``;
 - ``make_fixture(root)``: write a tiny copy of the native layout (a few 40 x 32 images) and return a
-  ``Fixture`` saying what must be read from it. The native-layout tests run over every registered
-  dataset and fail for one without it.
+  ``Fixture`` saying what must be read from it (``fixture_variants``: the other variants it can write).
+  The native-layout tests run over every registered dataset and fail for one without it;
+- mask naming, ``mask_stem`` / ``mask_folders`` (``is_mask_file``): how a mask file is told from an
+  image by its path, so ``bench predict --images FOLDER`` skips masks (default: ``<stem>_mask.*`` and
+  files in a ``masks/`` folder);
+- ``prediction_path(image)`` and ``write_prediction(path, mask)``: the name and format of the mask
+  ``bench predict`` writes for an input image (default: ``<stem>_mask.png`` beside it, {0, 255});
+- ``group_patients(root)``: the patient of each group, read from the dataset folder, for the report's
+  ``--unit patient`` (default: none).
 
 Images are returned as H x W x C uint8 (C = ``channels``, alpha dropped), masks as H x W bool (True =
 the foreground class the class docstring names). Resizing, normalisation, patching and caching happen
@@ -27,6 +34,7 @@ later (``bench.datasets.prepare``), identically for every dataset.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +42,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from bench.datasets.decode import as_image, as_mask, load_pixels, where
+from bench.datasets.decode import as_image, as_mask, load_pixels, save_pixels, where
 from bench.datasets.layout import Case, Scan, apply_skip, flag_duplicates, natural_key, visible_entries
 from bench.datasets.options import DatasetOption, resolve_options
 from bench.datasets.problems import CaseProblem, DataError, Problem, ReadFailure
@@ -77,20 +85,35 @@ class PaperFacts:
 @dataclass
 class Fixture:
     """A tiny native layout written by ``make_fixture``: ``files[case_id] = (image, mask files)``, and per
-    case id the H x W bool mask it must read as and its group."""
+    case id the H x W bool mask it must read as and its group.
+
+    ``duplicates[case_id]``: another file name this layout reads as the same case id (``ISIC_1.png``
+    beside ``ISIC_1.jpg``, ``01.png`` beside ``1.png``); the tests copy the image there and expect a
+    ``duplicate_id`` problem. Left out where the layout cannot hold two images of one id (the id is a
+    folder name)."""
 
     root: Path
     files: dict[str, tuple[Path, tuple[Path, ...]]] = field(default_factory=dict)
     masks_expected: dict[str, np.ndarray] = field(default_factory=dict)
     groups: dict[str, str] = field(default_factory=dict)
+    duplicates: dict[str, Path] = field(default_factory=dict)
 
     def add(
-        self, case_id: str, image: Path, masks: tuple[Path, ...], mask: np.ndarray, group: str | None = None
+        self,
+        case_id: str,
+        image: Path,
+        masks: tuple[Path, ...],
+        mask: np.ndarray,
+        group: str | None = None,
+        duplicate: Path | None = None,
     ) -> None:
-        """Record one written case (``mask``: what it must read as, any array whose ``> 0`` is foreground)."""
+        """Record one written case (``mask``: what it must read as, any array whose ``> 0`` is foreground;
+        ``duplicate``: see ``duplicates``)."""
         self.files[case_id] = (image, masks)
         self.masks_expected[case_id] = np.asarray(mask) > 0
         self.groups[case_id] = case_id if group is None else group
+        if duplicate is not None:
+            self.duplicates[case_id] = duplicate
 
     def image(self, case_id: str) -> Path:
         return self.files[case_id][0]
@@ -157,7 +180,8 @@ class SegDataset:
 
 class NativeDataset(SegDataset):
     """A dataset read from its native layout. Subclasses set the facts, ``_scan``, ``looks_like`` and
-    ``make_fixture``, and may override ``decode_mask`` and declare ``OPTIONS`` (module docstring).
+    ``make_fixture``, and may override ``decode_mask``, the mask naming, the predicted-mask writer and
+    ``group_patients``, and declare ``OPTIONS`` (module docstring).
 
     Listing (``cases()``) raises ``DataError`` naming every layout problem (missing folder, image without
     mask, duplicate id, ...); reading a case (``read()``) raises ``DataError`` naming each bad file
@@ -168,6 +192,12 @@ class NativeDataset(SegDataset):
 
     #: The default ``decode_mask`` rule: "binary" (files hold {0, 255}) or "instance" (labels, ``> 0``).
     mask_kind: ClassVar[str] = "binary"
+    #: Mask naming (``is_mask_file``): a regular expression a mask file's stem matches in full, any letter
+    #: case (None: masks are told by their folder alone), and the folders whose files are masks.
+    mask_stem: ClassVar[str | None] = r".+_mask"
+    mask_folders: ClassVar[tuple[str, ...]] = ("masks",)
+    #: Other native variants ``make_fixture`` writes: variant name -> its keyword arguments.
+    fixture_variants: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, root: Path | str | None, skip: Iterable[str] = (), **options: Any) -> None:
         if root is None:
@@ -200,6 +230,36 @@ class NativeDataset(SegDataset):
             f"{cls.name}: no make_fixture; every native dataset writes a tiny copy of its "
             "layout for the tests (datasets/base.py)"
         )
+
+    @classmethod
+    def is_mask_file(cls, path: Path) -> bool:
+        """True when ``path`` (relative to a folder of this layout) names a mask, not an image, by the
+        layout's naming: ``mask_stem`` and ``mask_folders``. ``bench predict --images`` skips such files."""
+        stem_is_mask = cls.mask_stem is not None and re.fullmatch(cls.mask_stem, path.stem, re.IGNORECASE)
+        folders = {name.lower() for name in cls.mask_folders}
+        return bool(stem_is_mask) or any(part.lower() in folders for part in path.parts[:-1])
+
+    @classmethod
+    def prediction_path(cls, image: Path, stack: bool = False) -> Path:
+        """Where ``bench predict`` writes the mask of input ``image`` (both relative: to the input and the
+        output folder); the suffix is the format ``write_prediction`` gets. ``stack``: ``image`` is a
+        multi-page TIFF whose masks go to one multi-page TIFF (its suffix becomes .tif). Default:
+        ``<stem>_mask.png`` beside the image."""
+        return image.with_name(f"{image.stem}_mask.png")
+
+    @classmethod
+    def write_prediction(cls, path: Path, mask: np.ndarray) -> Path:
+        """Write a predicted mask (H x W bool, or pages x H x W for a TIFF stack) to ``path`` the way this
+        dataset stores its masks; returns the file written. Default: 8-bit, 0 = background, 255 = the
+        foreground class, in the format of ``path``'s suffix."""
+        return save_pixels(path, mask.astype(np.uint8) * np.uint8(255), stack=mask.ndim == 3)
+
+    @classmethod
+    def group_patients(cls, root: Path) -> dict[str, str]:
+        """{group: patient} read from the dataset folder ``root``, where a layout records the patient of
+        each group (source image) in a file of its own; the report pairs patients on it (``--unit
+        patient``). Default: none ({})."""
+        return {}
 
     def _scan(self) -> Scan:
         raise NotImplementedError

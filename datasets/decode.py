@@ -1,4 +1,5 @@
-"""Decoding files into arrays: images to H x W x C uint8, masks to H x W bool.
+"""Decoding files into arrays: images to H x W x C uint8, masks to H x W bool (and ``save_pixels``, the
+way back: predicted masks and fixture files).
 
 TIFF goes through tifffile, everything else through Pillow; any decoder error becomes a ``ReadFailure``
 naming the file. The mask rules a dataset can use in its ``decode_mask``:
@@ -68,6 +69,22 @@ def _load_pil(path: Path, page: int | None, role: str) -> np.ndarray:
         if img.mode in ("CMYK", "YCbCr", "LAB", "HSV") or (img.mode in ("P", "PA") and role == "image"):
             img = img.convert("RGBA" if "transparency" in img.info or img.mode == "PA" else "RGB")
         return np.array(img)
+
+
+def save_pixels(path: Path, arr: np.ndarray, stack: bool = False, quality: int = 95) -> Path:
+    """Save ``arr`` by suffix (creating folders): TIFF through tifffile (``stack``: one grey page per
+    first-axis slice), everything else through Pillow (JPEG at ``quality``)."""
+    import tifffile
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        rgb_image = arr.ndim == 3 and arr.shape[-1] == 3 and not stack
+        tifffile.imwrite(path, arr, photometric="rgb" if rgb_image else "minisblack")
+    else:
+        jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+        Image.fromarray(arr).save(path, **({"quality": quality} if jpeg else {}))
+    return path
 
 
 def tiff_page_count(path: Path) -> int:

@@ -39,9 +39,19 @@ class DSB2018(NativeDataset):
         f"{BASE}/<id>/masks/<hash>.png   (one per nucleus, 0 or 255; the target is their union)"
     )
 
+    mask_stem = None
+    mask_folders = ("masks",)
+
     @classmethod
     def looks_like(cls, folder: Path) -> bool:
         return (folder / BASE).is_dir()
+
+    @classmethod
+    def prediction_path(cls, image: Path, stack: bool = False) -> Path:
+        """``<id>/masks/<id>.png`` for ``<id>/images/<id>.png`` (else ``<stem>/masks/<stem>.png`` beside the
+        image): one {0, 255} PNG, the union of the nuclei, which the reader takes anyway."""
+        folder = image.parent.parent if image.parent.name == "images" else image.parent / image.stem
+        return folder / "masks" / f"{image.stem}.png"
 
     def _scan(self) -> Scan:
         scan = Scan()

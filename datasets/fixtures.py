@@ -4,9 +4,9 @@ any format the readers accept. Fixture images are W x H = 40 x 32, so a transpos
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
+
+from bench.datasets.decode import save_pixels
 
 W, H = 40, 32
 
@@ -31,17 +31,5 @@ def blob(seed: int, h: int = H, w: int = W, empty: bool = False) -> np.ndarray:
     return mask
 
 
-def write(path: Path, arr: np.ndarray, stack: bool = False, quality: int = 95) -> Path:
-    """Save ``arr`` by suffix (creating folders): TIFF through tifffile (``stack``: one grey page per
-    first-axis slice), everything else through Pillow (JPEG at ``quality``)."""
-    import tifffile
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        rgb_image = arr.ndim == 3 and arr.shape[-1] == 3 and not stack
-        tifffile.imwrite(path, arr, photometric="rgb" if rgb_image else "minisblack")
-    else:
-        jpeg = path.suffix.lower() in (".jpg", ".jpeg")
-        Image.fromarray(arr).save(path, **({"quality": quality} if jpeg else {}))
-    return path
+#: Save an array by suffix, creating folders (``bench.datasets.decode.save_pixels``).
+write = save_pixels

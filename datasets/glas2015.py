@@ -7,12 +7,13 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
 from bench.datasets import register_dataset
 from bench.datasets.base import Case, Fixture, NativeDataset, PaperFacts, Scan
-from bench.datasets.decode import IMAGE_SUFFIXES
+from bench.datasets.decode import IMAGE_SUFFIXES, save_pixels
 from bench.datasets.fixtures import H, W, rgb, write
 from bench.datasets.layout import index_by_id, natural_key, pair_files, visible_entries
 from bench.errors import InvalidInput
@@ -97,9 +98,43 @@ class GlaS2015(NativeDataset):
         f"{GRADES}   (optional: name, patient ID, grade (GlaS), grade (Sirinukunwattana et al. 2015))"
     )
 
+    mask_stem = r".+_anno"
+    mask_folders = ()
+    fixture_variants: ClassVar[dict[str, dict[str, Any]]] = {"png": {"ext": "png", "rgb_anno": True}}
+
     @classmethod
     def looks_like(cls, folder: Path) -> bool:
         return (folder / GRADES).is_file() or bool(cls._image_folders(folder))
+
+    @classmethod
+    def prediction_path(cls, image: Path, stack: bool = False) -> Path:
+        """``<stem>_anno.bmp`` beside the image (``write_prediction`` makes it a 16-bit ``.png`` when the
+        labels do not fit 8 bits)."""
+        return image.with_name(f"{image.stem}_anno.bmp")
+
+    @classmethod
+    def write_prediction(cls, path: Path, mask: np.ndarray) -> Path:
+        """An annotation like the release's: connected components (8-connected) labelled 1..n, 0 =
+        background; 8-bit BMP, or a 16-bit PNG of the same name when n > 255."""
+        if mask.ndim != 2:
+            return super().write_prediction(path, mask)
+        from scipy import ndimage
+
+        labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+        if n > 255:
+            return save_pixels(path.with_suffix(".png"), labels.astype(np.uint16))
+        return save_pixels(path, labels.astype(np.uint8))
+
+    @classmethod
+    def group_patients(cls, root: Path) -> dict[str, str]:
+        """Source image -> ``"patient <patient ID>"`` from ``Grade.csv`` in ``root`` or one folder down (as
+        the reader looks); {} without it."""
+        found = [root / GRADES] + sorted(root.glob(f"*/{GRADES}"))
+        path = next((p for p in found if p.is_file()), None)
+        if path is None:
+            return {}
+        patients = {name: dict(meta).get("patient_id") for name, meta in read_grades(path).items()}
+        return {name: f"patient {patient}" for name, patient in patients.items() if patient}
 
     @staticmethod
     def _image_folders(root: Path) -> list[Path]:
@@ -119,9 +154,9 @@ class GlaS2015(NativeDataset):
         images = index_by_id([p for p in files if "_anno" not in p.stem], _key(False), scan, "image")
         annos = index_by_id([p for p in files if "_anno" in p.stem], _key(True), scan, "annotation (<name>_anno)")
         grades = self._grades(folders, scan)
-        for cid, image, anno in pair_files(images, annos, scan):
+        for cid, image, mask_files in pair_files(images, annos, scan):
             meta = (("official_split", cid.split("_")[0]),) + grades.get(cid, ())
-            scan.cases.append(Case(cid, cid, image, (anno,), meta=meta))
+            scan.cases.append(Case(cid, cid, image, mask_files, meta=meta))
         scan.counts.update(
             images=len(images),
             annotations=len(annos),
@@ -175,7 +210,9 @@ class GlaS2015(NativeDataset):
             labels[2:10, 3:12], labels[15:25, 20:30] = 1, 3  # two glands with instance labels 1 and 3
             labels[0, 0] = 2 if i % 2 else 0
             stored = np.repeat(labels[..., None], 3, axis=2) if rgb_anno else labels
-            out.add(cid, write(root / f"{cid}.{ext}", rgb(i)), (write(root / f"{cid}_anno.{ext}", stored),), labels)
+            image, anno = write(root / f"{cid}.{ext}", rgb(i)), write(root / f"{cid}_anno.{ext}", stored)
+            twin = image.with_suffix(".png" if ext == "bmp" else ".bmp")  # a copy in the other format: same id
+            out.add(cid, image, (anno,), labels, duplicate=twin)
         if grades:
             grades_ = enumerate(FIXTURE_GRADES.items())
             rows = [GRADE_HEADER] + [f"{name},{i + 1},{g},{s}" for i, (name, (g, s)) in grades_]

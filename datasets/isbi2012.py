@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -66,6 +66,9 @@ class ISBI2012(NativeDataset):
         f"{VOLUME} + {LABELS}   (multi-page TIFF stacks, one page per slice), or\n"
         f"{PNG_IMAGES}/N.png + {PNG_LABELS}/N.png   (N = 0, 1, ...; labels 255 = cell interior, 0 = membrane)"
     )
+    mask_stem = r".*labels.*"  # train-labels.tif, test-labels.tif
+    mask_folders = (PNG_LABELS.name, "labels")
+    fixture_variants: ClassVar[dict[str, dict[str, Any]]] = {"tiff": {"variant": "tiff"}}
     OPTIONS = (
         DatasetOption(
             "variant",
@@ -74,6 +77,15 @@ class ISBI2012(NativeDataset):
             "which copy of the slices to read: the TIFF stacks, the PNG slices, or auto (the stacks when present)",
         ),
     )
+
+    @classmethod
+    def prediction_path(cls, image: Path, stack: bool = False) -> Path:
+        """A PNG slice: ``<name>.png``, {0, 255} (255 = cell interior), like ``train/label/N.png``. A TIFF
+        stack: one multi-page ``<stem with volume -> labels>.tif`` (``test-volume.tif`` -> ``test-labels.tif``)."""
+        if not stack:
+            return image.with_name(f"{image.stem}.png")
+        stem = image.stem
+        return image.with_name(f"{stem.replace('volume', 'labels') if 'volume' in stem else stem + '-labels'}.tif")
 
     @property
     def variant(self) -> str:
@@ -143,8 +155,8 @@ class ISBI2012(NativeDataset):
             return
         by_image = index_by_id(images, _png_slice_id, scan, "slice (N.png)")
         by_label = index_by_id(labels, _png_slice_id, scan, "label (N.png)")
-        for cid, image, label in pair_files(by_image, by_label, scan):
-            scan.cases.append(Case(cid, cid, image, (label,)))
+        for cid, image, mask_files in pair_files(by_image, by_label, scan):
+            scan.cases.append(Case(cid, cid, image, mask_files))
         scan.counts.update(images=len(images), masks=len(labels))
 
     @classmethod
@@ -161,5 +173,6 @@ class ISBI2012(NativeDataset):
             return out
         for i, (image, label) in enumerate(pairs):
             label_file = write(root / PNG_LABELS / f"{i}.png", label)
-            out.add(slice_id(i), write(root / PNG_IMAGES / f"{i}.png", image), (label_file,), label)
+            image_file = write(root / PNG_IMAGES / f"{i}.png", image)
+            out.add(slice_id(i), image_file, (label_file,), label, duplicate=image_file.with_name(f"0{i}.png"))
         return out

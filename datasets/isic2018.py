@@ -37,6 +37,13 @@ class ISIC2018(NativeDataset):
     channels = 3
     paper = PaperFacts("ISIC-2018", "Dermoscopy", 2594, (1022, 767), "image", (363, 363, 363, 363, 364), 778)
     layout = f"{INPUT_DIR}/ISIC_<id>.jpg\n{TRUTH_DIR}/ISIC_<id>{MASK_SUFFIX}.png   (8-bit grey, 0 = skin, 255 = lesion)"
+    mask_stem = f".+{MASK_SUFFIX}"
+    mask_folders = (TRUTH_DIR,)
+
+    @classmethod
+    def prediction_path(cls, image: Path, stack: bool = False) -> Path:
+        """``<stem>_segmentation.png`` beside the image, 8-bit {0, 255} like the ground truth."""
+        return image.with_name(f"{image.stem}{MASK_SUFFIX}.png")
 
     @classmethod
     def looks_like(cls, folder: Path) -> bool:
@@ -50,8 +57,8 @@ class ISIC2018(NativeDataset):
             return scan
         by_image = index_by_id(images, _image_id, scan, "image")
         by_mask = index_by_id(masks, _mask_id, scan, f"mask (<image id>{MASK_SUFFIX}.png)")
-        for cid, image, mask in pair_files(by_image, by_mask, scan):
-            scan.cases.append(Case(cid, cid, image, (mask,)))
+        for cid, image, mask_files in pair_files(by_image, by_mask, scan):
+            scan.cases.append(Case(cid, cid, image, mask_files))
         scan.counts.update(images=len(images), masks=len(masks))
         return scan
 
@@ -65,6 +72,7 @@ class ISIC2018(NativeDataset):
         for i, cid in enumerate(ids):
             image = write(root / INPUT_DIR / f"{cid}.jpg", rgb(i))
             mask = blob(i)
-            out.add(cid, image, (write(root / TRUTH_DIR / f"{cid}{MASK_SUFFIX}.png", mask),), mask)
+            masks = (write(root / TRUTH_DIR / f"{cid}{MASK_SUFFIX}.png", mask),)
+            out.add(cid, image, masks, mask, duplicate=image.with_suffix(".png"))
         (root / INPUT_DIR / "ATTRIBUTION.txt").write_text("ISIC\n")
         return out

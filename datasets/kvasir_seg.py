@@ -42,6 +42,10 @@ class KvasirSEG(NativeDataset):
         f"{MASKS}/<id>.jpg   (polyp mask, JPEG: grey level >= {THRESHOLD} = polyp)"
     )
 
+    mask_stem = None  # a mask has its image's stem: it is told by its folder
+    mask_folders = (MASKS,)
+    # predicted masks: the default <stem>_mask.png, lossless (not the release's JPEG)
+
     @classmethod
     def looks_like(cls, folder: Path) -> bool:
         return (folder / IMAGES).is_dir() and (folder / MASKS).is_dir()
@@ -63,8 +67,8 @@ class KvasirSEG(NativeDataset):
             return scan
         by_image = index_by_id(images, lambda p: p.stem, scan, "image")
         by_mask = index_by_id(masks, lambda p: p.stem, scan, "mask (<image id>.jpg)")
-        for cid, image, mask in pair_files(by_image, by_mask, scan):
-            scan.cases.append(Case(cid, cid, image, (mask,)))
+        for cid, image, mask_files in pair_files(by_image, by_mask, scan):
+            scan.cases.append(Case(cid, cid, image, mask_files))
         scan.counts.update(images=len(images), masks=len(masks))
         return scan
 
@@ -75,5 +79,5 @@ class KvasirSEG(NativeDataset):
         for i, cid in enumerate(FIXTURE_IDS):
             image, mask = write(root / IMAGES / f"{cid}.jpg", rgb(i)), blob(i)
             stored = write(root / MASKS / f"{cid}.jpg", np.repeat(mask[..., None], 3, axis=2), quality=75)
-            out.add(cid, image, (stored,), mask)
+            out.add(cid, image, (stored,), mask, duplicate=image.with_suffix(".png"))
         return out

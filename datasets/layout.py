@@ -1,6 +1,6 @@
 """What walking a native layout finds (``Case`` records in a ``Scan``, with problems and counts) and the
 helpers readers walk their layouts with: natural sort, visible entries, image files of a folder,
-file-to-case-id indexing and image/mask pairing.
+file-to-case-id indexing (one file per id, or several: the masks of one case) and image/mask pairing.
 
 Files whose names start with "." (``.DS_Store``, macOS ``._x.png`` forks) and files that are not images
 (README, csv, txt) are ignored where a layout holds images, and counted under ``ignored_files``.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,8 @@ class Case:
 
     ``case_id`` is stable across runs and machines (derived from file names, never from order);
     ``group`` is the unit that must not cross a split boundary (LGG: patient folder; otherwise the
-    case itself). ``mask_paths`` holds one file, or one file per instance (DSB-2018 nuclei).
+    case itself). ``mask_paths`` holds one file, or several read as their union (one per nucleus in
+    DSB-2018, one per lesion part where a layout splits a lesion over ``x_mask.png``, ``x_mask_1.png``).
     ``page`` indexes a multi-page TIFF stack (ISBI-2012), else None.
     """
 
@@ -102,14 +103,33 @@ def index_by_id(paths: Iterable[Path], case_id: Callable[[Path], str | None], sc
     return out
 
 
-def pair_files(images: dict[str, Path], masks: dict[str, Path], scan: Scan) -> list[tuple[str, Path, Path]]:
-    """(case_id, image, mask) for ids with both files; an image without mask or a mask without image
-    is a problem of that case id."""
-    for cid in sorted(set(images) - set(masks), key=natural_key):
+def group_by_id(
+    paths: Iterable[Path], case_id: Callable[[Path], str | None], scan: Scan, what: str
+) -> dict[str, tuple[Path, ...]]:
+    """Map files to case ids where one case may have several (the masks of one image: ``x_mask.png``,
+    ``x_mask_1.png``), in the order of ``paths``. A name ``case_id`` rejects (None) is an unexpected file."""
+    out: dict[str, tuple[Path, ...]] = {}
+    for path in paths:
+        cid = case_id(path)
+        if cid is None:
+            scan.add(path, "unexpected_file", f"file name does not match the {what} naming of this layout")
+        else:
+            out[cid] = (*out.get(cid, ()), path)
+    return out
+
+
+def pair_files(
+    images: Mapping[str, Path], masks: Mapping[str, Path | tuple[Path, ...]], scan: Scan
+) -> list[tuple[str, Path, tuple[Path, ...]]]:
+    """(case_id, image, mask files) for ids with both; a case has one mask file (``index_by_id``) or
+    several (``group_by_id``: read as their union). An image without mask or a mask without image is a
+    problem of that case id."""
+    by_id = {cid: (found,) if isinstance(found, Path) else tuple(found) for cid, found in masks.items()}
+    for cid in sorted(set(images) - set(by_id), key=natural_key):
         scan.add(images[cid], "missing_mask", "image without mask", cid)
-    for cid in sorted(set(masks) - set(images), key=natural_key):
-        scan.add(masks[cid], "missing_image", "mask without image", cid)
-    return [(cid, images[cid], masks[cid]) for cid in sorted(set(images) & set(masks), key=natural_key)]
+    for cid in sorted(set(by_id) - set(images), key=natural_key):
+        scan.add(by_id[cid][0], "missing_image", "mask without image", cid)
+    return [(cid, images[cid], by_id[cid]) for cid in sorted(set(images) & set(by_id), key=natural_key)]
 
 
 def flag_duplicates(scan: Scan) -> None:

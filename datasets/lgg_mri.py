@@ -87,6 +87,9 @@ class LGGMRI(NativeDataset):
         f"{BASE}/{CSV}   (optional: genomic clusters per patient)"
     )
 
+    mask_stem = r".+_mask"
+    mask_folders = ()
+
     OPTIONS = (DatasetOption("subset", "all", tuple(SUBSETS), "; ".join(f"{k}: {v}" for k, v in SUBSETS.items())),)
 
     @property
@@ -96,6 +99,11 @@ class LGGMRI(NativeDataset):
     @classmethod
     def looks_like(cls, folder: Path) -> bool:
         return (folder / BASE).is_dir()
+
+    @classmethod
+    def prediction_path(cls, image: Path, stack: bool = False) -> Path:
+        """``<stem>_mask.tif`` beside the slice, 8-bit {0, 255} like the release's masks."""
+        return image.with_name(f"{image.stem}_mask.tif")
 
     def _scan(self) -> Scan:
         scan = Scan()
@@ -147,8 +155,8 @@ class LGGMRI(NativeDataset):
         )
         masks = index_by_id(named_mask, _slice_key(folder.name, True), scan, f"mask ({folder.name}_<N>_mask.tif)")
         meta = (("patient", patient_id(folder.name)),)
-        for cid, image, mask in pair_files(images, masks, scan):
-            scan.cases.append(Case(cid, folder.name, image, (mask,), meta=meta))
+        for cid, image, mask_files in pair_files(images, masks, scan):
+            scan.cases.append(Case(cid, folder.name, image, mask_files, meta=meta))
 
     def _read_csv(self, path: Path, folders: list[str], scan: Scan) -> None:
         if not path.is_file():
@@ -192,7 +200,8 @@ class LGGMRI(NativeDataset):
                 cid = f"{folder}_{n}"
                 mask = blob(10 * p + n, empty=n not in FIXTURE_TUMOUR)
                 image = write(base / folder / f"{cid}.tif", rgb(10 * p + n))
-                out.add(cid, image, (write(base / folder / f"{cid}_mask.tif", mask),), mask, folder)
+                masks = (write(base / folder / f"{cid}_mask.tif", mask),)
+                out.add(cid, image, masks, mask, folder, duplicate=image.with_name(f"{folder}_0{n}.tif"))
         rows = ["Patient,RNASeqCluster,MethylationCluster", "TCGA_CS_4941,2,4", "TCGA_HT_7602,1,5", "TCGA_XX_0000,,1"]
         (base / CSV).write_bytes(("\r\n".join(rows) + "\r\n").encode())
         return out

@@ -17,6 +17,7 @@ from bench.datasets.glas2015 import FIXTURE_NAMES as GLAS_NAMES
 from bench.datasets.glas2015 import GlaS2015
 from bench.datasets.isbi2012 import ISBI2012
 from bench.datasets.isic2018 import ISIC2018
+from bench.datasets.kvasir_seg import KvasirSEG
 from bench.datasets.lgg_mri import FIXTURE_PATIENTS as LGG_PATIENTS
 from bench.datasets.lgg_mri import LGGMRI
 
@@ -34,6 +35,7 @@ __all__ = [
     "make_isbi_png",
     "make_isbi_tiff",
     "make_isic",
+    "make_kvasir",
     "make_lgg",
     "make_non_binary",
     "make_wrong_size",
@@ -49,6 +51,7 @@ make_isbi_tiff = partial(ISBI2012.make_fixture, variant="tiff")
 make_lgg = LGGMRI.make_fixture
 make_glas = GlaS2015.make_fixture
 make_dsb = DSB2018.make_fixture
+make_kvasir = KvasirSEG.make_fixture
 
 
 # ---------------------------------------------------------------- damage

@@ -79,9 +79,9 @@ def test_checkpoint_errors_name_the_file_and_the_reason(tmp_path: Path, monkeypa
     save_checkpoint(tmp_path / "wide.pt", model, meta(width=8))  # weights of width 4, metadata says 8
     with pytest.raises(CheckpointError, match="do not fit unet"):
         load_model(tmp_path / "wide.pt")
-    import bench.results.checkpoint
+    import bench
 
-    monkeypatch.setattr(bench.results.checkpoint, "__version__", "9.9.9")  # the version this code records
+    monkeypatch.setattr(bench, "__version__", "9.9.9")
     with pytest.raises(CheckpointError, match=r"written by bench 0\.1\.0.*this is bench 9\.9\.9"):
         read_checkpoint(tmp_path / "m.pt")
 
@@ -166,11 +166,11 @@ def test_tiling_refuses_an_image_smaller_than_a_tile() -> None:
 
 def test_inputs_skip_masks_and_expand_stacks(tmp_path: Path) -> None:
     make_dsb(tmp_path / "dsb")
-    items = find_images(tmp_path / "dsb")
+    items = find_images(tmp_path / "dsb", "dsb2018")
     assert [i.rel.parts[-2] for i in items] == ["images"] * 3  # nucleus masks are not inputs
     (tmp_path / "stack").mkdir()
     tifffile.imwrite(tmp_path / "stack" / "test-volume.tif", np.zeros((3, 8, 9), np.uint8), photometric="minisblack")
-    stack = find_images(tmp_path / "stack")
+    stack = find_images(tmp_path / "stack", "isbi2012")
     assert [i.page for i in stack] == [0, 1, 2]
     masks = [np.eye(8, 9, k, dtype=bool) for k in range(3)]
     (path,) = write_masks(tmp_path / "out", "isbi2012", stack, masks)
@@ -180,7 +180,7 @@ def test_inputs_skip_masks_and_expand_stacks(tmp_path: Path) -> None:
 
 def test_an_unreadable_input_names_the_file(tmp_path: Path) -> None:
     write(tmp_path / "in" / "colour.png", np.dstack([grey(0), grey(1), grey(2)]))
-    (item,) = find_images(tmp_path / "in")
+    (item,) = find_images(tmp_path / "in", "isbi2012")
     with pytest.raises(ValueError, match="colour.png.*expected 1 channel"):
         read_input(item, 1)
 
@@ -193,11 +193,12 @@ def test_an_unreadable_input_names_the_file(tmp_path: Path) -> None:
         ("glas2015", "a/x_anno.bmp"),
         ("isbi2012", "a/x.png"),
         ("dsb2018", "a/x/masks/x.png"),
+        ("kvasir_seg", "a/x_mask.png"),  # the default: lossless, not the release's JPEG
     ],
 )
 def test_masks_in_each_datasets_format(tmp_path: Path, dataset: str, name: str) -> None:
     write(tmp_path / "in" / "a" / "x.png", grey(0, 12, 20))
-    (item,) = find_images(tmp_path / "in")
+    (item,) = find_images(tmp_path / "in", dataset)
     mask = np.zeros((12, 20), bool)
     mask[2:5, 2:6] = mask[8:10, 12:18] = True
     (path,) = write_masks(tmp_path / "out", dataset, [item], [mask])

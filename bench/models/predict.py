@@ -162,7 +162,7 @@ def predict_folder(req: PredictRequest) -> dict[str, list[Path]]:
     prep, threshold = metas[0].preprocessing, metas[0].threshold
     names = [m.name for m in chosen] + (["ensemble"] if req.ensemble else [])
     written: dict[str, list[Path]] = {name: [] for name in names}
-    for _, group in groupby(find_images(req.images), key=lambda item: item.path):
+    for _, group in groupby(find_images(req.images, req.dataset), key=lambda item: item.path):
         items = list(group)
         masks: dict[str, list[np.ndarray]] = {name: [] for name in names}
         for item in items:

@@ -36,30 +36,30 @@ def loaded_data(sidecars: list[dict[str, Any]], results: Path, with_splits: bool
     return tuple(seen.values())
 
 
-def glas_patients(sidecars: list[dict[str, Any]]) -> dict[str, str]:
-    """GlaS source image -> patient id from ``Grade.csv`` of each real GlaS folder the jobs read (the
-    dataset folder or one sub-folder down, as the reader looks); empty without real GlaS data."""
-    from bench.datasets.glas2015 import GRADES, read_grades
+def group_patients(sidecars: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """(dataset, group) -> patient, from each real dataset folder the jobs read, where the dataset's
+    layout records patients (its class's ``group_patients``: GlaS's Grade.csv); empty otherwise."""
+    from bench.datasets import dataset_info
 
-    out: dict[str, str] = {}
-    roots = {s["job"].get("data_root") for s in sidecars if (s.get("job") or {}).get("dataset") == "glas2015"}
-    for root in sorted(r for r in roots if r):
-        found = [Path(root) / GRADES] + sorted(Path(root).glob(f"*/{GRADES}"))
-        path = next((p for p in found if p.is_file()), None)
-        if path is None:
+    out: dict[tuple[str, str], str] = {}
+    jobs = [s.get("job") or {} for s in sidecars]
+    for dataset, root in sorted(
+        {(j["dataset"], j["data_root"]) for j in jobs if j.get("dataset") and j.get("data_root")}
+    ):
+        try:
+            cls = dataset_info(dataset)
+        except KeyError:  # a dataset no longer registered: no patients to attach
             continue
-        for name, meta in read_grades(path).items():
-            patient = dict(meta).get("patient_id")
-            if patient:
-                out[name] = f"patient {patient}"
+        out.update({(dataset, group): patient for group, patient in cls.group_patients(Path(root)).items()})
     return out
 
 
 def attach_patients(df: Any, sidecars: list[dict[str, Any]]) -> Any:
-    """``df`` with a ``patient`` column for GlaS rows (their source image's patient in Grade.csv; the
-    ``group`` of a GlaS patch is its source image), so ``--unit patient`` can pair patients."""
-    patients = glas_patients(sidecars)
+    """``df`` with a ``patient`` column where a dataset records the patient of each group (GlaS: of each
+    source image, in Grade.csv; a patch's ``group`` is its source image), so ``--unit patient`` can pair
+    patients; NaN for the other rows, and ``df`` unchanged when no dataset records any."""
+    patients = group_patients(sidecars)
     if not patients or df.empty:
         return df
-    glas = df["dataset"] == "glas2015"
-    return df.assign(patient=df["group"].where(glas).map(patients))
+    keys = zip(df["dataset"], df["group"])
+    return df.assign(patient=[patients.get(key, float("nan")) for key in keys])

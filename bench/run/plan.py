@@ -15,7 +15,8 @@ from typing import Any
 
 from bench.architectures import ARCHITECTURES, PAPER_ARCHS
 from bench.config import Job, Profile, Protocol, TrainConfig
-from bench.datasets import DATASETS, PAPER_DATASETS, canonical_name, open_dataset
+from bench.datasets import DATASETS, PAPER_DATASETS, canonical_name, dataset_info, open_dataset
+from bench.datasets.base import SegDataset
 from bench.datasets.folders import describe_root, find_dataset_folder
 from bench.datasets.options import options_of
 from bench.datasets.prepare import PreparedData
@@ -296,8 +297,12 @@ def _data_problem(dataset: str, root: Path | None, err: DataError) -> PlanProble
 
 
 def _group_noun(data: PreparedData) -> str:
-    if data.dataset == "lgg_mri" and data.source == "real":
-        return "patient(s)"
+    """What one group of ``data`` is, e.g. "patient(s)": the noun the dataset's reader gives its groups
+    (``unit_nouns``) for real data when it names them, else the source image of a patch or the image."""
+    unnamed = SegDataset.unit_nouns[0]
+    groups = dataset_info(data.dataset).unit_nouns[0] if data.source == "real" else unnamed
+    if groups != unnamed:
+        return f"{groups.removesuffix('s')}(s)"
     return "source image(s)" if data.unit == "patch" else "image(s)"
 
 
