@@ -34,7 +34,9 @@ import pandas as pd
 
 from bench.errors import InvalidInput, NoResults
 from bench.metrics import METRICS
-from bench.results.store import atomic_write_bytes, atomic_write_json, atomic_write_parquet, load_all
+from bench.results.predictions import load_predictions
+from bench.results.provenance import git_sha
+from bench.results.store import atomic_write_bytes, atomic_write_json, atomic_write_parquet, load_all, sidecars
 
 KEY = ["dataset", "arch", "protocol", "fold", "seed", "split", "case_id"]
 COUNTS = ["tp", "fp", "fn", "tn", "n_ref", "n_pred"]
@@ -233,7 +235,6 @@ def rescore(baseline: Path, rows: pd.DataFrame) -> pd.DataFrame:
     """Today's rows for the baseline's stored predictions (``predictions/<dataset>/<arch>/<stem>.npz``,
     stem ``<protocol>_f<fold>_s<seed>``), scored against ``references/<dataset>.npz``. The split of
     each case comes from the stored rows (``unknown`` for a case they lack)."""
-    from bench.results.predictions import load_predictions
     from bench.run.evaluate import score
 
     split_of = rows.set_index(["dataset", "arch", "protocol", "fold", "seed", "case_id"])["split"].to_dict()
@@ -429,7 +430,6 @@ def update(
     """Re-run the benchmark and re-bless the baseline (rows, derived numbers, predictions, references),
     recording ``reason``, the git sha, the environment, the tolerances and the measured noise floor."""
     from bench.results.job_data import load_job_data
-    from bench.results.store import sidecars
     from bench.run.execute import paths
 
     if not reason.strip():
@@ -485,8 +485,6 @@ def _install(
     noise_floor: dict[str, Any] | None,
 ) -> None:
     import shutil
-
-    from bench.results.provenance import git_sha
 
     baseline.mkdir(parents=True, exist_ok=True)
     for name in ("predictions", "references"):

@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from bench import __version__
 from bench.commands.check import add_check, cmd_check
 from bench.commands.data import add_data, cmd_data
 from bench.commands.export import add_export, cmd_export
@@ -46,7 +47,6 @@ PARSERS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bench import __version__
 
     parser = argparse.ArgumentParser(
         prog="bench",

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from bench import __version__
 from bench.errors import InvalidInput, UnknownName
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
@@ -310,7 +311,6 @@ class Job:
     @property
     def key(self) -> str:
         """Hash of everything that changes this job's numbers (not paths, not the profile's name)."""
-        from bench import __version__
 
         payload = {
             "dataset": self.dataset,

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.datasets import DATASETS, create_dataset
 from bench.datasets.base import NativeDataset, SegDataset, wxh
 from bench.datasets.folders import dataset_folders
 from bench.datasets.layout import Case, natural_key
@@ -111,7 +112,6 @@ def check_data_root(path: Path | str, options: dict[str, dict[str, Any]] | None 
     Returns one report per recognised folder, in folder-name order; an empty list when none is
     recognised. A missing data root gives one failing report.
     """
-    from bench.datasets import create_dataset
 
     root = Path(path)
     if not root.is_dir():
@@ -137,7 +137,6 @@ def _format_count(key: str, value: Any) -> str:
 
 
 def _paper_count(name: str) -> int | None:
-    from bench.datasets import DATASETS
 
     return getattr(DATASETS.get(name).factory, "paper_count", None) if name in DATASETS else None
 

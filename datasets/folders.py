@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.datasets import DATASETS, canonical_name, list_datasets
 from bench.datasets.base import NativeDataset
 from bench.datasets.layout import visible_entries
 from bench.errors import InvalidInput, MissingInput
@@ -17,7 +18,6 @@ from bench.errors import InvalidInput, MissingInput
 
 def native_classes() -> dict[str, type[NativeDataset]]:
     """Registry name -> reader class of every registered native-layout dataset."""
-    from bench.datasets import DATASETS, list_datasets
 
     out = {}
     for name in list_datasets():
@@ -28,7 +28,6 @@ def native_classes() -> dict[str, type[NativeDataset]]:
 
 
 def _by_name(folder: Path) -> str | None:
-    from bench.datasets import DATASETS, canonical_name
 
     name = folder.name.lower()
     return canonical_name(name) if name in DATASETS and canonical_name(name) in native_classes() else None

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bench.datasets import DATASETS, canonical_name, dataset_info
 from bench.errors import InvalidInput
 
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
@@ -68,7 +69,6 @@ def parse_dataset_options(pairs: Mapping[str, Any], where: str) -> tuple[tuple[s
     """``{"lgg_mri.subset": "tumour", "mri.subset": ...}`` checked against the registry: sorted
     ``(("lgg_mri.subset", "tumour"), ...)`` with canonical dataset names and typed values. ``where``
     (``--dataset-option``, ``profile quick.yaml``) starts every error message."""
-    from bench.datasets import DATASETS, canonical_name
 
     out: dict[str, Any] = {}
     for key, value in pairs.items():
@@ -91,7 +91,6 @@ def parse_dataset_options(pairs: Mapping[str, Any], where: str) -> tuple[tuple[s
 def options_of(dataset: str, pairs: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
     """Every declared option of ``dataset`` (canonical name): its value among ``parse_dataset_options``'
     pairs, else its default."""
-    from bench.datasets import dataset_info
 
     prefix = f"{dataset}."
     given = {key[len(prefix) :]: value for key, value in pairs if key.startswith(prefix)}

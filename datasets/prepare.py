@@ -38,6 +38,7 @@ import numpy as np
 
 from bench.atomic import atomic_write, atomic_write_text
 from bench.datasets.base import Case, SegDataset
+from bench.datasets.synthetic import SYNTH_VERSION
 from bench.errors import InvalidInput, MissingInput
 
 #: Bump when preprocessing changes its output (part of every fingerprint).
@@ -291,8 +292,6 @@ def fingerprint(ds: SegDataset, cases: list[Case], options: dict[str, Any], cach
         "cases": [[c.case_id, c.group, c.page, list(map(list, c.meta))] for c in cases],
     }
     if ds.source == "synthetic":
-        from bench.datasets.synthetic import SYNTH_VERSION
-
         payload["synthetic_version"] = SYNTH_VERSION
     else:
         payload["files"] = _source_files(ds, cases, FileHashes(cache_dir))

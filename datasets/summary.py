@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.datasets import DATASETS, dataset_info, list_datasets
 from bench.datasets.base import SegDataset
 from bench.datasets.prepare import PreparedData
 from bench.datasets.splits import Split
@@ -24,7 +25,6 @@ def paper_counts() -> dict[str, Any]:
     """The paper's Table 1 and Table 2 numbers, gathered from the registered datasets' ``paper`` facts:
     ``{"source": ..., "table1": {name: {name, modality, images, majority_size (W, H)}},
     "table2": {name: {unit, folds, test}}, "patches": {name: {per_image, total}}}``."""
-    from bench.datasets import DATASETS, list_datasets
 
     out: dict[str, Any] = {"source": PAPER_SOURCE, "table1": {}, "table2": {}, "patches": {}}
     for name in list_datasets():
@@ -60,7 +60,6 @@ def _native_sizes(item: PreparedData | SegDataset) -> tuple[str, str, int, list[
 
 def _modality(name: str) -> str:
     """The registered dataset's own ``modality`` ("" for a name not registered)."""
-    from bench.datasets import DATASETS, dataset_info
 
     return str(dataset_info(name).modality) if name in DATASETS else ""
 

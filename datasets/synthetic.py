@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
+from bench.datasets import dataset_info
 from bench.datasets.base import Case, SegDataset
 from bench.errors import InvalidInput
 
@@ -299,7 +300,6 @@ class SyntheticDataset(SegDataset):
     source = "synthetic"
 
     def __init__(self, name: str, n: int | None = None, size: int = 128, seed: int = 0) -> None:
-        from bench.datasets import dataset_info
 
         info = dataset_info(name)  # KeyError naming the known datasets
         if n is not None and n < 1:

@@ -79,9 +79,9 @@ def test_checkpoint_errors_name_the_file_and_the_reason(tmp_path: Path, monkeypa
     save_checkpoint(tmp_path / "wide.pt", model, meta(width=8))  # weights of width 4, metadata says 8
     with pytest.raises(CheckpointError, match="do not fit unet"):
         load_model(tmp_path / "wide.pt")
-    import bench
+    import bench.results.checkpoint
 
-    monkeypatch.setattr(bench, "__version__", "9.9.9")
+    monkeypatch.setattr(bench.results.checkpoint, "__version__", "9.9.9")  # the version this code records
     with pytest.raises(CheckpointError, match=r"written by bench 0\.1\.0.*this is bench 9\.9\.9"):
         read_checkpoint(tmp_path / "m.pt")
 

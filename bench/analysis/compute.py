@@ -24,6 +24,8 @@ from typing import Any
 import pandas as pd
 import torch
 
+from bench.architectures._blocks import count_macs
+
 CAPTION = (
     "Compute beside accuracy: mean over each architecture's finished jobs. dice: mean per image (holdout "
     "test set, cv out of fold); gmacs: one forward pass of one image at the job's image size; train s/epoch "
@@ -92,7 +94,6 @@ def timed() -> Iterator[list[float]]:
 
 def model_cost(model: torch.nn.Module, in_channels: int, image_size: int) -> dict[str, float]:
     """Trainable parameters and GMACs of one ``in_channels x image_size x image_size`` forward pass."""
-    from bench.architectures._blocks import count_macs
 
     return {
         "parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),

@@ -33,6 +33,7 @@ import pandas as pd
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
+from bench.datasets import canonical_name, dataset_info
 from bench.errors import InvalidInput, NoResults, UnknownName
 from bench.metrics import higher_is_better
 from bench.results.selection import check_like_for_like
@@ -79,7 +80,6 @@ _MODEL_KEYS = ["fold", "seed"]  # one fold model = one (fold, seed) pair within 
 
 def canonical_dataset(name: str) -> str:
     """Registry name of dataset ``name`` (``mri`` -> ``lgg_mri``); unknown names raise KeyError with suggestions."""
-    from bench.datasets import canonical_name
 
     return canonical_name(name)
 
@@ -96,7 +96,6 @@ def unit_nouns(dataset: str, grouped: bool) -> tuple[str, str]:
     """(independent unit, scored image) nouns of ``dataset``, its class attribute ``unit_nouns``: ("patients",
     "slices") for LGG, ("source images", "patches") for ISBI/GlaS; the image noun twice where every image is
     its own group (``grouped`` False). A name no registered dataset has: ("groups", "images")."""
-    from bench.datasets import dataset_info
 
     try:
         group, image = dataset_info(dataset).unit_nouns

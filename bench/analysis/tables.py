@@ -28,7 +28,7 @@ import pandas as pd
 from bench.analysis.floors import FLOORS, trivial_scores
 from bench.analysis.learning import caption_note
 from bench.analysis.names import dataset_label, ordered, ordered_datasets, paper_archs
-from bench.analysis.stats import canonical_dataset, default_split, ranks, run_command, select
+from bench.analysis.stats import canonical_dataset, default_split, ranks, run_command, select, unit_nouns
 from bench.errors import NoResults
 from bench.metrics import dice_from_counts, higher_is_better
 
@@ -328,7 +328,6 @@ def tests_caption(settings: str, units: Sequence[str], df: pd.DataFrame) -> str:
 
 def unit_note(sel: pd.DataFrame, split: str) -> str:
     """What one fold model's value averages over, per dataset: "MRI: 12 test slices from 3 patients"."""
-    from bench.analysis.stats import unit_nouns
 
     parts = []
     for ds, g in sel.groupby("dataset", sort=False):

@@ -29,14 +29,20 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bench import __version__
+from bench.datasets import open_dataset
+from bench.datasets.prepare import prepare
 from bench.errors import InvalidInput
 from bench.metrics import image_metrics
 from bench.models.predict import native_probability
 from bench.results.checkpoint import CheckpointError, CheckpointMeta, load_model
+from bench.results.job_data import load_job_data
 from bench.results.store import atomic_write_json, atomic_write_parquet, read_sidecar
 from bench.results.stored import StoredModel, stored_models
 from bench.run.evaluate import predict as predict_batches
 from bench.run.evaluate import score
+from bench.run.execute import fold_ids
+from bench.run.plan import dataset_root
 
 RESOLUTIONS = ("input", "native")
 EXTERNAL = "external"
@@ -120,7 +126,6 @@ def _evaluate_one(req: EvaluateRequest, stored: StoredModel, resolution: str) ->
 
 
 def _eval_key(model_key: str, fingerprint: str, resolution: str, kind: str) -> str:
-    from bench import __version__
 
     payload = {
         "model": model_key,
@@ -155,9 +160,6 @@ def _cohort_options(job_options: str, skip: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _external_cohort(req: EvaluateRequest, meta: CheckpointMeta) -> dict[str, Any]:
-    from bench.datasets import open_dataset
-    from bench.datasets.prepare import prepare
-    from bench.run.plan import dataset_root
 
     root = dataset_root(req.data_root, req.dataset)
     options = _cohort_options(meta.data_options, req.skip)
@@ -194,9 +196,6 @@ def _same_preprocessing(options: dict[str, Any], meta: CheckpointMeta, root: Pat
 
 def _internal_cohort(req: EvaluateRequest, stored: StoredModel) -> dict[str, Any]:
     """The job's own val/test images (source images of its patches for patched datasets)."""
-    from bench.datasets import open_dataset
-    from bench.results.job_data import load_job_data
-    from bench.run.execute import fold_ids
 
     job = stored.job
     data, split = load_job_data(job, Path(req.results) / "cache")

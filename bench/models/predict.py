@@ -26,6 +26,7 @@ from torch import nn
 
 from bench.datasets.prepare import normalize, patch_geometry, patch_offsets, resize_image
 from bench.errors import InvalidInput
+from bench.models.mask_io import find_images, read_input, write_masks
 from bench.results.checkpoint import CheckpointError, CheckpointMeta, Preprocessing, load_model
 from bench.run.evaluate import predict as predict_batches
 
@@ -152,7 +153,6 @@ def predict_folder(req: PredictRequest) -> dict[str, list[Path]]:
     Masks are written file by file (all pages of a TIFF stack together), so memory holds one input file."""
     from itertools import groupby
 
-    from bench.models.mask_io import find_images, read_input, write_masks
     from bench.results.stored import stored_models
 
     chosen = stored_models(

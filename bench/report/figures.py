@@ -27,6 +27,7 @@ from scipy import stats as sps
 
 from bench.analysis.learning import figure_note
 from bench.analysis.names import arch_label, dataset_label, ordered_archs, ordered_datasets
+from bench.analysis.ranking import rank_distributions
 from bench.analysis.stats import (
     REFERENCE,
     default_split,
@@ -323,7 +324,6 @@ def rank_figure(
 ) -> Figure:
     """Bootstrap rank distributions (``bench.analysis.ranking``): per dataset (and across datasets) a grid of
     P(rank = r) per architecture, architectures ordered by bootstrap mean rank."""
-    from bench.analysis.ranking import rank_distributions
 
     protocol = _default_protocol(df, protocol)
     dists = rank_distributions(df, metric=metric, protocol=protocol, unit=unit, n_boot=n_boot, seed=seed)

@@ -29,6 +29,8 @@ from matplotlib.figure import Figure
 from bench.analysis.names import arch_label, dataset_label, ordered_archs
 from bench.errors import MissingInput, NoResults
 from bench.metrics import higher_is_better, metric_name
+from bench.results import store
+from bench.results.predictions import load_predictions
 
 
 def scored_rows(
@@ -118,9 +120,7 @@ def load_grid(results: Path | str, rows: pd.DataFrame, cases: Sequence[str], met
     """Images and masks of ``cases`` from the prepared data of the jobs in ``rows`` (``scored_rows``) and
     each architecture's stored prediction; raises ValueError for a case an architecture did not score."""
     from bench.config import Job
-    from bench.results import store
     from bench.results.job_data import load_job_data
-    from bench.results.predictions import load_predictions
 
     results = Path(results)
     sides = {s.get("key"): s for s in store.sidecars(results)}

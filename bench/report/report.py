@@ -19,6 +19,9 @@ from bench.analysis import learning, ranking, stats, tables
 from bench.analysis.names import arch_label, dataset_label, ordered_archs, ordered_datasets
 from bench.errors import InvalidInput, NoResults, UserError
 from bench.report import figures
+from bench.report.curves import learning_curves
+from bench.report.html import index_html
+from bench.report.qualitative import qualitative
 from bench.report.table_render import render
 from bench.results import selection
 
@@ -208,8 +211,6 @@ def report_figure(df: pd.DataFrame, n: int | str, out_dir: Path | str, **kwargs:
         "ranks": figures.rank_uncertainty,
     }
     if str(n) == "curves":  # learning curves come from the sidecars' histories, not the rows
-        from bench.report.curves import learning_curves
-
         return learning_curves(kwargs["sidecars"], Path(out_dir))
     if str(n) not in makers:
         raise InvalidInput(f"unknown figure {n!r}; expected 8, bars, ranking, ranks or curves")
@@ -326,7 +327,6 @@ def build_report(
 def picture_items(df: pd.DataFrame, results: Path, out_dir: Path, n: int = 3) -> list[tuple[str, list[Path] | str]]:
     """Per dataset: the qualitative grid (where the architectures disagree most), each architecture's
     failure gallery (its ``n`` worst images) and the saliency maps of every architecture (``n`` images)."""
-    from bench.report.qualitative import qualitative
     from bench.report.saliency import saliency
 
     items: list[tuple[str, list[Path] | str]] = []
@@ -518,6 +518,5 @@ def _index_md(facts: dict[str, Any], items: list[tuple[str, Any]], line: str, ro
 
 
 def _index_html(facts: dict[str, Any], items: list[tuple[str, Any]], line: str, root: Path) -> str:
-    from bench.report.html import index_html
 
     return index_html(_facts_lines(facts), facts["source"], items, line, root)

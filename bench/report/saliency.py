@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
+from bench.analysis.names import arch_label, dataset_label
 from bench.errors import InvalidInput, NoResults
 
 
@@ -106,7 +107,6 @@ def _stage_map(grad: Tensor, size: torch.Size) -> Tensor:
 def saliency_figure(images: np.ndarray, maps: dict[str, np.ndarray], cases: Sequence[str], title: str) -> Figure:
     """One row per case: the image, then each architecture's saliency map drawn over it (``jet``, alpha 0.5).
     ``images``: N x C x H x W in [0, 1]; ``maps``: architecture -> N x H x W."""
-    from bench.analysis.names import arch_label
     from bench.report.qualitative import _display
 
     archs = list(maps)
@@ -150,7 +150,6 @@ def saliency(
     Writes ``saliency_<dataset>.png/.pdf`` and, with ``raw``, ``saliency_<dataset>.npz`` (``case_ids``,
     ``images``, and per architecture ``<arch>`` N x H x W and ``<arch>__stages`` N x n_stages x H x W)
     under ``out_dir``. The report draws the figure only (``raw=False``); ``bench saliency`` keeps the maps."""
-    from bench.analysis.names import dataset_label
     from bench.report.figures import _save
     from bench.results.checkpoint import load_model
     from bench.results.job_data import load_job_data

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from bench import __version__
+from bench.architectures import create_model
 from bench.errors import MissingInput, UserError
 from bench.metrics import THRESHOLD
 
@@ -118,7 +120,6 @@ def checkpoint_meta(job: Job, data: PreparedData, model_kwargs: dict[str, Any]) 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, meta: CheckpointMeta) -> None:
     """Write ``{"meta": ..., "state_dict": ...}`` atomically (temporary file, then rename)."""
-    from bench import __version__
 
     meta_dict = {**meta.to_dict(), "bench_version": __version__}
     payload = {"meta": meta_dict, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
@@ -133,7 +134,6 @@ def read_checkpoint(path: Path) -> tuple[CheckpointMeta, dict[str, torch.Tensor]
     Raises ``CheckpointError`` naming the file for a plain state dict (written before metadata was
     recorded), another format version or another bench version.
     """
-    from bench import __version__
 
     path = Path(path)
     if not path.is_file():
@@ -160,7 +160,6 @@ def load_model(path: Path, arch: str | None = None) -> tuple[torch.nn.Module, Ch
     ``arch``: the architecture the caller expects; a checkpoint of another one raises ``CheckpointError``,
     and so does a state dict whose tensors do not fit the rebuilt model.
     """
-    from bench.architectures import create_model
 
     meta, state = read_checkpoint(path)
     if arch is not None and meta.arch != arch:

@@ -11,6 +11,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from bench import __version__
+
 
 def git_sha(where: Path | None = None) -> str:
     """The commit checked out at ``where`` (default: this package's folder); '' outside a git checkout
@@ -30,8 +32,6 @@ def environment() -> dict[str, Any]:
     import numpy as np
     import pandas as pd
     import torch
-
-    from bench import __version__
 
     versions = {
         "bench": __version__,

@@ -23,6 +23,7 @@ from typing import Any
 from bench.config import Job
 from bench.errors import InvalidInput
 from bench.results.record import JobRecord, Status
+from bench.run import slurm
 from bench.run.slurm import SlurmOptions
 
 ENGINES = ("local", "dask", "submitit")
@@ -106,7 +107,6 @@ def run_dask(todo: list[Job], results: Path, engine: EngineConfig) -> Iterator[J
 def run_slurm(todo: list[Job], results: Path, opts: SlurmOptions) -> Iterator[JobRecord]:
     """Submit the jobs not already waiting or running in SLURM as one array; then (``opts.wait``)
     follow every one of them to its end through the result files, else report them as submitted."""
-    from bench.run import slurm
 
     slurm.require_slurm()
     queue = slurm.queue_states() or {}

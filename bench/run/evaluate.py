@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from bench.metrics import THRESHOLD, image_metrics
 from bench.results.predictions import NonFinitePrediction, require_finite, write_predictions
+from bench.results.store import atomic_write
 
 
 def predict_batches(model: nn.Module, images: Any, batch_size: int, device: str = "cpu") -> Iterator[np.ndarray]:
@@ -92,7 +93,6 @@ def predict_and_score(
     the next is gathered, so no whole split of probabilities is held. The rows are exactly those of
     ``score(predict(...))`` on each whole split. A part with non-finite probabilities raises
     ``NonFinitePrediction`` (counts over that part) and no predictions file is written."""
-    from bench.results.store import atomic_write
 
     if not parts:
         raise ValueError("predict_and_score: no images to score (every part is empty)")

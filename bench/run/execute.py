@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bench.analysis.compute import PeakMemory, compute_info, model_cost
 from bench.analysis.learning import COLUMN, assess
 from bench.architectures import create_model
 from bench.config import Job, replace
@@ -47,6 +48,8 @@ from bench.results.store import (
     verify_result,
     write_record,
 )
+from bench.run.devices import device_slot, precision_for
+from bench.run.devices import resolve_device as resolve
 from bench.run.evaluate import Part, predict_and_score
 from bench.run.train import fit, job_seed, seed_everything
 
@@ -154,7 +157,6 @@ def _run_claimed(job: Job, results: Path, p: dict[str, Path], progress: bool) ->
 
 def resolve_device(name: str) -> str:
     """``auto`` -> ``cuda`` or ``cpu``; validated (``bench.run.devices.resolve_device``)."""
-    from bench.run.devices import resolve_device as resolve
 
     return resolve(name)
 
@@ -249,7 +251,6 @@ def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = Fals
 
     On a machine with several GPUs a ``cuda``/``auto`` job holds one of them for its whole run
     (``bench.run.devices.device_slot``); the device it ran on is recorded in the sidecar."""
-    from bench.run.devices import device_slot
 
     with device_slot(job.train.device, Path(results) / ".devices") as device:
         return _execute_on(device, job, results, out, progress)
@@ -258,8 +259,6 @@ def execute(job: Job, results: Path, out: dict[str, Path], progress: bool = Fals
 def _execute_on(
     device: str, job: Job, results: Path, out: dict[str, Path], progress: bool
 ) -> tuple[pd.DataFrame, dict]:
-    from bench.analysis.compute import PeakMemory, compute_info, model_cost
-    from bench.run.devices import precision_for
 
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     memory = PeakMemory(device).start()

@@ -32,6 +32,7 @@ import pandas as pd
 from bench.config import Job
 from bench.results.record import CRASHED, JobRecord, Status
 from bench.results.store import check_done, clean_stale, job_lock, read_record, write_record
+from bench.run.engines import dispatch
 from bench.run.execute import is_finished, paths, run_job
 
 __all__ = ["CRASHED", "dry_run_table", "is_finished", "mark_crashed", "paths", "run_job", "run_jobs", "stop_on_signals"]
@@ -95,8 +96,6 @@ def run_jobs(
         if job not in todo:
             yield JobRecord.of(job, Status.SKIPPED)
     if engine is not None and engine.name != "local" and todo:  # Dask or SLURM (bench.run.engines)
-        from bench.run.engines import dispatch
-
         yield from dispatch(todo, results, engine)
         return
     busy = []

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from bench.config import OPTIMIZER_CHOICES, SCHEDULER_CHOICES, TrainConfig
 from bench.errors import InvalidInput
+from bench.run.devices import precision_for
 
 
 class NonFiniteLoss(RuntimeError):
@@ -193,7 +194,6 @@ def fit(
     the weights of the epoch with the lowest BCE on ``select``. Both are tensors or anything indexed
     like them that returns tensors (``bench.run.execute.Rows``: batches gathered from the cache on demand). ``augment(x, y)`` transforms a training
     batch (never the selection set)."""
-    from bench.run.devices import precision_for
 
     device = torch.device(cfg.device)
     dtype = train_dtype(cfg.precision)
