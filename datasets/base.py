@@ -132,6 +132,9 @@ class SegDataset:
     #: (independent unit, scored image) nouns, plural, for captions and test outputs: ("patients", "slices")
     #: for LGG; the image noun alone where every image is its own group.
     unit_nouns: ClassVar[tuple[str, str]] = ("groups", "images")
+    #: Where the layout records each group's patient (a file name, as ``group_patients`` reads it), for
+    #: ``--unit patient``; "" where it records none.
+    patient_record: ClassVar[str] = ""
     channels: ClassVar[int] = 3
     #: The paper's Table 1 / Table 2 numbers, or None for a dataset the paper did not use.
     paper: ClassVar[PaperFacts | None] = None

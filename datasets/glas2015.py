@@ -85,6 +85,7 @@ class GlaS2015(NativeDataset):
     display_name = "GlaS-2015"
     modality = "histopathology"
     unit_nouns = ("source images", "patches")
+    patient_record = GRADES
     channels = 3
     paper = PaperFacts(
         "GlaS-2015", "Histopathology", 165, (775, 522), "patch", (253, 253, 253, 253, 253), 550, patches_per_image=11

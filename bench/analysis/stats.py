@@ -41,7 +41,7 @@ from bench.results.selection import check_like_for_like
 #: The paper's proposed network: the default reference of the paired tests and of Fig. 8.
 REFERENCE = "mildnet"
 TESTS = ("t", "wilcoxon")
-UNITS = ("group", "image", "patient")  # patient: GlaS patients of Grade.csv (column ``patient``)
+UNITS = ("group", "image", "patient")  # patient: as the dataset layout records it (column ``patient``)
 NADEAU_BENGIO = (
     "corrected resampled t (Nadeau C. & Bengio Y. 2003, Inference for the generalization error, "
     "Machine Learning 52:239-281)"
@@ -92,6 +92,24 @@ def default_split(protocol: str, split: str | None = None) -> str:
     return DEFAULT_SPLIT[protocol]
 
 
+def _patient_record(dataset: str) -> str:
+    """The file in which ``dataset``'s layout records patients ("" for none or an unknown name)."""
+    from bench.datasets import dataset_info
+
+    try:
+        return dataset_info(dataset).patient_record
+    except KeyError:
+        return ""
+
+
+def _patient_records() -> str:
+    """ "GlaS-2015: Grade.csv"-style list of the registered datasets that record patients."""
+    from bench.datasets import dataset_info, list_datasets
+
+    found = [dataset_info(name) for name in list_datasets()]
+    return ", ".join(f"{c.display_name or c.name}: {c.patient_record}" for c in found if c.patient_record) or "none"
+
+
 def unit_nouns(dataset: str, grouped: bool) -> tuple[str, str]:
     """(independent unit, scored image) nouns of ``dataset``, its class attribute ``unit_nouns``: ("patients",
     "slices") for LGG, ("source images", "patches") for ISBI/GlaS; the image noun twice where every image is
@@ -117,7 +135,7 @@ def unit_of_analysis(
     else:
         where, tail = f"{split}-fold", f"holdout {split}"
     if unit == "patient":
-        group_noun = "patients (Grade.csv)"
+        group_noun = f"patients ({_patient_record(dataset) or 'as recorded'})"
     if unit in ("group", "patient") and grouped:
         text = f"{group_noun} (each the mean of its {where} {image_noun}; {tail})"
     else:
@@ -267,8 +285,8 @@ def per_image(
     n_models = sel.drop_duplicates(["arch", *_MODEL_KEYS]).groupby("arch").size()
     if unit == "patient" and ("patient" not in sel.columns or sel["patient"].isna().any()):
         raise InvalidInput(
-            f"--unit patient needs each image's patient (GlaS: the 'patient ID' of Grade.csv, real "
-            f"data only); {canonical_dataset(dataset)} has none: use --unit group"
+            f"--unit patient needs each image's patient, which a layout records in a file of its own "
+            f"({_patient_records()}; real data only); {canonical_dataset(dataset)} has none: use --unit group"
         )
     groups = _groups(sel, "patient" if unit == "patient" else "group").reindex(values.index)
     grouped = bool(groups.duplicated().any())
