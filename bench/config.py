@@ -303,6 +303,9 @@ class Job:
     split_path: str = ""
     data_options: str = "{}"
     arch_kwargs: str = "{}"
+    #: The registry entry's own constructor arguments (JSON), e.g. the reading of the paper an entry builds:
+    #: what the name means can change, so it is part of the key whenever the entry has any.
+    arch_defaults: str = "{}"
 
     @property
     def source(self) -> str:
@@ -326,6 +329,8 @@ class Job:
             "data_options": self.data_options,
             "version": __version__,
         }
+        if self.arch_defaults != "{}":
+            payload["arch_defaults"] = self.arch_defaults
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     @property

@@ -154,21 +154,43 @@ def test_export_where_writes_only_the_selection(tmp_path: Path) -> None:
         selection.export_selected(tmp_path, tmp_path / "y.csv", "csv", {"epochs": "5"})
 
 
-def test_one_architecture_under_two_sets_of_constructor_arguments_is_refused() -> None:
-    """Different archs may take different arguments; the same arch twice (e.g. two dilation rates) may not."""
+@pytest.mark.parametrize("column", ["arch_kwargs", "arch_defaults"])
+def test_one_architecture_under_two_sets_of_constructor_arguments_is_refused(column: str) -> None:
+    """Different archs may take different arguments; the same arch twice may not: two tuned dilation rates
+    (``arch_kwargs``), or results of an entry's old and new reading of the paper (``arch_defaults``)."""
     base = make_results(datasets=("lgg_mri",), archs=("unet", "mildnet"), n_cases=20, protocols=("holdout",))
     sides = make_sidecars(base, epochs=20)
     for side in sides:
         if side["job"]["arch"] == "mildnet":
-            side["job"]["arch_kwargs"] = '{"dilations": [1, 3, 5]}'
+            side["job"][column] = '{"dilations": [1, 3, 5]}'
     other = make_results(datasets=("lgg_mri",), archs=("mildnet",), n_cases=20, rng_seed=1, protocols=("holdout",))
     other["job_key"] = "x" + other["job_key"].str[1:]
     other["fold"] += 10
     more = make_sidecars(other, epochs=20)
     for side in more:
-        side["job"]["arch_kwargs"] = '{"dilations": [1, 2, 4]}'
+        side["job"][column] = '{"dilations": [1, 2, 4]}'
     ok = selection.attach(base, selection.settings_table(sides))
     selection.check_like_for_like(ok)  # unet {} vs mildnet dilations: different archs, allowed
     mixed = selection.attach(pd.concat([base, other], ignore_index=True), selection.settings_table(sides + more))
-    with pytest.raises(ValueError, match=r"arch_kwargs \(mildnet: .*1, 2, 4.* / .*1, 3, 5"):
+    with pytest.raises(ValueError, match=rf"{column} \(mildnet: .*1, 2, 4.* / .*1, 3, 5"):
         selection.check_like_for_like(mixed)
+
+
+def test_an_entrys_own_arguments_are_part_of_the_job_key(tmp_path: Path) -> None:
+    """What a registry name builds can change (a new reading of the paper): the entry's defaults go into the
+    planned job and its key, so results of the old reading never count as the new one's. Entries without
+    defaults record none."""
+    import dataclasses
+    import json
+
+    from bench.architectures import ARCHITECTURES
+    from bench.config import load_profile
+    from bench.run.plan import plan, select
+
+    jobs = plan(select("mildnet,unet", "dsb2018", False, "holdout", (0,)), load_profile("quick"), tmp_path)
+    mildnet = next(j for j in jobs if j.arch == "mildnet")
+    unet = next(j for j in jobs if j.arch == "unet")
+    assert json.loads(mildnet.arch_defaults) == ARCHITECTURES.get("mildnet").defaults != {}
+    older = dataclasses.replace(mildnet, arch_defaults=json.dumps({"shortcut": "an older reading"}))
+    assert older.key != mildnet.key != dataclasses.replace(mildnet, arch_defaults="{}").key
+    assert unet.arch_defaults == "{}"

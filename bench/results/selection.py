@@ -38,11 +38,25 @@ JOB_FIELDS = (
     "split_hash",
     "data_fingerprint",
     "arch_kwargs",
+    "arch_defaults",
 )
 #: Settings that may differ between the rows of one comparison: the architecture itself, which fold model
 #: and seed, where the data lay, and bookkeeping. Everything else must be equal.
 MAY_DIFFER = frozenset(
-    {"arch", "arch_kwargs", "fold", "seed", "job_key", "status", "data_root", "split_path", "split", "case_id", "group"}
+    {
+        "arch",
+        "arch_kwargs",
+        "arch_defaults",
+        "fold",
+        "seed",
+        "job_key",
+        "status",
+        "data_root",
+        "split_path",
+        "split",
+        "case_id",
+        "group",
+    }
 )
 #: What a job's numerics resolved to on the machine that ran it, read from its sidecar's ``compute``
 #: record. The paper profile's ``device: auto`` and ``amp: auto`` are bf16 autocast on one GPU, fp16 on
@@ -214,12 +228,17 @@ def check_like_for_like(rows: pd.DataFrame, what: str = "comparison") -> None:
 
 def _mixed_arch_kwargs(ds: str, jobs: pd.DataFrame) -> list[tuple[str, str, str]]:
     """Architectures may take different constructor arguments from each other, but one architecture
-    compared under two sets of arguments (e.g. two tuned dilation rates) is two configurations."""
-    if "arch_kwargs" not in jobs.columns:
-        return []
-    shown = jobs["arch_kwargs"].map(_show).groupby(jobs["arch"]).agg(lambda s: sorted(set(s)))
-    mixed = {a: v for a, v in shown.items() if len(v) > 1}
-    return [(ds, "arch_kwargs", "; ".join(f"{a}: {' / '.join(v)}" for a, v in mixed.items()))] if mixed else []
+    compared under two sets of arguments (e.g. two tuned dilation rates, or results of the entry's old and
+    new reading of the paper: ``arch_defaults``) is two configurations."""
+    out = []
+    for column in ("arch_kwargs", "arch_defaults"):
+        if column not in jobs.columns:
+            continue
+        shown = jobs[column].map(_show).groupby(jobs["arch"]).agg(lambda s: sorted(set(s)))
+        mixed = {a: v for a, v in shown.items() if len(v) > 1}
+        if mixed:
+            out.append((ds, column, "; ".join(f"{a}: {' / '.join(v)}" for a, v in mixed.items())))
+    return out
 
 
 def _attached_settings() -> set[str]:

@@ -195,6 +195,7 @@ def plan(
                             split.hash,
                             str(split_path),
                             json.dumps(options, sort_keys=True),
+                            arch_defaults=json.dumps(ARCHITECTURES.get(arch).defaults, sort_keys=True),
                         )
                     )
     return sorted(jobs, key=lambda j: (j.dataset, j.arch, j.protocol, j.fold, j.seed))
