@@ -20,6 +20,16 @@ SPEC = {
     "unet_mlr": (10_899_297, 10_898_721, 21.735),
 }
 
+# docs/architectures.md, "Readings of the MLDR block": the registered readings, same columns as SPEC.
+READINGS_SPEC = {
+    "mildnet_p2": (25_381_383, 25_379_587, 45.477),
+    "mildnet_p1": (25_381_383, 25_379_587, 45.477),
+    "mildnet_pq": (25_734_055, 25_732_195, 46.154),
+    "mildnet_p2_preact": (25_381_447, 25_379_651, 45.477),
+    "mildnet_p1_preact": (25_381_447, 25_379_651, 45.477),
+    "mildnet_pq_preact": (25_734_119, 25_732_259, 46.154),
+}
+
 NAMES = list_models()
 
 
@@ -82,9 +92,9 @@ def test_seeded_init_is_reproducible_and_xavier(name: str) -> None:
     assert any(not torch.equal(x, y) for x, y in zip(a.state_dict().values(), normal.state_dict().values()))
 
 
-@pytest.mark.parametrize("name", sorted(SPEC))
+@pytest.mark.parametrize("name", sorted(SPEC) + sorted(READINGS_SPEC))
 def test_paper_size_parameters_and_macs_match_the_specification(name: str) -> None:
-    params3, params1, gmacs = SPEC[name]
+    params3, params1, gmacs = {**SPEC, **READINGS_SPEC}[name]
     with torch.device("meta"):
         m3 = create_model(name, in_channels=3, classes=1, width=32, depth=5)
         m1 = create_model(name, in_channels=1, classes=1, width=32, depth=5)
@@ -104,7 +114,8 @@ def test_registry_unknown_name_suggests_close_matches() -> None:
 
 
 def test_registry_wildcards() -> None:
-    assert list_models("mildnet*") == ["mildnet", "mildnet_no_mlr"]
+    assert list_models("mildnet*") == ["mildnet", "mildnet_no_mlr", *sorted(READINGS_SPEC)]
+    assert list_models("mildnet_p?") == ["mildnet_p1", "mildnet_p2", "mildnet_pq"]
     assert {"unet", "unet_mlr", "unetpp"} <= set(list_models("unet*"))
 
 
