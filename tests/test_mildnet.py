@@ -70,7 +70,7 @@ def test_network_passes_dilations_and_levels_to_every_block() -> None:
 
 def test_mldr_forward_is_multilevel_residual_with_shared_projection() -> None:
     torch.manual_seed(0)
-    block = MLDRBlock(3, 4, levels=2).eval()
+    block = MLDRBlock(3, 4, levels=2, shortcut="shared_twice").eval()
     assert block.shortcut == "shared_twice" and not hasattr(block, "outer")
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
@@ -109,7 +109,7 @@ def test_unknown_shortcut_reading_is_a_clear_error() -> None:
 
 
 def test_pre_activation_head_is_bn_relu_before_the_1x1_conv() -> None:
-    plain, preact = tiny(), tiny(head_preact=True)
+    plain, preact = tiny(head_preact=False), tiny()  # the default reading has the pre-activation head
     assert isinstance(plain.head, nn.Conv2d)
     bn, act, conv = preact.head
     assert isinstance(bn, nn.BatchNorm2d) and bn.num_features == 4 and isinstance(act, nn.ReLU)
@@ -202,3 +202,11 @@ def test_mlr_levels_without_mlr_skips_is_refused() -> None:
     with pytest.raises(ValueError, match="mlr_levels=1 has no effect without MLR skips"):
         create_model("mildnet_no_mlr", in_channels=1, width=4, depth=3, mlr_levels=1)
     assert tiny(mlr_levels=1) is not None and create_model("mildnet_no_mlr", width=4, depth=3) is not None
+
+
+def test_the_default_reading_is_p_once_with_a_pre_activation_head() -> None:
+    """The class, ``mildnet`` and ``mildnet_no_mlr`` build reading (b) with the BN-ReLU head
+    (docs/architectures.md, "Readings of the MLDR block": the decision and its measurements)."""
+    for model in (tiny(), create_model("mildnet", width=4, depth=3), create_model("mildnet_no_mlr", width=4, depth=3)):
+        assert model.shortcut == "once" and model.head_preact
+        assert all(block.shortcut == "once" for block in [*model.encoder, *model.decoder])
