@@ -11,6 +11,8 @@ This module is the entry point (``main``, ``build_parser``); each command's opti
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -88,16 +90,59 @@ BUG_HINT = (
 )
 
 
+#: OS errors that say something about the machine or a path the user gave, not about bench: a full disk, a
+#: read-only or forbidden folder, a path that cannot exist. Shown as one line, like a ``UserError``.
+ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC: "no space left on device while writing",
+    errno.EDQUOT: "disk quota exceeded while writing",
+    errno.EROFS: "read-only file system:",
+    errno.EACCES: "permission denied:",
+    errno.EPERM: "operation not permitted:",
+    errno.ENOENT: "no such file or folder (and it cannot be created there):",
+    errno.ENOTDIR: "not a folder:",
+}
+
+
+def environment_error(exc: OSError) -> str | None:
+    """The one-line message for an OS error about the environment (``ENVIRONMENT_ERRNOS``, with the path
+    it concerns), or None for any other OS error, which is a bug and keeps its traceback."""
+    if exc.errno not in ENVIRONMENT_ERRNOS or exc.filename is None:
+        return None
+    return f"{ENVIRONMENT_ERRNOS[exc.errno]} {exc.filename}"
+
+
+def _quiet_stdout() -> None:
+    """After the reader of our output has gone (``bench ... | head``): send what is left to /dev/null, so
+    that the interpreter's last flush does not fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's stand-in): nothing to redirect
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command and return its exit status. Bad input (``bench.errors.UserError``) prints one
-    line, ``bench <command>: error: <message>``, and returns 2; any other exception is a bug: its full
-    traceback is printed, then a line saying so, and 1 is returned."""
+    line, ``bench <command>: error: <message>``, and returns 2, as does an OS error about the environment
+    (``environment_error``: a full disk, a read-only or unusable path); a closed output pipe ends quietly
+    with 0; any other exception is a bug: its full traceback is printed, then a line saying so, and 1 is
+    returned."""
     args = build_parser().parse_args(argv)
     context = _one_line_result_warnings()
     try:
         return PARSERS[args.command][1](args)
     except UserError as exc:
         print(f"bench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # the reader of the output stopped reading: stop quietly, as other tools do
+        _quiet_stdout()
+        return 0
+    except OSError as exc:
+        message = environment_error(exc)
+        if message is None:
+            traceback.print_exc()
+            print(BUG_HINT.format(command=args.command), file=sys.stderr)
+            return 1
+        print(f"bench {args.command}: error: {message}", file=sys.stderr)
         return 2
     except Exception:  # noqa: BLE001  (not swallowed: a bug is shown with its traceback, then named as one)
         traceback.print_exc()

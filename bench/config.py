@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from bench import __version__
-from bench.errors import InvalidInput, UnknownName
+from bench.errors import InvalidInput, MissingInput, UnknownName
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
@@ -255,6 +255,8 @@ def load_profile(
             raise UnknownName(
                 f"unknown profile {name_or_path!r}; known: {', '.join(known)} (or a path to a .yaml file)"
             )
+    elif not path.is_file():
+        raise MissingInput(f"profile file {path} does not exist (give quick, paper, check or a path to a .yaml file)")
     raw = _read_yaml(path)
     folds = _index_list(raw, "folds", (0, 1, 2, 3, 4), path)
     seeds = _index_list(raw, "seeds", (0,), path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import shutil
 import subprocess
 import sys
@@ -175,3 +176,76 @@ def test_every_command_comes_from_a_small_module_of_bench_commands() -> None:
             module = function.__module__
             assert module.startswith("bench.commands.") and module != "bench.commands.common", (name, module)
             assert (package / f"{module.rsplit('.', 1)[1]}.py").is_file()
+
+
+# ------------------------------------------------------------------ errors from the environment
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0] and "internal error" not in err[0], err
+    return err[0]
+
+
+def test_a_results_folder_that_cannot_exist_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("x")
+    code = main(
+        ["run", "--dataset", "dsb2018", "--arch", "unet", "--dry-run", "--results", str(tmp_path / "file" / "r")]
+    )
+    assert code == 2
+    assert _one_error_line(capsys).startswith("bench run: error: not a folder:")
+
+
+def test_a_missing_profile_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.yaml"
+    assert main(["run", "--dataset", "dsb2018", "--arch", "unet", "--dry-run", "--profile", str(missing)]) == 2
+    assert f"profile file {missing} does not exist" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("code", "said"),
+    [
+        (errno.ENOSPC, "no space left on device while writing /r/x.parquet"),
+        (errno.EROFS, "read-only file system: /r/x.parquet"),
+    ],
+)
+def test_a_full_disk_or_read_only_folder_is_one_line(
+    code: int, said: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench import cli
+
+    def fail(args: object) -> int:
+        raise OSError(code, "strerror", "/r/x.parquet")
+
+    monkeypatch.setitem(cli.PARSERS, "status", (cli.PARSERS["status"][0], fail, "status"))
+    assert main(["status"]) == 2
+    assert _one_error_line(capsys) == f"bench status: error: {said}"
+
+
+def test_any_other_os_error_is_still_a_bug_with_its_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench import cli
+
+    def fail(args: object) -> int:
+        raise OSError(22, "Invalid argument")  # no path, not an environment condition
+
+    monkeypatch.setitem(cli.PARSERS, "status", (cli.PARSERS["status"][0], fail, "status"))
+    assert main(["status"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "internal error" in err
+
+
+def test_a_closed_output_pipe_ends_quietly(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """``bench run --dry-run | head -1``: the reader goes away; bench stops with 0 and says nothing."""
+
+    class Closed:
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(sys, "stdout", Closed())
+    assert main(["list", "unet"]) == 0
+    assert capsys.readouterr().err == ""
