@@ -8,7 +8,7 @@ Every configuration is an ordinary ``bench run`` (quick profile, holdout protoco
 recipe) with ``--set image_size=S --set width=W --set epochs=E``: the real DSB-2018 and ISIC-2018 samples
 under DATA and the synthetic LGG stand-in. Per (dataset, image size, network) over the seeds, it prints:
 
-- ``init loss``: the selection loss after the first epoch (epoch 0 of the history);
+- ``epoch-1 loss``: the selection loss after the first epoch (epoch 0 of the history);
 - ``epochs to floor``: the first epoch whose selection loss (per-pixel BCE on the validation fold) is below
   the BCE of the best constant prediction there (the entropy of the fold's foreground fraction), the mean
   over the seeds that got there, and how many did;
@@ -65,7 +65,7 @@ def entropy(p: float) -> float:
 
 
 def per_model(results: Path) -> pd.DataFrame:
-    """One row per finished fold model: dataset, source, size, arch, seed, init loss, epochs to floor,
+    """One row per finished fold model: dataset, source, size, arch, seed, epoch-1 loss, epochs to floor,
     validation Dice, did-not-learn."""
     rows = store.load_all(results)
     val = rows[rows["split"] == "val"]
@@ -88,7 +88,7 @@ def per_model(results: Path) -> pd.DataFrame:
                 "size": job["train"]["image_size"],
                 "arch": job["arch"],
                 "seed": job["seed"],
-                "init_loss": losses[0],
+                "epoch1_loss": losses[0],
                 "floor_loss": floor,
                 "epochs_to_floor": below[0] + 1 if below else np.nan,
                 "val_dice": float(mine["dice"].mean()),
@@ -111,7 +111,7 @@ def summary(models: pd.DataFrame) -> pd.DataFrame:
         reached = g["epochs_to_floor"].dropna()
         return pd.Series(
             {
-                "init loss": f"{g['init_loss'].mean():.3f}",
+                "epoch-1 loss": f"{g['epoch1_loss'].mean():.3f}",
                 "floor": f"{g['floor_loss'].mean():.3f}",
                 "epochs to floor": f"{reached.mean():.1f} ({len(reached)}/{len(g)})"
                 if len(reached)
