@@ -5,13 +5,18 @@
     python benchmarks/bench_engines.py --gpu [--archs unet,mildnet]     # GPU section (needs CUDA)
 
 (1) Dispatch overhead: the wall time per task of a task that does nothing, sent through each engine
-the way ``bench run`` sends jobs: joblib/loky (2 workers), joblib's Dask backend on a LocalCluster
-(2 one-thread workers), and a SLURM array through submitit (needs a cluster, e.g.
+the way ``bench run`` sends jobs: joblib/loky (2 workers), one Dask task per job (``client.submit``,
+``pure=False``, collected with ``as_completed``) on a LocalCluster (2 one-thread workers), and a SLURM
+array through submitit (needs a cluster, e.g.
 ``scripts/slurm-local.sh``). Each task imports ``bench.run.runner`` (torch, smp) as a real job does, so
 a fresh process per task (SLURM) pays that import every time, a warm worker once.
 
 (2) With ``--sweep``: the wall time of the same 4 tiny jobs (U-Net, 2 datasets x 2 folds, 32 px, width
 4, 1 epoch) on each engine, and whether the per-image tables are identical.
+
+(2b) With ``--packing``: 8 tiny jobs (U-Net, DSB stand-in, folds 0-3, seeds 0-1) on SLURM with
+``--jobs-per-task`` 1 (8 tasks) and 4 (2 tasks): wall time from submission to the last result, and
+whether the per-image tables are identical.
 
 (3) With ``--gpu``: images per second of training steps (forward, backward, Adam) and of inference, at
 256 px, width 32, depth 5, batch 4 and 32, fp32 against the mixed-precision default (bf16 where
@@ -48,7 +53,7 @@ def loky_overhead(n: int) -> tuple[float, float]:
 
 
 def dask_overhead(n: int) -> tuple[float, float, float]:
-    from joblib import Parallel, delayed, parallel_config
+    from distributed import as_completed
 
     from bench.run.engines import dask_client
 
@@ -59,8 +64,8 @@ def dask_overhead(n: int) -> tuple[float, float, float]:
         out = []
         for _ in range(2):
             start = time.perf_counter()
-            with parallel_config(backend="dask"):
-                Parallel(n_jobs=-1)(delayed(noop)(i) for i in range(n))
+            futures = [client.submit(noop, i, pure=False) for i in range(n)]
+            assert sorted(f.result() for f in as_completed(futures)) == list(range(n))
             out.append((time.perf_counter() - start) / n)
     return startup, out[0], out[1]
 
@@ -95,7 +100,7 @@ def sweep(root: Path) -> None:
     from bench.run.slurm import SlurmOptions
 
     prof = load_profile("quick", {"epochs": "1", "image_size": "32", "width": "4", "depth": "3"})
-    engines = {"loky": EngineConfig("loky", n_jobs=2), "dask": EngineConfig("dask", n_jobs=2)}
+    engines = {"local": EngineConfig("local", n_jobs=2), "dask": EngineConfig("dask", n_jobs=2)}
     if shutil.which("sbatch"):
         engines["submitit"] = EngineConfig("submitit", slurm=SlurmOptions(time_min=10, poll_s=0.5, array_parallelism=2))
     tables = {}
@@ -109,10 +114,35 @@ def sweep(root: Path) -> None:
         assert all(s.status == "ok" for s in statuses), statuses
         tables[name] = load_all(results).sort_values(["dataset", "fold", "split", "case_id"]).reset_index(drop=True)
         print(f"(2) {name:<8} 4 tiny jobs: {wall:.1f} s wall")
-    ref = tables["loky"].drop(columns="profile")
+    ref = tables["local"].drop(columns="profile")
     for name, table in tables.items():
         pd.testing.assert_frame_equal(table.drop(columns="profile"), ref)
     print(f"(2) per-image tables identical across {', '.join(tables)} ({len(ref)} rows)")
+
+
+def packing(root: Path) -> None:
+    from bench.config import load_profile
+    from bench.results.store import load_all
+    from bench.run.engines import EngineConfig
+    from bench.run.plan import plan, select
+    from bench.run.runner import run_jobs
+    from bench.run.slurm import SlurmOptions
+
+    prof = load_profile("quick", {"epochs": "1", "image_size": "32", "width": "4", "depth": "3"})
+    tables = {}
+    for per_task in (1, 4):
+        results = root / f"packed-{per_task}"
+        shutil.rmtree(results, ignore_errors=True)
+        jobs = plan(select("unet", "dsb2018", False, "holdout", (0, 1, 2, 3), (0, 1)), prof, results)
+        opts = SlurmOptions(time_min=10, poll_s=0.5, array_parallelism=2, jobs_per_task=per_task)
+        start = time.perf_counter()
+        statuses = list(run_jobs(jobs, results, progress=False, engine=EngineConfig("submitit", slurm=opts)))
+        wall = time.perf_counter() - start
+        assert all(s.status == "ok" for s in statuses), statuses
+        tables[per_task] = load_all(results).sort_values(["fold", "seed", "split", "case_id"]).reset_index(drop=True)
+        print(f"(2b) 8 tiny jobs, --jobs-per-task {per_task}: {len(jobs) // per_task} tasks, {wall:.1f} s wall")
+    pd.testing.assert_frame_equal(tables[1], tables[4])
+    print(f"(2b) per-image tables identical ({len(tables[1])} rows)")
 
 
 def gpu_case(arch: str, batch: int, amp: str, steps: int) -> str:
@@ -195,6 +225,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=40, help="no-op tasks for loky and Dask")
     parser.add_argument("--slurm-tasks", type=int, default=8, help="no-op tasks in the SLURM array (0: skip)")
     parser.add_argument("--sweep", action="store_true")
+    parser.add_argument("--packing", action="store_true", help="only (2b): SLURM with --jobs-per-task 1 and 4")
     parser.add_argument("--gpu", action="store_true")
     parser.add_argument("--archs", default="unet,residual_unet,resdunet,unetpp,multiresunet,mildnet")
     parser.add_argument("--steps", type=int, default=20)
@@ -202,6 +233,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.gpu:
         gpu(args.archs.split(","), args.steps)
+        return
+    if args.packing:
+        packing(args.results)
         return
     cold, warm = loky_overhead(args.tasks)
     print(f"(1) loky, 2 workers:         cold {cold * 1e3:8.1f} ms/task, warm {warm * 1e3:8.2f} ms/task")

@@ -10,22 +10,33 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from tiny_sweep import per_image, tiny_jobs
+from tiny_sweep import TINY_SETTINGS, per_image, tiny_jobs
 
 from bench.analysis.compute import COMPUTE_COLUMNS, compute_table
 from bench.cli import main
+from bench.config import load_profile
 from bench.results import store
 from bench.run.devices import device_slot, precision_for, resolve_device, validate_device
 from bench.run.engines import EngineConfig, dask_client
+from bench.run.execute import paths
+from bench.run.plan import plan, select
 from bench.run.runner import run_jobs
 from bench.run.slurm import SlurmOptions, slurm_options
 
 REPO = Path(__file__).resolve().parents[1]
+TINY_CLI = [
+    "--arch",
+    "unet",
+    "--dataset",
+    "dsb2018",
+    *(a for k, v in TINY_SETTINGS.items() for a in ("--set", f"{k}={v}")),
+]
 
 
 @pytest.fixture(scope="module")
@@ -60,76 +71,228 @@ def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 60) -> None:
         time.sleep(0.2)
 
 
-@pytest.mark.slow
-def test_separate_scheduler_and_worker_processes_give_the_local_table(
-    tmp_path: Path, local_table: pd.DataFrame
-) -> None:
-    env = {**os.environ, "DASK_CONFIG": str(REPO / "scripts" / "dask-worker.yaml")}  # workers: the driver's Python
-    sched_file = tmp_path / "scheduler.json"
-    procs = []
-    try:
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "dask",
-                    "scheduler",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    "0",
-                    "--dashboard-address",
-                    "127.0.0.1:0",
-                    "--scheduler-file",
-                    str(sched_file),
-                ],
-                env=env,
-                cwd=tmp_path,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+DASK_ENV = {**os.environ, "DASK_CONFIG": str(REPO / "scripts" / "dask-worker.yaml")}  # workers: the driver's Python
+
+
+class DaskProcesses:
+    """A `dask scheduler` and `dask worker --nthreads 1` processes on 127.0.0.1, each its own process
+    (as at a site: nothing shares the driver's interpreter), stopped by ``close``."""
+
+    def __init__(self, folder: Path, scheduler_env: dict[str, str] | None = None) -> None:
+        self.folder, self.procs = folder, []
+        sched_file = folder / "scheduler.json"
+        self.procs.append(
+            self._start(
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--scheduler-file",
+                str(sched_file),
+                env=scheduler_env,
             )
         )
-        _wait_for(sched_file, procs[0])
-        address = json.loads(sched_file.read_text())["address"]
-        assert address.startswith("tcp://127.0.0.1:")
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "dask",
-                    "worker",
-                    address,
-                    "--nthreads",
-                    "1",
-                    "--host",
-                    "127.0.0.1",
-                    "--dashboard-address",
-                    "127.0.0.1:0",
-                ],
-                env=env,
-                cwd=tmp_path,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+        _wait_for(sched_file, self.procs[0])
+        self.address = json.loads(sched_file.read_text())["address"]
+        assert self.address.startswith("tcp://127.0.0.1:")
+
+    def _start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "dask", *args, "--dashboard-address", "127.0.0.1:0"]
+        log = open(self.folder / f"{args[0]}-{len(self.procs)}.log", "wb")  # noqa: SIM115 (closed with the process)
+        return subprocess.Popen(
+            cmd, env={**DASK_ENV, **(env or {})}, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT
         )
-        results = tmp_path / "results"
-        engine = EngineConfig("dask", n_jobs=1, scheduler=address)
-        with dask_client(address, 1) as client:
-            client.wait_for_workers(1, timeout=60)
-            (worker_env,) = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()
-            assert worker_env is None  # scripts/dask-worker.yaml unsets dask's default
-        statuses = list(run_jobs(tiny_jobs(results), results, engine=engine, progress=False))
-        assert sorted(s.status for s in statuses) == ["ok", "ok"]
-        pd.testing.assert_frame_equal(per_image(results), local_table)
-    finally:
-        for proc in reversed(procs):
+
+    def add_worker(self) -> subprocess.Popen:
+        proc = self._start("worker", self.address, "--nthreads", "1", "--host", "127.0.0.1")
+        self.procs.append(proc)
+        return proc
+
+    def workers(self, n: int, seconds: float = 120) -> dict[str, int]:
+        """{address: pid} of the workers once ``n`` have joined."""
+        from distributed import Client
+
+        with Client(self.address, timeout="30s") as client:
+            client.wait_for_workers(n, timeout=seconds)
+            return {addr: pid for addr, pid in client.run(os.getpid).items()}
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):  # workers first, all at once; then the scheduler
             proc.terminate()
+        for proc in reversed(self.procs):
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@pytest.fixture
+def dask_procs(tmp_path: Path) -> Iterator[DaskProcesses]:
+    procs = DaskProcesses(tmp_path)
+    yield procs
+    procs.close()
+
+
+def _where(results: Path) -> list[dict]:
+    """The ``where`` record of every job's sidecar (engine, host, pid, Dask worker)."""
+    return [side.get("where", {}) for side in store.sidecars(results)]
+
+
+@pytest.mark.slow
+def test_one_single_thread_worker_runs_every_job_and_the_driver_only_waits(
+    dask_procs: DaskProcesses, local_table: pd.DataFrame
+) -> None:
+    """joblib's Dask backend ran every job in the driver when the cluster had one thread; jobs must run on
+    the worker: every sidecar names it (its address and pid), and the driver's CPU time stays near zero."""
+    dask_procs.add_worker()
+    (worker, pid), *_ = dask_procs.workers(1).items()
+    with dask_client(dask_procs.address, 1) as client:
+        (worker_env,) = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()
+        assert worker_env is None  # scripts/dask-worker.yaml unsets dask's default
+    results = dask_procs.folder / "results"
+    jobs = tiny_jobs(results)
+    engine = EngineConfig("dask", n_jobs=1, scheduler=dask_procs.address)
+    cpu = time.process_time()
+    statuses = list(run_jobs(jobs, results, engine=engine, progress=False))
+    driver_cpu = time.process_time() - cpu
+    assert sorted(s.status for s in statuses) == ["ok", "ok"]
+    assert [(w["engine"], w["dask_worker"], w["pid"]) for w in _where(results)] == [("dask", worker, pid)] * 2
+    job_seconds = sum(s.seconds for s in statuses)
+    assert driver_cpu < 0.2 * job_seconds, (driver_cpu, job_seconds)
+    pd.testing.assert_frame_equal(per_image(results), local_table)
+
+
+@pytest.mark.slow
+def test_a_driver_started_before_its_workers_waits_for_them_and_both_workers_run_jobs(
+    dask_procs: DaskProcesses,
+) -> None:
+    """Normal with dask-jobqueue or an autoscaler: the driver starts first, says it waits, and the sweep
+    completes on the workers that join later (two, each with one thread: both get jobs)."""
+    results = dask_procs.folder / "results"
+    args = [*TINY_CLI, "--folds", "0,1,2,3", "--results", str(results), "--quiet"]
+    err = dask_procs.folder / "driver.err"
+    with open(err, "wb") as fh:
+        driver = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.cli",
+                "run",
+                *args,
+                "--engine",
+                "dask",
+                "--scheduler",
+                dask_procs.address,
+                "--wait-workers",
+                "180",
+            ],
+            env=DASK_ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=fh,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while "waiting up to 180 s for the first Dask worker" not in err.read_text():
+            assert driver.poll() is None and time.monotonic() < deadline, err.read_text()
+            time.sleep(0.5)
+        time.sleep(8)  # the driver has waited, with no worker, well past the 10 s joblib gave up after
+        assert driver.poll() is None
+        dask_procs.add_worker()
+        dask_procs.add_worker()
+        workers = dask_procs.workers(2)
+        assert driver.wait(timeout=400) == 0, err.read_text()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    where = _where(results)
+    assert len(where) == 4 and {w["engine"] for w in where} == {"dask"}
+    assert {(w["dask_worker"], w["pid"]) for w in where} == set(workers.items())  # both workers ran jobs
+    assert driver.pid not in {w["pid"] for w in where}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("allowed_failures", [3, 0])
+def test_a_worker_killed_mid_job_is_rescheduled_and_its_death_recorded(tmp_path: Path, allowed_failures: int) -> None:
+    """Dask reschedules the job of a worker that died; the job ends ok on a worker, and its sidecar keeps
+    the dead try (pid, worker) beside the try that finished. A scheduler that allows no failure gives up
+    (``KilledWorker``): the job is recorded as crashed, with the dead try, and the sweep ends normally."""
+    env = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(allowed_failures)}
+    dask_procs = DaskProcesses(tmp_path, scheduler_env=env)
+    try:
+        _kill_one_worker_mid_job(dask_procs, allowed_failures)
+    finally:
+        dask_procs.close()
+
+
+def _kill_one_worker_mid_job(dask_procs: DaskProcesses, allowed_failures: int) -> None:
+    n_workers = 2 if allowed_failures else 1  # a retry needs a worker left; giving up needs only one
+    for _ in range(n_workers):
+        dask_procs.add_worker()
+    dask_procs.workers(n_workers)
+    results = dask_procs.folder / "results"
+    profile = load_profile("quick", {**TINY_SETTINGS, "epochs": "15"})  # long enough to be killed mid-run
+    (job,) = plan(select("unet", "dsb2018", False, "holdout", (0,)), profile, results)
+    engine = EngineConfig("dask", scheduler=dask_procs.address)
+    out: list = []
+    driver = threading.Thread(target=lambda: out.extend(run_jobs([job], results, engine=engine, progress=False)))
+    driver.start()
+    side = paths(job, results)["sidecar"]
+    deadline = time.monotonic() + 120
+    while (store.read_sidecar(side) or {}).get("status") != "running":
+        assert driver.is_alive() and time.monotonic() < deadline, "no worker started the job"
+        time.sleep(0.1)
+    first = store.read_sidecar(side)["where"]
+    os.kill(first["pid"], 9)  # the worker process (its nanny starts a new one)
+    driver.join(timeout=300)
+    assert not driver.is_alive()
+    (record,) = out
+    if allowed_failures == 0:
+        assert record.status == "failed" and record.crashed and record.crashed_pid == first["pid"], record
+        assert "Dask gave up after 1 worker deaths" in record.error
+        assert store.read_sidecar(side)["died"][0]["dask_worker"] == first["dask_worker"]
+        return
+    assert record.status == "ok" and record.attempts == 2, record
+    (died,) = record.died
+    assert (died["pid"], died["dask_worker"], died["engine"]) == (first["pid"], first["dask_worker"], "dask")
+    assert record.where["engine"] == "dask" and record.where["pid"] != first["pid"]
+
+
+def test_a_cluster_without_workers_or_at_a_wrong_address_is_one_line_exit_2(
+    dask_procs: DaskProcesses, capsys: pytest.CaptureFixture
+) -> None:
+    base = ["run", *TINY_CLI, "--folds", "0", "--results", str(dask_procs.folder / "r"), "--quiet", "--engine", "dask"]
+    assert main([*base, "--scheduler", dask_procs.address, "--wait-workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert f"waiting up to 2 s for the first Dask worker to join {dask_procs.address}" in err
+    assert f"bench run: error: no Dask worker joined the scheduler at {dask_procs.address} within 2 s" in err
+    assert "internal error" not in err and "Traceback" not in err
+    assert main([*base, "--scheduler", "tcp://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench run: error: --scheduler tcp://127.0.0.1:9: no Dask scheduler answers there")
+    assert len(err.strip().splitlines()) == 1
+    assert not list((dask_procs.folder / "r").glob("runs/*/*/*.json"))  # nothing ran
+    if not torch.cuda.is_available():  # workers without a GPU: a cuda sweep is refused before any job starts
+        dask_procs.add_worker()
+        assert main([*base, "--scheduler", dask_procs.address, "--device", "cuda"]) == 2
+        err = capsys.readouterr().err
+        assert "bench run: error: device 'cuda' requested, but torch sees no CUDA device on the Dask workers" in err
+        assert not list((dask_procs.folder / "r").glob("runs/*/*/*.json"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_device_cuda_without_cuda_exits_2_at_planning_before_any_job(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    base = ["run", *TINY_CLI, "--folds", "0", "--results", str(tmp_path), "--quiet"]
+    assert main([*base, "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench run: error: device 'cuda' requested but torch sees no CUDA device")
+    assert main([*base, "--device", "cuda:1", "--engine", "dask"]) == 2  # a LocalCluster here: same machine
+    assert "torch sees no CUDA device" in capsys.readouterr().err
+    assert main([*base, "--device", "cuda", "--engine", "submitit"]) == 2  # tasks that ask for no GPU
+    assert "the SLURM tasks ask for no GPU; give --gpus N" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()  # refused before planning
 
 
 # ------------------------------------------------------------------ options
@@ -148,6 +311,28 @@ def test_engine_options_are_validated() -> None:
     assert (opts.partition, opts.gpus_per_node, opts.time_min, opts.mem_gb) == ("gpu", 1, 30, None)
 
 
+def test_sweeps_are_packed_and_split_to_the_clusters_limits() -> None:
+    from bench.run.slurm import ClusterLimits, arrays, pack, parse_config_value, parse_submit_limit
+
+    jobs = list(range(8))
+    assert pack(jobs, 1) == [[j] for j in jobs] and pack(jobs, 3) == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    tasks = pack(jobs, 1)
+    assert [len(a) for a in arrays(tasks, ClusterLimits(max_array_size=3))] == [3, 3, 2]
+    assert [len(a) for a in arrays(tasks, ClusterLimits(max_array_size=1001))] == [8]
+    # a per-user submit limit of 5 with 2 of this user's jobs already queued leaves room for 3 tasks now
+    assert [len(a) for a in arrays(tasks, ClusterLimits(max_array_size=2, max_submit=5), queued=2)] == [2, 1]
+    assert arrays(tasks, ClusterLimits(max_submit=4), queued=4) == []
+    config = "Configuration data as of 2026-01-01T00:00:00\nMaxArraySize            = 3\nMaxJobCount = 10000\n"
+    assert parse_config_value(config, "MaxArraySize") == 3 and parse_config_value(config, "MaxStepCount") is None
+    assoc = "ClusterName=c Account=a UserName=u(1000) Partition= ID=2\n    MaxJobs= MaxSubmitJobs=40(12) MaxWallPJ=\n"
+    qos = "QOS=normal(1)\n    MaxSubmitPU=25(3) MaxJobsPU="
+    assert parse_submit_limit(assoc) == 40 and parse_submit_limit(assoc + qos) == 25
+    assert parse_submit_limit("No associations currently cached in Slurm.") is None
+    assert slurm_options({"jobs_per_task": 2}, {"jobs_per_task": 4}).jobs_per_task == 4
+    with pytest.raises(ValueError, match="jobs_per_task must be >= 1"):
+        SlurmOptions(jobs_per_task=0)
+
+
 def test_cli_refuses_bad_engine_and_device_options(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     base = ["run", "--results", str(tmp_path), "--arch", "unet", "--dataset", "dsb2018", "--quiet"]
     assert main([*base, "--no-wait"]) == 2
@@ -155,6 +340,14 @@ def test_cli_refuses_bad_engine_and_device_options(tmp_path: Path, capsys: pytes
     assert main([*base, "--device", "gpu0"]) == 2
     assert "must be auto, cpu, cuda or cuda:N" in capsys.readouterr().err
     assert main([*base, "--engine", "dask", "--scheduler", "localhost"]) == 2
+    assert main([*base, "--engine", "dask", "--dask-resources", "GPU"]) == 2
+    assert "--dask-resources expects NAME=AMOUNT" in capsys.readouterr().err
+    assert main([*base, "--dask-resources", "GPU=1"]) == 2
+    assert "--dask-resources/--dask-workers are for --engine dask" in capsys.readouterr().err
+    assert main([*base, "--engine", "dask", "--wait-workers", "0"]) == 2
+    assert "--wait-workers must be > 0 seconds" in capsys.readouterr().err
+    assert main([*base, "--engine", "submitit", "--jobs-per-task", "0"]) == 2
+    assert "jobs_per_task must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()  # refused before anything ran
 
 

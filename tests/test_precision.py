@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -159,3 +160,39 @@ def test_compile_setting_trains_through_torch_compile(monkeypatch: pytest.Monkey
     assert result.model is model
     fit(model, TrainConfig(image_size=32, width=4, depth=3, epochs=1), (x[2:], y[2:]), (x[:2], y[:2]), seed=0)
     assert len(calls) == 1  # off by default
+
+
+def test_selection_and_inference_run_under_the_jobs_autocast_and_the_job_records_it(tmp_path: Path) -> None:
+    """On a GPU the default autocast is bf16/fp16; asked for explicitly (amp=bf16) the same path runs on a CPU:
+    the selection loss of each epoch and the scored probabilities are computed under autocast, not in fp32,
+    and the sidecar says so for training, selection and inference."""
+    from bench.config import load_profile, replace
+    from bench.results import store
+    from bench.run.devices import precision_for
+    from bench.run.evaluate import predict_batches
+    from bench.run.plan import plan, select
+    from bench.run.runner import run_jobs
+    from bench.run.train import mean_loss
+
+    cfg = replace(TrainConfig(image_size=32, width=4, depth=3, epochs=1), amp="bf16")
+    prec = precision_for("cpu", "bf16")
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(6, 3, 32, 32, generator=gen), (torch.rand(6, 1, 32, 32, generator=gen) > 0.5).float()
+    torch.manual_seed(0)
+    result = fit(create_model("unet", in_channels=3, classes=1, width=4, depth=3), cfg, (x, y), (x, y), seed=0)
+    criterion = torch.nn.BCEWithLogitsLoss()
+    with prec.autocast("cpu"):
+        under_autocast = mean_loss(result.model, x, y, cfg.batch_size, criterion)
+    assert (
+        result.history[0]["select_loss"] == under_autocast != mean_loss(result.model, x, y, cfg.batch_size, criterion)
+    )
+    plain = next(predict_batches(result.model, x, 6))
+    mixed = next(predict_batches(result.model, x, 6, autocast=lambda: prec.autocast("cpu")))
+    assert mixed.dtype == plain.dtype == "float32" and 0 < abs(mixed - plain).max() < 0.05
+
+    profile = load_profile("quick", {"epochs": "1", "image_size": "32", "width": "4", "depth": "3", "amp": "bf16"})
+    jobs = plan(select("unet", "dsb2018", False, "holdout", (0,)), profile, tmp_path)
+    assert [r.status for r in run_jobs(jobs, tmp_path, progress=False)] == ["ok"]
+    (side,) = store.sidecars(tmp_path)
+    c = side["compute"]
+    assert (c["precision"], c["selection_precision"], c["inference_precision"]) == ("bf16", "bf16", "bf16")

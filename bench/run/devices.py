@@ -1,15 +1,19 @@
-"""Devices: validate ``auto|cpu|cuda|cuda:N``, share several GPUs between jobs, pick the precision.
+"""Devices: validate ``auto|cpu|cuda|cuda:N``, share several GPUs between jobs, bind a job to its GPU,
+pick the precision.
 
 On CPU nothing here changes the recipe: fp32, contiguous tensors. On a CUDA device the defaults are
 mixed precision (bf16 where the card supports it, else fp16 with a gradient scaler) and channels-last
 memory format; ``amp`` and ``channels_last`` in the profile turn either off. With several GPUs on one
 machine, a job asking for ``cuda`` holds one GPU's lock file for its whole run (``device_slot``), so
-``--jobs N`` worker processes share N GPUs one job per GPU at a time.
+``--jobs N`` worker processes share N GPUs one job per GPU at a time. A job binds its process to its GPU
+(``bind_device``: ``torch.cuda.set_device``) before any CUDA call, so pinned memory, the caching
+allocator and library handles live on that GPU, not on GPU 0; bf16 support is asked of that GPU.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import re
 import time
@@ -78,7 +82,7 @@ def device_slot(name: str, lock_dir: Path, devices: Sequence[str] | None = None,
     host = platform.node() or "host"
     while True:
         for dev in pool:
-            lock = FileLock(lock_dir / f"{host}-{dev.replace(':', '-')}.lock")
+            lock = FileLock(lock_dir / f"{host}-gpu-{physical_gpu(dev)}.lock")
             try:
                 lock.acquire(timeout=0)
             except Timeout:
@@ -89,6 +93,32 @@ def device_slot(name: str, lock_dir: Path, devices: Sequence[str] | None = None,
                 lock.release()
             return
         time.sleep(poll_s)
+
+
+def physical_gpu(device: str) -> str:
+    """The GPU behind ``cuda:i`` on this host: entry i of ``CUDA_VISIBLE_DEVICES`` where that is set (SLURM
+    sets it per job, so two jobs' ``cuda:0`` are different GPUs), else ``i``."""
+    index = torch.device(device).index or 0
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", visible[index]) if index < len(visible) else str(index)
+
+
+def bind_device(device: str) -> None:
+    """Make ``device`` this process's current CUDA device (``torch.cuda.set_device``) before any CUDA
+    call of the job; nothing on a CPU. A plain ``cuda`` means the current device (``cuda:0`` unless bound)."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is not None:
+        torch.cuda.set_device(dev)
+
+
+def bf16_native(device: str) -> bool:
+    """Whether the GPU ``device`` computes bf16 natively (compute capability 8.0 or later; ROCm: yes).
+    Asked of that GPU, not of the current one, and without counting emulation (which
+    ``torch.cuda.is_bf16_supported()`` does by default, slowly, on older cards)."""
+    if torch.version.hip:
+        return True
+    index = torch.device(device).index
+    return torch.cuda.get_device_properties(torch.cuda.current_device() if index is None else index).major >= 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +158,7 @@ def precision_for(
     gpu = torch.device(device).type == "cuda"
     if amp == "auto" and gpu:
         if bf16_supported is None:
-            bf16_supported = torch.cuda.is_bf16_supported()
+            bf16_supported = bf16_native(device)
         amp = "bf16" if bf16_supported else "fp16"
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     last = channels_last == "on" or (channels_last == "auto" and gpu)

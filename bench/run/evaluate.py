@@ -8,7 +8,8 @@ profile's image size; the paper's 256). One row per image with the raw counts, t
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,17 +24,26 @@ from bench.results.predictions import NonFinitePrediction, require_finite, write
 from bench.results.store import atomic_write
 
 
-def predict_batches(model: nn.Module, images: Any, batch_size: int, device: str = "cpu") -> Iterator[np.ndarray]:
+def predict_batches(
+    model: nn.Module,
+    images: Any,
+    batch_size: int,
+    device: str = "cpu",
+    autocast: Callable[[], AbstractContextManager] | None = None,
+) -> Iterator[np.ndarray]:
     """Foreground probabilities of ``images[i:i + batch_size]`` for i = 0, batch_size, ...: one
     B x H x W float32 array per batch (first output channel). ``images`` is a tensor N x C x H x W or
-    anything sliced like one (``bench.run.execute.Rows``: rows gathered from the cache per batch). Not
-    checked for finiteness (callers do)."""
+    anything sliced like one (``bench.run.execute.Rows``: rows gathered from the cache per batch).
+    ``autocast``: the job's autocast context (``Precision.autocast``), entered around each forward pass;
+    the sigmoid is taken in fp32 (or the model's fp64). Not checked for finiteness (callers do)."""
     model.eval().to(device)
     dtype = next(model.parameters()).dtype
     for i in range(0, len(images), batch_size):
-        with torch.no_grad():  # not around the yield: the caller runs with its own grad mode meanwhile
-            probs = torch.sigmoid(model(images[i : i + batch_size].to(device, dtype)))[:, 0].float().cpu().numpy()
-        yield probs
+        with torch.no_grad(), (autocast or nullcontext)():  # not around the yield: the caller's modes meanwhile
+            logits = model(images[i : i + batch_size].to(device, dtype))
+        if logits.dtype in (torch.float16, torch.bfloat16):  # autocast's output: the sigmoid in fp32
+            logits = logits.float()
+        yield torch.sigmoid(logits)[:, 0].float().cpu().numpy()
 
 
 def predict(model: nn.Module, images: Tensor, batch_size: int, device: str = "cpu") -> np.ndarray:
@@ -85,7 +95,12 @@ def _as_bool(masks: Any) -> np.ndarray:
 
 
 def predict_and_score(
-    model: nn.Module, parts: Sequence[Part], batch_size: int, device: str = "cpu", predictions: Path | None = None
+    model: nn.Module,
+    parts: Sequence[Part],
+    batch_size: int,
+    device: str = "cpu",
+    predictions: Path | None = None,
+    autocast: Callable[[], AbstractContextManager] | None = None,
 ) -> tuple[pd.DataFrame, float]:
     """Per-image rows (``score`` plus a ``split`` column) of every part, in order, and the seconds the
     model's forward passes took (wall). Batch by batch: each batch is predicted, scored and appended to
@@ -102,7 +117,7 @@ def predict_and_score(
     def batches() -> Iterator[np.ndarray]:
         for part in parts:
             rows, bad, bad_images, start = [], 0, 0, 0
-            forward = predict_batches(model, part.images, batch_size, device)
+            forward = predict_batches(model, part.images, batch_size, device, autocast)
             while True:
                 t0 = time.perf_counter()
                 probs = next(forward, None)

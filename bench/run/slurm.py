@@ -1,16 +1,25 @@
-"""SLURM through submitit: submit jobs as one job array, remember the task ids, ask the queue.
+"""SLURM through submitit: submit a sweep as job arrays within the cluster's limits, remember the task ids,
+ask the queue.
 
-Each array task runs ``bench.run.execute.run_job(job, results)`` in a fresh process on a compute node,
-with the submitting process's Python (``sys.executable``) and ``PYTHONPATH``, so the results folder
-must be on a filesystem the nodes share. Nothing comes back through submitit: the result files are
-the truth. Every submission is recorded in ``<results>/slurm/array-<id>.json`` (job key -> array task
-id), which lets a later ``bench run`` or ``bench status`` tell a queued or running job from a lost one
-with ``squeue`` alone (no accounting database needed).
+Each array task runs ``run_task(jobs, results)`` in a fresh process on a compute node, with the submitting
+process's Python (``sys.executable``) and ``PYTHONPATH``, so the results folder must be on a filesystem the
+nodes share. A task runs ``jobs_per_task`` jobs (default 1) one after another in one process (one Python
+and torch start-up), or, on a node where the task holds several GPUs, one job per GPU at a time. A sweep
+larger than the cluster's ``MaxArraySize`` is split into several arrays, and no more tasks are queued than a
+per-user ``MaxSubmitJobs`` limit leaves room for (the rest are submitted as earlier ones leave the queue,
+while the driver waits). Nothing comes back through submitit: the result files are the truth. Every
+submission is recorded in ``<results>/slurm/array-<id>.json`` (job key -> array task id), which lets a
+later ``bench run`` or ``bench status`` tell a queued or running job from a lost one with ``squeue`` alone
+(no accounting database needed). A failing ``sbatch``, ``squeue`` or ``scontrol`` is one line
+(``SlurmError``) with SLURM's own message.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import Job
-from bench.errors import InvalidInput, MissingInput, UnknownName
+from bench.errors import InvalidInput, MissingInput, UnknownName, UserError
 from bench.results.record import JobRecord, Status
 from bench.results.store import atomic_write_json, read_record, read_sidecar, write_record
 
@@ -40,11 +49,12 @@ class SlurmOptions:
     mem_gb: float | None = None
     time_min: int = 24 * 60
     array_parallelism: int = 16
+    jobs_per_task: int = 1
     wait: bool = True
     poll_s: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in ("gpus_per_node", "time_min", "array_parallelism"):
+        for name in ("gpus_per_node", "time_min", "array_parallelism", "jobs_per_task"):
             if getattr(self, name) < (0 if name == "gpus_per_node" else 1):
                 raise InvalidInput(
                     f"slurm {name} must be {'>= 0' if name == 'gpus_per_node' else '>= 1'}, got {getattr(self, name)}"
@@ -55,7 +65,36 @@ class SlurmOptions:
             raise InvalidInput(f"slurm mem_gb must be > 0, got {self.mem_gb}")
 
 
-SLURM_KEYS = ("partition", "gpus_per_node", "cpus_per_task", "mem_gb", "time_min", "array_parallelism")
+SLURM_KEYS = (
+    "partition",
+    "gpus_per_node",
+    "cpus_per_task",
+    "mem_gb",
+    "time_min",
+    "array_parallelism",
+    "jobs_per_task",
+)
+
+
+class SlurmError(UserError, RuntimeError):
+    """A SLURM command (``sbatch``, ``squeue``, ``scontrol``) refused or failed; the message is SLURM's own."""
+
+
+def _first_line(text: str) -> str:
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    return lines[0] if lines else ""
+
+
+def _slurm_command(args: list[str], timeout: float = 60) -> str:
+    """The stdout of a SLURM command; a failure is a ``SlurmError`` with its stderr's first line."""
+    try:
+        proc = subprocess.run(args, check=False, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SlurmError(f"`{' '.join(args[:3])}` could not run: {exc}") from None
+    if proc.returncode != 0:
+        why = _first_line(proc.stderr) or _first_line(proc.stdout) or "no message"
+        raise SlurmError(f"`{' '.join(args[:3])}` failed (exit {proc.returncode}): {why}")
+    return proc.stdout
 
 
 def slurm_options(profile_section: dict[str, Any] | None, overrides: dict[str, Any], wait: bool = True) -> SlurmOptions:
@@ -96,15 +135,102 @@ def _quote(text: str) -> str:
     return shlex.quote(text)
 
 
-def submit(todo: list[Job], results: Path, opts: SlurmOptions) -> dict[str, str]:
-    """Submit ``todo`` as one SLURM array running ``run_job``; record and return {job key: task id}."""
-    import submitit
+@dataclass(frozen=True, slots=True)
+class ClusterLimits:
+    """What one submission may hold: ``max_array_size`` tasks per array (SLURM's ``MaxArraySize``: task
+    indices run 0 .. MaxArraySize-1) and ``max_submit`` jobs of this user in the queue at once (the
+    association's or QOS's ``MaxSubmitJobs``; None when no such limit is set). An array task counts as
+    one job."""
 
+    max_array_size: int = 1001
+    max_submit: int | None = None
+
+
+def parse_config_text(config: str, name: str) -> str | None:
+    """The value of ``name = value`` in ``scontrol show config`` output (None when absent)."""
+    match = re.search(rf"^\s*{re.escape(name)}\s*=\s*(.*?)\s*$", config, flags=re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def parse_config_value(config: str, name: str) -> int | None:
+    """The integer ``name = value`` of ``scontrol show config`` output (None when absent or not a number)."""
+    value = parse_config_text(config, name)
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def parse_submit_limit(assoc_mgr: str) -> int | None:
+    """The smallest per-user submit limit in ``scontrol show assoc_mgr`` output: ``MaxSubmitJobs=N(used)``
+    of an association, ``MaxSubmitPU=N(used)`` of a QOS; None when none is set."""
+    values = [int(v) for v in re.findall(r"MaxSubmit(?:Jobs|JobsPU|PU|JobsPerUser)=(\d+)", assoc_mgr)]
+    return min(values) if values else None
+
+
+def cluster_limits() -> ClusterLimits:
+    """The cluster's array size limit and this user's submit limit, read from ``scontrol``."""
+    size = parse_config_value(_slurm_command(["scontrol", "show", "config"]), "MaxArraySize")
+    user = os.environ.get("USER") or _whoami()
+    try:  # only with accounting: without it scontrol reports no associations (and no limit)
+        submit = parse_submit_limit(
+            _slurm_command(["scontrol", "show", "assoc_mgr", f"users={user}", "flags=assoc,qos"])
+        )
+    except SlurmError:
+        submit = None
+    return ClusterLimits(max_array_size=size or 1001, max_submit=submit)
+
+
+def _whoami() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+def queued_by_me() -> int:
+    """How many jobs (array tasks counted one by one) this user has in the queue."""
+    out = _slurm_command(["squeue", "-h", "-r", "-u", os.environ.get("USER") or _whoami(), "-o", "%i"])
+    return sum(1 for line in out.splitlines() if line.strip())
+
+
+def pack(jobs: list[Job], per_task: int) -> list[list[Job]]:
+    """The jobs of each array task: ``per_task`` consecutive jobs (the last task may hold fewer)."""
+    return [jobs[i : i + per_task] for i in range(0, len(jobs), per_task)]
+
+
+def arrays(tasks: list[list[Job]], limits: ClusterLimits, queued: int = 0) -> list[list[list[Job]]]:
+    """The tasks to submit now, as arrays of at most ``limits.max_array_size`` tasks, and no more tasks in
+    all than ``limits.max_submit`` leaves room for beside the ``queued`` jobs already in the queue."""
+    room = len(tasks) if limits.max_submit is None else max(0, limits.max_submit - queued)
+    now = tasks[:room]
+    size = max(1, limits.max_array_size)
+    return [now[i : i + size] for i in range(0, len(now), size)]
+
+
+def run_task(jobs: list[Job], results: Path) -> list[JobRecord]:
+    """One array task: its jobs one after another in this process (one Python and torch start-up). On a
+    node where the task holds several GPUs and the jobs ask for CUDA, one worker process per GPU runs
+    them, one job per GPU at a time (``bench.run.devices.device_slot`` hands each job a free GPU)."""
     from bench.run.execute import run_job
 
-    require_slurm()
-    results = Path(results).resolve()
-    threads = max(j.train.threads for j in todo)
+    gpus = _task_gpus(jobs)
+    if gpus <= 1 or len(jobs) <= 1:
+        return [run_job(job, results) for job in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(gpus, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(run_job, jobs, [results] * len(jobs)))
+
+
+def _task_gpus(jobs: list[Job]) -> int:
+    if not any(j.train.device in ("auto", "cuda") for j in jobs):
+        return 0
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _executor(results: Path, opts: SlurmOptions, threads: int) -> Any:
+    import submitit
+
     ex = submitit.SlurmExecutor(folder=slurm_dir(results) / "logs", python=sys.executable)
     params: dict[str, Any] = {
         "job_name": "bench",
@@ -120,21 +246,89 @@ def submit(todo: list[Job], results: Path, opts: SlurmOptions) -> dict[str, str]
     if opts.mem_gb:
         params["mem"] = f"{int(opts.mem_gb * 1024)}MB"
     ex.update_parameters(**params)
-    submitted = time.time()  # before sbatch: a task's own files are always newer
-    jobs = ex.map_array(run_job, todo, [results] * len(todo))
-    tasks = {job.key: sj.job_id for job, sj in zip(todo, jobs)}
-    array_id = jobs[0].job_id.split("_")[0]
+    return ex
+
+
+def submit(todo: list[Job], results: Path, opts: SlurmOptions, limits: ClusterLimits | None = None) -> dict[str, str]:
+    """Submit ``todo`` as SLURM arrays of ``run_task`` (``opts.jobs_per_task`` jobs per task), each within
+    ``limits`` (default: the cluster's); record each array and return {job key: task id} of the jobs
+    submitted, which under a per-user submit limit may be fewer than ``todo``."""
+    from submitit.core.utils import FailedJobError
+
+    require_slurm()
+    results = Path(results).resolve()
+    limits = limits or cluster_limits()
+    queued = queued_by_me() if limits.max_submit is not None else 0
+    ex = _executor(results, opts, threads=max(j.train.threads for j in todo))
+    tasks: dict[str, str] = {}
+    for chunks in arrays(pack(todo, opts.jobs_per_task), limits, queued):
+        submitted = time.time()  # before sbatch: a task's own files are always newer
+        stderr = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(stderr):  # submitit prints sbatch's stderr; it goes in our one line
+                handles = ex.map_array(run_task, chunks, [results] * len(chunks))
+        except FailedJobError as exc:
+            why = _first_line(str(exc)) or _first_line(stderr.getvalue()) or "no message"
+            done = f" ({len(tasks)} jobs were submitted before it, recorded in {slurm_dir(results)})" if tasks else ""
+            raise SlurmError(f"sbatch refused an array of {len(chunks)} tasks: {why}{done}") from None
+        array = {job.key: handle.job_id for chunk, handle in zip(chunks, handles) for job in chunk}
+        _record_array(results, handles[0].job_id.split("_")[0], submitted, [j for c in chunks for j in c], array, opts)
+        tasks.update(array)
+    return tasks
+
+
+def _record_array(
+    results: Path, array_id: str, submitted: float, jobs: list[Job], tasks: dict[str, str], opts: SlurmOptions
+) -> None:
     atomic_write_json(
         slurm_dir(results) / f"array-{array_id}.json",
         {
             "array_job_id": array_id,
             "submitted": submitted,
             "tasks": tasks,
-            "jobs": {j.key: {k: getattr(j, k) for k in ("dataset", "arch", "protocol", "fold", "seed")} for j in todo},
+            "jobs": {j.key: {k: getattr(j, k) for k in ("dataset", "arch", "protocol", "fold", "seed")} for j in jobs},
             "options": {k: getattr(opts, k) for k in SLURM_KEYS},
         },
     )
-    return tasks
+
+
+def run_sweep(todo: list[Job], results: Path, opts: SlurmOptions) -> Iterator[JobRecord]:
+    """Submit the jobs of ``todo`` not already waiting or running in SLURM (as arrays within the cluster's
+    limits); then (``opts.wait``) follow every one to its end through the result files, submitting what a
+    per-user limit held back as room frees up; else report the submitted ones and say what was held back."""
+    require_slurm()
+    results = Path(results).resolve()
+    queue = queue_states() or {}
+    subs = submissions(results)
+    in_queue = [j for j in todo if j.key in subs and subs[j.key][0] in queue]
+    fresh = [j for j in todo if j not in in_queue]
+    limits = cluster_limits()
+    tasks = submit(fresh, results, opts, limits) if fresh else {}
+    held = [j for j in fresh if j.key not in tasks]
+    if not opts.wait:
+        if held:
+            print(
+                f"bench: warning: {len(held)} of {len(todo)} jobs not submitted: this user's SLURM limit "
+                f"MaxSubmitJobs={limits.max_submit} is reached; run the same command again when the queue has room",
+                file=sys.stderr,
+            )
+        for job in todo:
+            if job.key in tasks or job in in_queue:
+                yield JobRecord.of(job, Status.SUBMITTED, task=tasks.get(job.key) or subs[job.key][0])
+        return
+    yield from wait_for(todo, results, opts.poll_s, held=held, opts=opts, limits=limits)
+
+
+def queue_states() -> dict[str, str] | None:
+    """{task id ('123_4' or '123'): squeue state} of every job in the queue; None without SLURM."""
+    if shutil.which("squeue") is None:
+        return None
+    states = {}
+    for line in _slurm_command(["squeue", "-h", "-r", "-o", "%i %T"]).splitlines():
+        task, _, state = line.strip().partition(" ")
+        if task:
+            states[task] = state.strip()
+    return states
 
 
 def submissions(results: Path) -> dict[str, tuple[str, float]]:
@@ -159,23 +353,6 @@ def submitted_jobs(results: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def queue_states() -> dict[str, str] | None:
-    """{task id ('123_4' or '123'): squeue state} of every job in the queue; None without SLURM."""
-    if shutil.which("squeue") is None:
-        return None
-    proc = subprocess.run(
-        ["squeue", "-h", "-r", "-o", "%i %T"], check=False, capture_output=True, text=True, timeout=60
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"squeue failed ({proc.returncode}): {proc.stderr.strip()}")
-    states = {}
-    for line in proc.stdout.splitlines():
-        task, _, state = line.strip().partition(" ")
-        if task:
-            states[task] = state.strip()
-    return states
-
-
 def task_log_tail(results: Path, task: str) -> str:
     """The last non-empty line of a task's stderr log (why SLURM ended it), or ''."""
     from submitit.core.utils import JobPaths
@@ -188,22 +365,40 @@ def task_log_tail(results: Path, task: str) -> str:
     return lines[-1] if lines else ""
 
 
-def wait_for(jobs: list[Job], results: Path, poll_s: float = 5.0) -> Iterator[JobRecord]:
+def wait_for(
+    jobs: list[Job],
+    results: Path,
+    poll_s: float = 5.0,
+    *,
+    held: list[Job] | None = None,
+    opts: SlurmOptions | None = None,
+    limits: ClusterLimits | None = None,
+) -> Iterator[JobRecord]:
     """Yield one ``JobRecord`` per job as its SLURM task ends, from the result files and squeue alone.
 
-    A task that left the queue without a final sidecar (killed for time or memory, node failure) is
-    recorded as failed, with the last line of its SLURM log as the reason.
+    A task that left the queue without a final sidecar (killed for time or memory, cancelled, node failure)
+    fails its unfinished jobs, with the last line of its SLURM log as the reason (and, when a job was
+    running, its process recorded as dead). ``held``: jobs not submitted yet (a per-user limit), submitted
+    with ``opts`` as the queue makes room.
     """
-    from bench.run.execute import paths
+    from bench.run.execute import paths, prior_deaths
 
     results = Path(results).resolve()
-    subs = submissions(results)
-    tasks = {k: task for k, (task, _) in subs.items()}
+    held = list(held or [])
+    waiting = {j.key for j in held}
     left = {j.key: j for j in jobs}
     gone_once: set[str] = set()
     while left:
+        if held and opts is not None:
+            more = submit(held, results, opts, limits)
+            held = [j for j in held if j.key not in more]
+            waiting = {j.key for j in held}
+        subs = submissions(results)
         queue = queue_states() or {}
         for key, job in list(left.items()):
+            if key in waiting:
+                continue
+            task = subs.get(key, ("", 0.0))[0]
             side_path = paths(job, results)["sidecar"]
             record = read_record(side_path)
             final = (
@@ -215,12 +410,19 @@ def wait_for(jobs: list[Job], results: Path, poll_s: float = 5.0) -> Iterator[Jo
             if final and (record.status is Status.FAILED or paths(job, results)["parquet"].exists()):
                 del left[key]
                 yield record
-            elif tasks.get(key) not in queue:
+            elif task not in queue:
                 if key in gone_once:  # out of the queue on two polls in a row and still no result
-                    reason = task_log_tail(results, tasks.get(key, "")) or "no log line"
-                    error = f"SLURM task {tasks.get(key)} ended without a result: {reason}"
-                    record = JobRecord.of(job, Status.FAILED, error=error)
-                    write_record(paths(job, results)["sidecar"], record)
+                    reason = task_log_tail(results, task) or "no log line"
+                    died = prior_deaths(record, key) if record is not None and record.status is Status.RUNNING else []
+                    record = JobRecord.of(
+                        job,
+                        Status.FAILED,
+                        error=f"SLURM task {task} ended without a result: {reason}",
+                        crashed_pid=died[-1].get("pid") if died else None,
+                        attempts=len(died) or None,
+                        died=died or None,
+                    )
+                    write_record(side_path, record)
                     del left[key]
                     yield record
                 gone_once.add(key)

@@ -237,7 +237,8 @@ def fit(
             if cfg.scheduler in PER_BATCH:
                 sched.step()
             losses.append(loss.detach().item())
-        sel = mean_loss(net, select[0], select[1], cfg.batch_size, criterion, device, dtype)
+        with prec.autocast(cfg.device):  # the selection pass runs with training's autocast (and is recorded so)
+            sel = mean_loss(net, select[0], select[1], cfg.batch_size, criterion, device, dtype)
         if not math.isfinite(sel):
             raise NonFiniteLoss(f"non-finite selection loss at epoch {epoch}")
         step_epoch(sched, cfg.scheduler, sel)
