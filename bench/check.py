@@ -6,16 +6,26 @@ them (per-arch means, the paired tests and their verdicts), the check run's stor
 (``predictions/``), the reference masks they were scored against (``references/``) and metadata: why
 and at which git sha it was blessed, the environment, the measured noise floor and the tolerances.
 
-Two layers, each reported by name:
+Three layers, each reported by name:
 
-1. **scoring**, exact and machine-independent: the stored predictions are re-scored with today's
+1. **augmentation**, exact and cheap: every transform of the paper's augmentation pipeline is applied alone
+   (and the whole pipeline once) with a fixed seed to fixed inputs; its recorded parameters and its
+   outputs (every mask bit; per-image moments of the images, to 1e-6, since OpenCV's optimised and
+   plain code paths differ in the last float bits) must equal the stored ones. A changed transform,
+   probability or parameter fails here, naming the transform.
+2. **scoring**, exact and machine-independent: the stored predictions are re-scored with today's
    threshold, metrics, empty-mask rules, aggregation and statistics, and must reproduce the stored
    rows and derived numbers exactly (floats to 1e-12). No training, so no kernel noise: any change
    to how a prediction becomes a number fails here, on every machine.
-2. **training**, end to end: the check profile is re-trained and compared with the stored rows within
+3. **training**, end to end: the check profile is re-trained and compared with the stored rows within
    tolerances derived from a measured noise floor (``benchmarks/bench_check_noise.py``: other thread
    counts and other CPU kernels, as another processor would pick). Changes to the data, the
    architectures, their init, the recipe or the training loop fail here.
+
+A change of the derived numbers (means, paired tests) by today's statistics code is a changed result of
+the scoring layer; "baseline integrity" means only that a baseline file no longer has the content hash
+recorded when it was blessed. Environment differences that the recorded noise floor varied (threads,
+CPU kernels) are shown once, as information.
 """
 
 from __future__ import annotations
@@ -43,6 +53,8 @@ COUNTS = ["tp", "fp", "fn", "tn", "n_ref", "n_pred"]
 FLAGS = ["empty_ref", "empty_pred"]
 DEFAULT_BASELINE = Path("results/baseline")
 PROFILE = "check"
+#: The gate's layers, cheapest first.
+LAYERS = ("augmentation", "scoring", "training")
 #: The scoring layer's bar: re-scoring identical predictions must give identical numbers.
 EXACT = 1e-12
 
@@ -114,6 +126,8 @@ class LayerResult:
 class CheckResult:
     layers: list[LayerResult]
     environment: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: environment keys the noise floor showed not to matter -> the variations that showed it
+    harmless: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -153,17 +167,21 @@ def compare_rows(
         a, b = both[f"{col}_old"].to_numpy(float), both[f"{col}_new"].to_numpy(float)
         for i in np.flatnonzero(~tol[col].allows(a, b)):
             row = both.iloc[i]
-            allowed = max(tol[col].abs, tol[col].rel * abs(a[i]), 1e-300)
+            exact = tol[col].abs <= EXACT and tol[col].rel <= EXACT
+            allowed = max(tol[col].abs, tol[col].rel * abs(a[i]))
+            size = abs(b[i] - a[i]) if np.isfinite(b[i] - a[i]) else np.inf
             drift.append(
                 {
                     **{k: row[k] for k in KEY},
                     "column": col,
                     "old": a[i],
                     "new": b[i],
-                    "x_tolerance": abs(b[i] - a[i]) / allowed if np.isfinite(b[i] - a[i]) else np.inf,
+                    "allowed": "exact" if exact else f"{allowed:.3g}",
+                    # drift / allowed; for an exact column the drift itself (it allows none)
+                    "x_tolerance": size if exact else size / allowed,
                 }
             )
-    out = pd.DataFrame(drift, columns=[*KEY, "column", "old", "new", "x_tolerance"])
+    out = pd.DataFrame(drift, columns=[*KEY, "column", "old", "new", "allowed", "x_tolerance"])
     return out.sort_values("x_tolerance", ascending=False, kind="stable").reset_index(drop=True), missing, added
 
 
@@ -195,16 +213,11 @@ def derived_differences(stored: dict[str, Any], fresh: dict[str, Any], rtol: flo
                 same = a[col].to_numpy() == b[col].to_numpy()
             for i in np.flatnonzero(~same):
                 label = "/".join(str(a.loc[i, k]) for k in keys)
-                errors.append(f"{part}.{col} [{label}]: stored {a.loc[i, col]!r}, today {b.loc[i, col]!r}")
+                errors.append(
+                    f"changed result ({'statistics' if part == 'tests' else 'aggregation'}): {part}.{col} "
+                    f"[{label}]: stored {a.loc[i, col]!r}, today {b.loc[i, col]!r}"
+                )
     return errors
-
-
-def rederive_errors(rows: pd.DataFrame, stored: dict[str, Any]) -> list[str]:
-    """The baseline's stored derived numbers must equal what its own rows give today."""
-    try:
-        return derived_differences(stored, derive(rows), rtol=EXACT)
-    except ValueError as exc:
-        return [f"the baseline rows no longer support its derived numbers: {exc}"]
 
 
 # ----------------------------------------------------------------------------------- scoring layer
@@ -251,13 +264,43 @@ def rescore(baseline: Path, rows: pd.DataFrame) -> pd.DataFrame:
         if missing:
             raise NoResults(f"{path}: case ids {missing[:5]} have no reference mask in references/{dataset}.npz")
         idx = [pos[c] for c in ids]
-        scored = score(probs, masks[idx], ids, [groups[i] for i in idx])
+        try:
+            scored = score(probs, masks[idx], ids, [groups[i] for i in idx])
+        except Exception as exc:  # today's scoring code failed on a stored prediction: say where
+            raise RescoreError(f"scoring {path.relative_to(baseline)} raised {_where(exc)}") from exc
         scored = scored.assign(dataset=dataset, arch=arch, protocol=protocol, fold=fold, seed=seed)
         scored["split"] = [split_of.get((dataset, arch, protocol, fold, seed, c), "unknown") for c in ids]
         frames.append(scored)
     if not frames:
         return pd.DataFrame(columns=KEY)
-    return pd.concat(frames, ignore_index=True).sort_values(KEY).reset_index(drop=True)
+    fresh = pd.concat(frames, ignore_index=True)
+    return _with_job_columns(fresh, rows).sort_values(KEY).reset_index(drop=True)
+
+
+def _with_job_columns(fresh: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """``fresh`` with the per-job columns of the stored ``rows`` that scoring does not make (the job key and
+    the stored "did not learn" flag, which the statistics read)."""
+    from bench.analysis.learning import COLUMN
+
+    job = ["dataset", "arch", "protocol", "fold", "seed"]
+    extra = [c for c in ("job_key", COLUMN) if c in rows.columns]
+    if not extra:
+        return fresh
+    per_job = rows.groupby(job, sort=False)[extra].first().reset_index()
+    return fresh.merge(per_job, on=job, how="left")
+
+
+class RescoreError(Exception):
+    """Today's scoring code raised on a stored prediction; the message names the file and the frame."""
+
+
+def _where(exc: BaseException) -> str:
+    """``Type: message (at file:line in function)``: the innermost frame of bench that raised ``exc``."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "bench" in Path(f.filename).parts]
+    at = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}{at}"
 
 
 def _parse_stem(path: Path) -> tuple[str, int, int]:
@@ -275,20 +318,151 @@ def scoring_layer(baseline: Path, rows: pd.DataFrame, stored: dict[str, Any]) ->
             *_empty(),
             errors=[f"{baseline} holds no predictions/ folder: re-bless with `bench check --update --reason ...`"],
         )
-    fresh = rescore(baseline, rows)
+    try:
+        fresh = rescore(baseline, rows)
+    except RescoreError as exc:  # today's metrics code fails on a stored prediction: a drift, named
+        return LayerResult("scoring", *_empty(), errors=[f"changed result (metrics): {exc}"])
     drifted, missing, added = compare_rows(rows, fresh, SCORING_TOLERANCES)
     errors = []
     if not fresh.empty:
         try:
             today = derive(fresh[fresh["split"] != "unknown"])
-        except ValueError as exc:
-            today, errors = {}, [f"derived numbers: {exc}"]
+        except (ValueError, ArithmeticError, IndexError, KeyError, TypeError) as exc:
+            today, errors = {}, [f"changed result (statistics): deriving the means and tests failed: {_where(exc)}"]
         if today:
             errors += derived_differences(stored, today, rtol=EXACT)
         flips = compare_derived(stored, today) if today else pd.DataFrame()
     else:
         flips = pd.DataFrame()
     return LayerResult("scoring", drifted, missing, added, flips, errors, len(fresh))
+
+
+# ------------------------------------------------------------------------------ augmentation layer
+#: The augmentation layer's fixed inputs: images, channels, side, and the seeds of inputs and transforms.
+AUG_IMAGES, AUG_CHANNELS, AUG_SIZE, AUG_INPUT_SEED, AUG_SEED = 48, 3, 16, 0, 7
+#: Image moments may differ by this much (OpenCV's optimised and plain code paths differ by about 1e-7).
+AUG_IMAGE_TOLERANCE = 1e-6
+
+
+def augmentation_inputs() -> tuple[np.ndarray, np.ndarray]:
+    """Fixed images (N x C x S x S float32 in [0, 1]: a gradient plus noise) and off-centre, asymmetric
+    masks (N x S x S bool), so every flip, rotation and warp moves some mask pixels."""
+    rng = np.random.default_rng(AUG_INPUT_SEED)
+    yy, xx = np.mgrid[:AUG_SIZE, :AUG_SIZE] / (AUG_SIZE - 1)
+    images = (0.5 * rng.random((AUG_IMAGES, AUG_CHANNELS, AUG_SIZE, AUG_SIZE)) + 0.25 * (xx + yy)).astype(np.float32)
+    cy, cx, ry, rx = (
+        rng.uniform(lo, hi, (AUG_IMAGES, 1, 1)) for lo, hi in ((0.3, 0.5), (0.2, 0.4), (0.1, 0.3), (0.2, 0.35))
+    )
+    masks = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
+    masks[:, : AUG_SIZE // 2, : AUG_SIZE // 4] = True  # a corner block: no symmetry survives a flip
+    return images, masks
+
+
+def augmentation_transforms() -> list[tuple[str, Any]]:
+    """(name, transform) for each transform of the paper's pipeline (``<index> <class>``), then the
+    whole pipeline (``pipeline``)."""
+    from bench.datasets.augment import paper_augmentation
+
+    pipeline = paper_augmentation(AUG_SEED)
+    return [(f"{i} {type(t).__name__}", t) for i, t in enumerate(pipeline.transforms)] + [("pipeline", pipeline)]
+
+
+def _augmentation_outputs(name: str, transform: Any, index: int) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """(parameters, image moments N x C x 4, packed masks N x bytes) of one transform on the fixed inputs,
+    applied alone with the seed ``AUG_SEED + index`` (the whole pipeline with its own seed)."""
+    import albumentations as A
+
+    from bench.datasets.augment import augment_batch
+
+    params = json.loads(json.dumps(transform.to_dict()["transform"], default=str))
+    if name != "pipeline":
+        transform = A.Compose([transform], strict=True, seed=AUG_SEED + index)
+    images, masks = augmentation_inputs()
+    out_images, out_masks = augment_batch(images, masks, transform)
+    yy, xx = np.mgrid[:AUG_SIZE, :AUG_SIZE] / (AUG_SIZE - 1)
+    x = out_images.astype(np.float64)
+    moments = np.stack([x.mean((2, 3)), (x**2).mean((2, 3)), (x * xx).mean((2, 3)), (x * yy).mean((2, 3))], -1)
+    return params, moments, np.packbits(out_masks.reshape(len(out_masks), -1), axis=-1)
+
+
+def augmentation_record() -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """What the augmentation layer stores: per transform its name and parameters, and its outputs."""
+    names, arrays = [], {}
+    for i, (name, transform) in enumerate(augmentation_transforms()):
+        params, moments, bits = _augmentation_outputs(name, transform, i)
+        names.append({"name": name, "params": params})
+        arrays[f"{i}_moments"], arrays[f"{i}_masks"] = moments, bits
+    return names, arrays
+
+
+def write_augmentation(folder: Path) -> None:
+    """``augmentation.json`` (transforms and parameters) and ``augmentation.npz`` (their outputs)."""
+    import io
+
+    names, arrays = augmentation_record()
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(folder / "augmentation.npz", buf.getvalue())
+    atomic_write_json(
+        folder / "augmentation.json", {"seed": AUG_SEED, "inputs_seed": AUG_INPUT_SEED, "transforms": names}
+    )
+
+
+def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, dict):
+        return {k: v for key, val in obj.items() for k, v in _flat(val, f"{prefix}{key}.").items()}
+    if isinstance(obj, list) and any(isinstance(v, dict) for v in obj):
+        return {k: v for i, val in enumerate(obj) for k, v in _flat(val, f"{prefix}{i}.").items()}
+    return {prefix.rstrip("."): obj}
+
+
+def _param_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    a, b = _flat(old), _flat(new)
+    return [
+        f"{k} {a.get(k, '(none)')!r} -> {b.get(k, '(none)')!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)
+    ]
+
+
+def augmentation_layer(baseline: Path) -> LayerResult:
+    """Re-apply each transform to the fixed inputs; parameters and outputs must equal the stored ones."""
+    if not (baseline / "augmentation.json").is_file():
+        bless = "`bench check --update --layer augmentation --reason ...`"
+        return LayerResult(
+            "augmentation", *_empty(), errors=[f"{baseline} holds no augmentation.json: bless it with {bless}"]
+        )
+    stored = json.loads((baseline / "augmentation.json").read_text())["transforms"]
+    errors = []
+    with np.load(baseline / "augmentation.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    today = augmentation_transforms()
+    if [t["name"] for t in stored] != [name for name, _ in today]:
+        errors.append(f"transforms changed: stored {[t['name'] for t in stored]}, today {[name for name, _ in today]}")
+    by_name = {t["name"]: (i, t) for i, t in enumerate(stored)}
+    for i, (name, transform) in enumerate(today):
+        if name not in by_name:
+            continue
+        j, old = by_name[name]
+        params, moments, bits = _augmentation_outputs(name, transform, i)
+        what = (
+            "the whole pipeline"
+            if name == "pipeline"
+            else f"transform {name.split(' ', 1)[1]} (position {name.split()[0]})"
+        )
+        changes = _param_changes(old["params"], params)
+        if changes:
+            errors.append(f"{what}: parameters changed: {'; '.join(changes[:6])}")
+        old_m, old_b = arrays[f"{j}_moments"], arrays[f"{j}_masks"]
+        if old_m.shape != moments.shape or old_b.shape != bits.shape:
+            errors.append(f"{what}: outputs of another shape ({old_m.shape} stored, {moments.shape} today)")
+            continue
+        img = ~np.isclose(old_m, moments, rtol=0, atol=AUG_IMAGE_TOLERANCE).reshape(len(moments), -1).all(1)
+        msk = (old_b != bits).any(1)
+        if img.any() or msk.any():
+            errors.append(
+                f"{what}: outputs differ on {int((img | msk).sum())} of {len(img)} fixed images "
+                f"({int(msk.sum())} masks, {int(img.sum())} images)"
+            )
+    return LayerResult("augmentation", *_empty(), errors=errors, n_rows=len(today))
 
 
 # ---------------------------------------------------------------------------------- training layer
@@ -324,18 +498,42 @@ def run_benchmark(
     return df.sort_values(KEY).reset_index(drop=True) if not df.empty else df
 
 
+#: The training layer's job with the paper's augmentation on (arch, dataset); its rows are compared under
+#: the arch name ``<arch>+augment`` and stored in ``augmented_rows.parquet``, apart from the derived numbers.
+AUGMENTED_JOB = ("residual_unet", "dsb2018")  # one that learns something in the check profile
+AUGMENTED_ROWS = "augmented_rows.parquet"
+
+
+def run_augmented(results: Path) -> pd.DataFrame:
+    """Train ``AUGMENTED_JOB`` with the check profile and ``augment: true`` into ``results`` and return its
+    rows (arch ``<arch>+augment``). One small job: it is run whatever a baseline's selection."""
+    arch, dataset = AUGMENTED_JOB
+    rows = run_benchmark(results, 1, arch, dataset, overrides={"augment": True})
+    return rows.assign(arch=f"{arch}+augment") if not rows.empty else rows
+
+
 def training_layer(
-    rows: pd.DataFrame, stored: dict[str, Any], new_rows: pd.DataFrame, tol: dict[str, Tolerance]
+    rows: pd.DataFrame,
+    stored: dict[str, Any],
+    new_rows: pd.DataFrame,
+    tol: dict[str, Tolerance],
+    augmented: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> LayerResult:
+    """Re-trained rows against the stored ones within ``tol``; ``augmented``: (stored, today's) rows of the
+    job with augmentation on, compared the same way (its drift names the arch ``<arch>+augment``)."""
     if new_rows.empty:
         return LayerResult("training", *_empty(), errors=["the re-run produced no rows (every job failed?)"])
-    drifted, missing, added = compare_rows(rows, new_rows, tol)
+    old_all, new_all = rows, new_rows
+    if augmented is not None:
+        old_all = pd.concat([rows, augmented[0]], ignore_index=True)
+        new_all = pd.concat([new_rows, augmented[1]], ignore_index=True)
+    drifted, missing, added = compare_rows(old_all, new_all, tol)
     try:
         flips = compare_derived(stored, derive(new_rows))
         errors = []
     except ValueError as exc:
         flips, errors = pd.DataFrame(), [f"derived numbers: {exc}"]
-    return LayerResult("training", drifted, missing, added, flips, errors, len(new_rows))
+    return LayerResult("training", drifted, missing, added, flips, errors, len(new_all))
 
 
 def _empty() -> tuple[pd.DataFrame, ...]:
@@ -392,25 +590,87 @@ def check(
     tolerance: str | None = None,
     results: Path | None = None,
     jobs: int = 1,
-    layers: tuple[str, ...] = ("scoring", "training"),
+    layers: tuple[str, ...] = LAYERS,
 ) -> CheckResult:
-    """Compare today's code with the baseline, layer by layer (scoring first: it is cheap and exact)."""
+    """Compare today's code with the baseline, layer by layer (the cheap exact layers first)."""
     rows = pd.read_parquet(baseline / "rows.parquet")
     stored = json.loads((baseline / "derived.json").read_text())
     meta = json.loads((baseline / "meta.json").read_text())
     out: list[LayerResult] = []
-    integrity = rederive_errors(rows, stored)
+    if "augmentation" in layers:
+        out.append(augmentation_layer(baseline))
     if "scoring" in layers:
         layer = scoring_layer(baseline, rows, stored)
-        layer.errors[:0] = [f"baseline integrity: {e}" for e in integrity]
+        layer.errors[:0] = [f"baseline integrity: {e}" for e in integrity_errors(baseline, meta)]
         out.append(layer)
     if "training" in layers:
         selection = meta.get("selection", {})
         tol = parse_tolerances(tolerance, _tolerances_from(meta))
         with tempfile.TemporaryDirectory() as tmp:
             new_rows = run_benchmark(results or Path(tmp), jobs, selection.get("archs"), selection.get("datasets"))
-        out.append(training_layer(rows, stored, new_rows, tol))
-    return CheckResult(out, {"baseline": meta.get("environment", {}), "now": environment()})
+            augmented = None
+            if (baseline / AUGMENTED_ROWS).is_file():
+                augmented = (pd.read_parquet(baseline / AUGMENTED_ROWS), run_augmented(results or Path(tmp)))
+        layer = training_layer(rows, stored, new_rows, tol, augmented)
+        if augmented is None:
+            layer.errors.append(
+                f"{baseline} holds no {AUGMENTED_ROWS} (the job trained with augmentation on): bless it with "
+                "`bench check --update --layer augmentation --reason ...`"
+            )
+        out.append(layer)
+    env = {"baseline": meta.get("environment", {}), "now": environment()}
+    return CheckResult(out, env, harmless_environment(meta.get("noise_floor", {})))
+
+
+#: The files whose content hashes ``meta.json`` records when a baseline is blessed.
+BASELINE_FILES = ("rows.parquet", "derived.json", "augmentation.json", "augmentation.npz", "augmented_rows.parquet")
+
+
+def file_hashes(baseline: Path) -> dict[str, str]:
+    """sha256 of each of ``BASELINE_FILES`` that exists."""
+    import hashlib
+
+    return {
+        name: hashlib.sha256((baseline / name).read_bytes()).hexdigest()
+        for name in BASELINE_FILES
+        if (baseline / name).is_file()
+    }
+
+
+def integrity_errors(baseline: Path, meta: dict[str, Any]) -> list[str]:
+    """Baseline files whose content is not what was blessed (``meta.json`` ``files``; none recorded: none)."""
+    recorded, today = meta.get("files", {}), file_hashes(baseline)
+    return [
+        f"{baseline / name} was changed after it was blessed (sha256 {today.get(name, 'missing')[:12]}, "
+        f"blessed {digest[:12]})"
+        for name, digest in sorted(recorded.items())
+        if today.get(name) != digest
+    ]
+
+
+#: Environment keys and the noise-floor variations (``benchmarks/bench_check_noise.py``) that varied them.
+VARIED_BY = {
+    "threads": ("threads2",),
+    "OMP_NUM_THREADS": ("threads2",),
+    "ATEN_CPU_CAPABILITY": ("aten_avx2", "all_sse"),
+    "ONEDNN_MAX_CPU_ISA": ("onednn_avx2", "all_sse"),
+    "MKL_ENABLE_INSTRUCTIONS": ("mkl_avx2", "all_sse"),
+    "cpu_capability": ("aten_avx2", "all_sse"),
+    "cpu": ("aten_avx2", "onednn_avx2", "mkl_avx2", "all_sse"),
+}
+
+
+def harmless_environment(noise_floor: dict[str, Any]) -> dict[str, list[str]]:
+    """Environment keys whose change the recorded noise floor measured within the training tolerances:
+    key -> the variations that showed it."""
+    measured = noise_floor.get("variations", {})
+    ok = {
+        name
+        for name, v in measured.items()
+        if isinstance(v, dict)
+        and all(TRAINING_TOLERANCES[c].allows([0.0], [v[c]])[0] for c in TRAINING_TOLERANCES if c in v)
+    }
+    return {key: [n for n in names if n in ok] for key, names in VARIED_BY.items() if any(n in ok for n in names)}
 
 
 def _tolerances_from(meta: dict[str, Any]) -> dict[str, Tolerance]:
@@ -465,6 +725,8 @@ def update(
                     f"re-scoring the stored predictions does not reproduce the rows "
                     f"({len(drift)} values, {len(missing)} missing, {len(added)} new): not blessed"
                 )
+            write_augmentation(staging)
+            atomic_write_parquet(staging / AUGMENTED_ROWS, run_augmented(res))
             _install(baseline, staging, rows, sides, derived, reason, archs, datasets, noise_floor)
         finally:
             import shutil
@@ -490,6 +752,8 @@ def _install(
     for name in ("predictions", "references"):
         shutil.rmtree(baseline / name, ignore_errors=True)
         shutil.move(str(staging / name), str(baseline / name))
+    for name in ("augmentation.json", "augmentation.npz", AUGMENTED_ROWS):
+        shutil.move(str(staging / name), str(baseline / name))
     atomic_write_parquet(baseline / "rows.parquet", rows)
     atomic_write_json(baseline / "sidecars.json", sides)
     atomic_write_json(baseline / "derived.json", derived)
@@ -508,50 +772,108 @@ def _install(
             "tolerances": {k: vars(v) for k, v in TRAINING_TOLERANCES.items()},
             "noise_floor": noise_floor if noise_floor is not None else old.get("noise_floor", {}),
             "environment": environment(),
+            "files": file_hashes(baseline),
         },
     )
 
 
+def update_augmentation(baseline: Path, reason: str) -> Path:
+    """Re-bless only what guards the augmentation (``augmentation.json`` / ``.npz`` and the rows of the
+    training layer's job with augmentation on, ``augmented_rows.parquet``): the other files stay,
+    ``meta.json`` gains a history entry and the new content hashes."""
+    if not reason.strip():
+        raise InvalidInput('--update needs --reason "...": say why the numbers are allowed to change')
+    meta_path = baseline / "meta.json"
+    if not meta_path.is_file():
+        raise NoResults(f"no baseline at {baseline}: bless all layers first with `bench check --update --reason ...`")
+    write_augmentation(baseline)
+    meta = json.loads(meta_path.read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        atomic_write_parquet(baseline / AUGMENTED_ROWS, run_augmented(Path(tmp)))
+    sha, date = git_sha(), time.strftime("%Y-%m-%d")
+    meta["history"] = meta.get("history", []) + [
+        {"reason": reason, "git_sha": sha, "date": date, "layers": ["augmentation"]}
+    ]
+    meta["files"] = file_hashes(baseline)
+    atomic_write_json(meta_path, meta)
+    return baseline
+
+
 # ---------------------------------------------------------------------------------------------- output
 def format_result(res: CheckResult, seconds: float, limit: int = 20) -> str:
-    lines = ["environment:"]
-    keys = sorted(set(res.environment.get("baseline", {})) | set(res.environment.get("now", {})))
-    for k in keys:
-        then, now = res.environment.get("baseline", {}).get(k), res.environment.get("now", {}).get(k)
-        lines.append(f"  {k:<24} baseline {then!s:<28} now {now!s}" + ("" if then == now else "   (differs)"))
+    lines = format_environment(res)
     for layer in res.layers:
         lines += _format_layer(layer, limit)
     failed = [layer.name for layer in res.layers if not layer.ok]
+    names = [layer.name for layer in res.layers]
     verdict = (
-        "OK: no drift in the "
-        + " and ".join(f"{layer.name}" for layer in res.layers)
-        + " layer"
-        + ("s" if len(res.layers) > 1 else "")
+        f"OK: no drift in the {_and(names)} layer{'s' * (len(names) > 1)}"
         if not failed
-        else "DRIFT in the " + " and ".join(failed) + " layer" + ("s" if len(failed) > 1 else "")
+        else f"DRIFT in the {_and(failed)} layer{'s' * (len(failed) > 1)}"
     )
     lines.append(f"bench check: {verdict} ({seconds:.0f} s)")
     return "\n".join(lines)
 
 
-def _format_layer(layer: LayerResult, limit: int) -> list[str]:
-    how = (
-        "re-scored from stored predictions, exact"
-        if layer.name == "scoring"
-        else "re-trained, within the noise-floor tolerances"
+def _and(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + (" and " if len(names) > 1 else "") + names[-1] if names else ""
+
+
+def format_environment(res: CheckResult) -> list[str]:
+    """One line when the environment is the baseline's; otherwise one information line for the differences
+    the noise floor showed not to matter, and one line for those it did not cover."""
+    then, now = res.environment.get("baseline", {}), res.environment.get("now", {})
+    differ = [k for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k)]
+    same = ", ".join(
+        f"{k} {now[k]}" for k in ("torch", "numpy", "python", "cpu", "cpu_capability", "threads") if k in now
     )
-    if layer.ok:
-        return [f"{layer.name} layer: OK ({layer.n_rows} rows {how})"]
-    lines = [
-        (
-            f"{layer.name} layer: DRIFT ({layer.n_rows} rows {how}): {len(layer.drifted)} values, "
-            f"{len(layer.missing)} missing rows, {len(layer.new)} new rows, {len(layer.flips)} verdict flips, "
-            f"{len(layer.errors)} other differences"
+    lines = [f"environment: as the baseline's ({same})" if not differ else f"environment: {same}"]
+    shown = [k for k in differ if k in res.harmless]
+    other = [k for k in differ if k not in res.harmless]
+
+    def change(k: str) -> str:
+        return f"{k} {then.get(k, 'unset')} -> {now.get(k, 'unset')}"
+
+    if shown:
+        varied = sorted({v for k in shown for v in res.harmless[k]})
+        lines.append(
+            f"  information: differs in {', '.join(change(k) for k in shown)}; the recorded noise floor "
+            f"({', '.join(varied)}) showed such changes move no result beyond the tolerances"
         )
-    ]
+    if other:
+        lines.append(
+            f"  differs in {', '.join(change(k) for k in other)}: not covered by the noise floor, "
+            "a training-layer drift may come from it"
+        )
+    return lines
+
+
+LAYER_HOW = {
+    "augmentation": "transforms re-applied to fixed inputs, parameters and outputs exact",
+    "scoring": "rows re-scored from stored predictions, exact",
+    "training": "rows re-trained, within the noise-floor tolerances",
+}
+
+
+def _format_layer(layer: LayerResult, limit: int) -> list[str]:
+    how = LAYER_HOW.get(layer.name, "")
+    if layer.ok:
+        return [f"{layer.name} layer: OK ({layer.n_rows} {how})"]
+    head = f"{layer.name} layer: DRIFT ({layer.n_rows} {how}): "
+    if layer.name == "augmentation":
+        lines = [head + f"{len(layer.errors)} difference(s)"]
+    else:
+        lines = [
+            head + f"{len(layer.drifted)} values, {len(layer.missing)} missing rows, {len(layer.new)} new rows, "
+            f"{len(layer.flips)} verdict flips, {len(layer.errors)} other differences"
+        ]
     if not layer.drifted.empty:
         lines.append(f"  {len(layer.drifted)} drifted value(s), largest first (x_tolerance: drift / allowed):")
-        lines += ["  " + t for t in layer.drifted.head(limit).to_string(index=False).splitlines()]
+        shown = layer.drifted.head(limit).copy()
+        shown["x_tolerance"] = [
+            "exact" if allowed == "exact" else f"{x:.3g}" for allowed, x in zip(shown["allowed"], shown["x_tolerance"])
+        ]
+        lines += ["  " + t for t in shown.to_string(index=False).splitlines()]
         if len(layer.drifted) > limit:
             lines.append(f"  ... and {len(layer.drifted) - limit} more")
     for name, frame in (("missing", layer.missing), ("new", layer.new)):
@@ -562,4 +884,6 @@ def _format_layer(layer: LayerResult, limit: int) -> list[str]:
         lines.append(f"  {len(layer.flips)} significance verdict(s) flipped:")
         lines += ["  " + t for t in layer.flips.to_string(index=False).splitlines()]
     lines += [f"  {e}" for e in layer.errors[:limit]]
+    if len(layer.errors) > limit:
+        lines.append(f"  ... and {len(layer.errors) - limit} more")
     return lines

@@ -11,7 +11,6 @@ This module is the entry point (``main``, ``build_parser``); each command's opti
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import sys
 import traceback
@@ -19,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench import __version__
+from bench.commands.audit import add_audit, cmd_audit
 from bench.commands.check import add_check, cmd_check
 from bench.commands.data import add_data, cmd_data
 from bench.commands.export import add_export, cmd_export
@@ -29,13 +29,13 @@ from bench.commands.report import add_report, add_ttest, cmd_report, cmd_ttest
 from bench.commands.run import add_run, cmd_run
 from bench.commands.status import add_status, cmd_status
 from bench.commands.tune import add_tune, cmd_tune
-from bench.errors import UserError
+from bench.errors import UserError, environment_error
 
 PARSERS = {
     "list": (add_list, cmd_list, "list architectures (params, GFLOPs) and datasets"),
     "data": (add_data, cmd_data, "check dataset folders in their native layouts"),
     "run": (add_run, cmd_run, "train and score architectures on identical folds"),
-    "status": (add_status, cmd_status, "done / running / queued / failed / missing per job, from the files"),
+    "status": (add_status, cmd_status, "done / damaged / running / crashed / queued / failed / missing per job"),
     "export": (add_export, cmd_export, "write the tidy per-image table as CSV or Parquet"),
     "report": (add_report, cmd_report, "generate the paper's tables and figures from the results"),
     "ttest": (add_ttest, cmd_ttest, "paired tests of a reference architecture against the others"),
@@ -45,6 +45,7 @@ PARSERS = {
     "figure": (add_figure, cmd_figure, "qualitative grids and failure galleries from the stored predictions"),
     "saliency": (add_saliency, cmd_saliency, "gradient saliency maps per decoder stage of stored models"),
     "tune": (add_tune, cmd_tune, "grid search on validation folds, every architecture the same grid (Table 3)"),
+    "audit": (add_audit, cmd_audit, "validation checklist of a results folder: PASS / WARN / FAIL with evidence"),
 }
 
 
@@ -63,21 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line_result_warnings() -> Any:
-    """A context in which the store's warnings about damaged results print as one line each
-    (``bench: warning: ...``); other warnings print as usual."""
+    """A context in which every warning prints as one line, ``bench: warning: <message>``, with no source file
+    or line: a ``ResultWarning`` (a damaged result, too few units, ...) as it is, any other warning (from a
+    library) with its category, so that nothing a user reads looks like a crash."""
     import warnings
 
-    from bench.results.store import ResultWarning
+    from bench.errors import ResultWarning
 
     context = warnings.catch_warnings()
     context.__enter__()
-    default = warnings.showwarning
 
     def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-        if issubclass(category, ResultWarning):
-            print(f"bench: warning: {message}", file=sys.stderr)
-        else:
-            default(message, category, *args, **kwargs)
+        kind = "" if issubclass(category, ResultWarning) else f" ({category.__name__})"
+        print(f"bench: warning: {message}{kind}", file=sys.stderr)
 
     warnings.showwarning = show
     return context
@@ -88,27 +87,6 @@ BUG_HINT = (
     "bench {command}: internal error: this is a bug in bench, not a problem with your input; please "
     "report it with the command line and the traceback above"
 )
-
-
-#: OS errors that say something about the machine or a path the user gave, not about bench: a full disk, a
-#: read-only or forbidden folder, a path that cannot exist. Shown as one line, like a ``UserError``.
-ENVIRONMENT_ERRNOS = {
-    errno.ENOSPC: "no space left on device while writing",
-    errno.EDQUOT: "disk quota exceeded while writing",
-    errno.EROFS: "read-only file system:",
-    errno.EACCES: "permission denied:",
-    errno.EPERM: "operation not permitted:",
-    errno.ENOENT: "no such file or folder (and it cannot be created there):",
-    errno.ENOTDIR: "not a folder:",
-}
-
-
-def environment_error(exc: OSError) -> str | None:
-    """The one-line message for an OS error about the environment (``ENVIRONMENT_ERRNOS``, with the path
-    it concerns), or None for any other OS error, which is a bug and keeps its traceback."""
-    if exc.errno not in ENVIRONMENT_ERRNOS or exc.filename is None:
-        return None
-    return f"{ENVIRONMENT_ERRNOS[exc.errno]} {exc.filename}"
 
 
 def _quiet_stdout() -> None:

@@ -429,4 +429,36 @@ def load_or_create_split(
         split.validate(case_ids, groups)
     except SplitError as err:
         raise SplitError(f"{path} does not match the current data (delete it to make a new split):\n{err}") from err
+    if split.test_fraction is not None:  # every parameter recorded: the file must be what they make
+        made = make_splits(case_ids, groups, protocol, seed, n_folds, test_fraction, inner_fraction)
+        differ = first_difference(split, made)
+        if differ is not None:
+            raise SplitError(
+                f"{path} is not the split its recorded parameters make ({split.protocol}, seed {split.seed}, "
+                f"{len(split.folds)} folds): {differ}. It was edited or made by other code; delete it to make "
+                "the split again"
+            )
     return split
+
+
+def _parts(split: Split) -> dict[str, str]:
+    """Where each case of ``split`` is: ``test``, ``val fold k`` (and ``, inner validation of fold j``)."""
+    where = {i: "test" for i in split.test}
+    for k, (_, val) in enumerate(split.folds):
+        where.update({i: f"val fold {k}" for i in val})
+    for k, sel in enumerate(split.select):
+        for i in sel:
+            where[i] = f"{where.get(i, '?')}, inner validation of fold {k}"
+    return where
+
+
+def first_difference(stored: Split, made: Split) -> str | None:
+    """The first case (in sorted order) whose place differs between two splits, said in words, or None
+    when they are the same split."""
+    if stored.to_dict() == made.to_dict():
+        return None
+    a, b = _parts(stored), _parts(made)
+    for case in sorted(set(a) | set(b)):
+        if a.get(case) != b.get(case):
+            return f"case {case} is in {a.get(case, 'no part')} there, in {b.get(case, 'no part')} when made again"
+    return "the folds' training lists differ from the ones the parameters make"

@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("baseline")
-    chk.update(path, "test baseline", **SELECTION)
+    committed = json.loads((REPO / "results" / "baseline" / "meta.json").read_text())
+    chk.update(path, "test baseline", noise_floor=committed["noise_floor"], **SELECTION)
     return path
 
 
@@ -62,7 +63,8 @@ def test_unchanged_tree_passes_both_layers(baseline: Path, capsys: pytest.Captur
     assert main(["check", "--baseline", str(baseline)]) == 0
     out = capsys.readouterr().out
     assert "scoring layer: OK" in out and "training layer: OK" in out and "bench check: OK" in out
-    assert "environment:" in out and "cpu_capability" in out  # both runs' environments are shown
+    assert "augmentation layer: OK (9 transforms" in out
+    assert out.startswith("environment: as the baseline's") and "cpu_capability" in out
 
 
 def test_changed_metric_fails_the_scoring_layer(
@@ -159,7 +161,7 @@ def test_other_cpu_kernels_pass(baseline: Path) -> None:
         cwd=REPO,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "ATEN_CPU_CAPABILITY" in out.stdout and "bench check: OK" in out.stdout
+    assert "information: differs in ATEN_CPU_CAPABILITY" in out.stdout and "bench check: OK" in out.stdout
 
 
 def test_missing_rows_and_flipped_verdicts_fail_both_layers(baseline: Path, tmp_path: Path) -> None:
@@ -216,5 +218,153 @@ def test_committed_baseline_is_complete_and_rescores_exactly() -> None:
     assert set(rows["source"]) == {"synthetic"}
     meta = json.loads((base / "meta.json").read_text())
     assert meta["noise_floor"]["variations"] and meta["tolerances"]
-    result = chk.check(base, layers=("scoring",))
+    result = chk.check(base, layers=("augmentation", "scoring"))
     assert result.ok, chk.format_result(result, 0)
+    assert (base / chk.AUGMENTED_ROWS).is_file() and not chk.integrity_errors(base, meta)
+
+
+# ------------------------------------------------------------------------- the augmentation layer
+
+
+def _changed_pipeline(monkeypatch: pytest.MonkeyPatch, index: int, **changes: object) -> None:
+    """Today's code builds the paper's pipeline with transform ``index`` changed (as an edit of augment.py would)."""
+    from bench.datasets import augment
+
+    real = augment.paper_augmentation
+
+    def changed(seed: int):
+        pipeline = real(seed)
+        for name, value in changes.items():
+            setattr(pipeline.transforms[index], name, value)
+        return pipeline
+
+    monkeypatch.setattr(augment, "paper_augmentation", changed)
+
+
+@pytest.mark.parametrize(
+    ("index", "changes", "named"),
+    [
+        (1, {"p": 0.4}, "transform HorizontalFlip (position 1): parameters changed: p 0.5 -> 0.4"),
+        (4, {"alpha": 100.0}, "transform ElasticTransform (position 4): parameters changed: alpha 120.0 -> 100.0"),
+    ],
+)
+def test_changed_augmentation_fails_the_augmentation_layer_naming_the_transform(
+    baseline: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    index: int,
+    changes: dict,
+    named: str,
+) -> None:
+    _changed_pipeline(monkeypatch, index, **changes)
+    assert main(["check", "--baseline", str(baseline), "--layer", "augmentation"]) == 1
+    out = capsys.readouterr().out
+    assert "augmentation layer: DRIFT" in out and named in out
+    assert f"transform {named.split()[1]} (position {index}): outputs differ on" in out  # seen in the outputs too
+
+
+def test_changed_augmentation_outputs_alone_fail(baseline: Path, tmp_path: Path) -> None:
+    """Same parameters, other outputs (another library version would do this): still a drift, named."""
+    import numpy as np
+
+    broken = copy_baseline(baseline, tmp_path / "b")
+    with np.load(broken / "augmentation.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["2_masks"][0] ^= 1  # VerticalFlip, first image
+    np.savez_compressed(broken / "augmentation.npz", **arrays)
+    errors = chk.check(broken, layers=("augmentation",)).layer("augmentation").errors
+    assert errors == ["transform VerticalFlip (position 2): outputs differ on 1 of 48 fixed images (1 masks, 0 images)"]
+
+
+def test_unchanged_augmentation_passes_and_update_of_that_layer_alone(baseline: Path, tmp_path: Path) -> None:
+    assert chk.check(baseline, layers=("augmentation",)).ok
+    copy = copy_baseline(baseline, tmp_path / "b")
+    (copy / "augmentation.json").unlink()
+    assert not chk.check(copy, layers=("augmentation",)).ok
+    rows_before = (copy / "rows.parquet").read_bytes()
+    chk.update_augmentation(copy, "augmentation layer added")
+    assert (
+        chk.check(copy, layers=("augmentation", "scoring")).ok and (copy / "rows.parquet").read_bytes() == rows_before
+    )
+    assert json.loads((copy / "meta.json").read_text())["history"][-1]["layers"] == ["augmentation"]
+
+
+# ------------------------------------------------------------- metrics and statistics fail by name
+
+
+def test_boundary_rule_change_is_a_named_drift_not_an_internal_error(
+    baseline: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """borderValue=1 in the boundary rule: a full mask has no boundary, and HD95's percentile raised."""
+    import cv2
+    import numpy as np
+
+    from bench import metrics
+
+    def side(mask):
+        boundary = mask - cv2.erode(mask, metrics._CROSS, borderType=cv2.BORDER_CONSTANT, borderValue=1)
+        dist = cv2.distanceTransform(1 - boundary, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        return metrics._Side(mask, np.flatnonzero(boundary), dist)
+
+    monkeypatch.setattr(metrics, "_side", side)
+    assert main(["check", "--baseline", str(baseline), "--layer", "scoring"]) == 1
+    captured = capsys.readouterr()
+    assert "internal error" not in captured.err and "Traceback" not in captured.err
+    assert "scoring layer: DRIFT" in captured.out
+    assert "changed result (metrics)" in captured.out or " hd95 " in captured.out
+
+
+def test_statistics_change_is_a_changed_result_not_baseline_integrity(
+    baseline: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    from bench.analysis import stats
+
+    real = stats.adjust
+
+    def doubled(p, correction: str = "holm", alpha: float = 0.05):  # a changed correction: p-values doubled
+        p_adj, significant = real(p, correction, alpha)
+        return np.minimum(np.asarray(p_adj) * 2, 1.0), significant
+
+    monkeypatch.setattr(stats, "adjust", doubled)
+    errors = chk.check(baseline, layers=("scoring",)).layer("scoring").errors
+    assert errors and all(e.startswith("changed result (statistics): tests.") for e in errors)
+    assert not any("baseline integrity" in e for e in errors)
+
+
+def test_exact_columns_say_exact(baseline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.run.evaluate
+
+    monkeypatch.setattr(bench.run.evaluate, "THRESHOLD", 0.6)
+    text = chk.format_result(chk.check(baseline, layers=("scoring",)), 0.0)
+    table = text.split("largest first", 1)[1]
+    assert " exact" in table and "e+300" not in table and "e+11" not in table
+
+
+def test_environment_shown_harmless_by_the_noise_floor_is_one_information_line() -> None:
+    meta = json.loads((REPO / "results" / "baseline" / "meta.json").read_text())
+    harmless = chk.harmless_environment(meta["noise_floor"])
+    assert "OMP_NUM_THREADS" in harmless and "threads" in harmless
+    then = {"torch": "2.1", "OMP_NUM_THREADS": "1", "threads": 1, "cpu_capability": "AVX512"}
+    now = {"torch": "2.2", "threads": 2, "cpu_capability": "AVX2"}
+    lines = chk.format_environment(chk.CheckResult([], {"baseline": then, "now": now}, harmless))
+    assert "(differs)" not in "\n".join(lines)
+    info = [ln for ln in lines if "information:" in ln]
+    assert len(info) == 1 and "OMP_NUM_THREADS 1 -> unset" in info[0] and "threads 1 -> 2" in info[0]
+    assert "cpu_capability AVX512 -> AVX2" in info[0]
+    assert any("torch 2.1 -> 2.2: not covered by the noise floor" in ln for ln in lines)
+    same = chk.format_environment(chk.CheckResult([], {"baseline": now, "now": now}, harmless))
+    assert len(same) == 1 and same[0].startswith("environment: as the baseline's")
+
+
+def test_training_with_augmentation_switched_off_fails_the_training_layer(
+    baseline: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The training layer's job with augmentation on: training code that stops augmenting is seen there."""
+    import bench.run.execute
+
+    monkeypatch.setattr(bench.run.execute, "make_augment", lambda job, seed: None)
+    layer = chk.check(baseline, layers=("training",)).layer("training")
+    arch, _ = chk.AUGMENTED_JOB
+    assert not layer.ok and set(layer.drifted["arch"]) == {f"{arch}+augment"}  # the other jobs train unaugmented

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -249,3 +251,121 @@ def test_a_closed_output_pipe_ends_quietly(monkeypatch: pytest.MonkeyPatch, caps
     monkeypatch.setattr(sys, "stdout", Closed())
     assert main(["list", "unet"]) == 0
     assert capsys.readouterr().err == ""
+
+
+# ------------------------------------------------------------------- environment errors, for real
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """Mount a small tmpfs (``size``, optionally read-only) under ``tmp_path``; skipped where mounting is
+    not allowed (not root, or a sandbox without mount)."""
+    mounted: list[Path] = []
+
+    def mount(size: str = "5m", read_only: bool = False) -> Path:
+        where = tmp_path / f"mnt{len(mounted)}"
+        where.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], check=False, capture_output=True
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        mounted.append(where)
+        return where
+
+    if shutil.which("mount") is None or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    yield mount
+    for where in mounted:  # lazily: this process may still map a cache file from it
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _fill(folder: Path, leave: int) -> None:
+    """Fill the filesystem of ``folder`` until ``leave`` bytes are free."""
+    free = shutil.disk_usage(folder).free
+    with open(folder / "filler", "wb") as fh:
+        fh.write(b"\0" * max(free - leave, 0))
+
+
+def test_a_results_path_under_proc_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    if not Path("/proc/self").exists():
+        pytest.skip("no /proc on this system")
+    assert main(["run", "--dataset", "dsb2018", "--arch", "unet", "--dry-run", "--results", "/proc/x"]) == 2
+    assert _one_error_line(capsys) == (
+        "bench run: error: no such file or folder (and it cannot be created there): /proc/x"
+    )
+
+
+def test_a_nonexistent_profile_path_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--dataset", "dsb2018", "--arch", "unet", "--dry-run", "--profile", "/nonexistent.yaml"]) == 2
+    assert _one_error_line(capsys).startswith("bench run: error: profile file /nonexistent.yaml does not exist")
+
+
+def test_a_read_only_results_folder_is_one_line(tmpfs: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+    ro = tmpfs("1m", read_only=True)
+    assert main(["run", "--dataset", "dsb2018", "--arch", "unet", "--results", str(ro / "res"), *TINY]) == 2
+    assert _one_error_line(capsys) == f"bench run: error: read-only file system: {ro / 'res'}"
+
+
+def test_a_full_disk_stops_the_run_in_one_line_and_records_where(
+    tmpfs: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 5 MB tmpfs filled to its last 30 kB: the job fails on its first write past that, the run stops
+    with one line naming the file, and the job's sidecar (or the error line) says so."""
+    full = tmpfs("5m")
+    results = full / "res"
+    assert (
+        main(
+            [
+                "run",
+                "--dataset",
+                "dsb2018",
+                "--arch",
+                "unet",
+                "--folds",
+                "0",
+                "--dry-run",
+                "--results",
+                str(results),
+                *TINY,
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    _fill(full, 30_000)
+    code = main(["run", "--dataset", "dsb2018", "--arch", "unet", "--folds", "0", "--results", str(results), *TINY])
+    line = _one_error_line(capsys)
+    assert code == 2 and line.startswith(f"bench run: error: no space left on device while writing {results}"), line
+
+
+def test_a_checkpoint_written_to_a_full_disk_says_so_with_its_path(tmpfs: Callable[..., Path]) -> None:
+    """torch's own writer reports a full disk as "enforce fail ... unexpected pos"; bench's says what and where."""
+    import torch
+
+    from bench.errors import environment_error
+    from bench.results import checkpoint
+
+    full = tmpfs("1m")
+    _fill(full, 4096)
+    meta = checkpoint.CheckpointMeta(
+        "unet", {}, checkpoint.Preprocessing(32, 1), "dsb2018", "synthetic", "{}", "f", "k", "holdout", 0, 0, "quick"
+    )
+    with pytest.raises(OSError) as caught:
+        checkpoint.save_checkpoint(full / "x.pt", torch.nn.Linear(200, 200), meta)
+    assert environment_error(caught.value) == f"no space left on device while writing {full / 'x.pt'}"
+    assert not list(full.glob(".tmp-*"))  # the temporary file is removed
+
+
+def test_dry_run_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    """`bench run --dry-run | head -1` where head has already gone: exit 0, nothing on stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "run", "--dry-run", "--all", "--results", str(tmp_path), *TINY],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    proc.stdout.close()  # the reader is gone before bench writes
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 0 and err == "", err

@@ -143,7 +143,7 @@ def test_dry_run_prints_plan_and_done_state(tmp_path: Path, capsys: pytest.Captu
     capsys.readouterr()
     assert run_cli(tmp_path, "--arch", "unet,mildnet", "--dataset", "dsb2018", "--folds", "0", "--dry-run") == 0
     out = capsys.readouterr().out
-    assert "2 jobs (1 already done)" in out and "todo" in out
+    assert "2 jobs (1 already done)" in out and "missing" in out
 
 
 def test_bad_selection_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

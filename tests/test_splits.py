@@ -218,3 +218,26 @@ def test_changed_test_fraction_makes_a_new_split_file(tmp_path: Path) -> None:
     assert p30 != p50 and p30.exists() and p50.exists()
     assert (len(s30.test), len(s50.test)) == (6, 10) and s30.hash != s50.hash
     assert split_for(data, "holdout", load_profile("check"), tmp_path) == (s30, p30)  # reused
+
+
+def test_a_split_file_edited_to_move_a_patient_is_refused_naming_the_first_case(tmp_path: Path) -> None:
+    """Moving a whole group to another fold keeps the file valid (no group crosses a boundary), but it is
+    no longer what its recorded seed and parameters make: refused, naming the first case that differs."""
+    ids, groups = _cases(20, 3)
+    path = tmp_path / "x.json"
+    split = load_or_create_split(path, ids, groups, "holdout", 5, 5, 0.3)
+    d = json.loads(path.read_text())
+    moved = sorted(c for c in d["folds"][0]["val"] if c.startswith(d["folds"][0]["val"][0][:4]))
+    d["folds"][0]["val"] = [c for c in d["folds"][0]["val"] if c not in moved]
+    d["folds"][1]["val"] = sorted(d["folds"][1]["val"] + moved)
+    every = sorted(c for f in d["folds"] for c in f["val"])
+    for f in d["folds"]:
+        f["train"] = [c for c in every if c not in f["val"]]
+    path.write_text(json.dumps(d))
+    Split.load(path).validate(ids, groups)  # still a valid split of these cases
+    with pytest.raises(SplitError) as caught:
+        load_or_create_split(path, ids, groups, "holdout", 5, 5, 0.3)
+    message = str(caught.value)
+    assert "is not the split its recorded parameters make (holdout, seed 5, 5 folds)" in message
+    assert f"case {moved[0]} is in val fold 1 there, in val fold 0 when made again" in message
+    assert split.fold_ids(0)["val"] != Split.load(path).fold_ids(0)["val"]

@@ -10,11 +10,15 @@ from bench.errors import MissingInput
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from bench.check import check, format_result, update
+    from bench.check import LAYERS, check, format_result, update, update_augmentation
 
     start = time.perf_counter()
     baseline = Path(args.baseline)
     results = Path(args.results) if args.results else None
+    if args.update and args.layer == "augmentation":
+        update_augmentation(baseline, args.reason or "")
+        print(f"bench check: augmentation layer re-blessed in {baseline}: {args.reason}")
+        return 0
     if args.update:
         update(baseline, args.reason or "", results, args.jobs)
         print(f"bench check: baseline re-blessed in {baseline} ({time.perf_counter() - start:.0f} s): {args.reason}")
@@ -24,7 +28,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"no baseline at {baseline} (expected rows.parquet, derived.json, meta.json); "
             'create one with `bench check --update --reason "..."`'
         )
-    layers = ("scoring", "training") if args.layer == "all" else (args.layer,)
+    layers = LAYERS if args.layer == "all" else (args.layer,)
     result = check(baseline, args.tolerance, results, args.jobs, layers)
     print(format_result(result, time.perf_counter() - start))
     return 0 if result.ok else 1
@@ -34,10 +38,12 @@ def add_check(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", default="results/baseline", help="baseline folder (default results/baseline)")
     p.add_argument(
         "--layer",
-        choices=["all", "scoring", "training"],
+        choices=["all", "augmentation", "scoring", "training"],
         default="all",
-        help="scoring: re-score the stored predictions (exact, seconds); training: re-train and compare "
-        "within the noise-floor tolerances; all (default): both",
+        help="augmentation: re-apply each augmentation transform to fixed inputs (exact, a second); scoring: "
+        "re-score the stored predictions (exact, seconds); training: re-train and compare within the "
+        "noise-floor tolerances; all (default): the three. With --update, augmentation re-blesses that "
+        "layer alone",
     )
     p.add_argument("--tolerance", help="training-layer tolerances per column, abs[:rel], e.g. 'dice=0.05,tp=8'")
     p.add_argument("--update", action="store_true", help="re-run and re-bless the baseline")

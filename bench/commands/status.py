@@ -28,6 +28,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         table.to_csv(index=False) if args.format == "csv" else format_status(table),
         end="" if args.format == "csv" else "\n",
     )
+    if args.format != "csv":
+        from bench.results.store import damaged_evaluations
+
+        damaged = damaged_evaluations(results)
+        if damaged:
+            print(f"{len(damaged)} damaged evaluation record(s) (the next `bench evaluate` recomputes each):")
+            print("\n".join(f"  {line}" for line in damaged))
     return 0
 
 

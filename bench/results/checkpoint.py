@@ -18,6 +18,9 @@ classes): ``state_dict`` (name -> CPU tensor) and ``meta``, a dict of str/int/fl
 from __future__ import annotations
 
 import json
+import pickle
+import re
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +29,7 @@ import torch
 
 from bench import __version__
 from bench.architectures import create_model
-from bench.errors import MissingInput, UserError
+from bench.errors import MissingInput, UserError, environment_error
 from bench.metrics import THRESHOLD
 
 if TYPE_CHECKING:
@@ -123,9 +126,15 @@ def save_checkpoint(path: Path, model: torch.nn.Module, meta: CheckpointMeta) ->
 
     meta_dict = {**meta.to_dict(), "bench_version": __version__}
     payload = {"meta": meta_dict, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    from bench.results.store import atomic_write
+    import io
 
-    atomic_write(Path(path), lambda fh: torch.save(payload, fh))  # a unique temporary name, then rename
+    from bench.results.store import atomic_write_bytes
+
+    # serialised in memory first: torch's writer reports a failed write (a full disk) as an opaque
+    # "enforce fail ... unexpected pos"; a plain file write says "no space left on device" and the path
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(Path(path), buffer.getbuffer())  # a unique temporary name, then rename
 
 
 def read_checkpoint(path: Path) -> tuple[CheckpointMeta, dict[str, torch.Tensor]]:
@@ -138,7 +147,18 @@ def read_checkpoint(path: Path) -> tuple[CheckpointMeta, dict[str, torch.Tensor]
     path = Path(path)
     if not path.is_file():
         raise MissingInput(f"checkpoint {path} does not exist")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only refuses any pickled object other than tensors
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f"a pickled {found.group(1)} object" if found else "pickled objects"
+        raise CheckpointError(
+            f"{path}: refused, not a bench checkpoint: it holds {what}, which loading would run"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
+        if isinstance(exc, OSError) and environment_error(exc):  # unreadable for the machine's reasons
+            raise
+        raise CheckpointError(f"{path}: damaged or not a checkpoint, cannot be read ({one_line(exc)})") from None
     meta = payload.get("meta") if isinstance(payload, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(
@@ -152,6 +172,13 @@ def read_checkpoint(path: Path) -> tuple[CheckpointMeta, dict[str, torch.Tensor]
             "Use that version, or re-run the job with this one"
         )
     return CheckpointMeta.from_dict(meta), payload["state_dict"]
+
+
+def one_line(exc: BaseException, width: int = 120) -> str:
+    """``Type: first line of the message``, cut to ``width`` characters."""
+    text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def load_model(path: Path, arch: str | None = None) -> tuple[torch.nn.Module, CheckpointMeta]:

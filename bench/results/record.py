@@ -6,8 +6,9 @@ returns it; a driver that skips, waits for or submits a job returns one too. ``f
 stored sidecar back, whatever version of the project wrote it. On disk a sidecar is a flat JSON
 object (``results/README.md``): ``job`` (the job's fields), ``key``, ``status`` and, as they apply,
 ``started``, ``pid``, ``host``, ``seconds``, ``n_written``, ``error``, ``traceback``,
-``crashed_pid``, ``environment``, ``last_failure``, plus what the job reported about itself
-(``best_epoch``, ``history``, ``compute``, ...), kept here in ``details``.
+``crashed_pid``, ``environment``, ``last_failure``, ``where``, ``attempts``, ``died``, plus what the job reported about itself
+(``best_epoch``, ``history``, ``compute`` with the plan's ``estimated_train_seconds`` and its
+``estimate_error``, ...), kept here in ``details``.
 """
 
 from __future__ import annotations
@@ -48,8 +49,11 @@ _MEMORY_ONLY = ("note", "task", "details")
 class JobRecord:
     """The status of one job. ``seconds``: wall time of the run (None when nothing ran); ``error``:
     ``Type: message`` of a failure, ``traceback`` its full traceback; ``note``: why a job was skipped
-    or whose outcome this is; ``task``: the SLURM array task of a submitted job; ``details``: the
-    job's own report of a finished run (best epoch, history, compute, learning flags, ...)."""
+    or whose outcome this is; ``task``: the SLURM array task of a submitted job; ``where``: where the
+    job ran (``bench.run.where``: engine, host, pid, Dask worker, SLURM task); ``attempts``: how many
+    times it was started since its last result (set when a worker died under an earlier try) and
+    ``died``: each dead try (its pid, host, start); ``details``: the job's own report of a finished run
+    (best epoch, history, compute, learning flags, ...)."""
 
     job: Mapping[str, Any]
     key: str
@@ -64,6 +68,10 @@ class JobRecord:
     crashed_pid: int | None = None
     environment: Mapping[str, Any] | None = None
     last_failure: Mapping[str, Any] | None = None
+    where: Mapping[str, Any] | None = None
+    attempts: int | None = None
+    died: tuple[Mapping[str, Any], ...] | list[Mapping[str, Any]] | None = None
+    artefacts: Mapping[str, Any] | None = None  # name -> {file, size, sha256} when written (results.artefacts)
     note: str = ""
     task: str = ""
     details: Mapping[str, Any] = field(default_factory=dict)

@@ -28,8 +28,9 @@ import pyarrow as pa
 
 # the store writes through the project's one atomic writer; its functions are importable from here too
 from bench.atomic import TMP_PREFIX, TMP_SUFFIX, atomic_write, atomic_write_bytes, atomic_write_json  # noqa: F401
-from bench.errors import InvalidInput, MissingInput
+from bench.errors import InvalidInput, MissingInput, ResultWarning
 from bench.metrics import METRICS
+from bench.results.artefacts import EVALUATION_ARTEFACTS, artefact_problems
 from bench.results.record import JobRecord
 
 DEFAULT_RESULTS = Path("results")
@@ -70,10 +71,6 @@ REQUIRED_COLUMNS = (
 COUNT_COLUMNS = ("fold", "seed", "eval_size", "tp", "fp", "fn", "tn", "n_ref", "n_pred")
 
 _STEM = re.compile(r"^(?P<protocol>[A-Za-z0-9]+)_f(?P<fold>\d+)_s(?P<seed>\d+)_(?P<key>[0-9a-f]+)$")
-
-
-class ResultWarning(UserWarning):
-    """A stored result that cannot be trusted; the message names the file and what is wrong."""
 
 
 # ---------------------------------------------------------------------------------------------- paths
@@ -207,7 +204,7 @@ def sidecar_problem(path: Path) -> str | None:
     return None
 
 
-def _sidecar_paths(results: Path | str) -> list[Path]:
+def sidecar_paths(results: Path | str) -> list[Path]:
     """Every sidecar file under ``results/runs`` (temporary and hidden files excluded), sorted."""
     return sorted(p for p in (Path(results) / "runs").glob("*/*/*.json") if not p.name.startswith("."))
 
@@ -218,7 +215,7 @@ def sidecars(results: Path | str = DEFAULT_RESULTS) -> list[dict[str, Any]]:
     An unreadable sidecar is left out with a ``ResultWarning`` naming it (``unreadable`` lists them).
     """
     out = []
-    for path in _sidecar_paths(results):
+    for path in sidecar_paths(results):
         problem = sidecar_problem(path)
         if problem is not None:
             if problem != "missing":
@@ -269,8 +266,19 @@ def check_done(sidecar_path: Path, key: str) -> tuple[bool, str | None]:
     side = read_sidecar(sidecar_path)
     if not (side and side.get("status") == "ok" and side.get("key") == key):
         return False, None
-    _, problem = verify_result(sidecar_path, side)
+    problem = result_problem(sidecar_path, side)
     return problem is None, problem
+
+
+def result_problem(sidecar_path: Path, side: dict[str, Any]) -> str | None:
+    """Why the stored result of an ``ok`` sidecar cannot be used: its rows fail ``verify_result`` or an
+    artefact (rows, checkpoint, predictions) is missing or damaged (``bench.results.artefacts``); else None."""
+    damaged = artefact_problems(Path(sidecar_path), side)
+    parquet = str(Path(sidecar_path).with_suffix(".parquet"))
+    if not any(d.startswith(parquet) for d in damaged):  # rows not already named as damaged: verify them
+        _, problem = verify_result(sidecar_path, side)
+        damaged = ([problem] if problem else []) + damaged
+    return "; ".join(damaged) or None
 
 
 def is_done(sidecar_path: Path, key: str) -> bool:
@@ -285,19 +293,101 @@ def is_done(sidecar_path: Path, key: str) -> bool:
     return done
 
 
+def lock_held(sidecar_path: Path) -> bool:
+    """Whether a live process holds the job lock beside ``sidecar_path`` (``job_lock``). Read-only: an
+    absent lock file is free, and the probe is a non-blocking shared ``flock`` that is released at once
+    (where ``fcntl`` is missing, a ``job_lock`` acquired and released with timeout 0)."""
+    lock_path = Path(sidecar_path).with_suffix(".lock")
+    if not lock_path.exists():
+        return False
+    try:
+        import fcntl
+    except ImportError:  # Windows: filelock's own lock
+        from filelock import Timeout
+
+        lock = job_lock(sidecar_path)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return True
+        lock.release()
+        return False
+    try:
+        with open(lock_path, "rb") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    except FileNotFoundError:
+        return False
+    return False
+
+
+#: The states of a job from its files alone (``stored_state``); ``queued`` comes from SLURM (``bench.run.status``).
+STORED_STATES = ("done", "damaged", "running", "crashed", "failed", "missing")
+
+
+def stored_state(sidecar_path: Path, key: str | None = None) -> tuple[str, str, dict[str, Any] | None]:
+    """(state, one-line reason, sidecar) of the job whose sidecar is at ``sidecar_path`` (of job ``key``
+    when given: a sidecar of another key is ``missing`` for it), from its files and its lock alone:
+
+    - ``done``: ``ok``, rows and every artefact verify; ``damaged``: the sidecar is unreadable, or it is
+      ``ok`` and its rows or an artefact are missing or damaged (the reason names each path);
+    - ``running``: a ``running`` sidecar whose lock a live process holds; ``crashed``: a ``running``
+      sidecar whose lock is free (the process that ran it died: the next run redoes it);
+    - ``failed``: a ``failed`` sidecar (its error's first line); ``missing``: no sidecar of this job.
+    """
+    sidecar_path = Path(sidecar_path)
+    problem = sidecar_problem(sidecar_path)
+    if problem == "missing":
+        return "missing", "", None
+    if problem is not None:
+        return "damaged", f"unreadable: {sidecar_path} ({problem})", None
+    side = read_sidecar(sidecar_path)
+    assert side is not None
+    if key is not None and side.get("key") != key:
+        return "missing", "", None
+    status = side.get("status")
+    if status == "ok":
+        why = result_problem(sidecar_path, side)
+        return ("done", "", side) if why is None else ("damaged", why, side)
+    if status == "running":
+        started = side.get("started")
+        when = time.strftime("started %Y-%m-%d %H:%M:%S", time.localtime(started)) if started else "started"
+        who = f" by pid {side.get('pid')}" + (f" on {side['host']}" if side.get("host") else "")
+        if lock_held(sidecar_path):
+            return "running", f"{when}{who if side.get('pid') else ''}", side
+        return "crashed", f"{when}{who if side.get('pid') else ''}; its lock is free: that process died", side
+    if status == "failed":
+        lines = [ln.strip() for ln in str(side.get("error", "")).splitlines() if ln.strip()]
+        return "failed", (lines[0] if lines else "failed (no reason recorded)"), side
+    return "damaged", f"{sidecar_path}: unknown status {status!r}", side
+
+
 def load_all(results: Path | str = DEFAULT_RESULTS) -> pd.DataFrame:
     """One tidy DataFrame of every finished job: one row per (job, image). Empty if nothing ran.
 
-    Results that fail ``verify_result`` are left out with a ``ResultWarning`` naming the file.
+    Rows that fail ``verify_result`` or their recorded hash are left out with a ``ResultWarning`` naming
+    the file; a job whose rows verify but whose checkpoint or predictions are damaged keeps its rows, with
+    a ``ResultWarning`` naming the damaged file (the next ``bench run`` recomputes that job).
     """
     frames = []
     for side in sidecars(results):
         if side.get("status") != "ok":
             continue
-        df, problem = verify_result(Path(side["_path"]), side)
-        if problem is not None:
-            warnings.warn(f"{problem}: left out (`bench run` recomputes it)", ResultWarning, stacklevel=2)
+        path = Path(side["_path"])
+        damaged = artefact_problems(path, side)
+        rows_bad = next((d for d in damaged if d.startswith(str(path.with_suffix(".parquet")))), None)
+        df, problem = verify_result(path, side) if rows_bad is None else (None, None)
+        rows_bad = rows_bad or problem
+        if rows_bad is not None:
+            warnings.warn(
+                f"{rows_bad}: its rows are left out (`bench run` recomputes the job)", ResultWarning, stacklevel=2
+            )
             continue
+        for d in (d for d in damaged if d != rows_bad):  # the rows verify; another artefact of the job does not
+            warnings.warn(f"{d}: the job's rows are kept; `bench run` recomputes the job", ResultWarning, stacklevel=2)
         frames.append(df)
     frames += evaluation_frames(results)
     if not frames:
@@ -312,34 +402,59 @@ def evaluation_frames(results: Path | str = DEFAULT_RESULTS) -> list[pd.DataFram
     with a ``ResultWarning`` naming it."""
     frames = []
     for path in sorted((Path(results) / "runs").glob("*/*/evaluations/*.json")):
-        side = read_sidecar(path)
-        parquet = path.with_suffix(".parquet")
-        if path.name.startswith(".") or not side or side.get("status") != "ok" or not parquet.exists():
+        if path.name.startswith("."):
             continue
-        try:
-            df = pd.read_parquet(parquet)
-        except (OSError, ValueError, pa.ArrowException) as exc:
-            warnings.warn(
-                f"{parquet} is unreadable ({type(exc).__name__}: {exc}): left out", ResultWarning, stacklevel=2
-            )
-            continue
-        if isinstance(side.get("n_written"), int) and len(df) != side["n_written"]:
-            warnings.warn(
-                f"{parquet} holds {len(df)} rows, its sidecar says n_written={side['n_written']}: left out",
-                ResultWarning,
-                stacklevel=2,
-            )
-            continue
-        if len(df) and (df["eval_key"] != side["key"]).any():
-            continue
-        frames.append(df)
+        df, problem = read_evaluation(path)
+        if problem is not None:
+            warnings.warn(f"{problem}: left out (`bench evaluate` recomputes it)", ResultWarning, stacklevel=2)
+        elif df is not None:
+            frames.append(df)
     return frames
+
+
+def damaged_evaluations(results: Path | str = DEFAULT_RESULTS) -> list[str]:
+    """One line per evaluation record (``runs/*/*/evaluations/*.json``) whose sidecar or rows are damaged."""
+    out = []
+    for path in sorted((Path(results) / "runs").glob("*/*/evaluations/*.json")):
+        if not path.name.startswith("."):
+            problem = read_evaluation(path)[1]
+            if problem is not None:
+                out.append(problem)
+    return out
+
+
+def read_evaluation(sidecar: Path) -> tuple[pd.DataFrame | None, str | None]:
+    """(rows, None) of a finished evaluation (``evaluations/<name>.json`` and ``.parquet``); (None, None)
+    for one that is not finished (not ``ok``); (None, why) when its sidecar or rows are damaged."""
+    sidecar = Path(sidecar)
+    side = read_sidecar(sidecar)
+    parquet = sidecar.with_suffix(".parquet")
+    if side is None:
+        if not sidecar.exists():
+            return None, None
+        return None, f"{sidecar} is unreadable (not a JSON evaluation record)"
+    if side.get("status") != "ok":
+        return None, None
+    damaged = artefact_problems(sidecar, side, EVALUATION_ARTEFACTS)
+    if damaged:
+        return None, "; ".join(damaged)
+    if not parquet.exists():
+        return None, f"{parquet} is missing"
+    try:
+        df = pd.read_parquet(parquet)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        return None, f"{parquet} is unreadable ({type(exc).__name__}: {exc})"
+    if isinstance(side.get("n_written"), int) and len(df) != side["n_written"]:
+        return None, f"{parquet} holds {len(df)} rows, its sidecar says n_written={side['n_written']}"
+    if len(df) and ("eval_key" not in df.columns or (df["eval_key"] != side.get("key")).any()):
+        return None, f"{parquet} holds rows of another evaluation (eval_key != {side.get('key')})"
+    return df, None
 
 
 _JOB_COLUMNS = ("dataset", "arch", "protocol", "fold", "seed")
 
 
-def _from_path(path: Path) -> dict[str, Any]:
+def identity_from_path(path: Path) -> dict[str, Any]:
     """dataset, arch, protocol, fold, seed as far as a sidecar's path tells them."""
     out: dict[str, Any] = {"dataset": path.parent.parent.name, "arch": path.parent.name.replace("__", ":")}
     match = _STEM.match(path.stem)
@@ -349,11 +464,12 @@ def _from_path(path: Path) -> dict[str, Any]:
 
 
 def unreadable(results: Path | str = DEFAULT_RESULTS) -> pd.DataFrame:
-    """Stored results that cannot be read: an unreadable sidecar, or an ``ok`` sidecar whose Parquet
-    file fails ``verify_result``. One row each: dataset, arch, protocol, fold, seed, key, path and
-    ``error`` = ``"unreadable: PATH (why)"``."""
+    """Stored results that cannot be read: an unreadable sidecar, an ``ok`` sidecar whose Parquet file
+    fails ``verify_result`` (``error`` = ``"unreadable: PATH (why)"``), or one whose checkpoint or
+    predictions are damaged (``error`` = ``"damaged: PATH is damaged: why"``; its rows still load). One
+    row each: dataset, arch, protocol, fold, seed, key, path and error."""
     rows = []
-    for path in _sidecar_paths(results):
+    for path in sidecar_paths(results):
         problem = sidecar_problem(path)
         if problem == "missing":
             continue
@@ -363,11 +479,28 @@ def unreadable(results: Path | str = DEFAULT_RESULTS) -> pd.DataFrame:
                 continue
             _, problem = verify_result(path, side)
             if problem is None:
+                damaged = artefact_problems(path, side)
+                if not damaged:
+                    continue
+                info = {
+                    **identity_from_path(path),
+                    **{k: side["job"].get(k) for k in _JOB_COLUMNS},
+                    "key": side.get("key"),
+                }
+                bad = Path(damaged[0].split(" is ", 1)[0])
+                rows.append(
+                    {
+                        **{k: info.get(k) for k in _JOB_COLUMNS},
+                        "error": "damaged: " + "; ".join(damaged),
+                        "key": info["key"],
+                        "path": str(bad),
+                    }
+                )
                 continue
             bad = path.with_suffix(".parquet")
-            info = {**_from_path(path), **{k: side["job"].get(k) for k in _JOB_COLUMNS}, "key": side.get("key")}
+            info = {**identity_from_path(path), **{k: side["job"].get(k) for k in _JOB_COLUMNS}, "key": side.get("key")}
         else:
-            bad, info = path, {**_from_path(path), "key": None}
+            bad, info = path, {**identity_from_path(path), "key": None}
         rows.append(
             {
                 **{k: info.get(k) for k in _JOB_COLUMNS},

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.config import Job
 from bench.errors import MissingInput, NoResults
-from bench.results.store import sidecars
+from bench.results.artefacts import DamagedArtefact, artefact_problems, verify_file
+from bench.results.store import ResultWarning, sidecars
 
 
 @dataclass(frozen=True)
@@ -35,9 +37,10 @@ def stored_models(
     profile: str | None = None,
 ) -> list[StoredModel]:
     """Finished jobs of ``dataset`` (and ``arch``, ``protocol``, ``folds``, ``profile`` when given), sorted by
-    (arch, protocol, fold, seed). Raises FileNotFoundError when none match, naming what exists, and
-    ValueError when two jobs share (arch, protocol, fold, seed): results of two configurations."""
-    found = []
+    (arch, protocol, fold, seed). Raises FileNotFoundError when none match, naming what exists,
+    ValueError when two jobs share (arch, protocol, fold, seed): results of two configurations, and
+    ``DamagedArtefact`` naming a checkpoint that differs from what its sidecar recorded."""
+    found, sides = [], {}
     for side in sidecars(results):
         if side.get("status") != "ok" or "job" not in side:
             continue
@@ -50,6 +53,7 @@ def stored_models(
             continue
         path = Path(side["_path"])
         found.append(StoredModel(job, path.with_suffix(".pt"), path))
+        sides[path] = side
     if not found:
         have = sorted(
             {
@@ -64,6 +68,14 @@ def stored_models(
     missing = [str(m.checkpoint) for m in found if not m.checkpoint.is_file()]
     if missing:
         raise MissingInput(f"{len(missing)} finished job(s) lack their checkpoint: {missing[:5]}")
+    for m in found:
+        problem = verify_file(m.sidecar, sides[m.sidecar], "checkpoint")
+        if problem is not None:
+            raise DamagedArtefact(f"{problem}; `bench run` with the same options recomputes that job")
+        for other in artefact_problems(m.sidecar, sides[m.sidecar]):  # not needed here, but the job is damaged
+            warnings.warn(
+                f"{other}: the checkpoint is sound; `bench run` recomputes the job", ResultWarning, stacklevel=2
+            )
     return sorted(found, key=lambda m: (m.job.arch, m.job.protocol, m.job.fold, m.job.seed))
 
 

@@ -1,25 +1,30 @@
-"""Where a sweep stands: done / running / queued / failed / missing per job, from the files alone.
+"""Where a sweep stands, per job: done / damaged / running / crashed / queued / failed / missing, with the reason.
 
-A job's state comes from its sidecar in ``<results>/runs`` and, for jobs submitted to SLURM
-(``<results>/slurm/array-*.json``), from ``squeue``: a task still in the queue is ``queued`` or
+``job_state`` is the one job-state rule of the project: ``bench status``, ``bench run --dry-run``
+(``bench.run.runner.dry_run_table``) and the runner's skip rule (a job is skipped exactly when it is
+``done``) agree. From the files (``bench.results.store.stored_state``): ``done`` (rows, checkpoint and
+predictions verify), ``damaged`` (naming each damaged file; the next run recomputes the job),
+``running`` (a live process holds its lock), ``crashed`` (a ``running`` sidecar whose lock is free: its
+process died; the next run redoes it), ``failed`` and ``missing``. For jobs submitted to SLURM
+(``<results>/slurm/array-*.json``), ``squeue`` adds: a task still in the queue is ``queued`` or
 ``running`` whatever an older sidecar says; a task that left the queue without a result is ``failed``
-with the last line of its SLURM log as the reason. With a plan (the jobs a ``bench run`` command
-would run), jobs nobody started are ``missing``; without one, only jobs with files are listed.
+with the last line of its SLURM log as the reason. With a plan (the jobs a ``bench run`` command would
+run), jobs nobody started are ``missing``; without one, only jobs with files are listed.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from bench.config import Job
-from bench.results.store import read_sidecar, sidecars
+from bench.results.store import identity_from_path, read_sidecar, sidecar_paths, stored_state
 from bench.run import slurm
+from bench.run.where import attempts_note
 
-STATES = ("done", "running", "queued", "failed", "missing")
+STATES = ("done", "damaged", "running", "crashed", "queued", "failed", "missing")
 COLUMNS = ["dataset", "arch", "protocol", "fold", "seed", "state", "reason", "slurm_task", "key"]
 
 
@@ -31,28 +36,24 @@ def one_line(text: str, width: int = 160) -> str:
 
 
 def job_state(
-    side: dict[str, Any] | None, parquet_exists: bool, task: str | None, queue: dict[str, str] | None, results: Path
+    sidecar: Path | None, key: str | None, task: str | None, queue: dict[str, str] | None, results: Path
 ) -> tuple[str, str]:
-    """(state, reason) of one job from its sidecar (already matched to the job's key), whether its
-    Parquet file exists, its latest SLURM task id and the queue (None: no SLURM to ask)."""
+    """(state, reason) of the job ``key`` whose sidecar is at ``sidecar`` (None: it has none), its latest
+    SLURM task id and the queue (None: no SLURM to ask)."""
+    stored, reason, side = stored_state(sidecar, key) if sidecar is not None else ("missing", "", None)
     qstate = queue.get(task) if queue is not None and task else None
-    if side and side.get("status") == "ok" and parquet_exists:
-        return "done", ""
+    if stored == "done":
+        return "done", attempts_note(side or {})  # '' unless a worker died under an earlier try
     if qstate in slurm.RUNNING_STATES:
         return "running", f"SLURM {qstate.lower()}"
     if qstate is not None:
         return "queued", f"SLURM {qstate.lower()}"
-    if side and side.get("status") == "failed":
-        return "failed", one_line(side.get("error", "")) or "failed (no reason recorded)"
+    if stored in ("damaged", "failed"):
+        return stored, one_line(reason, 400 if stored == "damaged" else 160)
     if task and queue is not None:  # submitted, no longer queued, no final result
         tail = slurm.task_log_tail(results, task)
         return "failed", f"SLURM task {task} ended without a result" + (f": {one_line(tail)}" if tail else "")
-    if side and side.get("status") == "running":
-        started = side.get("started")
-        return "running", time.strftime("started %Y-%m-%d %H:%M:%S", time.localtime(started)) if started else ""
-    if side and side.get("status") == "ok":
-        return "failed", "sidecar says ok but the Parquet file is missing"
-    return "missing", ""
+    return stored, reason
 
 
 def _queue(results: Path, subs: dict[str, tuple[str, float]]) -> dict[str, str] | None:
@@ -68,11 +69,8 @@ def sweep_status(jobs: list[Job], results: Path | str) -> pd.DataFrame:
     queue = _queue(results, subs)
     rows = []
     for job in jobs:
-        p = paths(job, results)
-        side = read_sidecar(p["sidecar"])
-        side = side if side and side.get("key") == job.key else None
         task = subs.get(job.key, (None, 0.0))[0]
-        state, reason = job_state(side, p["parquet"].exists(), task, queue, results)
+        state, reason = job_state(paths(job, results)["sidecar"], job.key, task, queue, results)
         rows.append(
             {
                 "dataset": job.dataset,
@@ -95,26 +93,22 @@ def files_status(results: Path | str) -> pd.DataFrame:
     subs = slurm.submissions(results)
     queue = _queue(results, subs)
     seen: dict[str, dict[str, Any]] = {}
-    for side in sidecars(results):
-        job = side.get("job", {})
-        state, reason = job_state(
-            side,
-            Path(side["_path"]).with_suffix(".parquet").exists(),
-            subs.get(side.get("key", ""), (None, 0.0))[0],
-            queue,
-            results,
-        )
-        seen[side.get("key", "")] = {
+    for path in sidecar_paths(results):
+        side = read_sidecar(path)
+        job = side.get("job", {}) if side else identity_from_path(path)
+        key = side.get("key") if side else None
+        state, reason = job_state(path, key, subs.get(key or "", (None, 0.0))[0], queue, results)
+        seen[key or str(path)] = {
             **{k: job.get(k) for k in ("dataset", "arch", "protocol", "fold", "seed")},
             "state": state,
             "reason": reason,
-            "slurm_task": subs.get(side.get("key", ""), ("", 0.0))[0],
-            "key": side.get("key"),
+            "slurm_task": subs.get(key or "", ("", 0.0))[0],
+            "key": key,
         }
     for key, identity in slurm.submitted_jobs(results).items():
         if key not in seen:
             task = subs[key][0]
-            state, reason = job_state(None, False, task, queue, results)
+            state, reason = job_state(None, key, task, queue, results)
             seen[key] = {**identity, "state": state, "reason": reason, "slurm_task": task, "key": key}
     df = pd.DataFrame(list(seen.values()), columns=COLUMNS)
     return df.sort_values(["dataset", "arch", "protocol", "fold", "seed"]).reset_index(drop=True)
@@ -128,7 +122,7 @@ def format_status(table: pd.DataFrame) -> str:
     """The counts line, then one line per job that is not done (failures with their reason)."""
     c = counts(table)
     head = f"{len(table)} jobs: " + " | ".join(f"{c[s]} {s}" for s in STATES)
-    pending = table[table["state"] != "done"]
+    pending = table[(table["state"] != "done") | (table["reason"] != "")]  # done after a worker died: shown
     if pending.empty:
         return head
     shown = pending[["state", "dataset", "arch", "protocol", "fold", "seed", "slurm_task", "reason"]]
