@@ -5,19 +5,39 @@ with close matches; listing takes fnmatch wildcards (timm). An entry may carry d
 arguments, so one class can back several names (``mildnet_no_mlr`` is ``MILDNet`` with
 ``mlr_skips=False``). A *prefix* resolves open-ended names such as ``smp:Unet:resnet34``.
 
-This module imports nothing else from the project but ``bench.errors``.
+This module imports nothing else from the project but ``bench.errors``. ``stored_metadata`` reads what a
+registry stores with the package (``bench/data/architectures.json``) so that reports need not import torch.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from bench.errors import UnknownName
+
+#: Where registries' stored metadata lies (``<kind>s.json``, e.g. ``architectures.json``), with the package.
+METADATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+@functools.cache
+def stored_metadata(kind: str) -> dict[str, Any]:
+    """The stored metadata of the ``kind`` registry ("architecture"): what reports and ``bench list`` read
+    without importing the registry's modules (``architectures/_metadata.py`` computes and writes it; a test
+    checks it matches the registry). ``{}`` when the package has none for ``kind``."""
+    path = METADATA_DIR / f"{kind}s.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+
 
 T = TypeVar("T")
 

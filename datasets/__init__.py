@@ -21,9 +21,10 @@ register_dataset = DATASETS.register
 PAPER_DATASETS: tuple[str, ...] = ("isbi2012", "isic2018", "lgg_mri", "glas2015", "dsb2018")
 
 
-#: Modules of this package that define no dataset; ``augment`` imports albumentations (about 1 s), which
-#: only a job with ``augment: true`` needs, so it is imported when that job asks for it.
-_NOT_READERS = ("augment",)
+#: Modules of this package that define no dataset and import a heavy library, so they are imported when
+#: asked for, not at discovery: ``augment`` (albumentations, about 1 s; only a job with ``augment: true``
+#: needs it) and ``summary`` (pandas; only Tables 1-2 need it, and ``bench list`` should not wait for it).
+_NOT_READERS = ("augment", "summary")
 
 
 def _discover() -> None:

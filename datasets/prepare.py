@@ -15,7 +15,9 @@ scale). Patch ``k`` of case ``c`` is ``f"{c}_p{k:02d}"`` (row-major), group = th
 
 Cache: one set of files per (dataset, options, size, patch settings, code version, source files),
 keyed by ``fingerprint``: ``<stem>.meta.json`` plus one uncompressed ``<stem>.<array>.npy`` per array
-(uint8 images, bool masks, per-row source min/max), each written atomically. Jobs open the ``.npy``
+(uint8 images, bool masks, per-row source min/max), each written atomically. The build streams: each
+source image's rows go straight into the ``.npy`` files before the next image is decoded, so building
+holds one source image, not the dataset (``_build_cache``). Jobs open the ``.npy``
 files memory-mapped and gather a batch's rows with positional reads (``take_rows``), so every worker on
 a machine shares the operating system's page cache instead of holding its own copy, no read page stays
 in a worker's resident memory, and images are normalised only for the rows a batch gathers.
@@ -27,11 +29,11 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import cv2
 import numpy as np
@@ -209,7 +211,7 @@ def prepare(
             return load_cache(path, fp)
         except DamagedCache as err:
             warnings.warn(f"{err}; rebuilding the cache", stacklevel=2)
-    _save_cache(path, *_build(ds, cases, options, fp))
+    _build_cache(path, ds, cases, options, fp)
     return load_cache(path, fp)
 
 
@@ -345,11 +347,15 @@ def _check(ds: SegDataset, case: Case, image: np.ndarray, mask: np.ndarray) -> N
         )
 
 
+#: One row of the cache: (row id, C x S x S uint8 image, S x S bool mask).
+_Row = tuple[str, np.ndarray, np.ndarray]
+
+
 @dataclass
 class _Source:
     """One source case after resizing: its rows (id, C x S x S uint8, S x S bool), native (H, W), min/max."""
 
-    rows: list[tuple[str, np.ndarray, np.ndarray]]
+    rows: list[_Row]
     native: tuple[int, int]
     lo: int
     hi: int
@@ -382,30 +388,110 @@ def _source(ds: SegDataset, case: Case, options: dict[str, Any]) -> _Source:
     return _Source(rows, native, int(image.min()), int(image.max()))
 
 
+def _rows(ds: SegDataset, cases: list[Case], options: dict[str, Any]) -> Iterator[tuple[Case, _Source, _Row]]:
+    """Every row of the dataset in cache order, one source image decoded at a time."""
+    for case in cases:
+        src = _source(ds, case, options)
+        for row in src.rows:
+            yield case, src, row
+
+
+def _meta(ds: SegDataset, fp: str, options: dict[str, Any], described: list[tuple[Case, tuple[int, int], str]]) -> dict:
+    """The cache entry's metadata from (case, native (H, W) of its source, row id) of every row."""
+    return {
+        "dataset": ds.name,
+        "source": ds.source,
+        "fingerprint": fp,
+        "options": options,
+        "case_ids": [rid for _, _, rid in described],
+        "groups": [case.group for case, _, _ in described],
+        "source_ids": [case.case_id for case, _, _ in described],
+        "native_shapes": [list(native) for _, native, _ in described],
+        "channels": int(ds.channels),
+    }
+
+
 def _build(
     ds: SegDataset, cases: list[Case], options: dict[str, Any], fp: str
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Arrays (uint8 images, bool masks, per-row source min/max) and metadata of the cache file."""
-    parts = [(case, _source(ds, case, options)) for case in cases]
-    rows = [(case, src, row) for case, src in parts for row in src.rows]
+    """Arrays (uint8 images, bool masks, per-row source min/max) and metadata, held in memory (no cache
+    folder: tools and tests). ``_build_cache`` writes the same arrays to disk row by row instead."""
+    rows = list(_rows(ds, cases, options))
     arrays = {
         "images": np.stack([row[1] for _, _, row in rows]),
         "masks": np.stack([row[2] for _, _, row in rows]),
         "lo": np.array([src.lo for _, src, _ in rows], np.float32),
         "hi": np.array([src.hi for _, src, _ in rows], np.float32),
     }
-    meta = {
-        "dataset": ds.name,
-        "source": ds.source,
-        "fingerprint": fp,
-        "options": options,
-        "case_ids": [row[0] for _, _, row in rows],
-        "groups": [case.group for case, _, _ in rows],
-        "source_ids": [case.case_id for case, _, _ in rows],
-        "native_shapes": [list(src.native) for _, src, _ in rows],
-        "channels": int(arrays["images"].shape[1]),
-    }
-    return arrays, meta
+    return arrays, _meta(ds, fp, options, [(case, src.native, row[0]) for case, src, row in rows])
+
+
+class _RowWriter:
+    """One cache array written row by row straight into its ``.npy`` file (``fh``, opened by
+    ``atomic_write``), never held in memory: the header first, for ``expected`` rows, then each row as it
+    comes. ``finish`` rewrites the header for the rows actually written (a patch-based dataset learns its
+    row count only while cutting): numpy pads every header so that the first axis can grow in place, so
+    the header keeps its length and the rows their offsets."""
+
+    def __init__(self, fh: IO[bytes], name: str, dtype: Any, row_shape: tuple[int, ...], expected: int) -> None:
+        self.fh, self.name, self.dtype, self.row_shape, self.n = fh, name, np.dtype(dtype), tuple(row_shape), 0
+        self.offset = self._header(expected)
+
+    def _header(self, n: int) -> int:
+        self.fh.seek(0)
+        header = {
+            "descr": np.lib.format.dtype_to_descr(self.dtype),
+            "fortran_order": False,
+            "shape": (n, *self.row_shape),
+        }
+        np.lib.format.write_array_header_1_0(self.fh, header)
+        return self.fh.tell()
+
+    def append(self, row: np.ndarray) -> None:
+        row = np.ascontiguousarray(row, self.dtype)
+        if row.shape != self.row_shape:
+            raise ValueError(f"{self.name}: row {self.n} has shape {row.shape}, expected {self.row_shape}")
+        self.fh.write(memoryview(row).cast("B"))
+        self.n += 1
+
+    def finish(self) -> None:
+        end = self.fh.tell()
+        if self._header(self.n) != self.offset:  # cannot happen below 10**21 rows (numpy's growth padding)
+            raise RuntimeError(f"{self.name}: the .npy header changed length when rewritten")
+        self.fh.seek(end)
+
+
+def _build_cache(path: Path, ds: SegDataset, cases: list[Case], options: dict[str, Any], fp: str) -> None:
+    """Build the cache entry ``path`` (``<stem>.meta.json``) streaming: each source image is decoded,
+    resized and its rows written straight into the ``.npy`` files before the next is read, so the build
+    holds one source image at a time, whatever the dataset's size (the bytes go to the page cache, not
+    into this process). Each file is written atomically (``bench.atomic``) and the metadata last, so a
+    reader never sees a half-written entry (concurrent builders write the same bytes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    size, channels = int(options["size"]), int(ds.channels)
+    described, lo, hi = [], [], []
+
+    def write_both(images_fh: IO[bytes]) -> None:
+        images = _RowWriter(images_fh, "images", np.uint8, (channels, size, size), len(cases))
+
+        def write_masks(masks_fh: IO[bytes]) -> None:
+            masks = _RowWriter(masks_fh, "masks", np.bool_, (size, size), len(cases))
+            for case, src, (rid, image, mask) in _rows(ds, cases, options):
+                images.append(image)
+                masks.append(mask)
+                described.append((case, src.native, rid))  # not ``src``: it holds the source's pixels
+                lo.append(src.lo)
+                hi.append(src.hi)
+            masks.finish()
+            images.finish()
+
+        atomic_write(array_path(path, "masks"), write_masks)
+
+    atomic_write(array_path(path, "images"), write_both)
+    for name, values in (("lo", lo), ("hi", hi)):
+        array = np.array(values, np.float32)
+        atomic_write(array_path(path, name), lambda f, a=array: np.save(f, a, allow_pickle=False))
+    atomic_write(path, lambda f: f.write(json.dumps(_meta(ds, fp, options, described)).encode()))
 
 
 def normalize(images: np.ndarray, lo: np.ndarray, hi: np.ndarray, chunk: int = 256) -> np.ndarray:
@@ -440,8 +526,7 @@ def _assemble(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> PreparedDa
 
 #: The cache's metadata file; each array lies beside it as ``<stem>.<name>.npy``.
 META_SUFFIX = ".meta.json"
-#: The arrays of a cache entry and their dtypes (images N x C x S x S, masks N x S x S, lo/hi N).
-_ARRAYS = ("images", "masks", "lo", "hi")
+#: The dtypes of a cache entry's arrays (images N x C x S x S, masks N x S x S, lo/hi N).
 _DTYPES = {"images": np.uint8, "masks": np.bool_, "lo": np.float32, "hi": np.float32}
 
 
@@ -453,16 +538,6 @@ def array_path(meta_path: Path, name: str) -> Path:
     """Where array ``name`` of the cache entry ``meta_path`` (``<stem>.meta.json``) lies."""
     meta_path = Path(meta_path)
     return meta_path.with_name(f"{meta_path.name[: -len(META_SUFFIX)]}.{name}.npy")
-
-
-def _save_cache(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    """Write the entry ``path`` (``<stem>.meta.json``): every ``.npy`` first, the metadata last, each
-    atomically, so a reader never sees a half-written file (concurrent writers write the same bytes)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for name in _ARRAYS:
-        array = np.ascontiguousarray(arrays[name], dtype=_DTYPES[name])
-        atomic_write(array_path(path, name), lambda f, a=array: np.save(f, a, allow_pickle=False))
-    atomic_write(path, lambda f: f.write(json.dumps(meta).encode()))
 
 
 def _open_array(path: Path, name: str, expected: tuple[int, ...]) -> np.ndarray:

@@ -27,7 +27,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-from scipy.spatial import cKDTree
 
 from bench.datasets import dataset_info
 from bench.datasets.base import Case, SegDataset
@@ -126,6 +125,8 @@ def _isbi(rng: np.random.Generator, shape: tuple[int, int], info: dict[str, str]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     warp = 10 * s
     q = np.stack([(yy + warp * _field(rng, shape, 5)).ravel(), (xx + warp * _field(rng, shape, 5)).ravel()], 1)
+    from scipy.spatial import cKDTree  # here: listing the datasets needs no scipy
+
     dist, idx = cKDTree(pts).query(q, k=2)
     gap = (dist[:, 1] - dist[:, 0]).reshape(shape).astype(np.float32)
     width = 5.5 * s * (1 + 0.25 * _field(rng, shape, 4))

@@ -100,3 +100,39 @@ def test_the_command_line_starts_without_numeric_libraries() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     heavy = {"torch", "pandas", "scipy", "matplotlib", "seaborn", "pyarrow", "yaml", "albumentations", "timm"}
     assert not heavy & set(out.stdout.split()), out.stdout
+
+
+def _top_level_imports(args: list[str], cwd: Path) -> set[str]:
+    """The top-level packages ``python -X importtime -m bench.cli ARGS`` imported (its stderr)."""
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "bench.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=cwd,
+        env=env,
+    )
+    names = {line.rsplit("|", 1)[1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
+    return {n.split(".")[0] for n in names if n and not n.startswith("import time")}
+
+
+def test_commands_that_train_nothing_import_neither_torch_nor_seaborn(tmp_path: Path) -> None:
+    """``bench report --table 5`` (display names from the registry's stored metadata, figures' plotting
+    only where a figure is drawn), ``bench export`` and ``bench list`` (counts from the stored metadata)
+    load no torch and no plotting library."""
+    from test_learning import HISTORY_FLAT, HISTORY_IMPROVES, learning_job, trivial_job, write_job
+
+    for fold in (0, 1):
+        write_job(tmp_path, learning_job(fold), HISTORY_IMPROVES)
+        write_job(tmp_path, trivial_job(fold), HISTORY_FLAT)
+    heavy = {"torch", "seaborn", "matplotlib"}
+    for args in (
+        ["report", "--table", "5", "--results", str(tmp_path)],
+        ["report", "--table", "compute", "--results", str(tmp_path)],
+        ["export", "--results", str(tmp_path), "--out", str(tmp_path / "all.csv")],
+        ["list"],
+    ):
+        loaded = _top_level_imports(args, tmp_path)
+        assert "bench" in loaded and not heavy & loaded, (args, heavy & loaded)

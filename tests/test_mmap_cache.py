@@ -89,25 +89,63 @@ def test_cache_files_are_written_atomically(tmp_path: Path, monkeypatch: pytest.
 
     monkeypatch.setattr(os, "replace", spy)
     _data(tmp_path)
-    assert [n.split(".", 1)[1] for n in replaced] == ["images.npy", "masks.npy", "lo.npy", "hi.npy", "meta.json"]
+    # the masks file is finished inside the images file's writer (both stream together), the metadata last
+    assert [n.split(".", 1)[1] for n in replaced] == ["masks.npy", "images.npy", "lo.npy", "hi.npy", "meta.json"]
     assert not list(tmp_path.glob(".*"))
 
-    # a writer killed half-way leaves no partial file under a final name and no metadata
+    # a writer killed half-way (here while reading the fifth source image) leaves no file under a final
+    # name, no temporary file and no metadata; the next build starts over
     other = tmp_path / "other"
-    real_save = np.save
+    real_read, reads = SyntheticDataset.read, []
 
-    def dies(f, a, **kw):
-        if a.dtype == np.bool_:
-            f.write(b"\x93NUMPY partial")
+    def dies(self, case):
+        reads.append(case.case_id)
+        if len(reads) == 5:
             raise KeyboardInterrupt
-        real_save(f, a, **kw)
+        return real_read(self, case)
 
-    monkeypatch.setattr(np, "save", dies)
+    monkeypatch.setattr(SyntheticDataset, "read", dies)
     with pytest.raises(KeyboardInterrupt):
         _data(other)
-    assert sorted(p.name.split(".", 1)[1] for p in other.iterdir()) == ["images.npy"]
-    monkeypatch.setattr(np, "save", real_save)
+    assert list(other.iterdir()) == []
+    monkeypatch.setattr(SyntheticDataset, "read", real_read)
     assert np.array_equal(_data(other).masks, _data(None).masks)
+
+
+def test_the_build_streams_rows_to_disk_instead_of_holding_the_dataset(tmp_path: Path) -> None:
+    """Building the cache holds one source image at a time, not the dataset: the traced peak of the build
+    does not grow with the number of images (the in-memory path's grows with it, twice over)."""
+    import tracemalloc
+
+    def peak(n: int, cache: Path | None) -> int:
+        ds = SyntheticDataset("dsb2018", n=n, size=64)
+        ds.read(ds.cases()[0])  # the generator's one-off set-up is not the build
+        tracemalloc.start()
+        try:
+            prepare(ds, 64, cache_dir=cache)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak(24, tmp_path / "small"), peak(240, tmp_path / "large")
+    held_small, held_large = peak(24, None), peak(240, None)
+    row_bytes = 4 * 64 * 64  # 3 uint8 channels and a bool mask
+    assert held_large - held_small > 2 * 216 * row_bytes  # every row, then the stacked arrays
+    assert large - small < 0.1 * 216 * row_bytes, (small, large)
+    # and the streamed entry holds exactly the in-memory arrays
+    ds = SyntheticDataset("dsb2018", n=240, size=32)
+    again, plain = prepare(ds, 32, cache_dir=tmp_path / "large"), prepare(ds, 32, cache_dir=None)
+    assert np.array_equal(again.pixels, plain.pixels) and np.array_equal(again.masks, plain.masks)
+
+
+def test_a_patch_based_entry_gets_its_row_count_in_the_header(tmp_path: Path) -> None:
+    """Patch-based datasets learn their row count while cutting: the header is rewritten in place."""
+    ds = SyntheticDataset("isbi2012", n=3)
+    built, plain = prepare(ds, 32, cache_dir=tmp_path), prepare(ds, 32, cache_dir=None)
+    assert len(built) == len(plain) > len(ds.cases())
+    assert np.array_equal(built.pixels, plain.pixels) and np.array_equal(built.masks, plain.masks)
+    meta = next(tmp_path.glob("*.meta.json"))
+    assert np.load(array_path(meta, "images")).shape == plain.pixels.shape
 
 
 @pytest.mark.parametrize("damage", ["truncate", "header", "delete", "meta"])

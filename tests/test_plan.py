@@ -34,9 +34,9 @@ def test_every_problem_of_an_all_run_in_one_error(tmp_path: Path) -> None:
     lines = problem_lines(info.value)
     assert set(lines) == {"isbi2012", "isic2018", "glas2015", "lgg_mri", "dsb2018"}
     assert "2 patient(s)" in lines["lgg_mri"] and "leave it out of --dataset" in lines["lgg_mri"]
-    assert "Way forward: --set n_folds=" not in lines["lgg_mri"]  # no holdout fold count works
-    assert "this data has 2" in lines["dsb2018"] and "--set n_folds=2 " in lines["dsb2018"]
-    assert "--protocol cv --set n_folds=3" in lines["dsb2018"]
+    assert "Way forward: --set lgg_mri.n_folds=" not in lines["lgg_mri"]  # no holdout fold count works
+    assert "this data has 2" in lines["dsb2018"] and "--set dsb2018.n_folds=2 " in lines["dsb2018"]
+    assert "--protocol cv --set dsb2018.n_folds=3" in lines["dsb2018"]
     for missing in ("isbi2012", "isic2018", "glas2015"):
         assert f"no folder {data / missing}" in lines[missing]
     text = str(info.value)
@@ -49,10 +49,10 @@ def test_the_suggested_fix_plans(tmp_path: Path) -> None:
     data = tmp_path / "data"
     make_dsb(data / "dsb2018")
     sel = select("unet", "dsb2018", False, "holdout")
-    with pytest.raises(PlanError, match="--set n_folds=2"):
+    with pytest.raises(PlanError, match="--set dsb2018.n_folds=2"):
         plan(sel, profile(), tmp_path / "a", data)
-    jobs = plan(sel, profile(n_folds="2"), tmp_path / "b", data)
-    assert [(j.dataset, j.fold) for j in jobs] == [("dsb2018", 0), ("dsb2018", 1)]
+    jobs = plan(sel, profile(**{"dsb2018.n_folds": "2"}), tmp_path / "b", data)
+    assert [(j.dataset, j.fold, j.train.n_folds) for j in jobs] == [("dsb2018", 0, 2), ("dsb2018", 1, 2)]
 
 
 def test_fold_indices_beyond_the_split_are_named_per_dataset(tmp_path: Path) -> None:
@@ -93,7 +93,7 @@ def test_run_prints_the_problems_and_starts_nothing(tmp_path: Path, capsys: pyte
     ]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "dsb2018: 3 images, each its own group" in err and "--set n_folds=2" in err
+    assert "dsb2018: 3 images, each its own group" in err and "--set dsb2018.n_folds=2" in err
     assert not (tmp_path / "r" / "runs").exists()
 
 
@@ -104,7 +104,8 @@ def test_real_samples_name_lgg_and_glas_with_their_fix(tmp_path: Path, capsys: p
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.startswith("  - ")]
     assert [ln.split(":")[0] for ln in lines] == ["  - lgg_mri", "  - glas2015"]
-    assert "3 patient(s)" in lines[0] and "--set n_folds=2" in lines[0] and "--protocol cv --set n_folds=3" in lines[0]
+    assert "3 patient(s)" in lines[0] and "--set lgg_mri.n_folds=2" in lines[0]
+    assert "--protocol cv --set lgg_mri.n_folds=3" in lines[0]
     assert "leave it out of --dataset" in lines[1]
     assert "Plan without them: --dataset isbi2012,isic2018,dsb2018" in err
 
@@ -128,3 +129,117 @@ def test_one_skip_list_serves_several_datasets(tmp_path: Path) -> None:
     jobs = plan(sel, profile(n_folds="2"), tmp_path / "r", data, skip=(ids[2],))
     options = {j.dataset: json.loads(j.data_options) for j in jobs}
     assert options["isic2018"]["skip"] == [ids[2]] and "skip" not in options["dsb2018"]
+
+
+# ---------------------------------------------------------------------------------- the plan's cost
+
+
+def _run_args(results: Path, *extra: str) -> list[str]:
+    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
+    return [
+        "run",
+        "--arch",
+        "unet,mildnet",
+        "--dataset",
+        "dsb2018",
+        "--folds",
+        "0",
+        *sets,
+        "--results",
+        str(results),
+        *extra,
+    ]
+
+
+def test_the_plan_states_its_cost_from_steps_timed_once_per_machine(tmp_path: Path, capsys) -> None:
+    import re
+    import socket
+
+    assert main(_run_args(tmp_path, "--dry-run")) == 0
+    out = capsys.readouterr().out
+    assert "timing one training step of 2 network setting(s) here" in out
+    head = re.search(
+        r"estimate on cpu \(2 jobs to run, (\d) worker\(s\)\): (.+) wall, peak memory per worker ([\d,]+) MiB", out
+    )
+    assert head, out
+    assert re.search(r"^  mildnet +1 jobs +[\d.]+ s summed  peak [\d,]+ MiB in a fresh worker$", out, re.MULTILINE), out
+    assert "note: the paper profile" not in out and "over a day" not in out
+    cache = json.loads((tmp_path / "estimates" / f"{socket.gethostname()}.json").read_text())
+    assert sorted(v["settings"]["arch"] for v in cache.values()) == ["mildnet", "unet"]
+    assert all(
+        v["train_s"] > 0 and v["eval_s"] > 0 and v["peak_mb"] > 100 and v["device"] == "cpu" for v in cache.values()
+    )
+    assert {v["machine"]["torch"] for v in cache.values()} and all(
+        v["settings"]["in_channels"] == 3 for v in cache.values()
+    )
+
+    assert main(_run_args(tmp_path, "--dry-run")) == 0  # the same plan again: read from the cache
+    out = capsys.readouterr().out
+    assert "timing one training step" not in out and "estimate on cpu (2 jobs to run" in out
+    assert main(_run_args(tmp_path, "--dry-run", "--set", "batch_size=2")) == 0  # a setting of the step changed
+    assert "timing one training step of 2 network setting(s)" in capsys.readouterr().out
+
+
+def test_a_job_records_the_estimate_and_its_error_shown_by_the_compute_table(tmp_path: Path, capsys) -> None:
+    from bench.results.store import sidecars
+
+    assert main(_run_args(tmp_path, "--jobs", "1", "--quiet")) == 0
+    ok = [s for s in sidecars(tmp_path) if s["status"] == "ok"]
+    assert len(ok) == 2
+    for side in ok:
+        compute = side["compute"]
+        measured = side["train_seconds"]
+        assert compute["estimated_train_seconds"] > 0
+        assert compute["estimate_error"] == pytest.approx(compute["estimated_train_seconds"] / measured - 1)
+        # the recorded peak is the whole process's (it ran in this process, after the cache build)
+        assert compute["memory_kind"] == "rss_process" and compute["peak_memory_mb"] >= compute["job_peak_memory_mb"]
+    capsys.readouterr()
+    assert main(["report", "--table", "compute", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "estimate error" in out.lower().replace("_", " ") and "estimated / measured - 1" in out
+
+
+def test_the_cost_says_when_it_is_over_a_day_and_that_the_paper_profile_wants_a_gpu(tmp_path: Path) -> None:
+    from bench.run.estimate import DAY_S, JobEstimate, PlanCost
+
+    jobs = plan(select("unet,mildnet", "dsb2018", False, "holdout", (0,)), profile(), tmp_path)
+    cost = PlanCost(tuple(JobEstimate(j, DAY_S, DAY_S * 1.01, 2000.0, "cpu") for j in jobs))
+    lines = cost.lines(1, "paper")
+    assert lines[0].startswith("estimate on cpu (2 jobs to run, 1 worker(s)): 2.0 days wall")
+    assert any(ln.startswith("note: the estimate is over a day (2.0 days) on cpu") for ln in lines)
+    assert any("the paper profile is meant for a GPU" in ln for ln in lines)
+    short = PlanCost(tuple(JobEstimate(j, 60.0, 61.0, 500.0, "cpu") for j in jobs)).lines(2, "quick")
+    assert short[0].startswith("estimate on cpu (2 jobs to run, 2 worker(s)): 61 s wall") and len(short) == 3
+    assert "GPU" not in " ".join(PlanCost(tuple(JobEstimate(j, 1, 1, 1, "cuda") for j in jobs)).lines(1, "paper"))
+
+
+def test_jobs_by_memory(tmp_path: Path, capsys) -> None:
+    from bench.run.estimate import workers_that_fit
+
+    assert workers_that_fit(1000.0, 8, 4000.0) == 3  # 80% of 4,000 MiB holds three 1,000 MiB workers
+    assert workers_that_fit(1000.0, 2, 64000.0) == 2  # never more than the cores
+    assert workers_that_fit(9000.0, 8, 4000.0) == 1  # at least one
+    assert workers_that_fit(1000.0, 8, None) == 8  # memory unknown: the cores
+    assert main(_run_args(tmp_path, "--dry-run", "--jobs", "100000")) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("bench: warning: --jobs 100000 x ") and "MiB estimated peak per worker" in err
+    assert "MiB available; --jobs " in err and err.count("\n") == 1
+
+
+def test_a_network_whose_step_fails_is_not_estimated_and_the_plan_goes_on(tmp_path: Path, capsys) -> None:
+    """The timed step runs in a worker forked from the pool's server, which knows only the package's
+    networks: one registered on the fly here cannot take it there. The plan says so and goes on."""
+    from torch import nn
+
+    from bench.architectures import ARCHITECTURES
+
+    ARCHITECTURES.register("only_here", lambda **kw: nn.Conv2d(kw["in_channels"], 1, 1))
+    try:
+        args = _run_args(tmp_path, "--dry-run")
+        args[args.index("unet,mildnet")] = "unet,only_here"
+        assert main(args) == 0
+    finally:
+        ARCHITECTURES.unregister("only_here")
+    out = capsys.readouterr().out
+    assert "estimate on cpu (1 jobs to run" in out
+    assert "estimate: 1 job(s) not estimated, their step failed (only_here: UnknownName: unknown architecture" in out

@@ -7,9 +7,15 @@ Stored per job in the sidecar under ``compute``:
 - ``train_seconds_per_epoch``: wall seconds of one training epoch (including its selection pass),
   averaged over the job's epochs; ``n_train`` images per epoch;
 - ``infer_ms_per_image``: wall milliseconds per scored image, batched as in training;
-- ``peak_memory_mb``: on CPU the job's peak resident set size (``memory_kind`` ``rss``; ``rss_process``
-  where the kernel cannot reset the peak, which then covers the whole worker process); on CUDA
-  ``torch.cuda.max_memory_allocated`` (``cuda_allocated``);
+- ``peak_memory_mb``: on CPU the peak resident set size of the whole process that ran the job, from its
+  start (``memory_kind`` ``rss_process``): what the machine had to hold for it, including the cache build
+  when that happened in the same process (``bench run --jobs 1`` builds it in the process that then runs
+  the jobs) and anything an earlier job of the same worker left; ``job_peak_memory_mb`` is the peak
+  during the job alone (where the kernel can reset the counter; else equal). On CUDA
+  ``torch.cuda.max_memory_allocated`` during the job (``cuda_allocated``);
+- ``estimated_train_seconds`` and ``estimate_error``: the plan's estimate of the job's training time
+  (``bench.run.estimate``) and its relative error against the measured ``fit`` time
+  (estimated / measured - 1), when this machine had measured the job's step;
 - ``device``, ``precision``, ``channels_last``, ``threads``: the conditions of those numbers.
 """
 
@@ -19,20 +25,24 @@ import contextlib
 import resource
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import torch
 
-from bench.architectures._blocks import count_macs
+if TYPE_CHECKING:
+    import torch
 
 CAPTION = (
     "Compute beside accuracy: mean over each architecture's finished jobs. dice: mean per image (holdout "
     "test set, cv out of fold); gmacs: one forward pass of one image at the job's image size; train s/epoch "
-    "and infer ms/image: wall clock on the job's device and threads; peak_memory_mb: peak RSS on CPU, "
-    "torch.cuda.max_memory_allocated on GPU."
+    "and infer ms/image: wall clock on the job's device and threads; peak_memory_mb: peak RSS of the whole "
+    "process on CPU (the cache build included where it ran in it), torch.cuda.max_memory_allocated on GPU; "
+    "estimate error: the plan's training-time estimate against the measured time (estimated / measured - 1), "
+    "mean over the jobs that have one."
 )
 COMPUTE_COLUMNS = ["parameters", "gmacs", "train_seconds_per_epoch", "infer_ms_per_image", "peak_memory_mb"]
+#: The plan's training-time error (``bench.run.estimate``), empty for jobs run without a plan's estimate.
+ESTIMATE_COLUMN = "estimate_error"
 
 
 def _vm_hwm_mb() -> float | None:
@@ -55,28 +65,46 @@ def _reset_peak_rss() -> bool:
 
 
 class PeakMemory:
-    """Peak memory between ``start()`` and ``stop()``, in MiB: ``.mb`` and ``.kind`` after ``stop()``."""
+    """Peak memory between ``start()`` and ``stop()``, in MiB, after ``stop()``: ``.mb`` and ``.kind``.
+
+    On CPU ``.mb`` is the whole process's peak resident set size since it started (``kind``
+    ``rss_process``), which includes what came before ``start()`` in the same process (a cache build),
+    and ``.job_mb`` the peak between ``start()`` and ``stop()`` where the kernel lets the counter be reset
+    (Linux), else the same as ``.mb``. On CUDA ``.mb`` is ``torch.cuda.max_memory_allocated`` since ``start()``."""
 
     def __init__(self, device: str) -> None:
-        self.device = torch.device(device)
-        self.mb = float("nan")
+        self.device = str(device)
+        self.mb = self.job_mb = self.process_mb = float("nan")
         self.kind = ""
+        self._before = 0.0
+
+    def _cuda(self) -> bool:
+        return self.device.startswith("cuda")
 
     def start(self) -> PeakMemory:
-        if self.device.type == "cuda":
+        self._before = _vm_hwm_mb() or 0.0  # the process's peak so far, before the counter is reset
+        self._reset = _reset_peak_rss()
+        if self._cuda():
+            import torch
+
             torch.cuda.reset_peak_memory_stats(self.device)
             self.kind = "cuda_allocated"
         else:
-            self.kind = "rss" if _reset_peak_rss() and _vm_hwm_mb() is not None else "rss_process"
+            self.kind = "rss_process"
         return self
 
     def stop(self) -> None:
-        if self.device.type == "cuda":
+        now = _vm_hwm_mb()
+        if now is None:
+            now = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        self.process_mb = max(now, self._before)
+        self.job_mb = now if self._reset else self.process_mb
+        if self._cuda():
+            import torch
+
             self.mb = torch.cuda.max_memory_allocated(self.device) / 2**20
-        elif self.kind == "rss":
-            self.mb = float(_vm_hwm_mb() or float("nan"))
         else:
-            self.mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+            self.mb = self.process_mb
 
 
 @contextlib.contextmanager
@@ -94,6 +122,7 @@ def timed() -> Iterator[list[float]]:
 
 def model_cost(model: torch.nn.Module, in_channels: int, image_size: int) -> dict[str, float]:
     """Trainable parameters and GMACs of one ``in_channels x image_size x image_size`` forward pass."""
+    from bench.architectures._blocks import count_macs
 
     return {
         "parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
@@ -117,6 +146,7 @@ def compute_info(
         "infer_ms_per_image": 1e3 * infer_seconds / max(1, n_scored),
         "peak_memory_mb": memory.mb,
         "memory_kind": memory.kind,
+        **({"job_peak_memory_mb": memory.job_mb} if memory.kind == "rss_process" else {}),
         **conditions,
     }
 
@@ -125,6 +155,7 @@ def compute_table(df: pd.DataFrame, sidecars: Sequence[dict[str, Any]]) -> pd.Da
     """One row per (dataset, arch): mean Dice (test set for holdout, out-of-fold for cv) beside the
     mean compute of its finished jobs, and the number of jobs. Jobs without a ``compute`` record
     (written before it existed) are left out of the compute columns, never guessed."""
+    columns = [*COMPUTE_COLUMNS, ESTIMATE_COLUMN]  # the estimate's error: the mean over the jobs with one
     rows = []
     for side in sidecars:
         if side.get("status") != "ok" or "compute" not in side:
@@ -136,10 +167,10 @@ def compute_table(df: pd.DataFrame, sidecars: Sequence[dict[str, Any]]) -> pd.Da
                 "arch": side["job"]["arch"],
                 "device": c.get("device", ""),
                 "precision": c.get("precision", ""),
-                **{k: c.get(k, float("nan")) for k in COMPUTE_COLUMNS},
+                **{k: c.get(k, float("nan")) for k in columns},
             }
         )
-    cost = pd.DataFrame(rows, columns=["dataset", "arch", "device", "precision", *COMPUTE_COLUMNS])
+    cost = pd.DataFrame(rows, columns=["dataset", "arch", "device", "precision", *columns])
     keys = ["dataset", "arch"]
     agg = (
         cost.groupby(keys)
@@ -147,7 +178,7 @@ def compute_table(df: pd.DataFrame, sidecars: Sequence[dict[str, Any]]) -> pd.Da
             jobs=("parameters", "size"),
             device=("device", lambda s: ",".join(sorted(set(s)))),
             precision=("precision", lambda s: ",".join(sorted(set(s)))),
-            **{k: (k, "mean") for k in COMPUTE_COLUMNS},
+            **{k: (k, "mean") for k in columns},
         )
         .reset_index()
     )
@@ -156,7 +187,7 @@ def compute_table(df: pd.DataFrame, sidecars: Sequence[dict[str, Any]]) -> pd.Da
     scored = df[(df["protocol"] == "cv") | (df["split"] == "test")]
     dice = scored.groupby(keys)["dice"].mean().rename("dice").reset_index()
     out = dice.merge(agg, on=keys, how="outer")
-    cols = ["dataset", "arch", "dice", "jobs", "device", "precision", *COMPUTE_COLUMNS]
+    cols = ["dataset", "arch", "dice", "jobs", "device", "precision", *columns]
     out = out[cols].sort_values(keys).reset_index(drop=True)
     out["parameters"] = out["parameters"].astype("Int64")
     out["jobs"] = out["jobs"].fillna(0).astype(int)

@@ -6,12 +6,28 @@ are on its registry entry (``display_name``, ``paper_rows``), and the paper's da
 ``bench.datasets.PAPER_DATASETS``. Anything the paper does not report (a new dataset, an smp model)
 comes after the paper's items, sorted by name, under its own display name.
 
-Architectures are read lazily: ``bench.architectures`` imports torch, which building a table does not need.
+Architectures are read from the registry's stored metadata (``bench.registry.stored_metadata``, written by
+``architectures/_metadata.py`` and checked against the registry by a test): ``bench.architectures`` imports
+torch and every network module, which building a table does not need. Where the registry is already
+loaded (a process that trains or draws saliency), it is read instead, entries registered on the fly
+included; a name the stored metadata lacks (an smp model, an extension's network) is looked up there too.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Sequence
+from typing import Any
+
+from bench.registry import stored_metadata
+
+
+def _registry_loaded() -> bool:
+    return "bench.architectures" in sys.modules
+
+
+def _stored() -> dict[str, Any]:
+    return stored_metadata("architecture").get("entries", {})
 
 
 def ordered(names: Iterable[str], order: Sequence[str]) -> list[str]:
@@ -29,9 +45,20 @@ def paper_datasets() -> tuple[str, ...]:
 
 def paper_archs(table: str | None = None) -> tuple[str, ...]:
     """The paper's networks in its order: the rows of ``table`` ("table4", "table5"), or all of them."""
-    from bench.architectures import paper_archs as from_entries
+    stored = stored_metadata("architecture")
+    if _registry_loaded() or not stored:
+        from bench.architectures import paper_archs as from_entries
 
-    return from_entries(table)
+        return from_entries(table)
+    entries = stored["entries"]
+
+    def rows(t: str) -> list[str]:
+        placed = {n: e["paper_rows"][t] for n, e in entries.items() if t in e["paper_rows"]}
+        return sorted(placed, key=lambda n: (placed[n], n))
+
+    if table is not None:
+        return tuple(rows(table))
+    return tuple(dict.fromkeys(n for t in stored["paper_tables"] for n in rows(t)))
 
 
 def ordered_datasets(names: Iterable[str]) -> list[str]:
@@ -58,6 +85,8 @@ def dataset_label(name: str) -> str:
 def arch_label(name: str) -> str:
     """The architecture's display name ("UNet++", "MILDNet (without MLR)"); a name no registered
     architecture has is shown as it is."""
+    if not _registry_loaded() and name in _stored():
+        return _stored()[name]["display_name"]
     from bench.architectures import ARCHITECTURES
 
     try:

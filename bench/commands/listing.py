@@ -1,5 +1,9 @@
 """``bench list``: the architectures (parameters, GFLOPs) and datasets in the registries.
 
+At the default settings the architectures' counts come from the registry's stored metadata
+(``bench/data/architectures.json``, computed by ``architectures/_metadata.py``), so listing imports no
+torch; other settings build the networks (on the meta device) and count them.
+
 ``bench list --init-stats`` prints instead the initialisation statistics of the matching architectures
 (architectures/_init_stats.py; the table of ``python benchmarks/init_stats.py``).
 """
@@ -27,30 +31,23 @@ def cmd_init_stats(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     if args.init_stats:
         return cmd_init_stats(args)
-    import torch
-
-    from bench.architectures import ARCHITECTURES, list_models
-    from bench.architectures._blocks import count_macs, count_parameters
-    from bench.datasets import DATASETS, list_datasets
-
     width = WIDTH[0] if args.width is None else args.width
     size = SIZE[0] if args.size is None else args.size
     print(f"Architectures (in_channels={args.in_channels}, width={width}, depth={args.depth}, {size}x{size} input):")
-    names = list_models(args.pattern)
-    wn = max([16, *(len(n) for n in names)])  # columns as wide as the longest name, at least the old widths
-    wd = max([24, *(len(ARCHITECTURES.display_name(n)) for n in names)])
+    rows = stored_rows(args.pattern, args.in_channels, width, args.depth, size)
+    if rows is None:  # other settings than the stored counts' (or a name they lack): build the networks
+        rows = counted_rows(args.pattern, args.in_channels, width, args.depth, size)
+    wn = max([16, *(len(r[0]) for r in rows)])  # columns as wide as the longest name, at least the old widths
+    wd = max([24, *(len(r[1]) for r in rows)])
     print(f"  {'name':<{wn}} {'display name':<{wd}} {'params':>12} {'GMACs':>9} {'GFLOPs':>9}  in the paper")
-    for name in names:
-        with torch.device("meta"):
-            model = ARCHITECTURES.create(name, in_channels=args.in_channels, classes=1, width=width, depth=args.depth)
-        macs = count_macs(model, args.in_channels, size) / 1e9
-        paper = ", ".join(f"Table {t.removeprefix('table')}" for t in sorted(ARCHITECTURES.get(name).paper_rows))
-        print(
-            f"  {name:<{wn}} {ARCHITECTURES.display_name(name):<{wd}} {count_parameters(model):>12,} "
-            f"{macs:>9.3f} {2 * macs:>9.2f}  {paper}".rstrip()
-        )
+    for name, shown, params, macs, paper_rows in rows:
+        paper = ", ".join(f"Table {t.removeprefix('table')}" for t in sorted(paper_rows))
+        gmacs = macs / 1e9
+        print(f"  {name:<{wn}} {shown:<{wd}} {params:>12,} {gmacs:>9.3f} {2 * gmacs:>9.2f}  {paper}".rstrip())
     print("  (also: smp:<Arch>:<encoder>, any segmentation-models-pytorch model, e.g. smp:Unet:resnet34)")
     print("\nDatasets:")
+    from bench.datasets import DATASETS, list_datasets
+
     for name in list_datasets():
         cls = DATASETS.get(name).factory
         aliases = DATASETS.get(name).aliases
@@ -61,6 +58,54 @@ def cmd_list(args: argparse.Namespace) -> int:
         for option in getattr(cls, "OPTIONS", ()):
             print(f"      --dataset-option {name}.{option.describe()}")
     return 0
+
+
+#: One row of the listing: name, display name, parameters, MACs, the paper's tables it is in.
+Row = tuple[str, str, int, int, dict[str, int]]
+
+
+def stored_rows(pattern: str, in_channels: int, width: int, depth: int, size: int) -> list[Row] | None:
+    """The listing from the registry's stored metadata (no torch), or None when the settings are not
+    those it was counted at, or the registry is loaded in this process (it may hold more entries)."""
+    import fnmatch
+    import sys
+
+    from bench.registry import stored_metadata
+
+    stored = stored_metadata("architecture")
+    wanted = {"in_channels": in_channels, "width": width, "depth": depth, "size": size}
+    if not stored or stored["counted_at"] != wanted or "bench.architectures" in sys.modules:
+        return None
+    entries = stored["entries"]
+    names = sorted(n for n in entries if fnmatch.fnmatchcase(n, pattern))
+    return [
+        (n, entries[n]["display_name"], entries[n]["parameters"], entries[n]["macs"], entries[n]["paper_rows"])
+        for n in names
+    ]
+
+
+def counted_rows(pattern: str, in_channels: int, width: int, depth: int, size: int) -> list[Row]:
+    """The listing counted now: each matching network built on the meta device and its MACs counted."""
+    import torch
+
+    from bench.architectures import ARCHITECTURES, list_models
+    from bench.architectures._blocks import count_macs, count_parameters
+
+    rows = []
+    for name in list_models(pattern):
+        with torch.device("meta"):
+            model = ARCHITECTURES.create(name, in_channels=in_channels, classes=1, width=width, depth=depth)
+        entry = ARCHITECTURES.get(name)
+        rows.append(
+            (
+                name,
+                ARCHITECTURES.display_name(name),
+                count_parameters(model),
+                count_macs(model, in_channels, size),
+                dict(entry.paper_rows),
+            )
+        )
+    return rows
 
 
 def add_list(p: argparse.ArgumentParser) -> None:

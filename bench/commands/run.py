@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.config import load_profile
-    from bench.run.plan import plan, select
+    from bench.run.plan import data_source, plan, select
     from bench.run.runner import dry_run_table
 
     overrides = parse_settings(args.set)
@@ -36,6 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     profile = load_profile(args.profile, overrides, parse_dataset_option_pairs(args.dataset_option))
     engine = engine_config(args, profile)  # validates the engine options and the device before planning
+    track = _tracking(args, engine, dict(profile.tracking))
     sel = select(args.arch, args.dataset, args.all, args.protocol, args.folds, args.seeds)
     results = Path(args.results)
     skip = tuple(v for v in (args.skip or "").split(",") if v)
@@ -62,17 +63,78 @@ def cmd_run(args: argparse.Namespace) -> int:
     table = dry_run_table(jobs, results)
     done = int((table["state"] == "done").sum()) if len(table) else 0
     print(
-        f"{len(jobs)} jobs ({done} already done) | profile {profile.name} | protocol {sel.protocol} | "
+        f"{len(jobs)} jobs ({done} already done) | profile {jobs[0].profile if jobs else profile.name} | "
+        f"{data_source(jobs, args.data_root)} | protocol {sel.protocol} | "
         f"{len(sel.archs)} architectures x {len(sel.datasets)} datasets | results in {results}"
     )
+    todo = [j for j, state in zip(jobs, table["state"] if len(table) else []) if args.force or state != "done"]
+    engine = _print_cost(todo, results, args, profile.name, engine)
     if args.dry_run:
         print(table.to_string(index=False))
         return 0
-    return _execute(jobs, results, args, profile.name, engine)
+    return _execute(jobs, results, args, profile.name, engine, track)
+
+
+def _print_cost(
+    todo: list, results: Path, args: argparse.Namespace, profile: str, engine: EngineConfig | None
+) -> EngineConfig | None:
+    """Print the plan's cost (``bench.run.estimate``) and return the engine with the local worker count
+    fitted to memory: by default the most workers (up to one per core) whose estimated peaks fit in the
+    available memory with a margin; an explicit ``--jobs`` that does not fit is a warning with the numbers."""
+    import dataclasses
+
+    from bench.run.estimate import MEMORY_SHARE, available_mb, cache_path, plan_cost, workers_that_fit
+    from bench.run.runner import PRELOAD
+
+    if engine is not None and engine.name != "local":
+        print(f"estimate: not measured here (--engine {engine.name}: the jobs run on other machines)")
+        return engine
+    if not todo:
+        return engine
+
+    def measuring(n: int) -> None:
+        print(f"timing one training step of {n} network setting(s) here (cached in {cache_path(results)})", flush=True)
+
+    cost = plan_cost(todo, results, on_measure=measuring, preload=PRELOAD)  # timed where workers would run
+    cores = engine.n_jobs if engine is not None else args.jobs or os.cpu_count() or 1
+    on_cpu = all(e.device == "cpu" for e in cost.estimates)
+    available = available_mb() if on_cpu else None
+    workers = cores
+    if args.jobs and available is not None and args.jobs * cost.peak_mb > MEMORY_SHARE * available:
+        print(
+            f"bench: warning: --jobs {args.jobs} x {cost.peak_mb:,.0f} MiB estimated peak per worker = "
+            f"{args.jobs * cost.peak_mb:,.0f} MiB, more than {MEMORY_SHARE:.0%} of the {available:,.0f} MiB "
+            f"available; --jobs {workers_that_fit(cost.peak_mb, args.jobs, available)} fits",
+            file=sys.stderr,
+        )
+    elif not args.jobs and available is not None:
+        workers = workers_that_fit(cost.peak_mb, cores, available)
+        if engine is not None and workers != engine.n_jobs:
+            engine = dataclasses.replace(engine, n_jobs=workers)
+    for line in cost.lines(min(workers, len(todo)), profile):
+        print(line)
+    if not args.jobs and workers < cores:
+        print(f"workers: {workers} of {cores} cores (memory: {available:,.0f} MiB available)")
+    return engine
+
+
+def _tracking(args: argparse.Namespace, engine: EngineConfig | None, section: dict[str, str]) -> Any:
+    """Where each job is logged (``bench.tracking``): ``--track`` and its options, else the profile's ``tracking:``
+    ``section``; checked before planning. None without either, or for a dry run."""
+    from bench.tracking.export import start_tracking
+
+    kind = None if args.dry_run else args.track or section.get("to")
+    uri, experiment = args.tracking_uri or section.get("uri"), args.experiment or section.get("experiment")
+    return start_tracking(kind, args.results, uri, experiment, engine.name if engine else "local")
 
 
 def _execute(
-    jobs: list, results: Path, args: argparse.Namespace, profile: str, engine: EngineConfig | None = None
+    jobs: list,
+    results: Path,
+    args: argparse.Namespace,
+    profile: str,
+    engine: EngineConfig | None = None,
+    track: Any = None,
 ) -> int:
     from tqdm.auto import tqdm
 
@@ -86,7 +148,7 @@ def _execute(
     try:
         with stop_on_signals():
             for record in run_jobs(
-                jobs, results, n_jobs=n_jobs, force=args.force, progress=not args.quiet, engine=engine
+                jobs, results, n_jobs=n_jobs, force=args.force, progress=not args.quiet, engine=engine, track=track
             ):
                 if record.status == "submitted":
                     submitted.append(record)
@@ -144,7 +206,8 @@ def add_run(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a profile value, e.g. --set epochs=3 (repeatable)",
+        help="override a profile value, e.g. --set epochs=3 (repeatable); DATASET.KEY=VALUE for one dataset "
+        "only, e.g. --set lgg_mri.n_folds=2",
     )
     p.add_argument("--augment", action="store_true", help="train with the paper's augmentation pipeline")
     p.add_argument("--data-root", help="folder with one native-layout folder per dataset (default: synthetic)")
@@ -173,4 +236,12 @@ def add_run(p: argparse.ArgumentParser) -> None:
         "(<results>/tuned/NAME.yaml, on its base profile; --set still wins)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--track",
+        choices=["mlflow"],
+        help="log each job to an MLflow tracking server as it ends (docs/tracking.md; needs the tracking extra); "
+        "a profile's tracking: section does the same",
+    )
+    p.add_argument("--tracking-uri", help="with --track: the server (default: $MLFLOW_TRACKING_URI)")
+    p.add_argument("--experiment", help="with --track: the MLflow experiment (default: the results folder's name)")
     add_engine_options(p)

@@ -32,6 +32,8 @@ from bench.architectures import create_model
 from bench.config import Job, replace
 from bench.datasets.prepare import PreparedData, take_rows
 from bench.datasets.splits import Split
+from bench.errors import FATAL_ERRNOS, environment_error
+from bench.results.artefacts import describe as describe_artefacts
 from bench.results.checkpoint import checkpoint_meta, save_checkpoint
 from bench.results.job_data import load_job_data
 from bench.results.provenance import environment
@@ -48,10 +50,11 @@ from bench.results.store import (
     verify_result,
     write_record,
 )
-from bench.run.devices import device_slot, precision_for
+from bench.run.devices import bind_device, device_slot, precision_for
 from bench.run.devices import resolve_device as resolve
 from bench.run.evaluate import Part, predict_and_score
 from bench.run.train import fit, job_seed, seed_everything
+from bench.run.where import where_running
 
 
 def paths(job: Job, results: Path) -> dict[str, Path]:
@@ -78,7 +81,7 @@ def is_finished(job: Job, results: Path) -> bool:
 
 
 def run_job(
-    job: Job, results: Path | str, progress: bool = False, *, force: bool = False, wait: bool = True
+    job: Job, results: Path | str, progress: bool = False, *, force: bool = False, wait: bool = True, track: Any = None
 ) -> JobRecord:
     """Claim, run and record one job; returns its record.
 
@@ -87,7 +90,7 @@ def run_job(
     another process: never recomputed unless ``force``) or ``busy`` (another process holds the job and
     ``wait`` is False). With ``wait``, a held job is waited for: if its holder finished or failed it,
     that outcome is returned; if the holder died, the job runs here. Safe from any process on a shared
-    filesystem.
+    filesystem. ``track``: a ``bench.tracking.target.Tracking`` the job is logged to when it ends.
     """
     from filelock import Timeout
 
@@ -110,9 +113,14 @@ def run_job(
         if waited and now is not None and now != before and now.status is Status.FAILED and now.key == job.key:
             return now.replace(error=f"{now.error} (recorded by another process)")
         clean_job_temporaries(p["sidecar"].parent, job.stem)
-        return _run_claimed(job, results, p, progress)
+        record = _run_claimed(job, results, p, progress)
     finally:
         lock.release()
+    if track is not None:  # `bench run --track`: logged by the process that ran the job (bench.tracking)
+        from bench.tracking.export import track_job
+
+        track_job(record, results, track)
+    return record
 
 
 def _run_claimed(job: Job, results: Path, p: dict[str, Path], progress: bool) -> JobRecord:
@@ -120,8 +128,11 @@ def _run_claimed(job: Job, results: Path, p: dict[str, Path], progress: bool) ->
     start = time.perf_counter()
     previous = read_record(p["sidecar"]) if check_done(p["sidecar"], job.key)[0] else None
     started = time.time()
+    died = prior_deaths(read_record(p["sidecar"]), job.key)  # earlier tries whose worker died (we hold the lock)
+    tries = {"where": where_running(), "attempts": len(died) + 1, "died": died or None}
     write_record(
-        p["sidecar"], JobRecord.of(job, Status.RUNNING, started=started, pid=os.getpid(), host=socket.gethostname())
+        p["sidecar"],
+        JobRecord.of(job, Status.RUNNING, started=started, pid=os.getpid(), host=socket.gethostname(), **tries),
     )
     try:
         rows, info = execute(job, results, p, progress=progress)
@@ -134,6 +145,8 @@ def _run_claimed(job: Job, results: Path, p: dict[str, Path], progress: bool) ->
             started=started,
             environment=environment(),
             details=info,
+            artefacts=describe_artefacts(p["sidecar"]),  # size and sha256 of the rows, checkpoint, predictions
+            **tries,
         )
         write_record(p["sidecar"], record)
         return record
@@ -142,17 +155,50 @@ def _run_claimed(job: Job, results: Path, p: dict[str, Path], progress: bool) ->
             job,
             Status.FAILED,
             seconds=time.perf_counter() - start,
-            error=f"{type(exc).__name__}: {exc}",
+            error=environment_error(exc) or f"{type(exc).__name__}: {exc}",
             traceback=traceback.format_exc(),
             environment=environment(),
+            **tries,
         )
         if previous is not None and verify_result(p["sidecar"], previous.to_json())[1] is None:
             # a recomputation (--force) failed: keep the verified result, note the failure in it
             last = {k: failed.to_json()[k] for k in ("error", "traceback", "seconds", "environment")}
             write_record(p["sidecar"], previous.replace(last_failure={**last, "at": time.time()}))
+            _stop_on_full_disk(exc)
             return failed.replace(error=f"{failed.error} (the earlier ok result is kept)")
         write_record(p["sidecar"], failed)
+        _stop_on_full_disk(exc)
         return failed
+
+
+def prior_deaths(record: JobRecord | None, key: str) -> list[dict[str, Any]]:
+    """The dead tries of job ``key`` its sidecar ``record`` shows, oldest first: the deaths it already lists,
+    plus the try it describes when that try's process died (a ``running`` record whose lock is now free,
+    which the caller holds, or a ``failed`` record marked crashed). Empty once the job has a result."""
+    if record is None or record.key != key:
+        return []
+    earlier = [dict(d) for d in record.died or ()]
+    if record.crashed and earlier and earlier[-1].get("pid") == record.crashed_pid:
+        return earlier  # a crash record that already lists its own death
+    if record.status is Status.RUNNING or record.crashed:
+        where = dict(record.where or {})
+        earlier.append(
+            {
+                "pid": record.pid or record.crashed_pid or where.get("pid"),
+                "host": record.host or where.get("host"),
+                "started": record.started,
+                **{k: where[k] for k in ("engine", "dask_worker", "slurm_task") if k in where},
+            }
+        )
+        return earlier
+    return []
+
+
+def _stop_on_full_disk(exc: Exception) -> None:
+    """Re-raise a full disk or read-only folder (recorded in the sidecar already): every later job
+    would fail the same way, so the sweep stops with one line (``bench.errors.environment_error``)."""
+    if isinstance(exc, OSError) and exc.errno in FATAL_ERRNOS and environment_error(exc):
+        raise exc
 
 
 def resolve_device(name: str) -> str:
@@ -260,6 +306,7 @@ def _execute_on(
     device: str, job: Job, results: Path, out: dict[str, Path], progress: bool
 ) -> tuple[pd.DataFrame, dict]:
 
+    bind_device(device)  # this job's GPU becomes the current one before any CUDA call (no context on GPU 0)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     memory = PeakMemory(device).start()
     seed = job_seed(job.seed, job.dataset, job.arch, job.protocol, job.fold)
@@ -286,7 +333,10 @@ def _execute_on(
         for name in ("val", "test")
         if ids[name]
     ]
-    scored, infer_s = predict_and_score(result.model, parts, cfg.batch_size, device, out["predictions"])
+    prec = precision_for(device, cfg.amp, cfg.channels_last)  # training's autocast: selection and inference too
+    scored, infer_s = predict_and_score(
+        result.model, parts, cfg.batch_size, device, out["predictions"], autocast=lambda: prec.autocast(device)
+    )
     rows = scored.assign(
         dataset=job.dataset,
         source=job.source,
@@ -323,9 +373,24 @@ def _execute_on(
         memory,
         device=device,
         threads=job.train.threads,
-        **precision_for(device, cfg.amp, cfg.channels_last).to_dict(),
+        **prec.to_dict(),
+        selection_precision=prec.name,  # the selection pass and inference ran under the same autocast
+        inference_precision=prec.name,
+        **estimate_record(job, Path(results), result.seconds),
     )
     return rows, info
+
+
+def estimate_record(job: Job, results: Path, train_seconds: float) -> dict[str, float]:
+    """The plan's estimate of the job's training time (``bench.run.estimate``, from this machine's cache
+    of timed steps) and its relative error against ``train_seconds`` (estimated / measured - 1); empty
+    when this machine never measured the job's step (the plan was made elsewhere)."""
+    from bench.run.estimate import cached_estimate
+
+    estimate = cached_estimate(job, results)
+    if estimate is None or train_seconds <= 0:
+        return {}
+    return {"estimated_train_seconds": estimate.train_s, "estimate_error": estimate.train_s / train_seconds - 1}
 
 
 def _epoch_bar(job: Job, progress: bool) -> Any:

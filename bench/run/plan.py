@@ -143,21 +143,22 @@ def plan(
         if any(p.dataset == dataset for p in problems):
             continue
         root = dataset_root(data_root, dataset)
+        mine = profile.for_dataset(dataset)  # with its scoped settings (--set DATASET.KEY=VALUE)
         # each real dataset gets the --skip ids its layout holds (one list can name several datasets' files)
-        here = held_ids(dataset, root, data_options(dataset, profile, False), skip) if root and skip else skip
+        here = held_ids(dataset, root, data_options(dataset, mine, False), skip) if root and skip else skip
         skipped.update(here)
-        options = data_options(dataset, profile, root is None, here)
+        options = data_options(dataset, mine, root is None, here)
         try:
-            data = load_data(dataset, root, options, profile.train, Path(results) / "cache")
+            data = load_data(dataset, root, options, mine.train, Path(results) / "cache")
         except DataError as err:
             problems.append(_data_problem(dataset, root, err))
             continue
-        problem = fold_problem(data, sel.protocol, profile.train, folds)
+        problem = fold_problem(data, sel.protocol, mine.train, folds)
         if problem is not None:
             problems.append(problem)
             continue
         try:
-            split, split_path = split_for(data, sel.protocol, profile, results)
+            split, split_path = split_for(data, sel.protocol, mine, results)
         except SplitError as err:
             problems.append(
                 PlanProblem(
@@ -165,7 +166,7 @@ def plan(
                 )
             )
             continue
-        planned.append((dataset, root, options, data, split, split_path))
+        planned.append((dataset, root, options, data, split, split_path, mine.train))
     unknown = [i for i in skip if i not in skipped]
     if unknown:
         problems.append(
@@ -177,7 +178,7 @@ def plan(
         )
     if problems:
         raise PlanError(problems, sel, data_root)
-    for dataset, root, options, data, split, split_path in planned:
+    for dataset, root, options, data, split, split_path, train in planned:
         for arch in sel.archs:
             for fold in folds:
                 for seed in seeds:
@@ -189,7 +190,7 @@ def plan(
                             fold,
                             seed,
                             profile.name,
-                            profile.train,
+                            train,
                             None if root is None else str(root),
                             data.fingerprint,
                             split.hash,
@@ -199,6 +200,17 @@ def plan(
                         )
                     )
     return sorted(jobs, key=lambda j: (j.dataset, j.arch, j.protocol, j.fold, j.seed))
+
+
+def data_source(jobs: list[Job], data_root: Path | None) -> str:
+    """Where the planned jobs' data come from, for the plan header: ``data: synthetic stand-ins`` or
+    ``data: DATA (real: isic2018, dsb2018)`` (``data_root`` as the user gave it)."""
+    real = list(dict.fromkeys(j.dataset for j in jobs if j.data_root is not None))
+    synthetic = list(dict.fromkeys(j.dataset for j in jobs if j.data_root is None))
+    if not real:
+        return "data: synthetic stand-ins"
+    line = f"data: {data_root} (real: {', '.join(real)})"
+    return line + (f"; synthetic stand-ins: {', '.join(synthetic)}" if synthetic else "")
 
 
 # ---------------------------------------------------------------------------------- planning problems
@@ -343,7 +355,7 @@ def fold_problem(data: PreparedData, protocol: str, cfg: TrainConfig, folds: tup
             data.dataset,
             f"fold(s) {', '.join(map(str, bad))} do not exist: {protocol} with n_folds={best} has folds 0..{best - 1}",
             f"--folds {','.join(str(f) for f in folds if 0 <= f < best) or '0'}, or "
-            f"--set n_folds={max(folds) + 1} (which changes every fold)",
+            f"--set {data.dataset}.n_folds={max(folds) + 1} (which changes every fold)",
         )
     outside = "outside the test set " if protocol == "holdout" else ""
     what = (
@@ -353,11 +365,11 @@ def fold_problem(data: PreparedData, protocol: str, cfg: TrainConfig, folds: tup
     fixes = []
     if best:
         need = f" --folds {','.join(map(str, range(best)))}" if max(folds) >= best else ""
-        fixes.append(f"--set n_folds={best}{need} (the most it allows; n_folds applies to every dataset of the run)")
+        fixes.append(f"--set {data.dataset}.n_folds={best}{need} (the most it allows, for this dataset only)")
     other = "cv" if protocol == "holdout" else "holdout"
     alt = max_folds(data, other, cfg)
     if alt:
-        folds_opt = "" if alt == cfg.n_folds else f" --set n_folds={alt}"
+        folds_opt = "" if alt == cfg.n_folds else f" --set {data.dataset}.n_folds={alt}"
         fixes.append(f"--protocol {other}{folds_opt}")
     fixes.append("leave it out of --dataset")
     return PlanProblem(data.dataset, what, ", or ".join(fixes))

@@ -33,7 +33,8 @@ from bench.config import Job
 from bench.results.record import CRASHED, JobRecord, Status
 from bench.results.store import check_done, clean_stale, job_lock, read_record, write_record
 from bench.run.engines import dispatch
-from bench.run.execute import is_finished, paths, run_job
+from bench.run.execute import is_finished, paths, prior_deaths, run_job
+from bench.run.locks import probe_flock
 
 __all__ = ["CRASHED", "dry_run_table", "is_finished", "mark_crashed", "paths", "run_job", "run_jobs", "stop_on_signals"]
 
@@ -70,7 +71,11 @@ def mark_crashed(jobs: list[Job], results: Path) -> list[JobRecord]:
 
 
 def _record_crash(job: Job, results: Path, pid: int | None = None) -> JobRecord:
-    record = JobRecord.of(job, Status.FAILED, error=CRASHED, crashed_pid=pid)
+    died = prior_deaths(read_record(paths(job, results)["sidecar"]), job.key)  # this death and earlier ones
+    pid = pid if pid is not None or not died else died[-1].get("pid")
+    record = JobRecord.of(
+        job, Status.FAILED, error=CRASHED, crashed_pid=pid, attempts=len(died) or None, died=died or None
+    )
     write_record(paths(job, results)["sidecar"], record)
     return record
 
@@ -82,30 +87,37 @@ def run_jobs(
     force: bool = False,
     progress: bool = True,
     engine: Any = None,
+    track: Any = None,
 ) -> Iterator[JobRecord]:
     """Run the unfinished jobs (all with ``force``), yielding one ``JobRecord`` per job as it ends.
 
     ``engine``: a ``bench.run.engines.EngineConfig``; None or ``local`` runs here (``n_jobs`` workers).
+    ``track``: a ``bench.tracking.target.Tracking`` each job is logged to as it ends: by the worker that
+    ran it on this machine, by this driver for Dask and SLURM (which do not pass it on to their workers).
     Jobs another process is running are done last: waited for, then read (or run here if that
     process died). Stale temporary files under ``results/runs`` are removed first.
     """
     results = Path(results)
     clean_stale(results)
     todo = [j for j in jobs if force or not is_finished(j, results)]
+    if todo:
+        probe_flock(results)  # the job locks need flock here: stop before any job starts if it does not work
     for job in jobs:
         if job not in todo:
             yield JobRecord.of(job, Status.SKIPPED)
     if engine is not None and engine.name != "local" and todo:  # Dask or SLURM (bench.run.engines)
-        yield from dispatch(todo, results, engine)
+        from bench.tracking.export import track_job
+
+        yield from (track_job(record, results, track) for record in dispatch(todo, results, engine))
         return
     busy = []
     by_key = {j.key: j for j in todo}
-    for record in _dispatch(todo, results, n_jobs, progress, force=force, wait=False):
+    for record in _dispatch(todo, results, n_jobs, progress, force=force, wait=False, track=track):
         if record.status is Status.BUSY:
             busy.append(by_key[record.key])
         else:
             yield record
-    yield from _dispatch(busy, results, n_jobs, progress, force=force, wait=True)
+    yield from _dispatch(busy, results, n_jobs, progress, force=force, wait=True, track=track)
 
 
 def _dispatch(todo: list[Job], results: Path, n_jobs: int, progress: bool, **kw: Any) -> Iterator[JobRecord]:
@@ -303,29 +315,9 @@ def stop_on_signals() -> Iterator[None]:
 
 
 def dry_run_table(jobs: list[Job], results: Path) -> pd.DataFrame:
-    """One row per job: identity, ``state`` (done, damaged, running, failed or todo) and key."""
-    rows = []
-    for job in jobs:
-        record = read_record(paths(job, results)["sidecar"])
-        done, problem = check_done(paths(job, results)["sidecar"], job.key)
-        state = (
-            "done"
-            if done
-            else "damaged"
-            if problem
-            else record.status.value
-            if record is not None and record.key == job.key
-            else "todo"
-        )
-        rows.append(
-            {
-                "dataset": job.dataset,
-                "arch": job.arch,
-                "protocol": job.protocol,
-                "fold": job.fold,
-                "seed": job.seed,
-                "state": state,
-                "key": job.key,
-            }
-        )
-    return pd.DataFrame(rows)
+    """One row per job: identity, ``state`` and ``reason`` by the one job-state rule
+    (``bench.run.status.job_state``: done, damaged, running, crashed, queued, failed or missing) and key."""
+    from bench.run.status import sweep_status
+
+    table = sweep_status(jobs, results)
+    return table[["dataset", "arch", "protocol", "fold", "seed", "state", "reason", "key"]]
