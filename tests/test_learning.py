@@ -157,11 +157,23 @@ def test_summary_marks_the_rows_of_models_that_did_not_learn(results: Path) -> N
     assert "! 2/2 did not learn" in text.splitlines()[2] and "did not learn" not in text.splitlines()[1]
     lines = not_learned_lines(results, set(df["job_key"]))
     assert "2 of 4 fold models did not learn" in lines[0]
-    assert [ln.split(":")[0].strip() for ln in lines[1:]] == [
-        "dsb2018/unet/holdout/fold 0/seed 0",
-        "dsb2018/unet/holdout/fold 1/seed 0",
+    # grouped: one line per dataset x architecture with the count, the folds and the kinds of reason
+    assert [ln.strip() for ln in lines[1:]] == [
+        (
+            "dsb2018/unet: 2 fold model(s) (holdout fold 0, holdout fold 1): Dice no better than a trivial floor, "
+            "selection loss never below epoch 0, trivial predictions"
+        )
     ]
-    assert "predicted background on every scored image" in lines[1]
+    assert "bench report --table learning" in lines[0]
+
+
+def test_learning_table_lists_every_fold_model_with_its_reasons(results: Path) -> None:
+    from bench.analysis.learning import learning_table
+
+    table = learning_table(store.sidecars(results))
+    assert len(table) == 4 and list(table["did_not_learn"][:2]) == [True, True]  # flagged first
+    assert table.loc[0, "reasons"].startswith("predicted background on every scored image")
+    assert table.loc[3, "reasons"] == "" and "2 of 4" in table.attrs["caption"]
 
 
 def test_summary_says_when_the_flag_was_not_recorded(results: Path) -> None:

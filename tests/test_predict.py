@@ -240,6 +240,7 @@ def test_predict_writes_native_masks_per_fold_and_the_ensemble(tmp_path: Path, c
                 "--out",
                 str(tmp_path / "masks"),
                 "--ensemble",
+                "--include-untrained",  # tiny models at 1 epoch may not learn: the mean is what is tested here
             ]
         )
         == 0
@@ -254,3 +255,22 @@ def test_predict_writes_native_masks_per_fold_and_the_ensemble(tmp_path: Path, c
     expected = native_probability(models, grey(9, 45, 61)[..., None], prep) > 0.5
     np.testing.assert_array_equal(np.array(Image.open(tmp_path / "masks" / "ensemble" / "png" / "7.png")) > 0, expected)
     assert prep.patch_size == 256 and prep.patch_padding == 16  # the paper's patches, recorded
+
+
+def test_ensemble_leaves_out_fold_models_that_did_not_learn(tmp_path: Path) -> None:
+    import json
+    from types import SimpleNamespace
+
+    from bench.errors import InvalidInput
+    from bench.models.predict import ensemble_members
+
+    chosen = []
+    for fold, bad in ((0, False), (1, True)):
+        side = tmp_path / f"f{fold}.json"
+        side.write_text(json.dumps({"status": "ok", "job": {}, "learning": {"did_not_learn": bad, "reasons": []}}))
+        chosen.append(SimpleNamespace(sidecar=side, name=f"fold{fold}"))
+    with pytest.warns(UserWarning, match="fold1 did not learn"):
+        assert ensemble_members(chosen) == [0]
+    assert ensemble_members(chosen, include_untrained=True) == [0, 1]
+    with pytest.raises(InvalidInput, match="every fold model"):
+        ensemble_members(chosen[1:])

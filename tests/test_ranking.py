@@ -8,6 +8,7 @@ import pytest
 from results_fixture import make_results
 
 from bench.analysis import ranking
+from bench.errors import NoResults
 from bench.report import report
 
 
@@ -31,7 +32,7 @@ def test_reproducible_under_its_seed(df: pd.DataFrame) -> None:
 def test_dominant_architecture_ranks_first_with_probability_near_one(df: pd.DataFrame) -> None:
     table = ranking.rank_table(df, n_boot=500, seed=0)
     assert set(table["dataset"]) == {"isic2018", "lgg_mri", ranking.ALL}
-    for ds, g in table.groupby("dataset"):
+    for ds, g in table[table["kind"] == "model"].groupby("dataset"):
         top = g.iloc[0]
         assert top["arch"] == "mildnet" and top["rank"] == 1 and top["p_first"] > 0.99, ds
         assert top["rank_low"] == top["rank_high"] == 1
@@ -64,4 +65,24 @@ def test_bootstrap_resamples_units_as_documented() -> None:
 
 def test_rank_table_in_the_report(df: pd.DataFrame) -> None:
     md = report.report_table(df, "ranks", "md")
-    assert "p_first" in md and "bootstrap" in md and "all datasets" in md
+    assert "P(first)" in md and "bootstrap" in md and "all datasets" in md
+
+
+def test_ranks_show_the_floor_and_warn_on_few_units() -> None:
+    """A floor row at the rank a trivial prediction would take; <= 5 units: a warning in the table."""
+    df = make_results(datasets=("lgg_mri",), archs=("unet", "mildnet"), n_cases=12, protocols=("holdout",))
+    with pytest.warns(UserWarning, match="ranks over"):
+        table = ranking.rank_table(df, n_boot=50)
+    floor = table[table["kind"] == "floor"].iloc[0]
+    models = table[table["kind"] == "model"]
+    assert floor["arch"] in ("all_foreground", "all_background") and floor["rank"] == 3  # below both models
+    assert (models["warning"].str.contains("units: intervals say little")).all()
+    assert "Few units" in table.attrs["caption"]
+
+
+def test_consensus_rank_refuses_datasets_trained_differently() -> None:
+    df = make_results(datasets=("isic2018", "lgg_mri"), archs=("unet", "mildnet"), protocols=("holdout",))
+    df["epochs"] = np.where(df["dataset"] == "lgg_mri", 3, 2)
+    with pytest.raises(NoResults, match=r"epochs \(isic2018: 2; lgg_mri: 3"):
+        ranking.rank_table(df, n_boot=10)
+    assert len(ranking.rank_table(df, n_boot=10, datasets=["lgg_mri"]))  # one dataset: nothing to compare

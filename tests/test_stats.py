@@ -161,7 +161,9 @@ def test_format_tests_states_the_unit(three: pd.DataFrame) -> None:
     latex = format_tests(res, "latex")
     assert "\\begin{tabular}" in latex and "95\\% CI" in latex and "patients" in latex
     assert format_tests(res, "md").startswith("| dataset |")
-    assert pd.read_csv(__import__("io").StringIO(format_tests(res, "csv"))).shape == res.shape
+    csv = format_tests(res, "csv")
+    assert csv.startswith("# p folds: the fold-level corrected resampled t-test")  # the caveats, as a comment line
+    assert pd.read_csv(__import__("io").StringIO(csv), skiprows=1).shape == res.shape
 
 
 # ----------------------------------------------------------------------------- unit of analysis

@@ -18,6 +18,18 @@ Conventions (docs/protocols.md, "Units of analysis and paired tests"):
 - ``fold_level_test``: under ``cv``, the corrected resampled t-test of Nadeau and Bengio (2003) on the
   fold models' mean differences, whose variance accounts for the overlapping training sets.
 - A test on <= 5 units per architecture (e.g. five fold means) warns: it has almost no power.
+- Wilcoxon drops zero differences (scipy's default ``zero_method="wilcox"``): ``n_used`` is the n it
+  used, ``n_zero`` how many were dropped (for the t-test ``n_used == n``).
+- Both architectures must have the same number of fold models (a missing fold changes what a mean
+  averages over): unequal counts are refused, naming them, unless ``allow_unequal_folds`` (then noted).
+- Every comparison carries what qualifies it (``note``, ``verdict``): a fold model that did not learn
+  (``bench.analysis.learning``; the comparison is then with a trivial predictor, and ``verdict`` gives
+  none) and the better trivial floor over the same units (``floor``, ``floor_mean``); every holdout
+  output (tests table caption, ``bench ttest``, Fig. 8) says that training randomness is not in the test
+  (``RANDOMNESS_NOTE``). Under ``cv`` the fold-level
+  corrected test (``fold_level_test``) stands beside the unit-level one and ``significant`` is the more
+  conservative of the two (``significant_units``, ``significant_folds``).
+- ``paired_tests(..., family="all")``: the correction runs over every dataset x comparison of the call.
 - Every comparison refuses architectures whose jobs differ in anything but the architecture
   (``bench.results.selection.check_like_for_like``).
 """
@@ -25,18 +37,23 @@ Conventions (docs/protocols.md, "Units of analysis and paired tests"):
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
+from bench.analysis.floors import FLOORS, trivial_scores
+from bench.analysis.learning import flag_text, model_flags, not_learned
+from bench.analysis.seeds import collapse_seeds, fold_unit_suffix
 from bench.datasets import canonical_name, dataset_info
 from bench.errors import InvalidInput, NoResults, UnknownName
 from bench.metrics import higher_is_better
 from bench.results.selection import check_like_for_like
+from bench.results.store import ResultWarning
 
 #: The paper's proposed network: the default reference of the paired tests and of Fig. 8.
 REFERENCE = "mildnet"
@@ -46,8 +63,23 @@ NADEAU_BENGIO = (
     "corrected resampled t (Nadeau C. & Bengio Y. 2003, Inference for the generalization error, "
     "Machine Learning 52:239-281)"
 )
-CORRECTIONS = ("holm", "bonferroni", "none")
+CORRECTIONS = ("holm", "bonferroni", "fdr_bh", "none")
+#: Over which comparisons a correction runs: each dataset's (the paper's per-panel tests) or all of the call's.
+FAMILIES = ("dataset", "all")
 MIN_UNITS = 5  # n <= MIN_UNITS warns
+#: What every holdout test output says: the test pairs images, not training runs.
+RANDOMNESS_NOTE = (
+    "training randomness is not included (holdout: each image's value is averaged over the fold models, "
+    "which share one split; the test pairs images, not training runs): include it with cv "
+    "(`--protocol cv`, whose fold-level corrected test is shown beside) or several seeds (`--seeds 0,1,2`)"
+)
+
+
+class AnalysisWarning(ResultWarning):
+    """A caveat about a number a reader sees (too few units, a fold model left out): one line,
+    ``bench: warning: ...``, on the command line."""
+
+
 DEFAULT_SPLIT = {"cv": "val", "holdout": "test"}
 RESULT_COLUMNS = [
     "dataset",
@@ -74,6 +106,18 @@ RESULT_COLUMNS = [
     "unit",
     "unit_level",
     "n_images",
+    "n_used",
+    "n_zero",
+    "floor",
+    "floor_mean",
+    "did_not_learn",
+    "significant_units",
+    "n_folds",
+    "p_folds",
+    "p_adj_folds",
+    "significant_folds",
+    "verdict",
+    "note",
 ]
 _MODEL_KEYS = ["fold", "seed"]  # one fold model = one (fold, seed) pair within (dataset, arch, protocol)
 
@@ -247,6 +291,7 @@ class PerImage:
     unit: str
     groups: pd.Series | None = None
     level: str = "image"
+    rows: pd.DataFrame | None = None  # the selected per-image rows (flags and floors are read from them)
 
     @property
     def grouped(self) -> bool:
@@ -298,7 +343,7 @@ def per_image(
         unit=unit,
         grouped=grouped,
     )
-    return PerImage(values, scored, n_models, text, groups, unit)
+    return PerImage(values, scored, n_models, text, groups, unit, sel)
 
 
 def _groups(sel: pd.DataFrame, column: str = "group") -> pd.Series:
@@ -342,15 +387,24 @@ def _ids(ids: list[str], limit: int = 20) -> str:
 def _compare(a: np.ndarray, b: np.ndarray, test: str) -> dict[str, float]:
     """Numbers of one comparison (a = reference, b = other); equal to scipy on the same vectors."""
     n = len(a)
-    row: dict[str, float] = {"n": n, "mean_ref": _mean(a), "mean_other": _mean(b), "mean_diff": _mean(a - b)}
+    diff = a - b
+    n_zero = int((diff == 0).sum())
+    row: dict[str, float] = {
+        "n": n,
+        "mean_ref": _mean(a),
+        "mean_other": _mean(b),
+        "mean_diff": _mean(diff),
+        "n_used": n - n_zero if test == "wilcoxon" else n,  # scipy's wilcoxon drops zero differences
+        "n_zero": n_zero,
+    }
     if n < 2:
         return {**row, "ci_low": np.nan, "ci_high": np.nan, "d_z": np.nan, "statistic": np.nan, "p_raw": np.nan}
-    diff = a - b
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # zero-variance differences: scipy returns nan
+        warnings.simplefilter("ignore", UserWarning)  # wilcoxon on few non-zero differences: n_used says so
         tt = sps.ttest_rel(a, b)
         ci = tt.confidence_interval(0.95)
-        res = tt if test == "t" else sps.wilcoxon(a, b)
+        res = tt if test == "t" else _wilcoxon(a, b, n - n_zero)
     sd = float(np.std(diff, ddof=1))
     d_z = row["mean_diff"] / sd if sd > 0 else np.nan
     return {
@@ -361,6 +415,19 @@ def _compare(a: np.ndarray, b: np.ndarray, test: str) -> dict[str, float]:
         "statistic": float(res.statistic),
         "p_raw": float(res.pvalue),
     }
+
+
+def _wilcoxon(a: np.ndarray, b: np.ndarray, n_used: int) -> Any:
+    """scipy's Wilcoxon signed-rank test; with no non-zero difference it is undefined (NaN statistic and p)."""
+    if n_used == 0:
+        return _NanResult()
+    return sps.wilcoxon(a, b)
+
+
+@dataclass(frozen=True)
+class _NanResult:
+    statistic: float = np.nan
+    pvalue: float = np.nan
 
 
 def _mean(x: np.ndarray) -> float:
@@ -394,23 +461,35 @@ def paired_test(
     correction: str = "holm",
     alpha: float = 0.05,
     unit: str = "group",
+    allow_unequal_folds: bool = False,
+    fold_level: bool = True,
 ) -> pd.DataFrame:
     """Paired tests of ``reference`` against each arch in ``against`` (default: every other arch present),
     over the units of analysis ``unit`` (``group``: patients / source images; ``image``: every image).
 
     One row per comparison (columns ``RESULT_COLUMNS``); ``mean_diff`` = reference - other, so a
-    positive difference favours the reference for dice/iou and the other arch for hd/hd95.
+    positive difference favours the reference for dice/iou and the other arch for hd/hd95. Under ``cv``
+    (and ``fold_level``) the fold-level corrected test of the same comparisons is attached
+    (``n_folds``, ``p_folds``, ``p_adj_folds``, ``significant_folds``) and ``significant`` is the more
+    conservative verdict; see the module docstring for ``note``, ``verdict`` and the floors.
     """
     if test not in TESTS:
         raise InvalidInput(f"test must be one of {TESTS}, got {test!r}")
     data = per_image(df, dataset=dataset, metric=metric, protocol=protocol, split=split, unit=unit)
+    flags = model_flags(data.rows) if data.rows is not None else pd.DataFrame()
+    floor, floor_mean = better_floor(data, metric)
+    name = canonical_dataset(dataset)
     rows = []
     for other in _others(data.values.columns, reference, against):
+        unequal = check_equal_folds(data, reference, other, allow_unequal_folds)
         a, b, n_excluded = paired_vectors(data, reference, other)
         n_images = int(data.scored[reference].sum()) - n_excluded
+        flagged = [
+            f"{arch}: {flag_text(flags, name, arch)}" for arch in (reference, other) if not_learned(flags, name, arch)
+        ]
         rows.append(
             {
-                "dataset": canonical_dataset(dataset),
+                "dataset": name,
                 "metric": metric,
                 "reference": reference,
                 "other": other,
@@ -419,14 +498,114 @@ def paired_test(
                 "models_ref": int(data.n_models[reference]),
                 "models_other": int(data.n_models[other]),
                 "n_images": n_images,
+                "floor": floor,
+                "floor_mean": floor_mean,
+                "did_not_learn": bool(flagged),
+                "note": _join(*flagged, unequal),
             }
         )
     out = pd.DataFrame(rows)
-    out["p_adj"], out["significant"] = adjust(out["p_raw"], correction, alpha)
     out["test"], out["correction"], out["alpha"], out["unit"] = test, correction, alpha, data.unit
     out["unit_level"] = data.level if data.grouped else "image"
+    out["n_folds"], out["p_folds"], out["p_adj_folds"] = np.nan, np.nan, np.nan
+    out["significant_folds"] = pd.array([pd.NA] * len(out), dtype="boolean")
+    if protocol == "cv" and fold_level:
+        folds = fold_level_test(
+            df, dataset=dataset, metric=metric, reference=reference, against=list(out["other"]), alpha=alpha
+        )
+        out["n_folds"] = folds["n_folds"].to_numpy(float)
+        out["p_folds"] = folds["p_raw"].to_numpy(float)
+    out = apply_correction(out, correction, alpha)
     _warn_small(out, data.unit)
     return out[RESULT_COLUMNS]
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+def apply_correction(out: pd.DataFrame, correction: str, alpha: float) -> pd.DataFrame:
+    """``p_adj`` (and ``p_adj_folds``) over all rows of ``out`` as one family, then the verdicts:
+    ``significant_units`` at unit level, ``significant_folds`` at fold level (cv), ``significant`` the more
+    conservative of the two, and ``verdict`` in words."""
+    out = out.copy()
+    out["p_adj"], out["significant_units"] = adjust(out["p_raw"], correction, alpha)
+    out["correction"] = correction
+    has_folds = out["n_folds"].notna()
+    if has_folds.any():
+        p_adj, sig = adjust(out["p_folds"], correction, alpha)
+        out["p_adj_folds"] = np.where(has_folds, p_adj, np.nan)
+        out["significant_folds"] = pd.array([bool(s) if h else pd.NA for s, h in zip(sig, has_folds)], dtype="boolean")
+    folds = out["significant_folds"].astype("boolean").fillna(True).astype(bool)
+    out["significant"] = out["significant_units"].astype(bool) & folds
+    out["verdict"] = [_verdict(r) for r in out.itertuples()]
+    return out
+
+
+def _verdict(r: Any) -> str:
+    """The verdict a reader reads, in words."""
+    if r.did_not_learn:
+        return "no verdict: a model did not learn (the comparison is with a trivial predictor)"
+    if pd.isna(r.significant_folds):
+        return "significant" if r.significant else "not significant"
+    if r.significant_units and r.significant_folds:
+        return "significant at unit and fold level"
+    if not r.significant_units and not r.significant_folds:
+        return "not significant at unit or fold level"
+    level = "fold" if r.significant_units else "unit"
+    return f"not significant: the more conservative verdict (not significant at {level} level)"
+
+
+def check_equal_folds(data: PerImage, reference: str, other: str, allow: bool = False) -> str:
+    """Refuse (``InvalidInput``) a comparison whose architectures have unequal numbers of fold models,
+    naming them with their folds; with ``allow`` return the note that says so ("" when equal)."""
+    n_ref, n_other = int(data.n_models[reference]), int(data.n_models[other])
+    if n_ref == n_other:
+        return ""
+    folds = _fold_lists(data.rows, (reference, other)) if data.rows is not None else {}
+    shown = ", ".join(f"{a} {n} fold model(s){folds.get(a, '')}" for a, n in ((reference, n_ref), (other, n_other)))
+    if allow:
+        return f"unequal fold models ({shown}), compared anyway (--allow-unequal-folds)"
+    raise InvalidInput(
+        f"unequal numbers of fold models: {shown}; each mean would average over different training runs. "
+        "Run the missing jobs (`bench status` lists them), or pass --allow-unequal-folds (noted in the output)"
+    )
+
+
+def _fold_lists(rows: pd.DataFrame, archs: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for arch in archs:
+        models = rows.loc[rows["arch"] == arch, _MODEL_KEYS].drop_duplicates().sort_values(_MODEL_KEYS)
+        folds = [str(int(r.fold)) + (f"/seed {int(r.seed)}" if r.seed else "") for r in models.itertuples()]
+        out[arch] = f" (fold{'s' if len(folds) > 1 else ''} {', '.join(folds)})"
+    return out
+
+
+def floor_values(data: PerImage, metric: str) -> dict[str, pd.Series]:
+    """Each trivial floor's value per unit of analysis of ``data`` (index as ``unit_values``); a floor whose
+    ``metric`` is not derivable from counts on some image (HD of all foreground) is left out."""
+    if data.rows is None or data.rows.empty or metric not in ("dice", "iou", "hd", "hd95"):
+        return {}
+    images = data.rows.drop_duplicates("case_id").set_index("case_id", drop=False).reindex(data.values.index)
+    out = {}
+    for floor in FLOORS:
+        v = pd.Series(trivial_scores(images, floor)[metric], index=data.values.index, dtype=float)
+        if v.isna().any():
+            continue
+        if data.level != "image" and data.groups is not None:
+            v = v.groupby(data.groups.reindex(v.index)).mean()
+        out[floor] = v
+    return out
+
+
+def better_floor(data: PerImage, metric: str) -> tuple[str, float]:
+    """(name, mean over the units) of the better trivial floor of ``data`` on ``metric`` ("", NaN when none)."""
+    means = {f: float(v.mean()) for f, v in floor_values(data, metric).items()}
+    if not means:
+        return "", np.nan
+    pick = max if higher_is_better(metric) else min
+    best = pick(means, key=lambda f: means[f])
+    return best, means[best]
 
 
 def _others(present: pd.Index, reference: str, against: str | Sequence[str] | None) -> list[str]:
@@ -448,20 +627,51 @@ def _warn_small(out: pd.DataFrame, unit: str) -> None:
     small = out[out["n"] <= MIN_UNITS]
     if len(small):
         warnings.warn(
-            f"paired test on n <= {MIN_UNITS} units ({unit}; {', '.join(small['other'])}): far too few "
-            "independent units for a meaningful test",
+            f"{small['dataset'].iloc[0]}: paired test on n <= {MIN_UNITS} units ({unit}; "
+            f"{', '.join(small['other'])}): far too few independent units for a meaningful test",
+            AnalysisWarning,
             stacklevel=3,
         )
 
 
-def paired_tests(df: pd.DataFrame, datasets: Sequence[str] | None = None, **kwargs: object) -> pd.DataFrame:
-    """``paired_test`` for each dataset (default: every dataset with results for the protocol); the
-    correction applies within each dataset, as the paper's per-panel Fig. 8 tests."""
+def paired_tests(
+    df: pd.DataFrame, datasets: Sequence[str] | None = None, *, family: str = "dataset", **kwargs: Any
+) -> pd.DataFrame:
+    """``paired_test`` for each dataset (default: every dataset with results for the protocol). The
+    correction runs within each dataset (``family="dataset"``, as the paper's per-panel Fig. 8 tests) or
+    over every dataset x comparison of the call (``family="all"``). Several datasets must share one
+    training recipe (``bench.analysis.across.check_across_datasets``)."""
+    from bench.analysis.across import check_across_datasets
+
+    if family not in FAMILIES:
+        raise InvalidInput(f"family must be one of {FAMILIES}, got {family!r}")
     protocol = str(kwargs.get("protocol", "cv"))
     split = default_split(protocol, kwargs.get("split"))  # type: ignore[arg-type]
     names = datasets or sorted(df.loc[(df["protocol"] == protocol) & (df["split"] == split), "dataset"].unique())
-    frames = [paired_test(df, dataset=d, **kwargs) for d in names]  # type: ignore[arg-type]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
+    if len(names) > 1:
+        shown = (df["protocol"] == protocol) & (df["split"] == split)
+        check_across_datasets(df[shown & df["dataset"].isin([canonical_dataset(d) for d in names])], "paired tests")
+    frames = [paired_test(df, dataset=d, **kwargs) for d in names]
+    if not frames:
+        return pd.DataFrame(columns=[*RESULT_COLUMNS, "family"])
+    out = pd.concat(frames, ignore_index=True)
+    if family == "all":
+        out = apply_correction(out, str(kwargs.get("correction", "holm")), float(kwargs.get("alpha", 0.05)))
+    out["family"] = family
+    return out
+
+
+def family_text(out: pd.DataFrame) -> str:
+    """How the p-values of ``paired_tests`` output were corrected, in words."""
+    if out.empty:
+        return ""
+    correction = str(out["correction"].iloc[0])
+    method = {"holm": "Holm", "bonferroni": "Bonferroni", "fdr_bh": "Benjamini-Hochberg (FDR)"}.get(correction)
+    if method is None:
+        return "no correction for multiple comparisons"
+    if "family" in out and (out["family"] == "all").all():
+        return f"{method} over all {len(out)} dataset x comparison tests of the call"
+    return f"{method} within each dataset"
 
 
 FOLD_COLUMNS = [
@@ -478,6 +688,7 @@ FOLD_COLUMNS = [
     "p_adj",
     "significant",
     "test_train_ratio",
+    "ratio_basis",
     "test",
     "correction",
     "alpha",
@@ -500,17 +711,18 @@ def fold_level_test(
     For each fold model j (a fold and seed), d_j = reference's mean over the images it scored minus the
     other arch's; t = mean(d) / sqrt((1/J + n_test/n_train) s^2) with J fold models, s^2 the sample
     variance of d and n_test/n_train the mean ratio of a fold model's scored images to the images
-    outside its fold (the training folds, inner validation part included); J - 1 degrees of freedom
-    (scipy.stats.t). The 1/J + n_test/n_train factor (instead of 1/J) corrects the variance for the
-    training sets the fold models share. One row per comparison (``FOLD_COLUMNS``), Holm across them.
+    its weights were fitted on (``n_fit``: the training folds minus the inner validation part that chose
+    the epoch, which is not training data); J - 1 degrees of freedom (scipy.stats.t). The 1/J +
+    n_test/n_train factor (instead of 1/J) corrects the variance for the training sets the fold models
+    share. ``n_fit`` comes from each job's record (column ``n_fit``, ``attach_fit_sizes``); without it,
+    it is estimated from the recorded ``inner_fraction``, and without that the whole training folds are
+    counted; ``ratio_basis`` says which. One row per comparison (``FOLD_COLUMNS``), Holm across them.
     """
-    sel = select(df, dataset=dataset, protocol="cv")
+    sel = collapse_seeds(select(df, dataset=dataset, protocol="cv"))  # seeds nested within the fold
     if sel.empty:
         raise NoResults(f"no cv results for dataset {dataset!r}: {run_command(dataset, 'cv')} makes them")
     per_model = sel.groupby(["arch", *_MODEL_KEYS])[metric].mean().unstack("arch")
-    n_test = sel.drop_duplicates([*_MODEL_KEYS, "case_id"]).groupby(_MODEL_KEYS).size().reindex(per_model.index)
-    n_total = sel["case_id"].nunique()
-    ratio = float(np.mean(n_test / (n_total - n_test)))
+    ratio, basis = fit_ratio(sel, per_model.index)
     rows = []
     for other in _others(per_model.columns, reference, against):
         d = (per_model[reference] - per_model[other]).dropna().to_numpy(float)
@@ -522,13 +734,43 @@ def fold_level_test(
                 "other": other,
                 **_corrected_resampled(d, ratio),
                 "test_train_ratio": ratio,
+                "ratio_basis": basis,
             }
         )
     out = pd.DataFrame(rows)
     out["p_adj"], out["significant"] = adjust(out["p_raw"], correction, alpha)
     out["test"], out["correction"], out["alpha"] = NADEAU_BENGIO, correction, alpha
-    out["unit"] = "fold models (cv): each fold model's mean over its out-of-fold images"
+    out["unit"] = "fold models (cv): each fold model's mean over its out-of-fold images" + fold_unit_suffix(sel)
     return out[FOLD_COLUMNS]
+
+
+def fit_ratio(sel: pd.DataFrame, models: pd.Index) -> tuple[float, str]:
+    """(mean n_test / n_fit over the fold models ``models`` of the cv rows ``sel``, how n_fit was known)."""
+    n_test = sel.drop_duplicates([*_MODEL_KEYS, "case_id"]).groupby(_MODEL_KEYS).size().reindex(models)
+    outside = sel["case_id"].nunique() - n_test
+    if "n_fit" in sel.columns and sel["n_fit"].notna().all():
+        n_fit = sel.groupby(_MODEL_KEYS)["n_fit"].first().reindex(models).astype(float)
+        return float(
+            np.mean(n_test / n_fit)
+        ), "n_fit: each fold model's fitted images (inner validation part not counted)"
+    if "inner_fraction" in sel.columns and sel["inner_fraction"].notna().all():
+        inner = float(sel["inner_fraction"].iloc[0])
+        return float(np.mean(n_test / (outside * (1 - inner)))), (
+            f"n_fit estimated as (1 - inner_fraction {inner:g}) of the training folds (fitted sizes not recorded)"
+        )
+    return float(np.mean(n_test / outside)), (
+        "n_fit: the whole training folds, inner validation part included (fitted sizes not recorded; p slightly small)"
+    )
+
+
+def attach_fit_sizes(df: pd.DataFrame, sidecars: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """``df`` with ``n_fit`` per row: the number of images its job's weights were fitted on (the sidecar's
+    ``n_train``: under cv the training folds minus the inner validation part). Rows of jobs without a
+    record get NaN."""
+    if df.empty or "job_key" not in df.columns:
+        return df
+    sizes = {s.get("key"): s.get("n_train") for s in sidecars if s.get("status") == "ok" and "n_train" in s}
+    return df.assign(n_fit=df["job_key"].map(sizes).astype(float))
 
 
 def _corrected_resampled(d: np.ndarray, ratio: float) -> dict[str, float]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.analysis.learning import COLUMN, RULES, label
+from bench.analysis.learning import COLUMN, RULES, grouped_lines
 from bench.results.store import load_all, sidecars
 
 
@@ -76,7 +76,8 @@ def print_summary(results: Path, keys: set[str] | None = None) -> None:
 
 
 def not_learned_lines(results: Path, keys: set[str]) -> list[str]:
-    """A heading and one line per fold model of ``keys`` that did not learn, with its reasons."""
+    """A heading and one line per dataset x architecture of ``keys`` with fold models that did not learn:
+    how many, which, and the kinds of reason (``bench.analysis.learning.grouped_lines``)."""
     bad = [
         s
         for s in sidecars(results)
@@ -86,6 +87,6 @@ def not_learned_lines(results: Path, keys: set[str]) -> list[str]:
         return []
     head = (
         f"\n! {len(bad)} of {len(keys)} fold models did not learn ({RULES}); their numbers are no "
-        "evidence about the architecture:"
+        "evidence about the architecture (every reason: `bench report --table learning`):"
     )
-    return [head] + [f"  {label(s)}: {'; '.join(s['learning']['reasons'])}" for s in bad]
+    return [head] + [f"  {line}" for line in grouped_lines(bad)]

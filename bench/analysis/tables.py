@@ -12,6 +12,14 @@ paper's items.
 
 Floor rows (``floor_rows``) show what trivial predictions (all foreground, all background) score on
 the same images, derived from the ground-truth counts alone with the project's conventions.
+
+What qualifies a number stands next to it: a model row's ``note`` says "did not learn k/n" when k of its
+n fold models were flagged (``bench.analysis.learning``; external-cohort rows are judged against the
+cohort's own floors); a model at or below the better trivial floor of a metric is never bold; the caption
+counts the HD values set to the image diagonal by the empty-mask rule per architecture and says when a
+floor would rank in the top half; ``vs_paper`` adds one ``kind == "paper_note"`` row per dataset saying
+what is not comparable with the paper's numbers. Tables over several datasets refuse datasets trained with
+different recipes (``bench.analysis.across``).
 """
 
 from __future__ import annotations
@@ -26,8 +34,9 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis.floors import FLOORS, trivial_scores
-from bench.analysis.learning import caption_note
+from bench.analysis.learning import caption_note, flag_text, model_flags
 from bench.analysis.names import dataset_label, ordered, ordered_datasets, paper_archs
+from bench.analysis.seeds import count_text, seed_columns, seed_note
 from bench.analysis.stats import canonical_dataset, default_split, ranks, run_command, select, unit_nouns
 from bench.errors import NoResults
 from bench.metrics import dice_from_counts, higher_is_better
@@ -55,17 +64,19 @@ def model_summary(
     sel = select(df, protocol=protocol, split=split) if len(df) else df
     fails = _failures(failures, protocol)
     names = _datasets(sel, fails, datasets)
+    flags = model_flags(sel) if len(sel) else None
     rows = []
     for ds in names:
         for arch in _archs(sel, fails, ds, archs):
             cell = sel[(sel["dataset"] == ds) & (sel["arch"] == arch)]
+            learned = flag_text(flags, ds, arch) if flags is not None and len(cell) else ""
             rows.append(
                 {
                     "dataset": ds,
                     "arch": arch,
                     "kind": "model",
                     **_aggregate(cell, metrics),
-                    "note": _note(cell, fails, ds, arch),
+                    "note": "; ".join(n for n in (learned, _note(cell, fails, ds, arch)) if n),
                 }
             )
     return pd.DataFrame(
@@ -259,6 +270,13 @@ def _results_table(
     floors: bool,
     metrics: Sequence[str],
 ) -> pd.DataFrame:
+    from bench.analysis.across import check_across_datasets
+
+    if len(df):
+        shown = select(df, protocol=protocol, split=split)
+        if datasets is not None:
+            shown = shown[shown["dataset"].isin([canonical_dataset(d) for d in datasets])]
+        check_across_datasets(shown, key.replace("table", "Table "))
     models = model_summary(
         df, protocol=protocol, split=split, archs=archs, datasets=datasets, metrics=metrics, failures=failures
     )
@@ -270,8 +288,13 @@ def _results_table(
     out = _sort_by_dataset(out)
     if vs_paper:
         out = add_paper(out, key, metrics)
+        out = add_paper_notes(out, df, protocol=protocol, split=split)
+    if len(df):  # fold std and seed std when there are several seeds (bench.analysis.seeds)
+        out = seed_columns(out, select(df, protocol=protocol, split=split), metrics)
     out.attrs["bold"] = best_cells(out, metrics)
     out.attrs["caption"] = caption(df, title, protocol=protocol, split=split, floors=floors, vs_paper=vs_paper)
+    if floors and (note := floor_rank_note(out)):
+        out.attrs["caption"] += " " + note
     return out
 
 
@@ -283,16 +306,116 @@ def _sort_by_dataset(out: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_cells(out: pd.DataFrame, metrics: Sequence[str]) -> list[tuple[int, str]]:
-    """(row position, metric) of the best model per dataset and metric (ties all bold); floors never."""
+    """(row position, metric) of the best model per dataset and metric (ties all bold). Floors never, and
+    never a model at or below the better trivial floor of that metric on that dataset (no better than a
+    trivial prediction: nothing to call best), nor one whose every fold model did not learn."""
     cells = []
     for m in metrics:
         col = f"{m}_mean"
-        for _, g in out[out["kind"] == "model"].groupby("dataset", sort=False):
+        for ds, g in out[out["kind"] == "model"].groupby("dataset", sort=False):
             vals = g[col].dropna()
+            vals = vals[[_above_floor(v, better_floor_value(out, str(ds), m), m) for v in vals]]
+            vals = vals[~g.loc[vals.index, "note"].astype(str).map(_all_flagged)]
             if len(vals):
                 best = vals.max() if higher_is_better(m) else vals.min()
                 cells += [(out.index.get_loc(i), m) for i in vals.index[vals == best]]
     return sorted(cells)
+
+
+def better_floor_value(out: pd.DataFrame, dataset: str, metric: str) -> float:
+    """The better of the trivial floors' ``<metric>_mean`` on ``dataset`` in table ``out`` (NaN: no floor row)."""
+    col = f"{metric}_mean"
+    if "kind" not in out or col not in out:
+        return np.nan
+    vals = out.loc[(out["kind"] == "floor") & (out["dataset"] == dataset), col].dropna()
+    if vals.empty:
+        return np.nan
+    return float(vals.max() if higher_is_better(metric) else vals.min())
+
+
+def _above_floor(value: float, floor: float, metric: str) -> bool:
+    if np.isnan(floor):
+        return True
+    return bool(value > floor if higher_is_better(metric) else value < floor)
+
+
+def _all_flagged(note: str) -> bool:
+    import re
+
+    hit = re.search(r"did not learn (\d+)/(\d+)", note)
+    return bool(hit) and hit.group(1) == hit.group(2)
+
+
+def floor_rank_note(out: pd.DataFrame, metric: str = "dice") -> str:
+    """Caption sentence for each dataset where the better trivial floor would rank in the top half of the
+    models by mean ``metric`` ("" when none): there the mean mostly measures the trivial images."""
+    parts = []
+    for ds, g in out.groupby("dataset", sort=False):
+        models = g.loc[g["kind"] == "model", f"{metric}_mean"].dropna()
+        floors = g[g["kind"] == "floor"].dropna(subset=[f"{metric}_mean"])
+        if models.empty or floors.empty:
+            continue
+        best = floors.loc[
+            floors[f"{metric}_mean"].idxmax() if higher_is_better(metric) else floors[f"{metric}_mean"].idxmin()
+        ]
+        value = float(best[f"{metric}_mean"])
+        better = int((models > value).sum() if higher_is_better(metric) else (models < value).sum())
+        rank = better + 1
+        if rank <= (len(models) + 1) // 2:
+            parts.append(
+                f"{dataset_label(str(ds))}: predicting {str(best['arch']).replace('_', ' ')} ({metric} {value:.3f}) "
+                f"would rank {_ordinal(rank)} of {len(models) + 1}"
+            )
+    if not parts:
+        return ""
+    return (
+        "Floor in the top half: " + "; ".join(parts) + ". There the mean mostly reflects images a trivial "
+        "prediction gets right (e.g. empty masks), not segmentation."
+    )
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def add_paper_notes(out: pd.DataFrame, df: pd.DataFrame, *, protocol: str, split: str) -> pd.DataFrame:
+    """One ``kind == "paper_note"`` row after each dataset's rows: what is not comparable with the paper's
+    numbers (resolution and HD scale, what ± is, the split level, which images), in the ``note`` column."""
+    sel = select(df, protocol=protocol, split=split)
+    parts = []
+    for ds, g in out.groupby("dataset", sort=False):
+        rows = sel[sel["dataset"] == ds]
+        parts.append(g)
+        if len(rows):
+            note = {"dataset": ds, "arch": "not comparable with the paper", "kind": "paper_note"}
+            parts.append(pd.DataFrame([{**note, "note": paper_caveats(rows, split)}]))
+    return pd.concat(parts, ignore_index=True) if parts else out
+
+
+def paper_caveats(rows: pd.DataFrame, split: str) -> str:
+    """What stands between this dataset's numbers and the paper's, in one cell."""
+    from bench.analysis.stats import unit_nouns
+
+    out = []
+    sizes = sorted(rows["eval_size"].unique()) if "eval_size" in rows else []
+    if sizes and sizes != [256]:
+        scale = ", ".join(f"x{256 / s:g}" for s in sizes)
+        out.append(
+            f"resolution: {'/'.join(f'{s}x{s}' for s in sizes)} masks, the paper's 256x256 (HD in pixels scales "
+            f"with the mask size: {scale} at 256)"
+        )
+    n_models = int(rows.drop_duplicates(["arch", *_MODEL]).groupby("arch").size().max())
+    out.append(f"±: std over {n_models} fold model(s) here; the paper does not say what its ± is")
+    n_images = rows["case_id"].nunique()
+    n_groups = rows["group"].nunique() if "group" in rows else n_images
+    group_noun, image_noun = unit_nouns(str(rows["dataset"].iloc[0]), n_groups < n_images)
+    if n_groups < n_images:
+        out.append(f"split: by {group_noun} here (none crosses a split); the paper's split level is not stated")
+    else:
+        out.append("split: by image, as each image is its own group; the paper's split is not stated")
+    source = "synthetic stand-ins, not the paper's images" if (rows.get("source") == "synthetic").any() else "real data"
+    out.append(f"images: {n_images} {split} {image_noun} ({source}); the paper's test set is not published")
+    return "; ".join(out) + "."
 
 
 @cache
@@ -322,7 +445,7 @@ def tests_caption(settings: str, units: Sequence[str], df: pd.DataFrame) -> str:
     return (
         f"Paired tests: {settings}. Unit of analysis: {'; '.join(units)}. mean_diff = reference - model, in the "
         f"metric's units per unit of analysis, with its t-based 95% CI (ci_low, ci_high); n_units units from "
-        f"n_images images. " + source_note(df)
+        f"n_images images; {count_text(df)}. " + source_note(df)
     )
 
 
@@ -359,8 +482,11 @@ def caption(df: pd.DataFrame, title: str, *, protocol: str, split: str, floors: 
         elif sizes:
             parts.append(f"Metrics on {'/'.join(f'{s}x{s}' for s in sizes)} masks, HD in pixels.")
         parts.append(unit_note(sel, default_split(protocol, split)))
+        parts.append(seed_note(sel))  # seeds nested within fold models (bench.analysis.seeds)
         both = int((sel["empty_ref"] & sel["empty_pred"]).sum())
         parts.append(f"{both} image score(s) had both masks empty (counted as Dice = IoU = 1, HD = 0).")
+        if diagonal := diagonal_note(sel):
+            parts.append(diagonal)
         if learning_note := caption_note(sel):  # fold models flagged by bench.analysis.learning
             parts.append(learning_note)
     parts.append("↑ higher is better, ↓ lower is better; bold: best model per dataset. Missing cells say why.")
@@ -372,6 +498,34 @@ def caption(df: pd.DataFrame, title: str, *, protocol: str, split: str, floors: 
             "('mean ± spread'; the paper does not say what the spread is)."
         )
     return " ".join(parts)
+
+
+def diagonal_note(sel: pd.DataFrame) -> str:
+    """How many HD values the empty-mask rule set to the image diagonal (exactly one mask empty), per
+    dataset and architecture, as a share of its image scores ("" when none): such values dominate a mean HD."""
+    if "hd_worst_case" not in sel or not sel["hd_worst_case"].any():
+        return ""
+    counts = sel.groupby(["dataset", "arch"], sort=False)["hd_worst_case"].agg(["sum", "size"])
+    parts = []
+    for ds in ordered_datasets(counts.index.get_level_values("dataset").unique()):
+        g = counts.loc[ds]
+        shown = [
+            f"{_arch_name(a)} {int(r['sum'])}/{int(r['size'])} ({r['sum'] / r['size']:.0%})"
+            for a, r in g.iterrows()
+            if r["sum"]
+        ]
+        if shown:
+            parts.append(f"{dataset_label(str(ds))}: " + ", ".join(shown))
+    return (
+        "HD set to the image diagonal by the empty-mask rule (exactly one mask empty), image scores per "
+        "architecture: " + "; ".join(parts) + "."
+    )
+
+
+def _arch_name(arch: str) -> str:
+    from bench.analysis.names import arch_label
+
+    return arch_label(arch)
 
 
 def source_note(df: pd.DataFrame) -> str:

@@ -23,6 +23,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         profile=args.profile,
         ensemble=args.ensemble,
         device=resolved_device(args.device),
+        include_untrained=args.include_untrained,
     )
     for name, files in predict_folder(req).items():
         print(f"{name}: {len(files)} mask file(s) in {Path(args.out) / name}")
@@ -39,6 +40,11 @@ def add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", required=True, help="folder of images (searched recursively; labels not needed)")
     p.add_argument("--out", required=True, help="output folder: one sub-folder of masks per fold model")
     p.add_argument("--ensemble", action="store_true", help="also write the fold models' mean-probability masks")
+    p.add_argument(
+        "--include-untrained",
+        action="store_true",
+        help="ensemble fold models flagged 'did not learn' too (left out with a warning by default)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
 
 

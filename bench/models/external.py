@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +36,10 @@ from bench.datasets.prepare import prepare
 from bench.errors import InvalidInput
 from bench.metrics import image_metrics
 from bench.models.predict import native_probability
+from bench.results.artefacts import EVALUATION_ARTEFACTS, describe
 from bench.results.checkpoint import CheckpointError, CheckpointMeta, load_model
 from bench.results.job_data import load_job_data
-from bench.results.store import atomic_write_json, atomic_write_parquet, read_sidecar
+from bench.results.store import ResultWarning, atomic_write_json, atomic_write_parquet, read_evaluation, read_sidecar
 from bench.results.stored import StoredModel, stored_models
 from bench.run.evaluate import predict as predict_batches
 from bench.run.evaluate import score
@@ -89,8 +91,13 @@ def _evaluate_one(req: EvaluateRequest, stored: StoredModel, resolution: str) ->
     parquet = stored.sidecar.parent / "evaluations" / f"{stored.sidecar.stem}-{tag}.parquet"
     label = f"{stored.job.label} {tag}"
     side = read_sidecar(parquet.with_suffix(".json"))
-    if not req.force and side and side.get("status") == "ok" and side.get("key") == key and parquet.exists():
-        return {"label": label, "status": "skipped", "path": parquet, "n_rows": side.get("n_written", 0)}
+    if not req.force and side and side.get("status") == "ok" and side.get("key") == key:
+        rows, problem = read_evaluation(parquet.with_suffix(".json"))  # verified: a damaged one is recomputed
+        if problem is None and rows is not None:
+            return {"label": label, "status": "skipped", "path": parquet, "n_rows": side.get("n_written", 0)}
+        warnings.warn(f"{problem}: recomputing it", ResultWarning, stacklevel=2)
+    elif parquet.with_suffix(".json").exists() and side is None and not req.force:
+        warnings.warn(f"{parquet.with_suffix('.json')} is unreadable: recomputing it", ResultWarning, stacklevel=2)
     frames = [_score(net, meta, part, resolution, req).assign(split=split) for split, part in cohort["parts"]]
     rows = pd.concat(frames, ignore_index=True).assign(
         dataset=stored.job.dataset,
@@ -120,6 +127,7 @@ def _evaluate_one(req: EvaluateRequest, stored: StoredModel, resolution: str) ->
             "cohort": {k: v for k, v in cohort.items() if k != "parts"},
             "eval_resolution": resolution,
             "n_written": len(rows),
+            "artefacts": describe(parquet.with_suffix(".json"), EVALUATION_ARTEFACTS),
         },
     )
     return {"label": label, "status": "ok", "path": parquet, "n_rows": len(rows)}
@@ -263,21 +271,62 @@ def score_native(
 def external_drop(df: pd.DataFrame, metrics: tuple[str, ...] = ("dice", "iou", "hd")) -> pd.DataFrame:
     """Per (dataset, arch): the holdout test-set mean, the external-cohort mean (each over fold models of
     each fold model's mean over its images, as Table 5) and ``<metric>_drop`` = internal - external
-    (positive: worse outside for Dice/IoU; negative: worse outside for HD). Reports' resolution rule
-    applies (input rows unless only native rows are given)."""
+    (positive: worse outside for Dice/IoU; negative: worse outside for HD). Beside each drop, each cohort's
+    better trivial floor (``<metric>_floor_internal``, ``<metric>_floor_external``): a cohort with more
+    empty masks has a higher Dice floor, so a model that learned nothing can look as if it improved.
+    ``note`` marks a model flagged "did not learn" on either cohort (the external flag against the cohort's
+    own floors): its drop says nothing about generalisation. Reports' resolution rule applies (input rows
+    unless only native rows are given)."""
     from bench.analysis.tables import model_summary
 
     cols = [f"{m}_mean" for m in metrics]
     internal = model_summary(df, protocol="holdout", split="test", archs=None, datasets=None, metrics=metrics)
     external = model_summary(df, protocol="holdout", split=EXTERNAL, archs=None, datasets=None, metrics=metrics)
-    merged = internal[["dataset", "arch", "n_models", *cols]].merge(
-        external[["dataset", "arch", "n_models", *cols]], on=["dataset", "arch"], suffixes=("_internal", "_external")
+    merged = internal[["dataset", "arch", "n_models", *cols, "note"]].merge(
+        external[["dataset", "arch", "n_models", *cols, "note"]],
+        on=["dataset", "arch"],
+        suffixes=("_internal", "_external"),
     )
     merged = merged[merged["n_models_external"] > 0].reset_index(drop=True)
+    floors = {split: _better_floors(df, split, metrics) for split in ("test", EXTERNAL)}
     for m in metrics:
         merged[f"{m}_drop"] = merged[f"{m}_mean_internal"] - merged[f"{m}_mean_external"]
+        for split, suffix in (("test", "internal"), (EXTERNAL, "external")):
+            merged[f"{m}_floor_{suffix}"] = merged["dataset"].map(lambda d, s=split, m=m: floors[s].get((d, m), np.nan))
+    merged["note"] = [_drop_note(i, e) for i, e in zip(merged.pop("note_internal"), merged.pop("note_external"))]
+    order = ["dataset", "arch", "n_models_internal", "n_models_external"]
+    for m in metrics:
+        order += [f"{m}_mean_internal", f"{m}_floor_internal", f"{m}_mean_external", f"{m}_floor_external", f"{m}_drop"]
+    merged = merged[[*order, "note"]]
     merged.attrs["caption"] = (
         "Internal (holdout test set) vs external cohort, same fold models: mean over fold "
-        "models of each fold model's mean; drop = internal - external."
+        "models of each fold model's mean; drop = internal - external. floor = the better trivial prediction "
+        "(all foreground or all background) on that cohort's images: compare each mean with its own cohort's "
+        "floor before reading the drop. A drop of a model that did not learn is marked in the note."
     )
     return merged
+
+
+def _better_floors(df: pd.DataFrame, split: str, metrics: tuple[str, ...]) -> dict[tuple[str, str], float]:
+    """(dataset, metric) -> the better trivial floor's mean on the ``split`` images."""
+    from bench.analysis.tables import floor_rows
+    from bench.metrics import higher_is_better
+
+    rows = df[(df["protocol"] == "holdout") & (df["split"] == split)] if len(df) else df
+    if rows.empty:
+        return {}
+    table = floor_rows(rows, protocol="holdout", split=split, metrics=metrics)
+    out = {}
+    for ds, g in table.groupby("dataset"):
+        for m in metrics:
+            vals = g[f"{m}_mean"].dropna()
+            if len(vals):
+                out[(str(ds), m)] = float(vals.max() if higher_is_better(m) else vals.min())
+    return out
+
+
+def _drop_note(internal: str, external: str) -> str:
+    parts = [f"internal: {internal}" if "did not learn" in str(internal) else ""]
+    parts.append(f"external: {external}" if "did not learn" in str(external) else "")
+    flagged = "; ".join(p for p in parts if p)
+    return f"{flagged}: the drop says nothing about generalisation" if flagged else ""

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -145,12 +146,15 @@ class PredictRequest:
     ensemble: bool = False
     batch_size: int = 4
     device: str = "cpu"
+    include_untrained: bool = False  # ensemble fold models flagged "did not learn" too
 
 
 def predict_folder(req: PredictRequest) -> dict[str, list[Path]]:
     """Write one mask per input image and model under ``out/<fold<k>>/`` (and ``out/ensemble/``: the mean
     probability of the fold models, with ``ensemble``). Returns the files written per output folder.
-    Masks are written file by file (all pages of a TIFF stack together), so memory holds one input file."""
+    Masks are written file by file (all pages of a TIFF stack together), so memory holds one input file.
+    Fold models flagged "did not learn" (their sidecar's ``learning``) are left out of the ensemble with a
+    warning naming them, unless ``include_untrained``; their own masks are still written under their name."""
     from itertools import groupby
 
     from bench.results.stored import stored_models
@@ -161,6 +165,7 @@ def predict_folder(req: PredictRequest) -> dict[str, list[Path]]:
     models, metas = load_models([m.checkpoint for m in chosen], req.arch)
     prep, threshold = metas[0].preprocessing, metas[0].threshold
     names = [m.name for m in chosen] + (["ensemble"] if req.ensemble else [])
+    members = ensemble_members(chosen, req.include_untrained) if req.ensemble else []
     written: dict[str, list[Path]] = {name: [] for name in names}
     for _, group in groupby(find_images(req.images, req.dataset), key=lambda item: item.path):
         items = list(group)
@@ -171,7 +176,36 @@ def predict_folder(req: PredictRequest) -> dict[str, list[Path]]:
             for name, prob in zip(names, probs):
                 masks[name].append(prob > threshold)
             if req.ensemble:
-                masks["ensemble"].append(np.mean(probs, axis=0) > threshold)
+                masks["ensemble"].append(np.mean([probs[i] for i in members], axis=0) > threshold)
         for name in names:
             written[name] += write_masks(Path(req.out) / name, req.dataset, items, masks[name])
     return written
+
+
+def ensemble_members(chosen: Sequence[Any], include_untrained: bool = False) -> list[int]:
+    """Positions in ``chosen`` (stored models) of the fold models the ensemble averages: those that learned
+    (or every one with ``include_untrained``); a warning names the ones left out, and an ensemble of
+    nothing is refused."""
+    import warnings
+
+    from bench.analysis.stats import AnalysisWarning
+    from bench.results.store import read_sidecar
+
+    flagged = [
+        i for i, m in enumerate(chosen) if ((read_sidecar(m.sidecar) or {}).get("learning") or {}).get("did_not_learn")
+    ]
+    if include_untrained or not flagged:
+        return list(range(len(chosen)))
+    names = ", ".join(chosen[i].name for i in flagged)
+    if len(flagged) == len(chosen):
+        raise InvalidInput(
+            f"every fold model ({names}) did not learn (`bench report --table learning` says why): no ensemble; "
+            "pass --include-untrained to average them anyway"
+        )
+    warnings.warn(
+        f"{names} did not learn (`bench report --table learning`): left out of the ensemble "
+        "(--include-untrained keeps them)",
+        AnalysisWarning,
+        stacklevel=2,
+    )
+    return [i for i in range(len(chosen)) if i not in flagged]

@@ -7,6 +7,12 @@ image: the mean of its out-of-fold images under ``cv``, of its test images avera
 models under ``holdout``), or every image with ``unit="image"``; each box carries the Holm-corrected p
 of ``bench.analysis.stats.paired_test`` and stars, and each panel's title names the unit.
 
+What qualifies a star is drawn with it: an architecture with fold models that did not learn is marked
+"†" and gets no stars by default ("no stars: did not learn"; ``stars_untrained=True`` draws them anyway);
+under ``cv`` the fold-level corrected test's p stands under the unit-level p and the stars follow the more
+conservative verdict; under ``holdout`` the title says that training randomness is not in the tests; a
+dashed line marks the better trivial floor over the same units.
+
 Figures are built on ``matplotlib.figure.Figure`` (no pyplot state, no backend switch): saving
 PNG/PDF works headless. Synthetic data is stated in every title.
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,11 +32,16 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from scipy import stats as sps
 
-from bench.analysis.learning import figure_note
+from bench.analysis.learning import figure_note, model_flags
 from bench.analysis.names import arch_label, dataset_label, ordered_archs, ordered_datasets
-from bench.analysis.ranking import rank_distributions
+from bench.analysis.ranking import rank_distributions, small_n_warning
+from bench.analysis.seeds import count_text
 from bench.analysis.stats import (
+    RANDOMNESS_NOTE,
     REFERENCE,
+    AnalysisWarning,
+    PerImage,
+    better_floor,
     default_split,
     paired_test,
     per_image,
@@ -74,8 +86,11 @@ def draw_fig8(
     metric: str = "iou",
     protocol: str = "cv",
     unit: str = "group",
+    allow_unequal_folds: bool = False,
+    stars_untrained: bool = False,
 ) -> pd.DataFrame:
-    """One Fig. 8 panel on ``ax``: boxes + per-unit points + p/stars vs ``reference``. Returns the tests."""
+    """One Fig. 8 panel on ``ax``: boxes + per-unit points + p/stars vs ``reference``, the better floor as a
+    dashed line, architectures that did not learn marked "†". Returns the tests."""
     data = per_image(df, dataset=dataset, metric=metric, protocol=protocol, unit=unit)
     archs = ordered_archs(data.values.columns)
     long = data.unit_values()[archs].melt(var_name="arch", value_name=metric, ignore_index=False).dropna()
@@ -95,9 +110,19 @@ def draw_fig8(
             linewidth=0.8,
         )
     sns.stripplot(data=long, x="arch", y=metric, order=archs, color="0.2", size=2.5, alpha=0.6, jitter=0.2, ax=ax)
-    tests = _tests(df, dataset, reference, metric, protocol, unit) if reference in archs else pd.DataFrame()
-    _annotate(ax, long, archs, metric, tests, reference)
-    ax.set_xticks(range(len(archs)), [arch_label(a) for a in archs], rotation=30, ha="right", fontsize=8)
+    tests = (
+        _tests(df, dataset, reference, metric, protocol, unit, allow_unequal_folds)
+        if reference in archs
+        else pd.DataFrame()
+    )
+    untrained = _untrained(data)
+    _annotate(ax, long, archs, metric, tests, reference, untrained if not stars_untrained else set())
+    floor, value = better_floor(data, metric)
+    if floor:
+        ax.axhline(value, color="0.4", linestyle="--", linewidth=0.8)
+        ax.text(len(archs) - 0.5, value, f"{floor.replace('_', ' ')} (floor)", fontsize=6, ha="right", va="bottom")
+    labels = [arch_label(a) + (" †" if a in untrained else "") for a in archs]
+    ax.set_xticks(range(len(archs)), labels, rotation=30, ha="right", fontsize=8)
     ax.set_xlabel("")
     ax.set_ylabel(axis_label(metric))
     n_units = len(data.unit_values())
@@ -105,27 +130,70 @@ def draw_fig8(
     return tests
 
 
-def _tests(df: pd.DataFrame, dataset: str, reference: str, metric: str, protocol: str, unit: str) -> pd.DataFrame:
+def _tests(
+    df: pd.DataFrame, dataset: str, reference: str, metric: str, protocol: str, unit: str, allow: bool = False
+) -> pd.DataFrame:
     try:
-        return paired_test(df, dataset=dataset, metric=metric, reference=reference, protocol=protocol, unit=unit)
+        return paired_test(
+            df,
+            dataset=dataset,
+            metric=metric,
+            reference=reference,
+            protocol=protocol,
+            unit=unit,
+            allow_unequal_folds=allow,
+        )
     except ValueError as exc:  # unmatched images: shown on the panel as "unpaired", never hidden
-        if "differ in more than the architecture" in str(exc):
+        if "differ in more than the architecture" in str(exc) or "unequal numbers of fold models" in str(exc):
             raise
-        warnings.warn(f"{dataset}: no significance annotations: {exc}", stacklevel=3)
+        warnings.warn(f"{dataset}: no significance annotations: {exc}", AnalysisWarning, stacklevel=3)
         return pd.DataFrame()
 
 
-def _annotate(ax: Axes, long: pd.DataFrame, archs: list[str], metric: str, tests: pd.DataFrame, reference: str) -> None:
-    """Stars and Holm-adjusted p above each box; "ref." over the reference; "unpaired" where no test ran."""
+def _untrained(data: PerImage) -> set[str]:
+    """Architectures of a panel with at least one fold model that did not learn."""
+    rows = data.rows
+    if rows is None or rows.empty:
+        return set()
+    flags = model_flags(rows)
+    return set(flags.loc[flags["n_not_learned"].fillna(0).astype(int) > 0, "arch"])
+
+
+def _annotate(
+    ax: Axes,
+    long: pd.DataFrame,
+    archs: list[str],
+    metric: str,
+    tests: pd.DataFrame,
+    reference: str,
+    untrained: set[str] = frozenset(),  # type: ignore[assignment]
+) -> None:
+    """Stars and adjusted p above each box (under cv also the fold-level p; stars follow the more
+    conservative verdict); "ref." over the reference; "unpaired" where no test ran; "no stars: did not
+    learn" where either side did not learn."""
     lo, hi = float(long[metric].min()), float(long[metric].max())
     span = (hi - lo) or 1.0
-    p_adj = dict(zip(tests["other"], tests["p_adj"])) if len(tests) else {}
+    rows = {r.other: r for r in tests.itertuples()} if len(tests) else {}
     for x, arch in enumerate(archs):
-        text = (
-            "ref." if arch == reference else f"{stars(p_adj[arch])}\n{_p(p_adj[arch])}" if arch in p_adj else "unpaired"
-        )
-        ax.text(x, hi + 0.04 * span, text, ha="center", va="bottom", fontsize=7)
-    ax.set_ylim(lo - 0.05 * span, hi + 0.25 * span)
+        if arch == reference:
+            text = "ref." + ("\n†" if arch in untrained else "")
+        elif arch not in rows:
+            text = "unpaired"
+        elif arch in untrained or reference in untrained:
+            text = "no stars:\ndid not learn"
+        else:
+            text = _star_text(rows[arch])
+        ax.text(x, hi + 0.04 * span, text, ha="center", va="bottom", fontsize=6.5)
+    ax.set_ylim(lo - 0.05 * span, hi + 0.3 * span)
+
+
+def _star_text(r: Any) -> str:
+    p_adj, significant = float(r.p_adj), bool(r.significant)
+    mark = stars(p_adj) if significant or np.isnan(p_adj) else "ns"
+    p_folds = getattr(r, "p_adj_folds", np.nan)
+    if p_folds is None or pd.isna(p_folds):
+        return f"{mark}\n{_p(p_adj)}"
+    return f"{mark}\n{_p(p_adj)}\nfolds {_p(float(p_folds))}"
 
 
 def _p(p: float) -> str:
@@ -133,7 +201,7 @@ def _p(p: float) -> str:
 
 
 def fig8_caption(tests: pd.DataFrame, metric: str, protocol: str, reference: str, note: str = "") -> str:
-    """The caption line of a Fig. 8 figure: what was tested, over which unit, and the protocol."""
+    """The caption line of a Fig. 8 figure: what was tested, over which unit, the protocol and its caveat."""
     if tests.empty:
         return f"{axis_label(metric)}, {protocol}; no paired tests"
     units = sorted(set(tests["unit"]))
@@ -141,7 +209,20 @@ def fig8_caption(tests: pd.DataFrame, metric: str, protocol: str, reference: str
         f"{axis_label(metric)}, {protocol}: paired {tests['test'].iloc[0]}-test vs "
         f"{arch_label(reference)}, {tests['correction'].iloc[0]}-corrected; unit: {'; '.join(units)}"
         + (f". {note}" if note else "")
+        + ". "
+        + protocol_caveat(protocol)
     )
+
+
+def protocol_caveat(protocol: str) -> str:
+    """What the stars of a Fig. 8 panel do and do not include, and the marks on it."""
+    marks = "† = fold models that did not learn (no stars); dashed line = the better trivial floor."
+    if protocol == "cv":
+        return (
+            "Stars: the more conservative of the unit-level test and the fold-level corrected test "
+            "(Nadeau & Bengio 2003, includes training variability; its p under 'folds'). " + marks
+        )
+    return "Holdout: " + RANDOMNESS_NOTE + ". " + marks
 
 
 def boxplot_fig8(
@@ -151,11 +232,21 @@ def boxplot_fig8(
     metric: str = "iou",
     protocol: str | None = "cv",
     unit: str = "group",
+    allow_unequal_folds: bool = False,
 ) -> Figure:
     """Fig. 8 panel for one dataset as its own Figure (one axes); ``protocol=None``: the one with results."""
     protocol, note = resolve_protocol(df, dataset, protocol)
-    fig = Figure(figsize=(5.5, 4.3), layout="constrained")
-    tests = draw_fig8(fig.add_subplot(), df, dataset, reference=reference, metric=metric, protocol=protocol, unit=unit)
+    fig = Figure(figsize=(5.5, 4.6), layout="constrained")
+    tests = draw_fig8(
+        fig.add_subplot(),
+        df,
+        dataset,
+        reference=reference,
+        metric=metric,
+        protocol=protocol,
+        unit=unit,
+        allow_unequal_folds=allow_unequal_folds,
+    )
     fig.suptitle(
         fig8_caption(tests, metric, protocol, reference, note if protocol != "cv" else "")
         + _synthetic_tag(df)
@@ -174,6 +265,7 @@ def fig8_figure(
     protocol: str | None = "cv",
     datasets: Sequence[str] | None = None,
     unit: str = "group",
+    allow_unequal_folds: bool = False,
 ) -> Figure:
     """All Fig. 8 panels, (a), (b), ... one per dataset, in one Figure; ``protocol=None``: cv if it has
     results, else holdout (said in the title)."""
@@ -186,14 +278,26 @@ def fig8_figure(
     fig = Figure(figsize=(5.0 * ncols, 4.3 * nrows), layout="constrained")
     for i, ds in enumerate(names):
         ax = fig.add_subplot(nrows, ncols, i + 1)
-        draw_fig8(ax, df, ds, reference=reference, metric=metric, protocol=protocol, unit=unit)
+        draw_fig8(
+            ax,
+            df,
+            ds,
+            reference=reference,
+            metric=metric,
+            protocol=protocol,
+            unit=unit,
+            allow_unequal_folds=allow_unequal_folds,
+        )
         ax.set_title(f"({chr(97 + i)}) " + ax.get_title(), fontsize=8, wrap=True)
     level = "independent units (patients, source images)" if unit == "group" else "images (not independent)"
     fig.suptitle(
         f"Fig. 8: {axis_label(metric)} per unit of analysis ({level}), {protocol}, paired "
         f"tests vs {arch_label(reference)} (Holm)"
-        + (f". {note}" if protocol != "cv" else "")
+        + (f". {note}" if protocol != "cv" and note else "")
+        + ". "
+        + protocol_caveat(protocol)
         + _synthetic_tag(df)
+        + f"; {count_text(df[df['protocol'] == protocol])}"
         + figure_note(df[df["protocol"] == protocol]),
         fontsize=9,
         wrap=True,
@@ -209,19 +313,15 @@ def fig8(
     metric: str = "iou",
     protocol: str | None = "cv",
     unit: str = "group",
+    allow_unequal_folds: bool = False,
 ) -> list[Path]:
     """Save one panel per dataset (``fig8_<dataset>.png/.pdf``) and the combined ``fig8.png/.pdf``."""
     protocol, _ = resolve_protocol(df, None, protocol)
     out_dir, paths = Path(out_dir), []
+    kwargs = {"reference": reference, "metric": metric, "protocol": protocol, "unit": unit}
     for ds in _datasets(df, protocol):
-        paths += _save(
-            boxplot_fig8(df, ds, reference=reference, metric=metric, protocol=protocol, unit=unit),
-            out_dir,
-            f"fig8_{ds}",
-        )
-    return paths + _save(
-        fig8_figure(df, reference=reference, metric=metric, protocol=protocol, unit=unit), out_dir, "fig8"
-    )
+        paths += _save(boxplot_fig8(df, ds, allow_unequal_folds=allow_unequal_folds, **kwargs), out_dir, f"fig8_{ds}")
+    return paths + _save(fig8_figure(df, allow_unequal_folds=allow_unequal_folds, **kwargs), out_dir, "fig8")
 
 
 # ----------------------------------------------------------------------------- bars and ranks
@@ -239,7 +339,10 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
     mean = float(np.mean(values)) if len(values) else np.nan
     if len(values) < 2:
         return mean, np.nan, np.nan
-    lo, hi = sps.t.interval(level, len(values) - 1, loc=mean, scale=sps.sem(values))
+    sem = float(sps.sem(values))
+    if sem == 0:  # every unit equal: the interval is the point (scipy would warn and return NaN)
+        return mean, mean, mean
+    lo, hi = sps.t.interval(level, len(values) - 1, loc=mean, scale=sem)
     return mean, float(lo), float(hi)
 
 
@@ -266,7 +369,9 @@ def bar_figure(
         ax = fig.add_subplot(len(names), 1, i + 1)
         _bars(ax, df, ds, protocol, metrics, unit)
     fig.suptitle(
-        f"Mean over the units of analysis (named per panel) with 95% t-CI, {protocol}{_synthetic_tag(df)}", fontsize=10
+        f"Mean over the units of analysis (named per panel) with 95% t-CI, {protocol}{_synthetic_tag(df)}; "
+        "† = fold models that did not learn",
+        fontsize=10,
     )
     return fig
 
@@ -277,12 +382,13 @@ def _bars(ax: Axes, df: pd.DataFrame, dataset: str, protocol: str, metrics: Sequ
     for j, m in enumerate(metrics):
         data = per_image(df, dataset=dataset, metric=m, protocol=protocol, unit=unit)
         archs, text = ordered_archs(data.values.columns), data.unit
-        values = data.unit_values()
+        values, untrained = data.unit_values(), _untrained(data)
         stats = np.array([mean_ci(values[a].to_numpy(float)) for a in archs])
         x = np.arange(len(archs)) + (j - (len(metrics) - 1) / 2) * width
         err = np.abs(stats[:, 1:].T - stats[:, 0])
         ax.bar(x, stats[:, 0], width, yerr=err, capsize=2, label=axis_label(m))
-        ax.set_xticks(range(len(archs)), [arch_label(a) for a in archs], rotation=30, ha="right", fontsize=8)
+        labels = [arch_label(a) + (" †" if a in untrained else "") for a in archs]
+        ax.set_xticks(range(len(archs)), labels, rotation=30, ha="right", fontsize=8)
     ax.set_title(f"{dataset_label(dataset)}: {text}", fontsize=8)
     ax.legend(fontsize=7, loc="lower right")
     return text
@@ -342,7 +448,12 @@ def rank_figure(
         ax.set_xticks(range(k), [str(r) for r in range(1, k + 1)], fontsize=7)
         ax.set_yticks(range(k), [arch_label(means.columns[j]) for j in order], fontsize=7)
         ax.set_xlabel("rank (1 = best)", fontsize=7)
-        ax.set_title(f"{ds if ds == 'all datasets' else dataset_label(ds)}: {text}", fontsize=7, wrap=True)
+        few = small_n_warning(means.attrs.get("n_units"))
+        ax.set_title(
+            f"{ds if ds == 'all datasets' else dataset_label(ds)}: {text}" + (f"\nWARNING: {few}" if few else ""),
+            fontsize=7,
+            wrap=True,
+        )
     fig.suptitle(
         f"P(rank) by mean {axis_label(metric)}, {protocol}: {n_boot} bootstrap resamples of "
         f"the units, seed {seed}{_synthetic_tag(df)}",

@@ -30,6 +30,36 @@ COLUMN_HEADERS = {
     "key": "Key",
     "value": "This run",
     "paper": "Paper",
+    # the tests tables (bench.analysis.comparisons)
+    "n_units": "Units",
+    "n_used": "Units used",
+    "n_zero": "Zero diffs",
+    "mean_ref": "Mean (reference)",
+    "mean_other": "Mean (model)",
+    "floor": "Better floor",
+    "floor_value": "Floor value",
+    "mean_diff": "Diff (ref. - model)",
+    "ci_low": "95% CI low",
+    "ci_high": "95% CI high",
+    "p_raw": "p",
+    "p_adj": "p adj.",
+    "n_folds": "Fold models",
+    "p_folds": "p (folds)",
+    "p_adj_folds": "p adj. (folds)",
+    "significant_units": "Sig. (units)",
+    "significant_folds": "Sig. (folds)",
+    "significant": "Significant",
+    "verdict": "Verdict",
+    "test_train_ratio": "n_test/n_fit",
+    # the rank table (bench.analysis.ranking)
+    "rank": "Rank",
+    "mean_rank": "Mean rank",
+    "rank_low": "Rank 2.5%",
+    "rank_high": "Rank 97.5%",
+    "p_first": "P(first)",
+    "units": "Units",
+    "n_boot": "Resamples",
+    "warning": "Warning",
 }
 #: The trivial-prediction rows of ``bench.analysis.tables.floor_rows`` (their ``arch`` value) as the tables name them.
 FLOOR_LABELS = {"all_foreground": "All foreground (trivial)", "all_background": "All background (trivial)"}
@@ -78,6 +108,11 @@ def display_cells(df: pd.DataFrame, digits: dict[str, int]) -> tuple[pd.DataFram
             out[base] = [_cell(c, v) for v in df[c]]
         headers[base] = _header(base)
     cells = pd.DataFrame(out, index=range(len(df)))
+    if "kind" in df.columns:  # a note row (e.g. what is not comparable with the paper): only its words
+        note_rows = (df["kind"] == "paper_note").to_numpy()
+        for c in cells.columns:
+            if c not in ("dataset", "arch", "note"):
+                cells.loc[note_rows, c] = ""
     if "note" in cells and not any(cells["note"].replace(MISSING, "")):
         cells, headers = cells.drop(columns="note"), {k: v for k, v in headers.items() if k != "note"}
     if "dataset" in cells:
@@ -107,7 +142,16 @@ def _header(base: str) -> str:
         return _header(base.removeprefix("paper_")) + " (paper)"
     if base in METRIC_LABELS:
         return f"{METRIC_LABELS[base].short} {'↑' if higher_is_better(base) else '↓'}"
+    if hit := _COHORT_COLUMN.match(base):  # the internal-to-external drop (bench.models.external.external_drop)
+        metric, what, cohort, drop = hit.groups()
+        short = METRIC_LABELS[metric].short
+        return f"{short} drop" if drop else f"{short} {'floor ' if what == 'floor' else ''}({cohort})"
+    if base.startswith("n_models_"):
+        return f"Fold models ({base.removeprefix('n_models_')})"
     return COLUMN_HEADERS.get(base, base)
+
+
+_COHORT_COLUMN = re.compile(r"^(dice|iou|hd|hd95)_(?:(mean|floor)_(internal|external)|(drop))$")
 
 
 def _pair(mean: float, spread: float, digits: int) -> str:
