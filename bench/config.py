@@ -1,7 +1,8 @@
 """Frozen configuration objects: the training recipe, profiles and jobs. Dicts only at the edges.
 
 A *profile* is a small YAML file in ``bench/profiles/`` (``quick``, ``paper``) or any YAML path;
-every value can be overridden from the command line (``--set epochs=3``). A *job* is one
+every value can be overridden from the command line (``--set epochs=3``), for every dataset or for one
+(``--set lgg_mri.n_folds=2``: ``Profile.for_dataset``). A *job* is one
 (dataset, source, arch, protocol, fold, seed, profile) cell of the benchmark.
 """
 
@@ -20,7 +21,7 @@ from typing import Any
 import yaml
 
 from bench import __version__
-from bench.errors import InvalidInput, MissingInput, UnknownName
+from bench.errors import InvalidInput, MissingInput, UnknownName, UserError
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
@@ -89,6 +90,21 @@ class Profile:
     slurm: tuple[tuple[str, Any], ...] = ()  # the profile's `slurm:` section (bench.run.slurm.SLURM_KEYS)
     #: ``(("lgg_mri.subset", "tumour"), ...)``: checked dataset options (bench.datasets.options), real data only.
     dataset_options: tuple[tuple[str, Any], ...] = ()
+    #: Settings scoped to one dataset (``--set lgg_mri.n_folds=2``): ``(("lgg_mri", (("n_folds", 2),)), ...)``,
+    #: canonical dataset names, typed values; applied over ``train`` for that dataset only (``for_dataset``).
+    scoped: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    #: The profile's ``tracking:`` section (``to: mlflow``, ``uri``, ``experiment``; ``TRACKING_KEYS``): ``bench run``
+    #: logs each job there as with ``--track`` (docs/tracking.md); the command line's options win.
+    tracking: tuple[tuple[str, str], ...] = ()
+
+    def for_dataset(self, dataset: str) -> Profile:
+        """This profile as the jobs of ``dataset`` see it: its scoped settings applied over ``train``."""
+        values = dict(self.scoped).get(dataset)
+        return self if not values else dataclasses.replace(self, train=dataclasses.replace(self.train, **dict(values)))
+
+    def scoped_settings(self) -> dict[str, Any]:
+        """``{"lgg_mri.n_folds": 2, ...}``: the scoped settings as ``--set`` keys."""
+        return {f"{ds}.{k}": v for ds, values in self.scoped for k, v in values}
 
 
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -263,15 +279,88 @@ def load_profile(
     description = raw.pop("description", "")
     slurm = raw.pop("slurm", None) or {}
     raw_options = raw.pop("dataset_options", None) or {}
+    tracking = _tracking_section(raw.pop("tracking", None), path)
     if not isinstance(slurm, dict):
         raise InvalidInput(f"profile {path}: slurm must be a mapping of SLURM settings, got {slurm!r}")
     try:
         values = {k: coerce(k, v) for k, v in raw.items()}
     except (KeyError, ValueError) as exc:
         raise type(exc)(f"profile {path}: {exc.args[0]}") from None
-    values.update({k: coerce(k, v) for k, v in (overrides or {}).items()})
+    plain, scoped = split_scoped(overrides or {})
+    values.update({k: coerce(k, v) for k, v in plain.items()})
     options = _dataset_options(raw_options, dataset_options or {}, path)
-    return Profile(path.stem, description, TrainConfig(**values), folds, seeds, tuple(sorted(slurm.items())), options)
+    train = TrainConfig(**values)
+    return Profile(
+        path.stem,
+        description,
+        train,
+        folds,
+        seeds,
+        tuple(sorted(slurm.items())),
+        options,
+        _scoped(train, scoped),
+        tracking=tracking,
+    )
+
+
+#: The keys of a profile's ``tracking:`` section: where ``bench run`` logs each job (``to``: only ``mlflow``).
+TRACKING_KEYS = ("to", "uri", "experiment")
+
+
+def _tracking_section(section: Any, path: Path) -> tuple[tuple[str, str], ...]:
+    """A profile's ``tracking:`` section, checked: a mapping of ``TRACKING_KEYS`` whose ``to`` is ``mlflow``."""
+    if not section:
+        return ()
+    if not isinstance(section, dict):
+        raise InvalidInput(f"profile {path}: tracking must be a mapping (to: mlflow, uri: URI, experiment: NAME)")
+    unknown = sorted(set(map(str, section)) - set(TRACKING_KEYS))
+    if unknown:
+        raise InvalidInput(f"profile {path}: tracking: unknown key(s) {', '.join(unknown)}; known: to, uri, experiment")
+    if str(section.get("to", "mlflow")) != "mlflow":
+        raise InvalidInput(f"profile {path}: tracking: to must be mlflow, got {section['to']!r}")
+    return tuple(sorted((str(k), str(v)) for k, v in {"to": "mlflow", **section}.items()))
+
+
+#: Settings that cannot be scoped to one dataset: they say where every job runs.
+UNSCOPED = ("device",)
+
+
+def split_scoped(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``--set`` values as (plain settings, dataset -> its scoped settings): ``lgg_mri.n_folds=2`` (or an alias,
+    ``mri.n_folds=2``) applies to that dataset only. An unknown dataset or setting is an error naming the key."""
+    plain: dict[str, Any] = {}
+    scoped: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        dataset, sep, name = str(key).partition(".")
+        if not sep:
+            plain[key] = value
+            continue
+        from bench.datasets import canonical_name
+
+        try:
+            dataset = canonical_name(dataset)
+        except KeyError as exc:
+            raise UnknownName(f"--set {key}: {exc.args[0]} (DATASET.SETTING scopes a setting to one dataset)") from None
+        if name in UNSCOPED:
+            raise InvalidInput(f"--set {key}: {name} applies to the whole run; set it without a dataset ({name}=...)")
+        try:
+            typed = coerce(name, value)
+        except UserError as exc:
+            raise type(exc)(f"--set {key}: {exc.args[0]}") from None
+        scoped.setdefault(dataset, {})[name] = typed
+    return plain, scoped
+
+
+def _scoped(
+    train: TrainConfig, scoped: dict[str, dict[str, Any]]
+) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]:
+    """The scoped settings, each dataset's checked over ``train`` (an error names the dataset)."""
+    for dataset, values in scoped.items():
+        try:
+            dataclasses.replace(train, **values)
+        except UserError as exc:
+            raise type(exc)(f"--set {dataset}.*: {exc.args[0]}") from None
+    return tuple(sorted((ds, tuple(sorted(values.items()))) for ds, values in scoped.items()))
 
 
 def _dataset_options(from_profile: Any, from_cli: dict[str, Any], path: Path) -> tuple[tuple[str, Any], ...]:
@@ -308,6 +397,10 @@ class Job:
     #: The registry entry's own constructor arguments (JSON), e.g. the reading of the paper an entry builds:
     #: what the name means can change, so it is part of the key whenever the entry has any.
     arch_defaults: str = "{}"
+    #: How a ``bench run --tuned NAME`` job got its values (JSON; "{}" otherwise): the tuning's ``name``, ``mode``
+    #: (fair, or the paper's way), ``grid``, budget (``folds``, ``epochs``) and the ``chosen`` point
+    #: (``bench.models.tune.tuning_record``). Part of the key whenever present.
+    tuning: str = "{}"
 
     @property
     def source(self) -> str:
@@ -333,6 +426,8 @@ class Job:
         }
         if self.arch_defaults != "{}":
             payload["arch_defaults"] = self.arch_defaults
+        if self.tuning != "{}":
+            payload["tuning"] = self.tuning
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     @property

@@ -9,6 +9,7 @@ import pytest
 
 from bench.cli import main
 from bench.config import INIT_CHOICES, TrainConfig, load_profile
+from bench.errors import UserError
 
 
 @pytest.mark.parametrize(
@@ -125,3 +126,30 @@ def test_optimizer_and_scheduler_settings_from_the_command_line() -> None:
         make_scheduler(make_optimizer(param, cfg), TrainConfig(scheduler=name), 3)
     with pytest.raises(ValueError, match="setting optimizer='adagrad'"):
         load_profile("quick", {"optimizer": "adagrad"})
+
+
+def test_a_setting_scoped_to_one_dataset(tmp_path: Path) -> None:
+    """`--set lgg_mri.n_folds=2` (or an alias) applies to that dataset only, is recorded with its jobs and
+    planned; a bad scoped key or value names it."""
+    from bench.config import load_profile
+    from bench.run.plan import plan, select
+
+    profile = load_profile("quick", {"mri.n_folds": "2", "epochs": "3", "isic2018.lr": "0.01"})
+    assert profile.scoped == (("isic2018", (("lr", 0.01),)), ("lgg_mri", (("n_folds", 2),)))
+    assert profile.for_dataset("lgg_mri").train.n_folds == 2 and profile.for_dataset("lgg_mri").train.epochs == 3
+    assert profile.for_dataset("dsb2018").train == profile.train and profile.train.n_folds == 5
+    tiny = {"image_size": "32", "width": "4", "depth": "3", "epochs": "1", "synthetic_n": "12"}
+    jobs = plan(
+        select("unet", "lgg_mri,dsb2018", False, "holdout"),
+        load_profile("quick", {**tiny, "lgg_mri.n_folds": "2"}),
+        tmp_path / "results",
+    )
+    assert {(j.dataset, j.train.n_folds) for j in jobs} == {("lgg_mri", 2), ("dsb2018", 5)}
+    for bad, match in (
+        ({"nope.n_folds": "2"}, "--set nope.n_folds"),
+        ({"lgg_mri.n_fold": "2"}, "--set lgg_mri.n_fold: unknown setting"),
+        ({"lgg_mri.n_folds": "1"}, "n_folds=1: must be >= 2"),
+        ({"lgg_mri.device": "cuda"}, "applies to the whole run"),
+    ):
+        with pytest.raises(UserError, match=match):
+            load_profile("quick", bad)

@@ -13,11 +13,13 @@ from seeing_sweep import train_tiny
 from bench.cli import main
 from bench.report.qualitative import (
     CaseGrid,
+    _galleries,
     disagreement_cases,
     grid_figure,
     load_grid,
-    qualitative,
+    qualitative_panels,
     scored_rows,
+    short_id,
     worst_cases,
 )
 from bench.results import store
@@ -102,13 +104,16 @@ def test_gallery_from_a_trained_sweep_uses_the_stored_predictions(tmp_path: Path
         row = rows[(rows["arch"] == arch) & (rows["case_id"] == case)]
         assert grid.scores[arch][0] == pytest.approx(float(row["dice"].iloc[0]))
         assert int(grid.truth[0].sum()) == int(row["n_ref"].iloc[0])  # the prepared mask the row was scored on
-    paths = qualitative(df, results, "dsb2018", tmp_path / "fig", worst=2, n=2)
-    names = sorted(p.name for p in paths)
-    assert names == sorted(
-        f"{s}.{e}"
-        for s in ("qualitative_dsb2018", "failures_dsb2018_unet", "failures_dsb2018_mildnet")
-        for e in ("png", "pdf")
+    panels = qualitative_panels(df, results, "dsb2018", tmp_path / "fig", worst=2, n=2)
+    galleries = {a: p.cases for p in panels for a in p.archs}
+    assert set(galleries) == {"unet", "mildnet"}  # every architecture's worst images, shared when the same
+    stems = {"qualitative_dsb2018", "failures_dsb2018_unet"}
+    if set(galleries["unet"]) != set(galleries["mildnet"]):
+        stems.add("failures_dsb2018_mildnet")
+    assert sorted(p.name for panel in panels for p in panel.paths) == sorted(
+        f"{s}.{e}" for s in stems for e in ("png", "pdf")
     )
+    assert all(case in panels[0].caption for case in panels[0].cases)  # full ids in the caption
     assert (
         main(
             [
@@ -156,3 +161,29 @@ def test_report_lists_a_picture_it_cannot_make_with_the_reason(tmp_path: Path) -
         and "no finished sidecar" in items["Qualitative: ISIC-2018"]
     )
     assert items["Saliency: ISIC-2018 (gradient per decoder stage, averaged)"].startswith("not built: no finished job")
+
+
+def test_long_case_ids_are_shortened_in_titles_and_flagged_models_marked() -> None:
+    long = "0a7d30b252359a10fd298b638b90cb9ada3acced4e0c0e5a3692013f432ee4e9"
+    assert short_id("c1") == "c1" and len(short_id(long)) == 14 and short_id(long).startswith("0a7d30b25")
+    rng = np.random.default_rng(0)
+    grid = CaseGrid(
+        (long,),
+        rng.random((1, 1, 16, 16), dtype=np.float32),
+        rng.random((1, 16, 16)) > 0.5,
+        {a: rng.random((1, 16, 16)) > 0.5 for a in ("unet", "mildnet")},
+        {"unet": np.array([0.0]), "mildnet": np.array([0.5])},
+        not_learned={"unet": (True,), "mildnet": (False,)},
+    )
+    titles = {ax.get_gid(): ax.get_title() for ax in grid_figure(grid, "t").get_axes()}
+    assert titles[f"image:{long}"] == f"Image 1\n{short_id(long)}"
+    assert titles[f"pred:unet:{long}"] == "U-Net\nDice 0.000\ndid not learn"
+    assert titles[f"pred:mildnet:{long}"] == "MILDNet\nDice 0.500"
+
+
+def test_galleries_of_the_same_images_are_merged() -> None:
+    rows = table()
+    # U-Net's and UNet++'s worst image is c3 (ties by case id), MILDNet's c2: two galleries, not three
+    assert _galleries(rows, 1, "dice") == [(["c3"], ["unet", "unetpp"]), (["c2"], ["mildnet"])]
+    same = rows.assign(dice=np.where(rows["case_id"] == "c1", 0.0, 1.0))  # c1 is everyone's worst
+    assert _galleries(same, 1, "dice") == [(["c1"], ["unet", "unetpp", "mildnet"])]

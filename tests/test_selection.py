@@ -194,3 +194,40 @@ def test_an_entrys_own_arguments_are_part_of_the_job_key(tmp_path: Path) -> None
     older = dataclasses.replace(mildnet, arch_defaults=json.dumps({"shortcut": "an older reading"}))
     assert older.key != mildnet.key != dataclasses.replace(mildnet, arch_defaults="{}").key
     assert unet.arch_defaults == "{}"
+
+
+def _tuned(chosen: dict[str, float], untuned: tuple[str, ...] = ()) -> pd.DataFrame:
+    """LGG rows of unet and mildnet whose jobs ran `bench run --tuned t` (lr per arch as ``chosen``); the
+    archs in ``untuned`` ran the same lr without the tuning."""
+    import json
+
+    df = make_results(datasets=("lgg_mri",), archs=("unet", "mildnet"), n_cases=20)
+    sides = []
+    for arch, lr in chosen.items():
+        record = {"name": "t", "mode": "fair", "grid": {"lr": [0.001, 0.0003]}, "folds": [0, 1], "epochs": 20}
+        for side in make_sidecars(df[df["arch"] == arch], lr=lr, epochs=20):
+            side["job"]["tuning"] = "{}" if arch in untuned else json.dumps({**record, "chosen": {"lr": lr}})
+            sides.append(side)
+    return selection.attach(df, selection.settings_table(sides))
+
+
+def test_a_tuned_comparison_is_like_for_like_in_procedure() -> None:
+    """Each architecture at its own best lr of one tuning: every comparison accepts it, and the caption
+    says how the values were chosen; an untuned value beside a tuned one still refuses."""
+    full = _tuned({"unet": 0.0003, "mildnet": 0.001})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for make in every_comparison(full).values():
+            make()
+    from bench.report import report
+
+    caption = report.build_table(full, 5).attrs["caption"]
+    assert (
+        "each architecture at its own best of the same grid (tuning t: lr over 0.001, 0.0003; 2 folds; 20 epochs"
+        in caption
+    )
+    mixed = _tuned({"unet": 0.0003, "mildnet": 0.001}, untuned=("unet",))
+    with pytest.raises(ValueError, match=r"differ in more than the architecture: lgg_mri: tuning \(mildnet: tuning t"):
+        tables.table5(mixed)
+    with pytest.raises(ValueError, match=r"lr \(mildnet: 0.001; unet: 0.0003\)"):
+        stats.paired_test(mixed, dataset="mri")

@@ -306,3 +306,63 @@ def test_a_second_tuning_of_the_same_name_scores_only_its_own_jobs(tmp_path: Pat
     assert list(every["point"]) == ["arch.dilations=1-2-4"] and list(every["n_models"]) == [1]
     chosen = yaml.safe_load((results / "tuned" / "again.yaml").read_text())["chosen"]["dsb2018"]["mildnet"]
     assert chosen == {"arch.dilations": [1, 2, 4]}
+
+
+@pytest.mark.slow
+def test_a_fair_tuning_reaches_table_5_the_tests_and_fig_8(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """2 architectures x 2 learning rates x 2 epochs, then `bench run --tuned` and `bench report --all`: Table 5,
+    the paired tests and Fig. 8 come from the tuned jobs, with the tuning in the caption; an untuned run of the
+    same architectures beside them (another value of lr, not chosen by the tuning) still refuses."""
+    results, two = tmp_path / "results", ["--set", "epochs=2", "--folds", "0,1", "--jobs", "1"]
+    assert tune(results, "t", "lr=0.001,0.05", "unet,mildnet", *two) == 0
+    doc = yaml.safe_load((results / "tuned" / "t.yaml").read_text())
+    assert doc["data"]["root"] is None and set(doc["data"]["datasets"]) == {"dsb2018"}
+    assert doc["budget"] == {"folds": [0, 1], "epochs": 2} and doc["command"].startswith("bench tune --name t ")
+    run = ["run", "--tuned", "t", "--arch", "unet,mildnet", "--dataset", "dsb2018", "--folds", "0,1"]
+    assert main([*run, "--results", str(results), "--jobs", "1", "--quiet"]) == 0
+    out = tmp_path / "report"
+    assert main(["report", "--all", "--results", str(results), "--out", str(out)]) == 0
+    caption = "each architecture at its own best of the same grid (tuning t: lr over 0.001, 0.05; 2 folds; 2 epochs"
+    for table in ("table5", "tests_holdout"):
+        assert caption in (out / "tables" / f"{table}.md").read_text(), table
+    assert (out / "figures" / "fig8.png").is_file()
+    page = (out / "index.html").read_text()
+    assert caption in page and "tables/tuned_t.html" in page
+    assert "bench tune --name t " in (out / "index.md").read_text()  # the tuning's command among the commands
+    # an untuned run beside the tuned one: two configurations, every comparison refuses until --where picks one
+    plain = ["run", "--arch", "unet,mildnet", "--dataset", "dsb2018", "--folds", "0,1", *TINY[:-2]]
+    assert (
+        main([*plain, "--set", "epochs=2", "--set", "lr=0.0003", "--results", str(results), "--jobs", "1", "--quiet"])
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["report", "--table", "5", "--results", str(results)]) == 2
+    assert "--where" in capsys.readouterr().err
+    assert main(["report", "--table", "5", "--results", str(results), "--where", "profile=tuned-t"]) == 0
+    assert caption in capsys.readouterr().out
+    assert main(["report", "--all", "--results", str(results), "--out", str(tmp_path / "mixed")]) == 2
+    assert "no table, test or figure comparing architectures could be built" in capsys.readouterr().err
+
+
+def test_a_tuning_on_real_data_follows_up_on_the_same_data(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`bench tune --data-root DATA` prints a follow-up with --data-root that, run as printed, plans real-data
+    jobs; `bench run --tuned` without it exits 2 naming the tuning's data."""
+    import shlex
+
+    from native_layouts import make_dsb
+
+    data = tmp_path / "data"
+    make_dsb(data / "dsb2018")
+    results = tmp_path / "results"
+    scoped = ["--set", "dsb2018.n_folds=2", "--data-root", str(data), *ONE_FOLD]
+    assert tune(results, "real", "lr=0.001,0.05", "unet", *scoped) == 0
+    printed = capsys.readouterr().out
+    assert "data: " + str(data) + " (real: dsb2018)" in printed
+    follow = shlex.split(printed.split("run it with: ")[1].splitlines()[0])
+    assert follow[:3] == ["bench", "run", "--tuned"] and "--data-root" in follow
+    assert main([*follow[1:], "--folds", "0", "--dry-run"]) == 0
+    assert f"data: {data} (real: dsb2018)" in capsys.readouterr().out
+    without = [a for i, a in enumerate(follow[1:]) if a != "--data-root" and follow[1:][i - 1] != "--data-root"]
+    assert main([*without, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "was chosen on real data under " + str(data) in err and f"--data-root {data}" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from bench.commands.common import canonical_arch, csv_ints, parse_settings
@@ -14,7 +15,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from bench.config import load_profile
     from bench.models import tune
     from bench.report.table_render import render
-    from bench.run.plan import select
+    from bench.run.plan import data_source, select
     from bench.run.runner import run_jobs
 
     base = load_profile(args.profile, parse_settings(args.set))
@@ -38,7 +39,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(
         f"{len(jobs)} tuning jobs | {n_points} grid points x {1 if reference else len(sel.archs)} architecture(s) x "
         f"{len(sel.datasets)} dataset(s) x folds {list(args.folds or base.folds)} | profile {base.name} | "
-        f"validation folds only | {'paper tuning on ' + reference if reference else 'fair'} | results in {out}"
+        f"{data_source(jobs, args.data_root)} | validation folds only | "
+        f"{'paper tuning on ' + reference if reference else 'fair'} | results in {out}"
     )
     statuses = list(run_jobs(jobs, out, n_jobs=engine.n_jobs, force=args.force, progress=not args.quiet, engine=engine))
     if any(s.status == "submitted" for s in statuses):
@@ -65,16 +67,32 @@ def cmd_tune(args: argparse.Namespace) -> int:
         reference,
         sel.archs,
         parse_settings(args.set),
+        data=tune.data_record(jobs, args.data_root),
+        budget={"folds": list(args.folds or base.folds), "epochs": base.train.epochs},
+        command=_tune_command(args, sel.archs, sel.datasets),
     )
     (path.with_suffix(".md")).write_text(render(table, "md") + "\n\n" + render(every, "md") + "\n")
     every.to_csv(path.with_suffix(".csv"), index=False)
     path.with_suffix(".html").write_text(render(table, "html") + "\n" + render(every, "html") + "\n")
     print(render(every, "md"), render(table, "md"), sep="\n\n")
-    print(
-        f"\nwrote {path} (and .md, .csv, .html); run it with: bench run --tuned {args.name} --results {results} "
-        f"--arch {','.join(sel.archs)} --dataset {','.join(sel.datasets)}"
-    )
+    follow = ["bench", "run", "--tuned", args.name, "--results", str(results)]
+    follow += ["--arch", ",".join(sel.archs), "--dataset", ",".join(sel.datasets)]
+    follow += ["--data-root", args.data_root] if args.data_root else []
+    print(f"\nwrote {path} (and .md, .csv, .html); run it with: {shlex.join(follow)}")
     return 0
+
+
+def _tune_command(args: argparse.Namespace, archs: tuple[str, ...], datasets: tuple[str, ...]) -> str:
+    """The ``bench tune`` line that makes this tuning again (recorded in the tuned profile)."""
+    words = ["bench", "tune", "--name", args.name]
+    words += [w for g in args.grid for w in ("--grid", g)]
+    words += ["--grid-file", args.grid_file] if args.grid_file else []
+    words += ["--paper-tuning", args.paper_tuning] if args.paper_tuning else []
+    words += ["--arch", ",".join(archs), "--dataset", ",".join(datasets), "--profile", args.profile]
+    words += ["--folds", ",".join(map(str, args.folds))] if args.folds else []
+    words += [w for kv in args.set for w in ("--set", kv)]
+    words += ["--data-root", args.data_root] if args.data_root else []
+    return shlex.join([*words, "--results", str(args.results)])
 
 
 def add_tune(p: argparse.ArgumentParser) -> None:
@@ -101,7 +119,13 @@ def add_tune(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="dataset names or wildcards, comma-separated")
     p.add_argument("--folds", type=csv_ints, help="validation folds to tune on (default: the profile's)")
     p.add_argument("--profile", default="quick", help="base profile the grid varies (quick, paper or a YAML file)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a base profile value")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a base profile value (DATASET.KEY=VALUE: for one dataset only, e.g. lgg_mri.n_folds=2)",
+    )
     p.add_argument("--data-root", help="folder with one native-layout folder per dataset (default: synthetic)")
     p.add_argument(
         "--results",

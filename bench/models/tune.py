@@ -21,8 +21,11 @@ constructor's defaults.
 Tuning jobs run through the same machinery as ``bench run`` (``plan`` and ``run_jobs``: resume,
 engines) into their own results folder ``<results>/tuning/<name>/``, never mixed with the benchmark's
 rows. The outcome is a small YAML profile ``<results>/tuned/<name>.yaml``: the base profile's name,
-the grid, and per dataset and architecture the chosen values; ``bench run --tuned <name>`` runs each
-architecture with its chosen values (``tuned_jobs``).
+the grid, its budget, the data it saw (``data_record``: data root, each dataset's source and fingerprint),
+the ``bench tune`` command, and per dataset and architecture the chosen values; ``bench run --tuned <name>``
+runs each architecture with its chosen values (``tuned_jobs``), on the same data only (``check_tuned_data``),
+and records the tuning in each job (``tuning_record``), which is what lets a comparison of architectures at
+different chosen values pass as like for like in procedure (``bench.results.selection``).
 """
 
 from __future__ import annotations
@@ -166,6 +169,12 @@ def tuning_jobs(
         "(--arch), or tune one architecture the paper's way (--paper-tuning ARCH)"
     )
     arch_grid.check_arch_keys(dict(grid.values), tuned_archs, how)
+    scoped = sorted(f"{ds}.{k}" for ds, values in base.scoped for k, _ in values if k in dict(grid.values))
+    if scoped:
+        raise InvalidInput(
+            f"--set {', '.join(scoped)}: a setting the grid tunes cannot also be set for one dataset (the grid "
+            "gives every dataset the same values)"
+        )
     jobs = []
     for point in grid.points():
         train, kwargs = arch_grid.split_point(point)
@@ -296,6 +305,16 @@ def best_table(
     return table
 
 
+def data_record(jobs: Sequence[Job], data_root: str | None) -> dict[str, Any]:
+    """What data the tuning jobs saw: ``root`` (as given, None for the synthetic stand-ins), its absolute
+    ``path``, and per dataset its ``source`` and ``fingerprint`` (``bench run --tuned`` checks them)."""
+    return {
+        "root": data_root,
+        "path": None if data_root is None else str(Path(data_root).resolve()),
+        "datasets": {j.dataset: {"source": j.source, "fingerprint": j.data_fingerprint} for j in jobs},
+    }
+
+
 def write_profile(
     path: Path,
     name: str,
@@ -305,9 +324,15 @@ def write_profile(
     reference: str | None,
     archs: Sequence[str],
     settings: Mapping[str, Any] | None = None,
+    *,
+    data: Mapping[str, Any] | None = None,
+    budget: Mapping[str, Any] | None = None,
+    command: str | None = None,
 ) -> Path:
     """The tuned profile: ``bench run --tuned NAME`` reads it (``load_tuned``). ``settings``: the ``--set``
-    values the tuning ran with on top of ``base`` (applied again by ``bench run --tuned``)."""
+    values the tuning ran with on top of ``base`` (applied again by ``bench run --tuned``); ``data``: the data
+    the tuning saw (``data_record``); ``budget``: its ``folds`` and ``epochs``; ``command``: the ``bench tune``
+    line that made it (a report lists it among the commands that reproduce it)."""
 
     def values(point: Mapping[str, Any], arch: str) -> dict[str, Any]:
         return {k: arch_grid.plain(v) for k, v in given_point(point, arch, reference).items()}
@@ -326,6 +351,9 @@ def write_profile(
         "settings": dict(settings or {}),
         "mode": f"paper: tuned on {reference} only" if reference else "fair",
         "grid": grid.to_dict(),
+        "budget": dict(budget or {}),
+        "data": dict(data or {}),
+        "command": command,
         "chosen": chosen,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -365,6 +393,7 @@ def tuned_jobs(
     from bench.run.plan import plan, select
 
     doc = load_tuned(Path(results), name)
+    check_data_root(doc, data_root)
     for dataset in datasets:
         for arch in archs:
             chosen = (doc["chosen"].get(dataset) or {}).get(arch)
@@ -383,7 +412,60 @@ def tuned_jobs(
             )
             profile = load_profile(doc["base_profile"], {**(doc.get("settings") or {}), **train, **overrides})
             profile = dc_replace(profile, name=f"tuned-{name}")
+            record = tuning_record(doc, chosen)
             for job in plan(
                 select(arch, dataset, False, protocol, folds, seeds), profile, Path(results), data_root, skip
             ):
-                yield replace(job, arch_kwargs=arch_grid.to_json(kwargs))
+                check_tuned_data(doc, job, data_root)
+                yield replace(job, arch_kwargs=arch_grid.to_json(kwargs), tuning=record)
+
+
+def tuning_record(doc: Mapping[str, Any], chosen: Mapping[str, Any]) -> str:
+    """The ``Job.tuning`` JSON of a tuned job: the tuning's name, base profile, mode, grid and budget, and its
+    chosen point."""
+    budget = doc.get("budget") or {}
+    record = {
+        "name": doc["name"],
+        "base_profile": doc.get("base_profile"),
+        "mode": doc.get("mode", "fair"),
+        "grid": doc.get("grid", {}),
+        "folds": budget.get("folds"),
+        "epochs": budget.get("epochs"),
+        "chosen": dict(chosen),
+    }
+    return json.dumps(record, sort_keys=True)
+
+
+def check_data_root(doc: Mapping[str, Any], data_root: Path | None) -> None:
+    """Refuse ``bench run --tuned`` on another kind of data than the tuning's (real vs synthetic), before planning."""
+    data = doc.get("data") or {}
+    if not data.get("datasets"):
+        return  # a tuned profile written before the data were recorded
+    tuned_real = data.get("root") is not None
+    if tuned_real and data_root is None:
+        raise InvalidInput(
+            f"tuned configuration {doc['name']!r} was chosen on real data under {data['root']} "
+            f"({data.get('path')}); this run has no --data-root, so it would use the synthetic stand-ins. "
+            f"Run it on the tuning's data: --data-root {data['root']}"
+        )
+    if not tuned_real and data_root is not None:
+        raise InvalidInput(
+            f"tuned configuration {doc['name']!r} was chosen on the synthetic stand-ins; this run's data are "
+            f"under --data-root {data_root}. Tune on that data (bench tune --data-root {data_root}) or drop --data-root"
+        )
+
+
+def check_tuned_data(doc: Mapping[str, Any], job: Job, data_root: Path | None) -> None:
+    """Refuse a planned ``job`` whose data differ from the data its tuned values were chosen on."""
+    check_data_root(doc, data_root)
+    data = doc.get("data") or {}
+    seen = (data.get("datasets") or {}).get(job.dataset)
+    if not seen or seen.get("fingerprint") == job.data_fingerprint:
+        return
+    where = f"under {data.get('root')}" if data.get("root") is not None else "(synthetic stand-ins)"
+    here = f"under {data_root}" if data_root is not None else "(synthetic stand-ins)"
+    raise InvalidInput(
+        f"tuned configuration {doc['name']!r} was chosen on {job.dataset} data {where} with fingerprint "
+        f"{str(seen.get('fingerprint'))[:16]}; the {job.dataset} data planned here {here} have fingerprint "
+        f"{job.data_fingerprint[:16]} (other files, options or image size). Run on the tuning's data, or tune again"
+    )

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from bench.analysis.names import arch_label, dataset_label, ordered_archs, ordered_datasets
 from bench.errors import InvalidInput, NoResults
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: A loss curve is "flat" when its range over the epochs is below this fraction (1%) of its first value.
 FLAT_TOLERANCE = 0.01
@@ -92,6 +94,8 @@ def curves_figure(hist: pd.DataFrame) -> Figure:
     panels = _panels(hist)
     ncols = min(3, len(panels))
     nrows = -(-len(panels) // ncols)
+    from matplotlib.figure import Figure  # only where a figure is drawn
+
     fig = Figure(figsize=(5.2 * ncols, 3.8 * nrows), layout="constrained")
     colors = {a: f"C{i % 10}" for i, a in enumerate(ordered_archs(hist["arch"].unique()))}
     for i, (dataset, protocol) in enumerate(panels):

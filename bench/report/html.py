@@ -1,4 +1,11 @@
-"""The report's ``index.html``: contents, one section per table and figure, provenance; self-contained.
+"""The report's ``index.html``: a summary first, then one section per table and figure, provenance, and a
+contents bar; self-contained.
+
+The page opens on the summary box (``summary``: data, profile and its purpose, protocol and unit of
+analysis, configurations, fold models that did not learn, the headline Table 5 with its floors, and the
+provenance line), so the first screen says what the numbers are. The contents bar comes after ``<main>``
+in the document (it is drawn fixed on the left), so a reader of the text, a screen reader or a search
+index meets the summary first. Every picture is a ``<figure>`` with a ``<figcaption>`` saying what it draws.
 
 Everything the page shows lies inside the report folder (figures as relative ``figures/*.png``,
 tables inlined) and the styles are inline: no network, so the folder can be mailed, zipped or
@@ -32,6 +39,10 @@ td:first-child,th:first-child,td:nth-child(2){text-align:left} tr:nth-child(even
 caption{caption-side:top;text-align:left;font-size:12px;color:#444;padding:4px 0}
 figure{margin:8px 0} figure img{max-width:100%;height:auto;border:1px solid #e3e3e3}
 ul.facts{font-size:14px} code{background:#f0f0f0;padding:1px 3px;border-radius:3px}
+.summary{border:1px solid #c9d3e0;background:#f7f9fc;border-radius:6px;padding:8px 16px;margin:8px 0 18px}
+.summary dl{display:grid;grid-template-columns:max-content 1fr;gap:3px 14px;margin:6px 0;font-size:14px}
+.summary dt{font-weight:600} .summary dd{margin:0} .summary .prov{font-size:12px;color:#555}
+figcaption{font-size:13px;color:#333;max-width:1000px;margin-top:4px}
 @media print{nav{display:none} main{margin-left:0}}
 """
 
@@ -68,19 +79,26 @@ def is_figure(what: Any) -> bool:
 
 
 def index_html(
-    facts_lines: Sequence[tuple[str, list[str]]], source: str, items: Sequence[tuple[str, Any]], line: str, root: Path
+    facts_lines: Sequence[tuple[str, list[str]]],
+    summary: dict[str, Any],
+    items: Sequence[tuple[str, Any]],
+    line: str,
+    root: Path,
+    captions: dict[str, str] | None = None,
 ) -> str:
-    """The page: ``facts_lines`` (heading, lines) make the provenance part; ``items`` are (name, paths or the
-    reason it was not built); paths are made relative to ``root`` (the report folder)."""
+    """The page: ``summary`` (``bench.report.report.summary_facts``) opens it; ``items`` are (name, paths or the
+    reason it was not built), paths relative to ``root`` (the report folder); ``captions`` say what each
+    figure draws (by item name); ``facts_lines`` (heading, lines) make the provenance part at the end."""
     e = html.escape
-    taken: set[str] = set()
+    taken: set[str] = {"summary", "top"}
     tables = [(slug(n, taken), n, w) for n, w in items if not is_figure(w)]
     figures = [(slug(n, taken), n, w) for n, w in items if is_figure(w)]
     facts = [(slug(h, taken), h, lines) for h, lines in facts_lines]
-    nav = ["<nav aria-label='Contents'><h2>Contents</h2>"]
+    nav = ["<nav aria-label='Contents'><h2>Contents</h2><ol><li><a href='#summary'>Summary</a></li></ol>"]
     for title, entries in (("Tables", tables), ("Figures", figures), ("Provenance", facts)):
         nav += [f"<h2>{title}</h2><ol>", *[f"<li><a href='#{i}'>{e(n)}</a></li>" for i, n, _ in entries], "</ol>"]
     nav.append("</nav>")
+    anchors = {h: i for i, h, _ in facts}
     out = [
         "<!doctype html>",
         "<html lang='en'><head><meta charset='utf-8'>",
@@ -88,10 +106,9 @@ def index_html(
         "<title>Benchmark report</title>",
         f"<style>{CSS}</style>",
         f"<script>{SCRIPT}</script></head><body>",
-        *nav,
         "<main>",
         "<h1 id='top'>Benchmark report</h1>",
-        f"<p><b>{e(source)}</b></p>",
+        *_summary(summary, anchors),
         f"<p>Convention sensitivity: {e(line)}</p>",
         "<h2 id='tables-part'>Tables</h2>",
     ]
@@ -99,7 +116,7 @@ def index_html(
         out += _section(ident, name, what, root)
     out.append("<h2 id='figures-part'>Figures</h2>")
     for ident, name, what in figures:
-        out += _section(ident, name, what, root)
+        out += _section(ident, name, what, root, (captions or {}).get(name, ""))
     out.append("<h2 id='provenance-part'>Provenance</h2>")
     for ident, head, lines in facts:
         out += [
@@ -107,8 +124,34 @@ def index_html(
             *[f"<li>{_code(x)}</li>" for x in lines],
             "</ul></section>",
         ]
-    out += ["</main></body></html>"]
+    out += ["</main>", *nav, "</body></html>"]
     return "\n".join(out) + "\n"
+
+
+def _summary(summary: dict[str, Any], anchors: dict[str, str]) -> list[str]:
+    """The summary box: one line per fact (``see [Heading]`` becomes a link to that provenance section),
+    the headline table and the provenance line."""
+    e = html.escape
+    out = ["<section id='summary' class='summary' aria-label='Summary'><dl>"]
+    for label, text in summary["lines"]:
+        body = e(text)
+        for head, ident in anchors.items():
+            key = f"see [{slug(head, set())}]"
+            body = body.replace(e(key), f"see <a href='#{ident}'>the list</a>")
+        out.append(f"<dt>{e(label)}</dt><dd>{body}</dd>")
+    out.append("</dl>")
+    head = summary.get("headline")
+    if head is not None:
+        out += ["<div class='tablewrap'><table>", f"<caption>{e(summary['headline_caption'])}</caption>"]
+        out.append("<thead><tr>" + "".join(f"<th>{e(str(c))}</th>" for c in head.columns) + "</tr></thead><tbody>")
+        out += [
+            "<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in row) + "</tr>" for row in head.itertuples(index=False)
+        ]
+        out.append("</tbody></table></div>")
+    else:
+        out.append(f"<p class='missing'>Table 5: {e(str(summary.get('headline_caption', '')))}</p>")
+    out.append(f"<p class='prov'>Provenance: {e(summary['provenance'])}</p></section>")
+    return out
 
 
 def _code(text: str) -> str:
@@ -117,7 +160,7 @@ def _code(text: str) -> str:
     return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
 
 
-def _section(ident: str, name: str, what: Any, root: Path) -> list[str]:
+def _section(ident: str, name: str, what: Any, root: Path, caption: str = "") -> list[str]:
     e = html.escape
     out = [f"<section id='{ident}'><h3>{e(name)}</h3>"]
     if isinstance(what, str):
@@ -128,9 +171,12 @@ def _section(ident: str, name: str, what: Any, root: Path) -> list[str]:
         "<p class='files'>Files: " + " ".join(f"<a href='{e(r)}'>{e(p.name)}</a>" for p, r in zip(paths, rel)) + "</p>"
     )
     out += [f"<div class='tablewrap'>{p.read_text()}</div>" for p in paths if p.suffix == ".html"]
-    out += [
-        f"<figure><img src='{e(r)}' alt='{e(name)}: {e(p.name)}' loading='eager'></figure>"
-        for p, r in zip(paths, rel)
-        if p.suffix == ".png"
-    ]
+    pngs = [(p, r) for p, r in zip(paths, rel) if p.suffix == ".png"]
+    for p, r in pngs:
+        which = f" ({p.stem})" if len(pngs) > 1 else ""
+        text = f"{caption or name}{which}"
+        out.append(
+            f"<figure><img src='{e(r)}' alt='{e(name)}: {e(p.name)}' loading='eager'>"
+            f"<figcaption>{e(text)}</figcaption></figure>"
+        )
     return out + ["</section>"]

@@ -12,7 +12,12 @@ held it out. Cases are chosen by the caller or automatically:
 - **disagreement**: the images where the architectures' scores differ most (largest standard
   deviation of the metric across architectures);
 - **failure gallery**: an architecture's worst images by the metric (lowest Dice/IoU, highest HD),
-  shown beside every other architecture's prediction of the same image.
+  shown beside every other architecture's prediction of the same image. Architectures whose worst images
+  are the same images share one gallery (it would otherwise be drawn several times).
+
+A panel title names the architecture, its score and, for a fold model flagged as not having learned
+(``bench.analysis.learning``), "did not learn". Long case ids are shortened in the titles; each
+``Panel``'s caption gives the full ids with what is drawn (unit, protocol, fold model, outline colour).
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from bench.analysis import learning
 from bench.analysis.names import arch_label, dataset_label, ordered_archs
 from bench.errors import MissingInput, NoResults
 from bench.metrics import higher_is_better, metric_name
 from bench.results import store
+from bench.results.artefacts import DamagedArtefact, verify_file
 from bench.results.predictions import load_predictions
 
 
@@ -114,6 +121,34 @@ class CaseGrid:
     predictions: dict[str, np.ndarray]
     scores: dict[str, np.ndarray]
     metric: str = "dice"
+    #: Per architecture, per case: was the fold model that predicted it flagged "did not learn"?
+    not_learned: dict[str, tuple[bool, ...]] | None = None
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One saved figure of ``qualitative``: its file ``stem``, the ``paths`` written, the architectures whose
+    failures it shows (empty for the disagreement grid), the ``cases`` (full ids) and a ``caption`` saying
+    what is drawn."""
+
+    stem: str
+    paths: tuple[Path, ...]
+    archs: tuple[str, ...]
+    cases: tuple[str, ...]
+    caption: str
+
+
+#: Case ids longer than this are shortened in panel titles (the caption gives them in full).
+TITLE_ID_CHARS = 14
+
+
+def short_id(case: str, limit: int = TITLE_ID_CHARS) -> str:
+    """``case`` as a panel title shows it: unchanged up to ``limit`` characters, else its start and end
+    around an ellipsis (a 64-character DSB hash becomes ``0a7d30b2…4a1f``)."""
+    if len(case) <= limit:
+        return case
+    keep = limit - 1
+    return f"{case[: keep - keep // 3]}…{case[-(keep // 3) :]}"
 
 
 def load_grid(results: Path | str, rows: pd.DataFrame, cases: Sequence[str], metric: str = "dice") -> CaseGrid:
@@ -125,7 +160,8 @@ def load_grid(results: Path | str, rows: pd.DataFrame, cases: Sequence[str], met
     results = Path(results)
     sides = {s.get("key"): s for s in store.sidecars(results)}
     archs = ordered_archs(rows["arch"].unique())
-    predictions, scores, data = {}, {}, None
+    predictions, scores, data, flagged = {}, {}, None, {}
+    flags = _flags_by_job(rows)
     for arch in archs:
         own = rows[rows["arch"] == arch].set_index("case_id")
         missing = [c for c in cases if c not in own.index]
@@ -145,6 +181,9 @@ def load_grid(results: Path | str, rows: pd.DataFrame, cases: Sequence[str], met
             pred_path = Path(side["_path"]).with_suffix(".pred.npz")
             if not pred_path.is_file():
                 raise MissingInput(f"{pred_path}: the job's stored predictions are missing")
+            damaged = verify_file(Path(side["_path"]), side, "predictions")
+            if damaged is not None:
+                raise DamagedArtefact(f"{damaged}; `bench run` with the same options recomputes that job")
             ids, _, stored = load_predictions(pred_path)
             where = {c: i for i, c in enumerate(ids)}
             for case in job_cases:
@@ -155,9 +194,16 @@ def load_grid(results: Path | str, rows: pd.DataFrame, cases: Sequence[str], met
                 data, _ = load_job_data(Job.from_dict(side["job"]), results / "cache")
         predictions[arch] = np.stack([masks[c] for c in cases])
         scores[arch] = own.loc[list(cases), metric].to_numpy(float)
+        flagged[arch] = tuple(flags.get(str(own.at[c, "job_key"]), False) for c in cases)
     assert data is not None
     idx = data.index(cases)
-    return CaseGrid(tuple(cases), data.images[idx], data.masks[idx].astype(bool), predictions, scores, metric)
+    return CaseGrid(tuple(cases), data.images[idx], data.masks[idx].astype(bool), predictions, scores, metric, flagged)
+
+
+def _flags_by_job(rows: pd.DataFrame) -> dict[str, bool]:
+    """job_key -> did its fold model not learn (``bench.analysis.learning.job_flags``; unknown: False)."""
+    flags = learning.job_flags(rows)
+    return {str(k): bool(v) for k, v in zip(flags["job_key"], flags[learning.COLUMN].fillna(False))}
 
 
 def _display(image: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
@@ -179,7 +225,7 @@ def grid_figure(grid: CaseGrid, title: str) -> Figure:
         axes = [fig.add_subplot(nrows, ncols, r * ncols + c + 1) for c in range(ncols)]
         img, kw = _display(grid.images[r])
         axes[0].imshow(img, **kw)
-        axes[0].set_title(f"Image\n{case}", fontsize=7)
+        axes[0].set_title(f"Image {r + 1}\n{short_id(case)}", fontsize=7)
         axes[0].set_gid(f"image:{case}")
         axes[1].imshow(grid.truth[r], cmap="gray", vmin=0, vmax=1)
         axes[1].set_title("Ground truth", fontsize=7)
@@ -188,7 +234,9 @@ def grid_figure(grid: CaseGrid, title: str) -> Figure:
             ax.imshow(grid.predictions[arch][r], cmap="gray", vmin=0, vmax=1)
             if grid.truth[r].any() and not grid.truth[r].all():
                 ax.contour(grid.truth[r].astype(float), levels=[0.5], colors="red", linewidths=0.6)
-            ax.set_title(f"{arch_label(arch)}\n{name} {grid.scores[arch][r]:.3f}", fontsize=7)
+            bad = bool(grid.not_learned and grid.not_learned.get(arch, ())[r : r + 1] == (True,))
+            mark = "\ndid not learn" if bad else ""
+            ax.set_title(f"{arch_label(arch)}\n{name} {grid.scores[arch][r]:.3f}{mark}", fontsize=7)
             ax.set_gid(f"pred:{arch}:{case}")
         for ax in axes:
             ax.set_xticks([])
@@ -211,15 +259,48 @@ def qualitative(
     protocol: str | None = None,
     fold: int | None = None,
 ) -> list[Path]:
+    """The files of ``qualitative_panels``, in order."""
+    panels = qualitative_panels(
+        df,
+        results,
+        dataset,
+        out_dir,
+        archs=archs,
+        cases=cases,
+        worst=worst,
+        n=n,
+        metric=metric,
+        protocol=protocol,
+        fold=fold,
+    )
+    return [p for panel in panels for p in panel.paths]
+
+
+def qualitative_panels(
+    df: pd.DataFrame,
+    results: Path | str,
+    dataset: str,
+    out_dir: Path | str,
+    *,
+    archs: Sequence[str] | None = None,
+    cases: Sequence[str] | None = None,
+    worst: int = 0,
+    n: int = 3,
+    metric: str = "dice",
+    protocol: str | None = None,
+    fold: int | None = None,
+) -> list[Panel]:
     """Write the qualitative grid of ``dataset`` (``qualitative_<dataset>.png/.pdf``: ``cases``, or the ``n``
-    where the architectures disagree most) and, with ``worst > 0``, one failure gallery per architecture
-    (``failures_<dataset>_<arch>.png/.pdf``: its ``worst`` worst images beside every architecture)."""
+    where the architectures disagree most) and, with ``worst > 0``, the failure galleries
+    (``failures_<dataset>_<arch>.png/.pdf``: an architecture's ``worst`` worst images beside every architecture;
+    architectures with the same worst images share one gallery, named after the first)."""
     from bench.report.figures import _save
 
     rows = scored_rows(df, dataset, archs=archs, protocol=protocol, fold=fold)
     where = _where(rows)
-    source = " [SYNTHETIC DATA]" if (rows.get("source", pd.Series(dtype=str)) == "synthetic").any() else ""
-    out_dir, paths = Path(out_dir), []
+    synthetic = (rows.get("source", pd.Series(dtype=str)) == "synthetic").any()
+    source = " [SYNTHETIC DATA]" if synthetic else ""
+    out_dir = Path(out_dir)
     chosen = list(cases) if cases else disagreement_cases(rows, metric, n)
     how = (
         "chosen cases"
@@ -227,21 +308,69 @@ def qualitative(
         else f"the {len(chosen)} images where the architectures disagree most (std of {metric_name(metric)})"
     )
     grid = load_grid(results, rows, chosen, metric)
-    paths += _save(
-        grid_figure(grid, f"{dataset_label(dataset)}: {how}; {where}{source}"), out_dir, f"qualitative_{dataset}"
-    )
-    for arch in ordered_archs(rows["arch"].unique()) if worst > 0 else []:
-        bad = worst_cases(rows, arch, metric, worst)
+    stem = f"qualitative_{dataset}"
+    panels = [
+        Panel(
+            stem,
+            tuple(_save(grid_figure(grid, f"{dataset_label(dataset)}: {how}; {where}{source}"), out_dir, stem)),
+            (),
+            tuple(chosen),
+            _caption(grid, f"Rows: {how}", where, synthetic),
+        )
+    ]
+    for bad, group in _galleries(rows, worst, metric) if worst > 0 else []:
+        names = _names(group)
+        same = " (the same images for each)" if len(group) > 1 else ""
         title = (
-            f"Failure gallery, {dataset_label(dataset)}: the {len(bad)} worst images of {arch_label(arch)} by "
-            f"{metric_name(metric)}, beside every architecture; {where}{source}"
+            f"Failure gallery, {dataset_label(dataset)}: the {len(bad)} worst images of {names} by "
+            f"{metric_name(metric)}{same}, beside every architecture; {where}{source}"
         )
-        paths += _save(
-            grid_figure(load_grid(results, rows, bad, metric), title),
-            out_dir,
-            f"failures_{dataset}_{arch.replace(':', '_')}",
+        grid = load_grid(results, rows, bad, metric)
+        stem = f"failures_{dataset}_{group[0].replace(':', '_')}"
+        rows_are = f"Rows: the {len(bad)} worst images of {names} by {metric_name(metric)}{same}"
+        panels.append(
+            Panel(
+                stem,
+                tuple(_save(grid_figure(grid, title), out_dir, stem)),
+                tuple(group),
+                tuple(bad),
+                _caption(grid, rows_are, where, synthetic),
+            )
         )
-    return paths
+    return panels
+
+
+def _galleries(rows: pd.DataFrame, worst: int, metric: str) -> list[tuple[list[str], list[str]]]:
+    """(worst cases, the architectures whose worst cases they are), in architecture order; architectures with
+    the same worst images (as a set) share one entry."""
+    groups: dict[frozenset[str], tuple[list[str], list[str]]] = {}
+    for arch in ordered_archs(rows["arch"].unique()):
+        bad = worst_cases(rows, arch, metric, worst)
+        groups.setdefault(frozenset(bad), (bad, []))[1].append(arch)
+    return list(groups.values())
+
+
+def _names(archs: Sequence[str]) -> str:
+    labels = [arch_label(a) for a in archs]
+    return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+def _caption(grid: CaseGrid, rows_are: str, where: str, synthetic: bool) -> str:
+    """What a qualitative panel draws, in words, with the full case ids (the titles shorten them)."""
+    ids = "; ".join(f"{i + 1}: {c}" for i, c in enumerate(grid.cases))
+    flagged = sorted({arch_label(a) for a, f in (grid.not_learned or {}).items() if any(f)})
+    note = (
+        f' Marked "did not learn": the fold model of {_names(flagged)} that predicted the image was flagged '
+        f"({learning.RULES})."
+        if flagged
+        else ""
+    )
+    data = " Synthetic stand-in data: the pictures say nothing about the networks." if synthetic else ""
+    return (
+        f"{rows_are} ({ids}). Columns: the image, its ground-truth mask (white: foreground), then each "
+        f"architecture's predicted mask (white) with the ground truth outlined in red and its "
+        f"{metric_name(grid.metric)} on that image. Unit: one image per row; {where}.{note}{data}"
+    )
 
 
 def _where(rows: pd.DataFrame) -> str:

@@ -11,7 +11,11 @@ failures and sidecars down to those jobs.
 Like for like: a comparison of architectures (Tables 4-5, the paired tests, Fig. 8, bars, rankings)
 is only meaningful when their jobs differ in nothing but the architecture. ``check_like_for_like``
 refuses rows whose settings differ in any other column, naming each differing setting and the
-values per architecture, and tells the user to pick one configuration with ``--where``.
+values per architecture, and tells the user to pick one configuration with ``--where``. One exception:
+jobs of one tuning (``bench run --tuned NAME``: the same grid, folds and budget for every architecture)
+may differ in the grid's settings, each job holding the value its tuning chose for it (``Job.tuning``);
+the comparison is like for like in procedure, and ``tuning_note`` says so in the caption. A value not
+chosen by that tuning (an untuned job beside tuned ones) still refuses.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ JOB_FIELDS = (
     "data_fingerprint",
     "arch_kwargs",
     "arch_defaults",
+    "tuning",
 )
 #: Settings that may differ between the rows of one comparison: the architecture itself, which fold model
 #: and seed, where the data lay, and bookkeeping. Everything else must be equal.
@@ -209,11 +214,16 @@ def check_like_for_like(rows: pd.DataFrame, what: str = "comparison") -> None:
     problems: list[tuple[str, str, str]] = []
     for ds, part in groups:
         jobs = part.drop_duplicates("job_key") if "job_key" in part.columns else part
+        records = [tuning_of(v) for v in (jobs["tuning"] if "tuning" in jobs.columns else [None] * len(jobs))]
+        procedures = pd.Series([_procedure(r) for r in records], index=jobs.index)
+        if procedures.nunique() > 1:
+            per_arch = procedures.groupby(jobs["arch"]).agg(lambda s: " / ".join(sorted(set(s))))
+            problems.append((str(ds), "tuning", "; ".join(f"{a}: {v}" for a, v in per_arch.items())))
         for c in cols:
             shown = jobs[c].map(_show)
             if c in RESOLVED_NUMERICS:
                 shown = shown[shown != "none"]
-            if shown.nunique() > 1:
+            if shown.nunique() > 1 and not _chosen_by_tuning(jobs[c], records, c):
                 per_arch = shown.groupby(jobs["arch"].loc[shown.index]).agg(lambda s: "/".join(sorted(set(s))))
                 problems.append((str(ds), c, "; ".join(f"{a}: {v}" for a, v in per_arch.items())))
         problems += _mixed_arch_kwargs(str(ds), jobs)
@@ -224,6 +234,61 @@ def check_like_for_like(rows: pd.DataFrame, what: str = "comparison") -> None:
             f"Compare one configuration at a time: pick it with --where KEY=VALUE (e.g. --where "
             f"{problems[0][1]}=...; `bench report --table settings` lists the configurations)"
         )
+
+
+def tuning_of(value: Any) -> dict[str, Any]:
+    """A job's tuning record (``Job.tuning``, JSON) as a dict; {} for an untuned job or an older record."""
+    if not isinstance(value, str) or not value.strip() or value == "{}":
+        return {}
+    record = json.loads(value)
+    return record if isinstance(record, dict) else {}
+
+
+def _procedure(record: Mapping[str, Any]) -> str:
+    """A tuning record without its chosen point: what must be equal across a tuned comparison."""
+    if not record:
+        return "not tuned"
+    rest = {k: v for k, v in record.items() if k != "chosen"}
+    return f"tuning {record.get('name')} " + json.dumps(rest, sort_keys=True)
+
+
+def _chosen_by_tuning(values: pd.Series, records: Sequence[Mapping[str, Any]], column: str) -> bool:
+    """Do ``values`` (one setting, one per job) differ only because one tuning chose them? True when every
+    job carries the same tuning procedure, the setting is one of its grid keys and each job's value is the
+    value its tuning chose."""
+    if not records or not all(records) or len({_procedure(r) for r in records}) != 1:
+        return False
+    if column not in (records[0].get("grid") or {}):
+        return False
+    return all(
+        column in (r.get("chosen") or {}) and matches(v, str(r["chosen"][column])) for v, r in zip(values, records)
+    )
+
+
+def tuning_note(rows: pd.DataFrame) -> str | None:
+    """The caption phrase of a comparison of tuned jobs (``bench run --tuned``): "each architecture at its own
+    best of the same grid (tuning NAME: lr over 0.001, 0.0003; 2 folds; 20 epochs)", or the paper's way
+    (one architecture tuned, its best given to all); None when no job of ``rows`` was tuned."""
+    if rows.empty or "tuning" not in rows.columns:
+        return None
+    records = {json.dumps(r, sort_keys=True): r for r in map(tuning_of, rows["tuning"].dropna().unique()) if r}
+    if not records:
+        return None
+    notes = []
+    for name in sorted({r.get("name") for r in records.values()}, key=str):
+        r = next(r for r in records.values() if r.get("name") == name)
+        grid = "; ".join(f"{k} over {', '.join(map(str, v))}" for k, v in (r.get("grid") or {}).items())
+        budget = [f"{len(r['folds'])} folds" if r.get("folds") else None]
+        budget.append(f"{r['epochs']} epochs" if r.get("epochs") else None)
+        detail = "; ".join([grid, *[b for b in budget if b]])
+        mode = str(r.get("mode", "fair"))
+        if mode.startswith("paper"):
+            ref = mode.split("tuned on ")[-1].split(" ")[0]
+            how = f"the paper's way: only {ref} tuned, its best point given to every architecture"
+        else:
+            how = "each architecture at its own best of the same grid"
+        notes.append(f"{how} (tuning {name}: {detail}; chosen on validation folds, never the test set)")
+    return "Tuned: " + "; ".join(notes) + "."
 
 
 def _mixed_arch_kwargs(ds: str, jobs: pd.DataFrame) -> list[tuple[str, str, str]]:
