@@ -368,3 +368,40 @@ def test_without_mlflow_the_commands_say_how_to_install_it(argv: list[str], tmp_
     )
     assert done.returncode == 2, done.stderr
     assert "needs MLflow, which is not installed: pip install -e .[tracking]" in done.stderr
+
+
+def test_a_dask_worker_logs_the_jobs_it_ran(server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under --engine dask the worker that ran a job logs it (its run's tags name the Dask worker); the driver
+    (this process, where logging is made to fail) logs nothing."""
+    from bench.tracking import export as tracking_export
+
+    def not_here(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the driver logged a job that a Dask worker ran")
+
+    monkeypatch.setattr(tracking_export, "track_job", not_here)
+    results = tmp_path / "results"
+    argv = ["run", "--arch", "unet", "--dataset", "dsb2018", "--folds", "0", "--quiet", "--engine", "dask"]
+    argv += [a for k, v in TINY_SETTINGS.items() for a in ("--set", f"{k}={v}")]
+    assert (
+        main(
+            [
+                *argv,
+                "--jobs",
+                "1",
+                "--results",
+                str(results),
+                "--track",
+                "mlflow",
+                "--tracking-uri",
+                server,
+                "--experiment",
+                "on-dask",
+            ]
+        )
+        == 0
+    )
+    (side,) = store.sidecars(results)
+    assert side["where"]["engine"] == "dask" and side["where"]["dask_worker"]
+    runs = runs_by_key(server, "on-dask")
+    tags = runs[side["key"]].data.tags
+    assert tags.get("bench.dask_worker") == side["where"]["dask_worker"], tags

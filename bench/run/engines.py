@@ -101,13 +101,14 @@ def parse_resources(text: str | None) -> tuple[tuple[str, float], ...]:
     return tuple(out)
 
 
-def dispatch(todo: list[Job], results: Path, engine: EngineConfig) -> Iterator[JobRecord]:
-    """Run ``todo`` on a cluster engine, yielding one ``JobRecord`` per job as it ends (or is submitted)."""
+def dispatch(todo: list[Job], results: Path, engine: EngineConfig, track: Any = None) -> Iterator[JobRecord]:
+    """Run ``todo`` on a cluster engine, yielding one ``JobRecord`` per job as it ends (or is submitted).
+    ``track``: the ``bench run --track`` target, handed to the worker or task that runs each job, which logs it."""
     results = Path(results).resolve()  # workers elsewhere may have another working directory
     if engine.name == "dask":
-        yield from run_dask(todo, results, engine)
+        yield from run_dask(todo, results, engine, track)
     elif engine.name == "submitit":
-        yield from slurm.run_sweep(todo, results, engine.slurm)
+        yield from slurm.run_sweep(todo, results, engine.slurm, track)
     else:
         raise ValueError(
             f"dispatch() runs dask and submitit; the local engine runs in bench.run.runner (got {engine.name!r})"
@@ -171,7 +172,7 @@ def dask_client(scheduler: str | None, n_workers: int, wait_workers: float = 300
         yield client
 
 
-def run_dask(todo: list[Job], results: Path, engine: EngineConfig) -> Iterator[JobRecord]:
+def run_dask(todo: list[Job], results: Path, engine: EngineConfig, track: Any = None) -> Iterator[JobRecord]:
     """One Dask task per job (``run_job`` on a worker, never here), yielded as each ends.
 
     ``pure=False``: every submission runs (a rerun of the same job is not served from Dask's memory).
@@ -189,7 +190,7 @@ def run_dask(todo: list[Job], results: Path, engine: EngineConfig) -> Iterator[J
         restrictions.update(workers=list(engine.dask_workers), allow_other_workers=False)
     with dask_client(engine.scheduler, engine.n_jobs, engine.wait_workers) as client:
         require_worker_gpus(client, todo, engine)
-        futures = {client.submit(run_job, job, results, pure=False, **restrictions): job for job in todo}
+        futures = {client.submit(run_job, job, results, track=track, pure=False, **restrictions): job for job in todo}
         try:
             for future in as_completed(futures):
                 try:

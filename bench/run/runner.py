@@ -92,8 +92,8 @@ def run_jobs(
     """Run the unfinished jobs (all with ``force``), yielding one ``JobRecord`` per job as it ends.
 
     ``engine``: a ``bench.run.engines.EngineConfig``; None or ``local`` runs here (``n_jobs`` workers).
-    ``track``: a ``bench.tracking.target.Tracking`` each job is logged to as it ends: by the worker that
-    ran it on this machine, by this driver for Dask and SLURM (which do not pass it on to their workers).
+    ``track``: a ``bench.tracking.target.Tracking`` each job is logged to as it ends, by the process that ran
+    it (a worker here, a Dask worker or a SLURM task).
     Jobs another process is running are done last: waited for, then read (or run here if that
     process died). Stale temporary files under ``results/runs`` are removed first.
     """
@@ -106,9 +106,7 @@ def run_jobs(
         if job not in todo:
             yield JobRecord.of(job, Status.SKIPPED)
     if engine is not None and engine.name != "local" and todo:  # Dask or SLURM (bench.run.engines)
-        from bench.tracking.export import track_job
-
-        yield from (track_job(record, results, track) for record in dispatch(todo, results, engine))
+        yield from dispatch(todo, results, engine, track)
         return
     busy = []
     by_key = {j.key: j for j in todo}

@@ -204,20 +204,24 @@ def arrays(tasks: list[list[Job]], limits: ClusterLimits, queued: int = 0) -> li
     return [now[i : i + size] for i in range(0, len(now), size)]
 
 
-def run_task(jobs: list[Job], results: Path) -> list[JobRecord]:
+def run_task(jobs: list[Job], results: Path, track: Any = None) -> list[JobRecord]:
     """One array task: its jobs one after another in this process (one Python and torch start-up). On a
     node where the task holds several GPUs and the jobs ask for CUDA, one worker process per GPU runs
-    them, one job per GPU at a time (``bench.run.devices.device_slot`` hands each job a free GPU)."""
+    them, one job per GPU at a time (``bench.run.devices.device_slot`` hands each job a free GPU).
+    ``track``: the ``bench run --track`` target each job is logged to by the process that ran it."""
+    import functools
+
     from bench.run.execute import run_job
 
+    run = functools.partial(run_job, results=results, track=track)
     gpus = _task_gpus(jobs)
     if gpus <= 1 or len(jobs) <= 1:
-        return [run_job(job, results) for job in jobs]
+        return [run(job) for job in jobs]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(min(gpus, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(run_job, jobs, [results] * len(jobs)))
+        return list(pool.map(run, jobs))
 
 
 def _task_gpus(jobs: list[Job]) -> int:
@@ -249,7 +253,9 @@ def _executor(results: Path, opts: SlurmOptions, threads: int) -> Any:
     return ex
 
 
-def submit(todo: list[Job], results: Path, opts: SlurmOptions, limits: ClusterLimits | None = None) -> dict[str, str]:
+def submit(
+    todo: list[Job], results: Path, opts: SlurmOptions, limits: ClusterLimits | None = None, track: Any = None
+) -> dict[str, str]:
     """Submit ``todo`` as SLURM arrays of ``run_task`` (``opts.jobs_per_task`` jobs per task), each within
     ``limits`` (default: the cluster's); record each array and return {job key: task id} of the jobs
     submitted, which under a per-user submit limit may be fewer than ``todo``."""
@@ -266,7 +272,7 @@ def submit(todo: list[Job], results: Path, opts: SlurmOptions, limits: ClusterLi
         stderr = io.StringIO()
         try:
             with contextlib.redirect_stderr(stderr):  # submitit prints sbatch's stderr; it goes in our one line
-                handles = ex.map_array(run_task, chunks, [results] * len(chunks))
+                handles = ex.map_array(run_task, chunks, [results] * len(chunks), [track] * len(chunks))
         except FailedJobError as exc:
             why = _first_line(str(exc)) or _first_line(stderr.getvalue()) or "no message"
             done = f" ({len(tasks)} jobs were submitted before it, recorded in {slurm_dir(results)})" if tasks else ""
@@ -292,7 +298,7 @@ def _record_array(
     )
 
 
-def run_sweep(todo: list[Job], results: Path, opts: SlurmOptions) -> Iterator[JobRecord]:
+def run_sweep(todo: list[Job], results: Path, opts: SlurmOptions, track: Any = None) -> Iterator[JobRecord]:
     """Submit the jobs of ``todo`` not already waiting or running in SLURM (as arrays within the cluster's
     limits); then (``opts.wait``) follow every one to its end through the result files, submitting what a
     per-user limit held back as room frees up; else report the submitted ones and say what was held back."""
@@ -303,7 +309,7 @@ def run_sweep(todo: list[Job], results: Path, opts: SlurmOptions) -> Iterator[Jo
     in_queue = [j for j in todo if j.key in subs and subs[j.key][0] in queue]
     fresh = [j for j in todo if j not in in_queue]
     limits = cluster_limits()
-    tasks = submit(fresh, results, opts, limits) if fresh else {}
+    tasks = submit(fresh, results, opts, limits, track) if fresh else {}
     held = [j for j in fresh if j.key not in tasks]
     if not opts.wait:
         if held:
@@ -316,7 +322,7 @@ def run_sweep(todo: list[Job], results: Path, opts: SlurmOptions) -> Iterator[Jo
             if job.key in tasks or job in in_queue:
                 yield JobRecord.of(job, Status.SUBMITTED, task=tasks.get(job.key) or subs[job.key][0])
         return
-    yield from wait_for(todo, results, opts.poll_s, held=held, opts=opts, limits=limits)
+    yield from wait_for(todo, results, opts.poll_s, held=held, opts=opts, limits=limits, track=track)
 
 
 def queue_states() -> dict[str, str] | None:
@@ -373,13 +379,14 @@ def wait_for(
     held: list[Job] | None = None,
     opts: SlurmOptions | None = None,
     limits: ClusterLimits | None = None,
+    track: Any = None,
 ) -> Iterator[JobRecord]:
     """Yield one ``JobRecord`` per job as its SLURM task ends, from the result files and squeue alone.
 
     A task that left the queue without a final sidecar (killed for time or memory, cancelled, node failure)
     fails its unfinished jobs, with the last line of its SLURM log as the reason (and, when a job was
     running, its process recorded as dead). ``held``: jobs not submitted yet (a per-user limit), submitted
-    with ``opts`` as the queue makes room.
+    with ``opts`` (and ``track``) as the queue makes room.
     """
     from bench.run.execute import paths, prior_deaths
 
@@ -390,7 +397,7 @@ def wait_for(
     gone_once: set[str] = set()
     while left:
         if held and opts is not None:
-            more = submit(held, results, opts, limits)
+            more = submit(held, results, opts, limits, track)
             held = [j for j in held if j.key not in more]
             waiting = {j.key for j in held}
         subs = submissions(results)
