@@ -45,7 +45,7 @@ import pandas as pd
 from bench.errors import InvalidInput, NoResults
 from bench.metrics import METRICS
 from bench.results.predictions import load_predictions
-from bench.results.provenance import git_sha
+from bench.results.provenance import cpu_model, git_sha
 from bench.results.store import atomic_write_bytes, atomic_write_json, atomic_write_parquet, load_all, sidecars
 
 KEY = ["dataset", "arch", "protocol", "fold", "seed", "split", "case_id"]
@@ -552,7 +552,7 @@ def environment() -> dict[str, Any]:
         "numpy": np.__version__,
         "python": platform.python_version(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "machine": platform.machine(),
         "threads": _profile_threads(),
         **{
@@ -573,16 +573,6 @@ def _profile_threads() -> int:
     from bench.config import load_profile
 
     return load_profile(PROFILE).train.threads
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def check(

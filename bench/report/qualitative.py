@@ -245,34 +245,9 @@ def grid_figure(grid: CaseGrid, title: str) -> Figure:
     return fig
 
 
-def qualitative(
-    df: pd.DataFrame,
-    results: Path | str,
-    dataset: str,
-    out_dir: Path | str,
-    *,
-    archs: Sequence[str] | None = None,
-    cases: Sequence[str] | None = None,
-    worst: int = 0,
-    n: int = 3,
-    metric: str = "dice",
-    protocol: str | None = None,
-    fold: int | None = None,
-) -> list[Path]:
-    """The files of ``qualitative_panels``, in order."""
-    panels = qualitative_panels(
-        df,
-        results,
-        dataset,
-        out_dir,
-        archs=archs,
-        cases=cases,
-        worst=worst,
-        n=n,
-        metric=metric,
-        protocol=protocol,
-        fold=fold,
-    )
+def qualitative(df: pd.DataFrame, results: Path | str, dataset: str, out_dir: Path | str, **options: Any) -> list[Path]:
+    """The files of ``qualitative_panels`` (same arguments and keyword options), in order."""
+    panels = qualitative_panels(df, results, dataset, out_dir, **options)
     return [p for panel in panels for p in panel.paths]
 
 

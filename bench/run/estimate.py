@@ -25,7 +25,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import socket
 import statistics
 import time
@@ -36,6 +35,7 @@ from typing import Any
 
 from bench.atomic import atomic_write_json
 from bench.config import Job, TrainConfig
+from bench.results.provenance import cpu_model
 
 #: Timed training steps after the warm-up; one only when the warm-up took over ``SLOW_STEP_S`` seconds
 #: (a paper-scale step on a CPU takes seconds, and its time varies little from step to step).
@@ -104,16 +104,6 @@ def step_settings(job: Job, channels: int) -> dict[str, Any]:
     }
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> dict[str, Any]:
     """What the cached step times belong to besides the settings: torch's version, the processor, the
     visible GPUs and the host."""
@@ -125,7 +115,7 @@ def machine() -> dict[str, Any]:
         torch_version = "none"
     return {
         "torch": torch_version,
-        "cpu": _cpu_name(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "visible_gpus": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
         "host": socket.gethostname(),
@@ -204,7 +194,7 @@ def measure_step(settings: dict[str, Any], steps: int = TIMED_STEPS) -> StepCost
         sync()
     eval_s = (time.perf_counter() - start) / evals
     memory.stop()
-    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else _cpu_name()
+    name = torch.cuda.get_device_name(device) if device.startswith("cuda") else cpu_model()
     # the job also holds a copy of the best epoch's weights (``fit``), which the timed step does not
     best_copy = sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 2**20
     peak = (memory.mb if memory.kind == "cuda_allocated" else memory.process_mb) + best_copy
