@@ -239,7 +239,7 @@ def test_a_cancelled_running_task_fails_its_job_and_the_rerun_resubmits_only_it(
     from bench.run.execute import paths
     from bench.run.plan import plan, select
 
-    profile = load_profile("quick", {**TINY_SETTINGS, "epochs": "120"})  # outlasts the cancel (KillWait)
+    profile = load_profile("quick", {**TINY_SETTINGS, "epochs": "600"})  # about 15 s: outlasts the cancel (KillWait)
     (job,) = plan(select("unet", "dsb2018", False, "holdout", (0,)), profile, tmp_path)
     opts = SlurmOptions(time_min=10, poll_s=1, wait=False)
     (submitted,) = run_jobs([job], tmp_path, engine=EngineConfig("submitit", slurm=opts), progress=False)
