@@ -20,7 +20,7 @@ import torch
 
 from bench.architectures import ARCHITECTURES, PAPER_TABLES
 from bench.architectures._blocks import count_macs, count_parameters
-from bench.registry import METADATA_DIR
+from bench.registry import METADATA_DIR, source_fingerprint
 
 #: Where the metadata is stored (inside the installed package).
 PATH = METADATA_DIR / "architectures.json"
@@ -55,6 +55,7 @@ def compute() -> dict[str, Any]:
         "counted_at": COUNTED_AT,
         "paper_tables": list(PAPER_TABLES),
         "entries": {name: entry_metadata(name) for name in packaged()},
+        "sources": source_fingerprint("architecture"),  # stored_metadata ignores the file once these change
     }
 
 

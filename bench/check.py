@@ -248,7 +248,7 @@ def rescore(baseline: Path, rows: pd.DataFrame) -> pd.DataFrame:
     """Today's rows for the baseline's stored predictions (``predictions/<dataset>/<arch>/<stem>.npz``,
     stem ``<protocol>_f<fold>_s<seed>``), scored against ``references/<dataset>.npz``. The split of
     each case comes from the stored rows (``unknown`` for a case they lack)."""
-    from bench.run.evaluate import score
+    from bench.run.scoring import score
 
     split_of = rows.set_index(["dataset", "arch", "protocol", "fold", "seed", "case_id"])["split"].to_dict()
     frames, refs = [], {}
@@ -541,17 +541,30 @@ def _empty() -> tuple[pd.DataFrame, ...]:
 
 
 # ---------------------------------------------------------------------------------------- check/update
-def environment() -> dict[str, Any]:
-    """What changes the last bits of training: versions, threads, CPU and the kernel-selection variables."""
+#: Environment facts only torch can tell (read only when the training layer runs: the others need no torch).
+TORCH_FACTS = ("cpu_capability",)
+
+
+def environment(with_torch: bool = True) -> dict[str, Any]:
+    """What changes the last bits of training: versions, threads, CPU and the kernel-selection variables.
+    Without ``with_torch`` torch is not imported: its version is read from the installed package's metadata
+    and ``TORCH_FACTS`` are left out."""
     import os
+    from importlib.metadata import PackageNotFoundError, version
 
-    import torch
+    if with_torch:
+        import torch
 
+        torch_facts = {"torch": str(torch.__version__), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    else:
+        try:
+            torch_facts = {"torch": version("torch")}
+        except PackageNotFoundError:
+            torch_facts = {}
     return {
-        "torch": torch.__version__,
+        **torch_facts,
         "numpy": np.__version__,
         "python": platform.python_version(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu": cpu_model(),
         "machine": platform.machine(),
         "threads": _profile_threads(),
@@ -608,7 +621,11 @@ def check(
                 "`bench check --update --layer augmentation --reason ...`"
             )
         out.append(layer)
-    env = {"baseline": meta.get("environment", {}), "now": environment()}
+    now = environment(with_torch="training" in layers)
+    then = {k: v for k, v in meta.get("environment", {}).items() if k in now or k not in TORCH_FACTS}
+    if "training" not in layers and "torch" in then:  # the package metadata's version has no build tag (+cu130)
+        then["torch"] = str(then["torch"]).split("+")[0]
+    env = {"baseline": then, "now": now}
     return CheckResult(out, env, harmless_environment(meta.get("noise_floor", {})))
 
 
@@ -680,7 +697,7 @@ def update(
     """Re-run the benchmark and re-bless the baseline (rows, derived numbers, predictions, references),
     recording ``reason``, the git sha, the environment, the tolerances and the measured noise floor."""
     from bench.results.job_data import load_job_data
-    from bench.run.execute import paths
+    from bench.results.job_files import paths
 
     if not reason.strip():
         raise InvalidInput('--update needs --reason "...": say why the numbers are allowed to change')

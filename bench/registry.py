@@ -6,7 +6,9 @@ arguments, so one class can back several names (``mildnet_no_mlr`` is ``MILDNet`
 ``mlr_skips=False``). A *prefix* resolves open-ended names such as ``smp:Unet:resnet34``.
 
 This module imports nothing else from the project but ``bench.errors``. ``stored_metadata`` reads what a
-registry stores with the package (``bench/data/architectures.json``) so that reports need not import torch.
+registry stores with the package (``bench/data/architectures.json``) so that reports, ``bench list`` and a
+sweep's driver need not import torch; it is used only while it matches the registry's source files
+(``source_fingerprint``), so an added or edited module is never hidden by a stale file.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
+import hashlib
+import importlib.util
 import json
 import sys
 from collections.abc import Callable
@@ -27,16 +31,35 @@ from bench.errors import UnknownName
 METADATA_DIR = Path(__file__).resolve().parent / "data"
 
 
+def source_fingerprint(kind: str) -> str | None:
+    """sha256 over the names and contents of the ``.py`` files of the ``kind`` registry's package
+    (``bench.<kind>s``), found without importing it; None when it cannot be found."""
+    try:
+        spec = importlib.util.find_spec(f"bench.{kind}s")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    digest = hashlib.sha256()
+    for folder in spec.submodule_search_locations:
+        for path in sorted(Path(folder).glob("*.py")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 @functools.cache
 def stored_metadata(kind: str) -> dict[str, Any]:
-    """The stored metadata of the ``kind`` registry ("architecture"): what reports and ``bench list`` read
-    without importing the registry's modules (``architectures/_metadata.py`` computes and writes it; a test
-    checks it matches the registry). ``{}`` when the package has none for ``kind``."""
+    """The stored metadata of the ``kind`` registry ("architecture"): what reports, ``bench list`` and the
+    planner read without importing the registry's modules (``architectures/_metadata.py`` computes and
+    writes it; a test checks it matches the registry). ``{}`` when the package has none for ``kind``, or
+    when it was computed from other source files than the package's now (``sources``: an architecture was
+    added or edited since): callers then read the registry itself."""
     path = METADATA_DIR / f"{kind}s.json"
     try:
-        return json.loads(path.read_text())
+        stored = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
+    return stored if stored.get("sources") == source_fingerprint(kind) else {}
 
 
 T = TypeVar("T")

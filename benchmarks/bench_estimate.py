@@ -36,7 +36,7 @@ def plan_estimate(selection: list[str], profile: str, results: Path) -> object:
     from bench.config import load_profile
     from bench.run.estimate import plan_cost
     from bench.run.plan import plan, select
-    from bench.run.runner import PRELOAD
+    from bench.run.workers import pool_context
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--arch")
@@ -47,7 +47,7 @@ def plan_estimate(selection: list[str], profile: str, results: Path) -> object:
     sel_args = parser.parse_args(selection)
     prof = load_profile(profile, parse_settings(sel_args.set), ())
     sel = select(sel_args.arch, sel_args.dataset, sel_args.all, "holdout", sel_args.folds, None)
-    return plan_cost(plan(sel, prof, results), results, preload=PRELOAD)
+    return plan_cost(plan(sel, prof, results), results, context=pool_context())
 
 
 def run(selection: list[str], profile: str, results: Path, workers: int) -> tuple[float, float, list[float]]:

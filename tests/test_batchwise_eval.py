@@ -17,8 +17,9 @@ from bench.architectures import create_model
 from bench.datasets.prepare import prepare, take_rows
 from bench.datasets.synthetic import SyntheticDataset
 from bench.results.predictions import NonFinitePrediction, load_predictions, save_predictions, write_predictions
-from bench.run.evaluate import Part, predict, predict_and_score, score
+from bench.run.evaluate import Part, predict, predict_and_score
 from bench.run.execute import tensors
+from bench.run.scoring import score
 
 
 def _data(cache: Path, n: int = 14):

@@ -22,9 +22,9 @@ from bench.analysis.compute import COMPUTE_COLUMNS, compute_table
 from bench.cli import main
 from bench.config import load_profile
 from bench.results import store
+from bench.results.job_files import paths
 from bench.run.devices import device_slot, precision_for, resolve_device, validate_device
 from bench.run.engines import EngineConfig, dask_client
-from bench.run.execute import paths
 from bench.run.plan import plan, select
 from bench.run.runner import run_jobs
 from bench.run.slurm import SlurmOptions, slurm_options

@@ -23,7 +23,7 @@ from bench.models.predict import to_native
 from bench.results import store
 from bench.results.checkpoint import CheckpointMeta, Preprocessing
 from bench.run.evaluate import predict as predict_batches
-from bench.run.evaluate import score
+from bench.run.scoring import score
 
 TINY = ["--set", "epochs=1", "--set", "image_size=32", "--set", "width=4", "--set", "depth=3", "--quiet", "--jobs", "1"]
 METRICS = ["tp", "fp", "fn", "tn", "dice", "iou", "hd", "hd95", "hd_worst_case"]

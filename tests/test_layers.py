@@ -103,17 +103,19 @@ def test_the_command_line_starts_without_numeric_libraries() -> None:
 
 
 def _top_level_imports(args: list[str], cwd: Path) -> set[str]:
-    """The top-level packages ``python -X importtime -m bench.cli ARGS`` imported (its stderr)."""
+    """The top-level packages ``python -X importtime -m bench.cli ARGS`` imported (its stderr); the command
+    may exit 0 or with a user error (2), never with a traceback."""
     env = {**os.environ, "MPLBACKEND": "Agg"}
     out = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "bench.cli", *args],
+        check=False,
         capture_output=True,
         text=True,
         timeout=120,
-        check=True,
         cwd=cwd,
         env=env,
     )
+    assert out.returncode in (0, 2) and "Traceback" not in out.stderr, (args, out.stderr[-2000:])
     names = {line.rsplit("|", 1)[1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
     return {n.split(".")[0] for n in names if n and not n.startswith("import time")}
 
@@ -132,7 +134,43 @@ def test_commands_that_train_nothing_import_neither_torch_nor_seaborn(tmp_path: 
         ["report", "--table", "5", "--results", str(tmp_path)],
         ["report", "--table", "compute", "--results", str(tmp_path)],
         ["export", "--results", str(tmp_path), "--out", str(tmp_path / "all.csv")],
+        ["ttest", "--dataset", "dsb2018", "--results", str(tmp_path)],
+        ["status", "--results", str(tmp_path)],
         ["list"],
     ):
         loaded = _top_level_imports(args, tmp_path)
         assert "bench" in loaded and not heavy & loaded, (args, heavy & loaded)
+
+
+def test_the_drift_gates_scoring_layer_imports_no_torch() -> None:
+    """``bench check --layer scoring`` re-scores the committed baseline's stored predictions with numpy
+    alone: its environment line reads torch's version from the package metadata."""
+    root = Path(__file__).resolve().parents[1]
+    loaded = _top_level_imports(["check", "--layer", "scoring"], root)
+    assert "bench" in loaded and "torch" not in loaded
+
+
+#: A driver that reports whether it imported torch (``-c``: the worker processes do not re-run it).
+DRIVER = (
+    "import sys; from bench.cli import main; rc = main(sys.argv[1:]); "
+    "print('driver imported torch:', 'torch' in sys.modules); raise SystemExit(rc)"
+)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_the_driver_of_a_sweep_imports_no_torch(tmp_path: Path, jobs: str) -> None:
+    """``bench run`` plans (architecture names from the stored metadata), times the steps and runs every job
+    in worker processes forked from the pool's fork server, at --jobs 1 too: the driver never loads torch."""
+    tiny = ["--set", "epochs=1", "--set", "image_size=32", "--set", "width=4", "--set", "depth=3"]
+    args = ["run", "--arch", "unet,mildnet", "--dataset", "dsb2018", "--folds", "0", *tiny, "--jobs", jobs]
+    out = subprocess.run(
+        [sys.executable, "-c", DRIVER, *args, "--results", str(tmp_path), "--quiet"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "2 jobs in" in out.stdout and "driver imported torch: False" in out.stdout, out.stdout[-2000:]

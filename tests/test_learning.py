@@ -15,8 +15,8 @@ from bench.analysis.learning import COLUMN, Learning, assess, caption_note, repo
 from bench.analysis.summary import format_summary, not_learned_lines, summary_with_learning
 from bench.report.figures import fig8_figure
 from bench.results import store
-from bench.run.evaluate import score
 from bench.run.reproduce import run_commands
+from bench.run.scoring import score
 
 S = 16  # image side
 

@@ -213,7 +213,7 @@ def test_where_selects_the_jobs(sweep: Path, server: str) -> None:
 
 
 def test_a_failed_job_is_a_failed_run_with_its_error_line(sweep: Path, server: str, tmp_path: Path) -> None:
-    from bench.run.execute import run_job
+    from bench.run.job import run_job
 
     results = tmp_path / "results"
     shutil.copytree(sweep, results)
@@ -244,7 +244,7 @@ def test_the_report_folder_goes_on_the_configuration_run(sweep: Path, server: st
 
 
 def test_a_report_belongs_to_one_configuration(sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from bench.run.execute import run_job
+    from bench.run.job import run_job
 
     results = tmp_path / "results"
     shutil.copytree(sweep, results)
@@ -278,7 +278,7 @@ def test_a_server_gone_when_jobs_end_is_one_warning_per_process(
 ) -> None:
     """The hook a worker calls as each job ends (the server answered when the sweep started, now it does not):
     one warning line in that process, however many jobs it runs, and every job's result is stored."""
-    from bench.run.execute import run_job
+    from bench.run.job import run_job
     from bench.tracking import export as tracking_export
     from bench.tracking.target import Tracking
 

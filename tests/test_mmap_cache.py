@@ -14,8 +14,9 @@ from bench.architectures import create_model
 from bench.config import TrainConfig
 from bench.datasets.prepare import array_path, load_cache, normalize, prepare
 from bench.datasets.synthetic import SyntheticDataset
-from bench.run.evaluate import predict, score
+from bench.run.evaluate import predict
 from bench.run.execute import Rows, tensors
+from bench.run.scoring import score
 from bench.run.train import fit
 
 

@@ -114,7 +114,9 @@ def test_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path, monkeypat
         return real(job, in_channels)
 
     monkeypatch.setattr(bench.run.execute, "build_model", flaky)
-    code = run_cli(tmp_path, "--arch", "unet,resdunet,residual_unet", "--dataset", "isic2018", "--folds", "0")
+    code = run_cli(
+        tmp_path, "--arch", "unet,resdunet,residual_unet", "--dataset", "isic2018", "--folds", "0", "--jobs", "0"
+    )
     assert code == 1
     assert set(store.load_all(tmp_path)["arch"]) == {"unet", "residual_unet"}
     fails = store.failures(tmp_path)

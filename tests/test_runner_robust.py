@@ -306,9 +306,9 @@ def test_settings_are_part_of_the_plan_not_a_late_failure(tmp_path: Path) -> Non
 def test_workers_are_forked_from_a_server_that_has_imported_torch() -> None:
     import multiprocessing.forkserver
 
-    from bench.run.runner import _worker_pool
+    from bench.run.workers import worker_pool
 
-    with _worker_pool(2, threads=1) as pool:
+    with worker_pool(2, threads=1) as pool:
         parents = {f.result() for f in [pool.submit(os.getppid) for _ in range(4)]}
         server = multiprocessing.forkserver._forkserver._forkserver_pid
     assert parents == {server} and server != os.getpid()  # forked by the server, not started by the driver
@@ -319,8 +319,8 @@ def test_workers_are_forked_from_a_server_that_has_imported_torch() -> None:
 def test_without_a_fork_server_the_workers_are_spawned(monkeypatch: pytest.MonkeyPatch) -> None:
     import multiprocessing
 
-    from bench.run.runner import _pool_context
+    from bench.run.workers import pool_context
 
-    assert _pool_context().get_start_method() == ("forkserver" if sys.platform != "win32" else "spawn")
+    assert pool_context().get_start_method() == ("forkserver" if sys.platform != "win32" else "spawn")
     monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])  # as on Windows
-    assert _pool_context().get_start_method() == "spawn"
+    assert pool_context().get_start_method() == "spawn"

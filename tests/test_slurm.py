@@ -236,7 +236,7 @@ def test_a_cancelled_running_task_fails_its_job_and_the_rerun_resubmits_only_it(
     """scancel of a task while its job runs: `bench status` says failed with SLURM's reason; the next run
     resubmits that job alone, which ends ok, and its sidecar records the try that died."""
     from bench.config import load_profile
-    from bench.run.execute import paths
+    from bench.results.job_files import paths
     from bench.run.plan import plan, select
 
     profile = load_profile("quick", {**TINY_SETTINGS, "epochs": "600"})  # about 15 s: outlasts the cancel (KillWait)

@@ -15,7 +15,8 @@ from tiny_sweep import TINY_SETTINGS
 
 from bench.config import load_profile
 from bench.results import store
-from bench.run.execute import paths, run_job
+from bench.results.job_files import paths
+from bench.run.job import run_job
 from bench.run.plan import plan, select
 from bench.run.status import files_status, format_status
 
@@ -24,7 +25,7 @@ def test_a_retry_after_a_worker_death_records_the_dead_try_and_status_shows_it(t
     profile = load_profile("quick", {**TINY_SETTINGS, "epochs": "15"})  # long enough to be killed mid-run
     (job,) = plan(select("unet", "dsb2018", False, "holdout", (0,)), profile, tmp_path)
     (tmp_path / "job.pkl").write_bytes(pickle.dumps(job))
-    code = f"import pickle; from bench.run.execute import run_job; run_job(pickle.load(open({str(tmp_path / 'job.pkl')!r}, 'rb')), {str(tmp_path)!r})"
+    code = f"import pickle; from bench.run.job import run_job; run_job(pickle.load(open({str(tmp_path / 'job.pkl')!r}, 'rb')), {str(tmp_path)!r})"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), "OMP_NUM_THREADS": "1"}
     worker = subprocess.Popen([sys.executable, "-c", code], env=env)
     side = paths(job, tmp_path)["sidecar"]

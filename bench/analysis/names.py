@@ -11,6 +11,8 @@ Architectures are read from the registry's stored metadata (``bench.registry.sto
 torch and every network module, which building a table does not need. Where the registry is already
 loaded (a process that trains or draws saliency), it is read instead, entries registered on the fly
 included; a name the stored metadata lacks (an smp model, an extension's network) is looked up there too.
+The planner resolves architecture names here as well (``canonical_arch``, ``arch_names``,
+``arch_defaults``), so a sweep's driver that sends its jobs elsewhere imports no torch.
 """
 
 from __future__ import annotations
@@ -80,6 +82,39 @@ def dataset_label(name: str) -> str:
         return DATASETS.display_name(name)
     except KeyError:
         return name
+
+
+def arch_names() -> list[str]:
+    """Every registered architecture name, sorted (what wildcards are matched against)."""
+    if not _registry_loaded() and _stored():
+        return sorted(_stored())
+    from bench.architectures import ARCHITECTURES
+
+    return ARCHITECTURES.list()
+
+
+def canonical_arch(name: str) -> str:
+    """The registered name for ``name`` (an alias resolved); a name the stored metadata lacks (an smp model,
+    a misspelling) is asked of the registry itself, which raises ``UnknownName`` with suggestions."""
+    if not _registry_loaded():
+        stored = _stored()
+        if name in stored:
+            return name
+        for entry_name, entry in stored.items():
+            if name in entry["aliases"]:
+                return entry_name
+    from bench.architectures import ARCHITECTURES
+
+    return ARCHITECTURES.canonical(name)
+
+
+def arch_defaults(name: str) -> dict[str, Any]:
+    """The default keyword arguments of registry entry ``name`` (canonical), e.g. MILDNet's readings."""
+    if not _registry_loaded() and name in _stored():
+        return dict(_stored()[name]["defaults"])
+    from bench.architectures import ARCHITECTURES
+
+    return dict(ARCHITECTURES.get(name).defaults)
 
 
 def arch_label(name: str) -> str:

@@ -98,6 +98,6 @@ def canonical_arch(name: str | None) -> str | None:
 
 
 def resolved_device(name: str) -> str:
-    from bench.run.execute import resolve_device
+    from bench.run.devices import resolve_device
 
     return resolve_device(name)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def engine_config(args: argparse.Namespace, profile: Profile) -> EngineConfig:
     """The EngineConfig of ``bench run`` from its options and the profile's ``slurm:`` section."""
-    from bench.run.devices import validate_device
+    from bench.run.device_check import validate_device
     from bench.run.engines import EngineConfig, parse_resources
     from bench.run.slurm import slurm_options
 
@@ -66,20 +66,27 @@ def require_device_where_jobs_run(device: str, engine: EngineConfig) -> None:
         return
     if engine.name == "dask" and engine.scheduler:
         return
-    from bench.run.devices import resolve_device
+    from bench.run.device_check import cuda_facts, resolve_device
+    from bench.run.workers import pool_context
 
-    resolve_device(device)  # DeviceUnavailable (one line, exit 2) when torch sees no such GPU
+    resolve_device(device, cuda_facts(pool_context()))  # DeviceUnavailable (one line, exit 2): torch sees no such GPU
 
 
 def worker_count(args: argparse.Namespace, device: str) -> int:
-    """--jobs, else one worker per GPU for a GPU run, else one per CPU core."""
-    if args.jobs:
-        return args.jobs
+    """--jobs (0: the driver runs the jobs itself, so one), else one worker per GPU for a GPU run, else one per
+    CPU core."""
+    if args.jobs is not None and args.jobs < 0:
+        raise InvalidInput(f"--jobs must be >= 0 (0: run the jobs in this process), got {args.jobs}")
+    if args.jobs == 0 and args.engine != "local":
+        raise InvalidInput(f"--jobs 0 runs the jobs in this process: the local engine's, not --engine {args.engine}'s")
+    if args.jobs is not None:
+        return max(1, args.jobs)
     if device in ("auto", "cuda"):
-        from bench.run.devices import cuda_devices
+        from bench.run.device_check import cuda_facts
+        from bench.run.workers import pool_context
 
-        if cuda_devices():
-            return len(cuda_devices())
+        if cuda_facts(pool_context()).count:  # asked of a worker process: this one imports no torch
+            return cuda_facts(pool_context()).count
     return os.cpu_count() or 1
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile, overrides, parse_dataset_option_pairs(args.dataset_option))
     engine = engine_config(args, profile)  # validates the engine options and the device before planning
     track = _tracking(args, engine, dict(profile.tracking))
+    if engine.name == "local" and args.jobs != 0 and not args.dry_run:
+        from bench.run.workers import start_server
+
+        start_server()  # the workers' fork server imports torch in its own process while this one plans
     sel = select(args.arch, args.dataset, args.all, args.protocol, args.folds, args.seeds)
     results = Path(args.results)
     skip = tuple(v for v in (args.skip or "").split(",") if v)
@@ -76,17 +79,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_cost(
-    todo: list, results: Path, args: argparse.Namespace, profile: str, engine: EngineConfig | None
-) -> EngineConfig | None:
+    todo: list, results: Path, args: argparse.Namespace, profile: str, engine: EngineConfig
+) -> EngineConfig:
     """Print the plan's cost (``bench.run.estimate``) and return the engine with the local worker count
     fitted to memory: by default the most workers (up to one per core) whose estimated peaks fit in the
     available memory with a margin; an explicit ``--jobs`` that does not fit is a warning with the numbers."""
     import dataclasses
+    import multiprocessing
 
     from bench.run.estimate import MEMORY_SHARE, available_mb, cache_path, plan_cost, workers_that_fit
-    from bench.run.runner import PRELOAD
+    from bench.run.workers import pool_context
 
-    if engine is not None and engine.name != "local":
+    if engine.name != "local":
         print(f"estimate: not measured here (--engine {engine.name}: the jobs run on other machines)")
         return engine
     if not todo:
@@ -95,25 +99,27 @@ def _print_cost(
     def measuring(n: int) -> None:
         print(f"timing one training step of {n} network setting(s) here (cached in {cache_path(results)})", flush=True)
 
-    cost = plan_cost(todo, results, on_measure=measuring, preload=PRELOAD)  # timed where workers would run
-    cores = engine.n_jobs if engine is not None else args.jobs or os.cpu_count() or 1
+    # timed in processes forked from the workers' server; at --jobs 0 (no workers) each in a fresh interpreter,
+    # so no idle server stays beside the jobs
+    context = pool_context() if args.jobs != 0 else multiprocessing.get_context("spawn")
+    cost = plan_cost(todo, results, on_measure=measuring, context=context)
+    cores = engine.n_jobs
     on_cpu = all(e.device == "cpu" for e in cost.estimates)
     available = available_mb() if on_cpu else None
-    workers = cores
-    if args.jobs and available is not None and args.jobs * cost.peak_mb > MEMORY_SHARE * available:
+    workers, explicit = cores, args.jobs is not None
+    if explicit and available is not None and cores * cost.peak_mb > MEMORY_SHARE * available:
         print(
             f"bench: warning: --jobs {args.jobs} x {cost.peak_mb:,.0f} MiB estimated peak per worker = "
-            f"{args.jobs * cost.peak_mb:,.0f} MiB, more than {MEMORY_SHARE:.0%} of the {available:,.0f} MiB "
-            f"available; --jobs {workers_that_fit(cost.peak_mb, args.jobs, available)} fits",
+            f"{cores * cost.peak_mb:,.0f} MiB, more than {MEMORY_SHARE:.0%} of the {available:,.0f} MiB "
+            f"available; --jobs {workers_that_fit(cost.peak_mb, cores, available)} fits",
             file=sys.stderr,
         )
-    elif not args.jobs and available is not None:
+    elif not explicit and available is not None:
         workers = workers_that_fit(cost.peak_mb, cores, available)
-        if engine is not None and workers != engine.n_jobs:
-            engine = dataclasses.replace(engine, n_jobs=workers)
+        engine = dataclasses.replace(engine, n_jobs=workers)
     for line in cost.lines(min(workers, len(todo)), profile):
         print(line)
-    if not args.jobs and workers < cores:
+    if not explicit and workers < cores:
         print(f"workers: {workers} of {cores} cores (memory: {available:,.0f} MiB available)")
     return engine
 
@@ -133,7 +139,7 @@ def _execute(
     results: Path,
     args: argparse.Namespace,
     profile: str,
-    engine: EngineConfig | None = None,
+    engine: EngineConfig,
     track: Any = None,
 ) -> int:
     from tqdm.auto import tqdm
@@ -143,12 +149,20 @@ def _execute(
 
     start, failed = time.perf_counter(), []
     bar = tqdm(total=len(jobs), desc="jobs", unit="job", disable=args.quiet)
-    n_jobs = engine.n_jobs if engine is not None else args.jobs or os.cpu_count() or 1
     submitted = []
     try:
         with stop_on_signals():
+            # in worker processes even at --jobs 1 (the driver imports no torch, a job that kills its process is
+            # recorded as crashed and the sweep goes on: bench.run.runner); --jobs 0 runs them in this process
             for record in run_jobs(
-                jobs, results, n_jobs=n_jobs, force=args.force, progress=not args.quiet, engine=engine, track=track
+                jobs,
+                results,
+                n_jobs=engine.n_jobs,
+                force=args.force,
+                progress=not args.quiet,
+                engine=engine,
+                track=track,
+                in_driver=args.jobs == 0,
             ):
                 if record.status == "submitted":
                     submitted.append(record)
@@ -223,9 +237,11 @@ def add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--jobs",
         type=int,
-        default=0,
-        help="parallel worker processes (forked from a server that has imported torch); default: one per CPU core. Results do not depend "
-        "on it: every job uses the profile's fixed torch thread count",
+        default=None,
+        help="parallel worker processes (forked from a server that has imported torch); default: one per CPU core "
+        "(one per GPU for a GPU run), fewer when the plan's memory estimate does not fit; 0: no worker process, "
+        "the jobs run one after the other in this one (for a debugger). Results do not depend on it: every job "
+        "uses the profile's fixed torch thread count",
     )
     p.add_argument("--force", action="store_true", help="recompute finished jobs")
     p.add_argument("--dry-run", action="store_true", help="print the plan and what is already done")

@@ -42,7 +42,17 @@ def cmd_tune(args: argparse.Namespace) -> int:
         f"{data_source(jobs, args.data_root)} | validation folds only | "
         f"{'paper tuning on ' + reference if reference else 'fair'} | results in {out}"
     )
-    statuses = list(run_jobs(jobs, out, n_jobs=engine.n_jobs, force=args.force, progress=not args.quiet, engine=engine))
+    statuses = list(
+        run_jobs(
+            jobs,
+            out,
+            n_jobs=engine.n_jobs,
+            force=args.force,
+            progress=not args.quiet,
+            engine=engine,
+            in_driver=args.jobs == 0,
+        )
+    )
     if any(s.status == "submitted" for s in statuses):
         print(
             f"tuning jobs are in the SLURM queue; `bench status --results {out}` follows them, the same "
@@ -132,7 +142,12 @@ def add_tune(p: argparse.ArgumentParser) -> None:
         default="results",
         help="results folder: tuning jobs go to <results>/tuning/NAME/, the choice to <results>/tuned/",
     )
-    p.add_argument("--jobs", type=int, default=0, help="parallel worker processes (default: one per CPU core)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="parallel worker processes (default: one per CPU core); 0: the jobs run in this process (as `bench run`)",
+    )
     p.add_argument("--force", action="store_true", help="recompute finished tuning jobs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_engine_options(p)

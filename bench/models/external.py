@@ -42,9 +42,9 @@ from bench.results.job_data import load_job_data
 from bench.results.store import ResultWarning, atomic_write_json, atomic_write_parquet, read_evaluation, read_sidecar
 from bench.results.stored import StoredModel, stored_models
 from bench.run.evaluate import predict as predict_batches
-from bench.run.evaluate import score
 from bench.run.execute import fold_ids
 from bench.run.plan import dataset_root
+from bench.run.scoring import score
 
 RESOLUTIONS = ("input", "native")
 EXTERNAL = "external"

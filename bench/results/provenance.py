@@ -35,7 +35,7 @@ def environment() -> dict[str, Any]:
 
     versions = {
         "bench": __version__,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a plain str: a record read elsewhere must not need torch
         "numpy": np.__version__,
         "pandas": pd.__version__,
         "python": platform.python_version(),

@@ -23,43 +23,22 @@ from pathlib import Path
 
 import torch
 
-from bench.errors import InvalidInput, UserError
+from bench.errors import InvalidInput
+from bench.run.device_check import DeviceUnavailable, cuda_facts_here, validate_device  # noqa: F401  (their home for importers of devices)
+from bench.run.device_check import resolve_device as check_device
 
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")
 CHANNELS_LAST_CHOICES = ("auto", "on", "off")
-
-
-def validate_device(name: str) -> str:
-    if not isinstance(name, str) or not _DEVICE.match(name):
-        raise InvalidInput(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
-    return name
 
 
 def cuda_devices() -> list[str]:
     return [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
 
 
-class DeviceUnavailable(UserError, RuntimeError):
-    """A CUDA device was asked for that this machine does not have."""
-
-
 def resolve_device(name: str) -> str:
     """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; a CUDA request without the device
-    is an error (never a silent CPU run)."""
-    validate_device(name)
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if n == 0:
-            raise DeviceUnavailable(
-                f"device {name!r} requested but torch sees no CUDA device "
-                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'})"
-            )
-        if ":" in name and int(name.split(":")[1]) >= n:
-            raise DeviceUnavailable(f"device {name!r} requested but only {n} CUDA device(s) are visible")
-    return name
+    is an error (never a silent CPU run): ``bench.run.device_check.resolve_device`` on this process."""
+    return check_device(name, cuda_facts_here())
 
 
 @contextlib.contextmanager

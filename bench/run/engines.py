@@ -1,6 +1,6 @@
 """Where jobs run: worker processes on this machine, a Dask cluster, or SLURM through submitit.
 
-The engine only decides where ``bench.run.execute.run_job(job, results)`` is called. Every job writes its
+The engine only decides where ``bench.run.job.run_job(job, results)`` is called. Every job writes its
 own Parquet file and sidecar into the (shared) results folder and hands back its small ``JobRecord``, so
 the driver never holds results, and a rerun resumes from the files whatever engine wrote them. Each
 sidecar records where its job ran (``where``: engine, host, pid, Dask worker or SLURM task;
@@ -181,7 +181,7 @@ def run_dask(todo: list[Job], results: Path, engine: EngineConfig, track: Any = 
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
 
-    from bench.run.execute import run_job
+    from bench.run.job import run_job
 
     restrictions: dict[str, Any] = {}
     if engine.dask_resources:
@@ -211,7 +211,7 @@ def _visible_gpus() -> int:
 def require_worker_gpus(client: Any, todo: list[Job], engine: EngineConfig) -> None:
     """Jobs on ``cuda`` need workers with a GPU: refuse (one line, before any job starts) when the workers
     that have joined have none, or when some have none and no ``--dask-resources`` keeps the jobs off them."""
-    from bench.run.devices import DeviceUnavailable
+    from bench.run.device_check import DeviceUnavailable
 
     devices = sorted({j.train.device for j in todo if j.train.device.startswith("cuda")})
     if not devices:
@@ -232,8 +232,8 @@ def require_worker_gpus(client: Any, todo: list[Job], engine: EngineConfig) -> N
 
 def record_killed(job: Job, results: Path, why: str) -> JobRecord:
     """The failed record of a job whose worker processes died on every try (Dask gave up on it)."""
+    from bench.results.job_files import paths, prior_deaths
     from bench.results.store import read_record, write_record
-    from bench.run.execute import paths, prior_deaths
 
     side = paths(job, results)["sidecar"]
     died = prior_deaths(read_record(side), job.key)

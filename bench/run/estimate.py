@@ -10,10 +10,12 @@ is ``torch.cuda.max_memory_allocated``. Each measurement is cached per machine i
 the device setting and the processor, so a changed torch, device or setting is measured again.
 
 A job's time is then ``epochs x (training batches x train step + selection batches x eval step) +
-scored batches x eval step``: the number of batches comes from the job's split file (the plan wrote
-it). The sweep's time on ``n`` workers is the local engine's schedule (each job to the first free
-worker, in plan order). A job records its own estimate and the measured training time next to it
-(``job_estimate`` in ``bench.run.execute``), and ``bench report --table compute`` shows the error.
+scored batches x eval step + scored images x scoring + once per job`` (building the network, counting
+its MACs, serialising its checkpoint: timed in the same process): the number of batches comes from the
+job's split file (the plan wrote it). The sweep's time on ``n`` workers is the local engine's schedule
+(each job to the first free worker, in plan order); the fork server the workers come from is started
+while the driver plans (``bench.run.workers.start_server``), so its start is not counted. A job records its own estimate and the measured training time next to it
+(``estimate_record`` in ``bench.run.execute``), and ``bench report --table compute`` shows the error.
 
 Conventions: seconds and MiB (2**20 bytes); ``peak_mb`` is one worker process's peak resident set size
 on CPU (torch's shared libraries included, as a job's ``peak_memory_mb`` is).
@@ -30,6 +32,7 @@ import statistics
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +70,9 @@ STEP_SETTINGS = (
 @dataclass(frozen=True)
 class StepCost:
     """One timed step: seconds per training batch and per evaluation batch, and the peak memory (MiB) of
-    the measuring worker process (``memory_kind`` ``rss`` on CPU, ``cuda_allocated`` on CUDA)."""
+    the measuring worker process (``memory_kind`` ``rss`` on CPU, ``cuda_allocated`` on CUDA); ``fixed_s``:
+    seconds a job spends once on its network (building it, counting its MACs, serialising its checkpoint);
+    ``score_s``: seconds to score one image (``bench.run.scoring``)."""
 
     train_s: float
     eval_s: float
@@ -75,6 +80,8 @@ class StepCost:
     memory_kind: str
     device: str
     device_name: str
+    fixed_s: float
+    score_s: float
 
 
 @dataclass(frozen=True)
@@ -122,8 +129,12 @@ def machine() -> dict[str, Any]:
     }
 
 
+#: What a cached measurement holds; a cache entry of another version is measured again.
+MEASUREMENT_VERSION = 2
+
+
 def _key(settings: dict[str, Any], where: dict[str, Any]) -> str:
-    text = json.dumps({"settings": settings, "machine": where}, sort_keys=True)
+    text = json.dumps({"settings": settings, "machine": where, "version": MEASUREMENT_VERSION}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -146,7 +157,9 @@ def measure_step(settings: dict[str, Any], steps: int = TIMED_STEPS) -> StepCost
     kwargs = {"in_channels": settings["in_channels"], "classes": 1, **json.loads(settings["arch_kwargs"] or "{}")}
     if ":" not in settings["arch"]:
         kwargs.update(width=cfg.width, depth=cfg.depth, init=cfg.init)
+    start = time.perf_counter()
     model = create_model(settings["arch"], **kwargs)
+    fixed_s = time.perf_counter() - start
     prec = precision_for(device, cfg.amp, cfg.channels_last)
     dtype = train_dtype(cfg.precision)
     model.to(device=device, dtype=dtype, memory_format=prec.memory_format())
@@ -194,28 +207,56 @@ def measure_step(settings: dict[str, Any], steps: int = TIMED_STEPS) -> StepCost
         sync()
     eval_s = (time.perf_counter() - start) / evals
     memory.stop()
+    fixed_s += _once_per_job(model, settings["in_channels"], cfg.image_size)
+    score_s = _score_seconds(cfg.batch_size, cfg.image_size)
     name = torch.cuda.get_device_name(device) if device.startswith("cuda") else cpu_model()
     # the job also holds a copy of the best epoch's weights (``fit``), which the timed step does not
     best_copy = sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 2**20
     peak = (memory.mb if memory.kind == "cuda_allocated" else memory.process_mb) + best_copy
     kind = "cuda_allocated" if memory.kind == "cuda_allocated" else "rss"
-    return StepCost(train_s, eval_s, peak, kind, device, name)
+    return StepCost(train_s, eval_s, peak, kind, device, name, fixed_s, score_s)
 
 
-def measure(todo: Sequence[dict[str, Any]], preload: Sequence[str] = ()) -> list[StepCost | str]:
-    """``measure_step`` of each settings dict, each in a fresh process forked from the fork server that
-    has imported ``preload`` and nothing else (pass ``bench.run.runner.PRELOAD``: the server the pool's
-    workers are forked from, one per process), one after the other, so each peak is what one worker's is. (Not forked from this process: planning ran
-    OpenCV's thread pool here, and a child forked from it can hang in its first OpenCV call.) A step that
-    fails (or kills its process) gives a one-line reason instead of a ``StepCost``."""
+def _once_per_job(model: Any, channels: int, size: int) -> float:
+    """Seconds of what a job does once with its network besides training: its MAC count
+    (``bench.analysis.compute.model_cost``) and its checkpoint serialised (``bench.results.checkpoint``)."""
+    import io
+
+    import torch
+
+    from bench.analysis.compute import model_cost
+
+    start = time.perf_counter()
+    model_cost(model, channels, size)
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, io.BytesIO())
+    return time.perf_counter() - start
+
+
+def _score_seconds(batch: int, size: int) -> float:
+    """Seconds to score one image (Dice, IoU, Hausdorff: ``bench.run.scoring``) at ``size``, on a batch of
+    random masks (every pixel a coin flip: a boundary as long as any prediction's)."""
+    import numpy as np
+
+    from bench.run.scoring import score_rows
+
+    rng = np.random.default_rng(0)
+    probs, masks = rng.random((batch, size, size), np.float32), rng.random((batch, size, size)) > 0.5
+    start = time.perf_counter()
+    score_rows(probs, masks, [str(i) for i in range(batch)], ["g"] * batch)
+    return (time.perf_counter() - start) / batch
+
+
+def measure(todo: Sequence[dict[str, Any]], context: BaseContext | None = None) -> list[StepCost | str]:
+    """``measure_step`` of each settings dict, each in a fresh process of ``context`` (pass
+    ``bench.run.workers.pool_context()``: the fork server the pool's workers are forked from, which has
+    imported what a job imports; default: a fresh interpreter each), one after the other, so each peak is
+    what one worker's is. (Never forked from this process: planning ran OpenCV's thread pool here, and a
+    child forked from it can hang in its first OpenCV call.) A step that fails (or kills its process) gives a
+    one-line reason instead of a ``StepCost``."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(list(preload))  # read when the server starts
-    else:
-        ctx = multiprocessing.get_context("spawn")
+    ctx = context if context is not None else multiprocessing.get_context("spawn")
     out: list[StepCost | str] = []
     for settings in todo:
         try:
@@ -246,12 +287,12 @@ def step_costs(
     measure_missing: bool = True,
     on_measure: Any = None,
     failures: list[str] | None = None,
-    preload: Sequence[str] = (),
+    context: BaseContext | None = None,
 ) -> dict[str, StepCost]:
     """The ``StepCost`` of every job (by job key): read from this machine's cache, the missing ones
     measured (``measure``) and cached, unless ``measure_missing`` is False (then they are left out, as
     are those whose step failed: their reasons are appended to ``failures``). ``on_measure(n)`` is called
-    before ``n`` measurements start; ``preload``: see ``measure``."""
+    before ``n`` measurements start; ``context``: see ``measure``."""
     failures = [] if failures is None else failures
     from bench.datasets import dataset_info
 
@@ -269,7 +310,7 @@ def step_costs(
         if on_measure is not None:
             on_measure(len(missing))
         measured = {}
-        for key, cost in zip(missing, measure([settings_of[k] for k in missing], preload)):
+        for key, cost in zip(missing, measure([settings_of[k] for k in missing], context)):
             if isinstance(cost, str):
                 failures.append(cost)
                 continue
@@ -290,10 +331,12 @@ def batches(job: Job) -> dict[str, int]:
 
     ids = Split.load(Path(job.split_path)).fold_ids(job.fold)
     per = job.train.batch_size
+    scored = len(ids["val"]) + len(ids["test"])
     return {
         "train": math.ceil(len(ids["train"]) / per),
         "select": math.ceil(len(ids["select"]) / per),
-        "scored": math.ceil((len(ids["val"]) + len(ids["test"])) / per),
+        "scored": math.ceil(scored / per),
+        "scored_images": scored,
     }
 
 
@@ -301,7 +344,8 @@ def job_estimate(job: Job, cost: StepCost, counts: dict[str, int] | None = None)
     """The estimate of ``job`` from its step's ``cost`` (and its batch counts, read when not given)."""
     n = counts if counts is not None else batches(job)
     train = job.train.epochs * (n["train"] * cost.train_s + n["select"] * cost.eval_s)
-    return JobEstimate(job, train, train + n["scored"] * cost.eval_s, cost.peak_mb, cost.device)
+    after = n["scored"] * cost.eval_s + n["scored_images"] * cost.score_s + cost.fixed_s
+    return JobEstimate(job, train, train + after, cost.peak_mb, cost.device)
 
 
 def sweep_seconds(estimates: Sequence[JobEstimate], workers: int) -> float:
@@ -396,10 +440,12 @@ class PlanCost:
         return lines + missing
 
 
-def plan_cost(jobs: Sequence[Job], results: Path, *, on_measure: Any = None, preload: Sequence[str] = ()) -> PlanCost:
+def plan_cost(
+    jobs: Sequence[Job], results: Path, *, on_measure: Any = None, context: BaseContext | None = None
+) -> PlanCost:
     """The estimate of every job of ``jobs`` (measuring the step costs this machine lacks: ``measure``)."""
     failures: list[str] = []
-    costs = step_costs(jobs, results, on_measure=on_measure, failures=failures, preload=preload)
+    costs = step_costs(jobs, results, on_measure=on_measure, failures=failures, context=context)
     counts: dict[tuple[str, int, int], dict[str, int]] = {}
     out = []
     for job in jobs:

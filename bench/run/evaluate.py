@@ -19,9 +19,9 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from bench.metrics import THRESHOLD, image_metrics
 from bench.results.predictions import NonFinitePrediction, require_finite, write_predictions
 from bench.results.store import atomic_write
+from bench.run.scoring import score_rows
 
 
 def predict_batches(
@@ -52,27 +52,6 @@ def predict(model: nn.Module, images: Tensor, batch_size: int, device: str = "cp
     out = np.concatenate(probs) if probs else np.zeros((0, *images.shape[-2:]), np.float32)
     require_finite(out, "model output")
     return out
-
-
-#: Foreground where the probability is above this (sigmoid(logit) > 0.5, i.e. logit > 0).
-
-
-def score(probs: np.ndarray, masks: np.ndarray, case_ids: list[str], groups: list[str]) -> pd.DataFrame:
-    """Per-image metric rows for predictions ``probs > THRESHOLD`` against boolean ``masks`` (N x H x W)."""
-    return pd.DataFrame(score_rows(probs, masks, case_ids, groups))
-
-
-def score_rows(probs: np.ndarray, masks: np.ndarray, case_ids: Sequence[str], groups: Sequence[str]) -> list[dict]:
-    """The rows of ``score`` as dicts (one per image), to be gathered over batches and framed once."""
-    return [
-        {
-            "case_id": case_id,
-            "group": group,
-            "eval_size": int(ref.shape[0]),
-            **image_metrics(ref.astype(bool), prob > THRESHOLD),
-        }
-        for prob, ref, case_id, group in zip(probs, masks, case_ids, groups)
-    ]
 
 
 @dataclass(frozen=True)

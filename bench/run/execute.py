@@ -1,24 +1,15 @@
-"""Run one job: a ``Job`` in, a ``JobRecord`` (``bench.results.record``) out.
+"""The job itself: data and split (checked against the plan), model, training, prediction and the per-image
+rows, with the checkpoint and predictions written beside the rows.
 
-``run_job`` is the unit of work a local worker process, a Dask worker or a SLURM task executes. It claims
-the job with a file lock (``bench.results.store.job_lock``), so any number of processes, on one machine or
-on a shared filesystem, can work through the same results folder: a job another process holds is
-not started twice, a finished job is never recomputed (unless forced), and a late failure never
-replaces an ``ok`` result. It writes the job's Parquet rows and sidecar atomically and returns the
-job's record, never a DataFrame, so one failing job never loses another's results. The only broad
-``except`` of the project is here, at the per-job boundary: it records the error with its traceback.
-
-``execute`` is the job itself: data and split (checked against the plan), model, training,
-prediction and the per-image rows, with the checkpoint and predictions written beside the rows.
+``execute`` is what ``bench.run.job.run_job`` calls once it holds the job's lock; this module imports torch
+and every network, so only the process that runs a job imports it (a driver that sends its jobs to worker
+processes, Dask or SLURM never does).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
-import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -32,179 +23,11 @@ from bench.architectures import create_model
 from bench.config import Job, replace
 from bench.datasets.prepare import PreparedData, take_rows
 from bench.datasets.splits import Split
-from bench.errors import FATAL_ERRNOS, environment_error
-from bench.results.artefacts import describe as describe_artefacts
 from bench.results.checkpoint import checkpoint_meta, save_checkpoint
 from bench.results.job_data import load_job_data
-from bench.results.provenance import environment
-from bench.results.record import JobRecord, Status
-from bench.results.store import (
-    atomic_write_parquet,
-    check_done,
-    clean_job_temporaries,
-    confine,
-    is_done,
-    job_dir,
-    job_lock,
-    read_record,
-    verify_result,
-    write_record,
-)
 from bench.run.devices import bind_device, device_slot, precision_for
-from bench.run.devices import resolve_device as resolve
 from bench.run.evaluate import Part, predict_and_score
 from bench.run.train import fit, job_seed, seed_everything
-from bench.run.where import where_running
-
-
-def paths(job: Job, results: Path) -> dict[str, Path]:
-    """The job's files (Parquet, sidecar, checkpoint, predictions, lock), all inside ``results``."""
-    folder = job_dir(results, job.dataset, job.arch)
-    base = confine(results, folder / job.stem)
-    if base.parent != folder:
-        raise ValueError(f"job stem {job.stem!r} cannot name a file in {folder}")
-    return {
-        k: base.with_suffix(s)
-        for k, s in (
-            ("parquet", ".parquet"),
-            ("sidecar", ".json"),
-            ("checkpoint", ".pt"),
-            ("predictions", ".pred.npz"),
-            ("lock", ".lock"),
-        )
-    }
-
-
-def is_finished(job: Job, results: Path) -> bool:
-    """The job's ``ok`` result is stored and verifies (``bench.results.store.is_done``)."""
-    return is_done(paths(job, results)["sidecar"], job.key)
-
-
-def run_job(
-    job: Job, results: Path | str, progress: bool = False, *, force: bool = False, wait: bool = True, track: Any = None
-) -> JobRecord:
-    """Claim, run and record one job; returns its record.
-
-    Status ``ok`` or ``failed`` (the record written to the sidecar; a failed recomputation of an ``ok``
-    result keeps the stored result and says so in ``error``), ``skipped`` (already finished, perhaps by
-    another process: never recomputed unless ``force``) or ``busy`` (another process holds the job and
-    ``wait`` is False). With ``wait``, a held job is waited for: if its holder finished or failed it,
-    that outcome is returned; if the holder died, the job runs here. Safe from any process on a shared
-    filesystem. ``track``: a ``bench.tracking.target.Tracking`` the job is logged to when it ends.
-    """
-    from filelock import Timeout
-
-    results = Path(results)
-    p = paths(job, results)
-    lock = job_lock(p["sidecar"])
-    p["sidecar"].parent.mkdir(parents=True, exist_ok=True)
-    waited, before = False, None  # whether another process held the job; its sidecar meanwhile
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        if not wait:
-            return JobRecord.of(job, Status.BUSY)
-        waited, before = True, read_record(p["sidecar"])
-        lock.acquire()
-    try:
-        if not force and is_finished(job, results):
-            return JobRecord.of(job, Status.SKIPPED, note="finished by another process" if waited else "")
-        now = read_record(p["sidecar"])
-        if waited and now is not None and now != before and now.status is Status.FAILED and now.key == job.key:
-            return now.replace(error=f"{now.error} (recorded by another process)")
-        clean_job_temporaries(p["sidecar"].parent, job.stem)
-        record = _run_claimed(job, results, p, progress)
-    finally:
-        lock.release()
-    if track is not None:  # `bench run --track`: logged by the process that ran the job (bench.tracking)
-        from bench.tracking.export import track_job
-
-        track_job(record, results, track)
-    return record
-
-
-def _run_claimed(job: Job, results: Path, p: dict[str, Path], progress: bool) -> JobRecord:
-    """Run ``job`` while holding its lock; a failure never replaces a verified ``ok`` result."""
-    start = time.perf_counter()
-    previous = read_record(p["sidecar"]) if check_done(p["sidecar"], job.key)[0] else None
-    started = time.time()
-    died = prior_deaths(read_record(p["sidecar"]), job.key)  # earlier tries whose worker died (we hold the lock)
-    tries = {"where": where_running(), "attempts": len(died) + 1, "died": died or None}
-    write_record(
-        p["sidecar"],
-        JobRecord.of(job, Status.RUNNING, started=started, pid=os.getpid(), host=socket.gethostname(), **tries),
-    )
-    try:
-        rows, info = execute(job, results, p, progress=progress)
-        atomic_write_parquet(p["parquet"], rows)
-        record = JobRecord.of(
-            job,
-            Status.OK,
-            seconds=time.perf_counter() - start,
-            n_written=len(rows),
-            started=started,
-            environment=environment(),
-            details=info,
-            artefacts=describe_artefacts(p["sidecar"]),  # size and sha256 of the rows, checkpoint, predictions
-            **tries,
-        )
-        write_record(p["sidecar"], record)
-        return record
-    except Exception as exc:  # noqa: BLE001 (the per-job boundary: record the failure, never lose the sweep)
-        failed = JobRecord.of(
-            job,
-            Status.FAILED,
-            seconds=time.perf_counter() - start,
-            error=environment_error(exc) or f"{type(exc).__name__}: {exc}",
-            traceback=traceback.format_exc(),
-            environment=environment(),
-            **tries,
-        )
-        if previous is not None and verify_result(p["sidecar"], previous.to_json())[1] is None:
-            # a recomputation (--force) failed: keep the verified result, note the failure in it
-            last = {k: failed.to_json()[k] for k in ("error", "traceback", "seconds", "environment")}
-            write_record(p["sidecar"], previous.replace(last_failure={**last, "at": time.time()}))
-            _stop_on_full_disk(exc)
-            return failed.replace(error=f"{failed.error} (the earlier ok result is kept)")
-        write_record(p["sidecar"], failed)
-        _stop_on_full_disk(exc)
-        return failed
-
-
-def prior_deaths(record: JobRecord | None, key: str) -> list[dict[str, Any]]:
-    """The dead tries of job ``key`` its sidecar ``record`` shows, oldest first: the deaths it already lists,
-    plus the try it describes when that try's process died (a ``running`` record whose lock is now free,
-    which the caller holds, or a ``failed`` record marked crashed). Empty once the job has a result."""
-    if record is None or record.key != key:
-        return []
-    earlier = [dict(d) for d in record.died or ()]
-    if record.crashed and earlier and earlier[-1].get("pid") == record.crashed_pid:
-        return earlier  # a crash record that already lists its own death
-    if record.status is Status.RUNNING or record.crashed:
-        where = dict(record.where or {})
-        earlier.append(
-            {
-                "pid": record.pid or record.crashed_pid or where.get("pid"),
-                "host": record.host or where.get("host"),
-                "started": record.started,
-                **{k: where[k] for k in ("engine", "dask_worker", "slurm_task") if k in where},
-            }
-        )
-        return earlier
-    return []
-
-
-def _stop_on_full_disk(exc: Exception) -> None:
-    """Re-raise a full disk or read-only folder (recorded in the sidecar already): every later job
-    would fail the same way, so the sweep stops with one line (``bench.errors.environment_error``)."""
-    if isinstance(exc, OSError) and exc.errno in FATAL_ERRNOS and environment_error(exc):
-        raise exc
-
-
-def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` or ``cpu``; validated (``bench.run.devices.resolve_device``)."""
-
-    return resolve(name)
 
 
 def model_kwargs(job: Job, in_channels: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.architectures import ARCHITECTURES, PAPER_ARCHS
+from bench.analysis.names import arch_defaults, arch_names, canonical_arch, paper_archs
 from bench.config import Job, Profile, Protocol, TrainConfig
 from bench.datasets import DATASETS, PAPER_DATASETS, canonical_name, dataset_info, open_dataset
 from bench.datasets.base import SegDataset
@@ -63,9 +63,9 @@ def select(
             "choose what to run: --all, or both --arch and --dataset (names or wildcards, comma-separated)"
         )
     archs = (
-        list(PAPER_ARCHS)
+        list(paper_archs())
         if all_ and not arch
-        else _expand(arch.split(","), ARCHITECTURES.list(), "architecture", ARCHITECTURES.canonical)
+        else _expand(arch.split(","), arch_names(), "architecture", canonical_arch)
     )
     datasets = (
         list(PAPER_DATASETS)
@@ -196,7 +196,7 @@ def plan(
                             split.hash,
                             str(split_path),
                             json.dumps(options, sort_keys=True),
-                            arch_defaults=json.dumps(ARCHITECTURES.get(arch).defaults, sort_keys=True),
+                            arch_defaults=json.dumps(arch_defaults(arch), sort_keys=True),
                         )
                     )
     return sorted(jobs, key=lambda j: (j.dataset, j.arch, j.protocol, j.fold, j.seed))

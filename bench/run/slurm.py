@@ -211,7 +211,7 @@ def run_task(jobs: list[Job], results: Path, track: Any = None) -> list[JobRecor
     ``track``: the ``bench run --track`` target each job is logged to by the process that ran it."""
     import functools
 
-    from bench.run.execute import run_job
+    from bench.run.job import run_job
 
     run = functools.partial(run_job, results=results, track=track)
     gpus = _task_gpus(jobs)
@@ -388,7 +388,7 @@ def wait_for(
     running, its process recorded as dead). ``held``: jobs not submitted yet (a per-user limit), submitted
     with ``opts`` (and ``track``) as the queue makes room.
     """
-    from bench.run.execute import paths, prior_deaths
+    from bench.results.job_files import paths, prior_deaths
 
     results = Path(results).resolve()
     held = list(held or [])

@@ -62,7 +62,7 @@ def _queue(results: Path, subs: dict[str, tuple[str, float]]) -> dict[str, str] 
 
 def sweep_status(jobs: list[Job], results: Path | str) -> pd.DataFrame:
     """One row per planned job: its identity, state, one-line reason and SLURM task id."""
-    from bench.run.execute import paths
+    from bench.results.job_files import paths
 
     results = Path(results)
     subs = slurm.submissions(results)
