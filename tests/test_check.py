@@ -70,11 +70,11 @@ def test_unchanged_tree_passes_both_layers(baseline: Path, capsys: pytest.Captur
 def test_changed_metric_fails_the_scoring_layer(
     baseline: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    import bench.run.evaluate
+    import bench.run.scoring
 
-    real = bench.run.evaluate.image_metrics
+    real = bench.run.scoring.image_metrics
     monkeypatch.setattr(
-        bench.run.evaluate,
+        bench.run.scoring,
         "image_metrics",
         lambda ref, pred: {**real(ref, pred), "hd": real(ref, pred)["hd"] * 1.01 + 0.01},
     )
@@ -100,9 +100,9 @@ def test_changed_empty_mask_rule_fails_the_scoring_layer(baseline: Path, monkeyp
 
 
 def test_changed_threshold_fails_the_scoring_layer(baseline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bench.run.evaluate
+    import bench.run.scoring
 
-    monkeypatch.setattr(bench.run.evaluate, "THRESHOLD", 0.6)
+    monkeypatch.setattr(bench.run.scoring, "THRESHOLD", 0.6)
     result = chk.check(baseline, layers=("scoring",))
     assert not result.layer("scoring").ok and "tp" in set(result.layer("scoring").drifted["column"])
 
@@ -334,9 +334,9 @@ def test_statistics_change_is_a_changed_result_not_baseline_integrity(
 
 
 def test_exact_columns_say_exact(baseline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bench.run.evaluate
+    import bench.run.scoring
 
-    monkeypatch.setattr(bench.run.evaluate, "THRESHOLD", 0.6)
+    monkeypatch.setattr(bench.run.scoring, "THRESHOLD", 0.6)
     text = chk.format_result(chk.check(baseline, layers=("scoring",)), 0.0)
     table = text.split("largest first", 1)[1]
     assert " exact" in table and "e+300" not in table and "e+11" not in table

@@ -169,6 +169,7 @@ def test_the_plan_states_its_cost_from_steps_timed_once_per_machine(tmp_path: Pa
     assert all(
         v["train_s"] > 0 and v["eval_s"] > 0 and v["peak_mb"] > 100 and v["device"] == "cpu" for v in cache.values()
     )
+    assert all(v["fixed_s"] > 0 and v["score_s"] > 0 for v in cache.values())  # once per job, per scored image
     assert {v["machine"]["torch"] for v in cache.values()} and all(
         v["settings"]["in_channels"] == 3 for v in cache.values()
     )
@@ -183,7 +184,7 @@ def test_the_plan_states_its_cost_from_steps_timed_once_per_machine(tmp_path: Pa
 def test_a_job_records_the_estimate_and_its_error_shown_by_the_compute_table(tmp_path: Path, capsys) -> None:
     from bench.results.store import sidecars
 
-    assert main(_run_args(tmp_path, "--jobs", "1", "--quiet")) == 0
+    assert main(_run_args(tmp_path, "--jobs", "0", "--quiet")) == 0  # 0: the jobs run in this process
     ok = [s for s in sidecars(tmp_path) if s["status"] == "ok"]
     assert len(ok) == 2
     for side in ok:
@@ -197,6 +198,17 @@ def test_a_job_records_the_estimate_and_its_error_shown_by_the_compute_table(tmp
     assert main(["report", "--table", "compute", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "estimate error" in out.lower().replace("_", " ") and "estimated / measured - 1" in out
+
+
+def test_a_jobs_estimate_adds_its_once_only_work_and_scoring_to_the_epochs(tmp_path: Path) -> None:
+    from bench.run.estimate import StepCost, job_estimate
+
+    job = plan(select("unet", "dsb2018", False, "holdout", (0,)), profile(), tmp_path)[0]
+    cost = StepCost(0.5, 0.1, 800.0, "rss", "cpu", "cpu", fixed_s=2.0, score_s=0.01)
+    n = {"train": 10, "select": 3, "scored": 4, "scored_images": 15}
+    estimate = job_estimate(job, cost, n)
+    assert estimate.train_s == pytest.approx(job.train.epochs * (10 * 0.5 + 3 * 0.1))
+    assert estimate.total_s == pytest.approx(estimate.train_s + 4 * 0.1 + 15 * 0.01 + 2.0)
 
 
 def test_the_cost_says_when_it_is_over_a_day_and_that_the_paper_profile_wants_a_gpu(tmp_path: Path) -> None:

@@ -230,6 +230,19 @@ def test_a_dead_worker_fails_only_its_own_job(tmp_path: Path) -> None:
     assert list(fails["arch"]) == ["crash_test"] and list(store.load_all(tmp_path)["arch"].unique()) == ["wait_test"]
 
 
+def test_at_one_worker_a_job_that_kills_its_process_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    """What ``bench run --jobs 1`` does (``in_driver=False``): the job runs in a worker process, so a job that
+    kills it (a segfault, the out-of-memory killer) fails alone and the driver runs the next one."""
+    from crash_arch import CrashJob
+
+    job = planned(tmp_path, "unet", epochs="1", synthetic_n="12")[0]
+    fields = {f: getattr(job, f) for f in job.__dataclass_fields__}
+    bad, good = (CrashJob(**{**fields, "arch": arch}) for arch in ("crash_test", "wait_test"))
+    statuses = {s.key: s for s in run_jobs([bad, good], tmp_path, n_jobs=1, progress=False, in_driver=False)}
+    assert statuses[bad.key].status == "failed" and statuses[bad.key].error == CRASHED
+    assert statuses[good.key].status == "ok" and is_finished(good, tmp_path)
+
+
 @pytest.mark.slow
 def test_a_failed_recomputation_keeps_the_ok_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import bench.run.execute
@@ -324,3 +337,29 @@ def test_without_a_fork_server_the_workers_are_spawned(monkeypatch: pytest.Monke
     assert pool_context().get_start_method() == ("forkserver" if sys.platform != "win32" else "spawn")
     monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])  # as on Windows
     assert pool_context().get_start_method() == "spawn"
+
+
+def test_the_fork_server_imports_the_modules_that_registered_a_users_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A network registered by a user's own module (imported before ``bench.cli.main``) is preloaded by the
+    workers' fork server, so a worker knows it; the package's own modules are not listed again."""
+    import importlib
+
+    from bench.architectures import ARCHITECTURES
+    from bench.run.workers import registering_modules
+
+    (tmp_path / "my_lab_nets.py").write_text(
+        "from torch import nn\nfrom bench.architectures import register_arch\n\n"
+        "@register_arch('my_lab_net')\nclass MyLabNet(nn.Conv2d):\n"
+        "    def __init__(self, in_channels=1, classes=1, **_):\n        super().__init__(in_channels, classes, 1)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("my_lab_nets")
+    try:
+        assert "my_lab_nets" in registering_modules()
+        assert not [m for m in registering_modules() if m.startswith("bench")]
+    finally:
+        ARCHITECTURES.unregister("my_lab_net")
+        sys.modules.pop("my_lab_nets", None)
+    assert "my_lab_nets" not in registering_modules()

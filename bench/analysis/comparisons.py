@@ -41,7 +41,8 @@ TESTS_COLUMNS = [
     "verdict",
     "note",
 ]
-FOLD_COLUMNS = ["n_folds", "p_folds", "p_adj_folds", "significant_units", "significant_folds"]
+#: The fold-level (Nadeau-Bengio) test beside the unit-level one, under cv (``stats.paired_tests`` computes both).
+CV_FOLD_TEST_COLUMNS = ["n_folds", "p_folds", "p_adj_folds", "significant_units", "significant_folds"]
 WILCOXON_COLUMNS = ["n_used", "n_zero"]
 
 
@@ -56,7 +57,7 @@ def tests_table(df: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
         raise NoResults(f"no {kwargs['protocol']} results to test")
     cols = list(TESTS_COLUMNS)
     if full["n_folds"].notna().any():
-        cols[cols.index("significant") : cols.index("significant")] = FOLD_COLUMNS
+        cols[cols.index("significant") : cols.index("significant")] = CV_FOLD_TEST_COLUMNS
     if (full["test"] == "wilcoxon").any():
         cols[cols.index("n_images") + 1 : cols.index("n_images") + 1] = WILCOXON_COLUMNS
     out = full.rename(columns={"other": "arch", "n": "n_units", "floor_mean": "floor_value"})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.connection
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -45,14 +46,30 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 
 
 def pool_context() -> BaseContext:
-    """The start method of the worker processes: a fork server that has imported ``PRELOAD`` where the
-    platform has one (Linux, macOS). Windows has none: there each worker is a fresh interpreter
-    (``spawn``) that imports torch itself; the same code path, only without the shared pages."""
+    """The start method of the worker processes: a fork server that has imported ``PRELOAD`` and
+    ``registering_modules()`` where the platform has one (Linux, macOS). Windows has none: there each
+    worker is a fresh interpreter (``spawn``) that imports torch itself; the same code path, only without
+    the shared pages."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(list(PRELOAD))  # read when the server starts (once per driver process)
+    ctx.set_forkserver_preload([*PRELOAD, *registering_modules()])  # read when the server starts (once)
     return ctx
+
+
+def registering_modules() -> list[str]:
+    """The importable modules outside ``bench`` that registered an architecture or a dataset in this process
+    (a user's own package, imported before ``bench.cli.main`` runs): the fork server imports them too, so
+    the workers know those entries. A module that registers after the server started, or a ``__main__``
+    script, is not seen there: register from an importable module, before the first run."""
+    found: list[str] = []
+    for package, attribute in (("bench.architectures", "ARCHITECTURES"), ("bench.datasets", "DATASETS")):
+        registry = getattr(sys.modules.get(package), attribute, None)
+        for name in registry.list() if registry is not None else ():
+            module = getattr(registry.get(name).factory, "__module__", None) or ""
+            if module and module != "__main__" and module.split(".")[0] != "bench" and module not in found:
+                found.append(module)
+    return found
 
 
 def start_server() -> None:
