@@ -4,6 +4,8 @@ damaged files rebuilt with a warning, batches gathered by index without copying 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -169,3 +171,32 @@ def test_a_damaged_cache_file_is_rebuilt_with_a_warning_naming_it(tmp_path: Path
         again = _data(tmp_path)
     assert np.array_equal(again.pixels, pixels) and np.array_equal(again.masks, masks)
     assert isinstance(load_cache(meta, fp).pixels, np.memmap)  # repaired on disk
+
+
+#: A ``bench run`` driver that prints its own whole-process peak (the kernel's, ``ru_maxrss``) when it ends.
+PEAK_DRIVER = (
+    "import resource, sys; from bench.cli import main; rc = main(sys.argv[1:]); "
+    "print('driver peak KiB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); raise SystemExit(rc)"
+)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in KiB on Linux")
+def test_the_first_runs_driver_peak_does_not_grow_with_the_dataset(tmp_path: Path) -> None:
+    """The whole driver process of a first ``bench run`` (it builds the cache, then times the step and
+    runs the jobs in worker processes) peaks at the same memory for 24 and 400 images: the rows stream
+    to disk and the driver imports no torch. Holding the dataset (the old build) added 2.6x its bytes."""
+
+    def first_run(n: int) -> tuple[float, float]:
+        results = tmp_path / str(n)
+        args = ["run", "--arch", "unet", "--dataset", "dsb2018", "--folds", "0", "--dry-run", "--results", str(results)]
+        for setting in ("image_size=128", "width=4", "depth=3", f"synthetic_n={n}"):
+            args += ["--set", setting]
+        out = subprocess.run(
+            [sys.executable, "-c", PEAK_DRIVER, *args], capture_output=True, text=True, timeout=300, check=True
+        ).stdout
+        peak = int(out.rsplit("driver peak KiB", 1)[1].split()[0]) * 1024
+        return peak, sum(p.stat().st_size for p in (results / "cache").glob("*.npy"))
+
+    (small, _), (large, cache_bytes) = first_run(24), first_run(400)
+    assert cache_bytes > 20 * 2**20
+    assert large - small < 0.2 * cache_bytes, (small / 2**20, large / 2**20, cache_bytes / 2**20)
