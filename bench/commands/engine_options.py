@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bench.errors import InvalidInput
 
@@ -70,6 +70,19 @@ def require_device_where_jobs_run(device: str, engine: EngineConfig) -> None:
     from bench.run.workers import pool_context
 
     resolve_device(device, cuda_facts(pool_context()))  # DeviceUnavailable (one line, exit 2): torch sees no such GPU
+
+
+def dispatch_options(args: argparse.Namespace, engine: EngineConfig) -> dict[str, Any]:
+    """``run_jobs``'s options from a command's: the engine and its worker count, ``--force``, the epoch bars
+    unless ``--quiet``, and where one worker runs the jobs: in a worker process (the driver imports no torch,
+    a job that kills its process is recorded as crashed and the sweep goes on), or here with ``--jobs 0``."""
+    return {
+        "n_jobs": engine.n_jobs,
+        "force": args.force,
+        "progress": not args.quiet,
+        "engine": engine,
+        "in_driver": args.jobs == 0,
+    }
 
 
 def worker_count(args: argparse.Namespace, device: str) -> int:

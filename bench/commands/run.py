@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.commands.common import DATASET_OPTION_HELP, csv_ints, parse_dataset_option_pairs, parse_settings
-from bench.commands.engine_options import add_engine_options, engine_config
+from bench.commands.engine_options import add_engine_options, dispatch_options, engine_config
 from bench.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -152,18 +152,7 @@ def _execute(
     submitted = []
     try:
         with stop_on_signals():
-            # in worker processes even at --jobs 1 (the driver imports no torch, a job that kills its process is
-            # recorded as crashed and the sweep goes on: bench.run.runner); --jobs 0 runs them in this process
-            for record in run_jobs(
-                jobs,
-                results,
-                n_jobs=engine.n_jobs,
-                force=args.force,
-                progress=not args.quiet,
-                engine=engine,
-                track=track,
-                in_driver=args.jobs == 0,
-            ):
+            for record in run_jobs(jobs, results, track=track, **dispatch_options(args, engine)):
                 if record.status == "submitted":
                     submitted.append(record)
                 bar.update(1)

@@ -7,7 +7,7 @@ import shlex
 from pathlib import Path
 
 from bench.commands.common import canonical_arch, csv_ints, parse_settings
-from bench.commands.engine_options import add_engine_options, engine_config
+from bench.commands.engine_options import add_engine_options, dispatch_options, engine_config
 from bench.errors import NoResults
 
 
@@ -42,17 +42,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         f"{data_source(jobs, args.data_root)} | validation folds only | "
         f"{'paper tuning on ' + reference if reference else 'fair'} | results in {out}"
     )
-    statuses = list(
-        run_jobs(
-            jobs,
-            out,
-            n_jobs=engine.n_jobs,
-            force=args.force,
-            progress=not args.quiet,
-            engine=engine,
-            in_driver=args.jobs == 0,
-        )
-    )
+    statuses = list(run_jobs(jobs, out, **dispatch_options(args, engine)))
     if any(s.status == "submitted" for s in statuses):
         print(
             f"tuning jobs are in the SLURM queue; `bench status --results {out}` follows them, the same "
