@@ -44,6 +44,8 @@ TESTS_COLUMNS = [
 #: The fold-level (Nadeau-Bengio) test beside the unit-level one, under cv (``stats.paired_tests`` computes both).
 CV_FOLD_TEST_COLUMNS = ["n_folds", "p_folds", "p_adj_folds", "significant_units", "significant_folds"]
 WILCOXON_COLUMNS = ["n_used", "n_zero"]
+#: Columns of ``stats.fold_level_test`` that the fold-level tests table says once, in its caption.
+FOLD_CAPTION_SETTINGS = ("metric", "reference", "ratio_basis", "test", "correction", "alpha", "unit")
 
 
 def tests_table(df: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
@@ -123,21 +125,7 @@ def fold_tests_table(df: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
     if not names:
         raise NoResults(f"no cv results: {stats.run_command(None, 'cv')} makes them")
     full = pd.concat([stats.fold_level_test(df, dataset=d, **kwargs) for d in names], ignore_index=True)
-    out = full[
-        [
-            "dataset",
-            "other",
-            "n_folds",
-            "mean_diff",
-            "ci_low",
-            "ci_high",
-            "statistic",
-            "p_raw",
-            "p_adj",
-            "significant",
-            "test_train_ratio",
-        ]
-    ].rename(columns={"other": "arch"})
+    out = full[[c for c in stats.FOLD_COLUMNS if c not in FOLD_CAPTION_SETTINGS]].rename(columns={"other": "arch"})
     basis = "; ".join(sorted(set(full["ratio_basis"])))
     out.attrs["caption"] = (
         f"Fold-level tests of {full['metric'].iloc[0]}, {full['reference'].iloc[0]} vs each "
