@@ -40,3 +40,22 @@ def test_names_and_listing_from_the_stored_metadata_agree_with_the_registry() ->
     assert tuple(dict.fromkeys(stored_order)) == PAPER_ARCHS == live_paper_archs() == names.paper_archs()
     counted = {r[0]: r[2:] for r in counted_rows("unet*", 3, 32, 5, 256)}
     assert counted == {n: (entries[n]["parameters"], entries[n]["macs"], entries[n]["paper_rows"]) for n in counted}
+
+
+def test_stale_metadata_is_ignored_and_the_registry_read_instead(monkeypatch) -> None:
+    """Once the architecture modules' sources differ from those the stored file was computed from (a network
+    added or edited without regenerating it), the file is not used: names come from the registry itself."""
+    import bench.registry
+    from bench.analysis import names
+    from bench.architectures import ARCHITECTURES
+
+    monkeypatch.setattr(bench.registry, "source_fingerprint", lambda kind: "an edited architecture")
+    stored_metadata.cache_clear()
+    try:
+        assert stored_metadata("architecture") == {}
+        assert names.arch_names() == ARCHITECTURES.list()
+        assert names.canonical_arch("mildnet") == "mildnet"
+    finally:
+        stored_metadata.cache_clear()
+    monkeypatch.undo()
+    assert stored_metadata("architecture")["sources"] == bench.registry.source_fingerprint("architecture")
